@@ -1,0 +1,255 @@
+//! Hooked transformer models written on candle: GPT-2 and DistilBERT.
+//!
+//! `Model::load` reads `config.json`, picks the architecture from `model_type`, and builds the
+//! model from safetensors or random weights. `Model::forward` records any set of hooks
+//! (see [`hooks`]) and stops after the last block it needs.
+
+pub mod distilbert;
+pub mod gpt2;
+pub mod hooks;
+pub mod kernels;
+pub mod layers;
+pub mod load;
+pub mod tokenizer;
+
+use candle_core::{DType, Device, Result, Tensor};
+
+use distilbert::{DistilBert, DistilBertConfig};
+use gpt2::{Gpt2, Gpt2Config};
+use hooks::{HookPoint, HookSet};
+use load::{LoadError, ModelFiles, Weights};
+
+/// Model families unravel can hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    Gpt2,
+    DistilBert,
+}
+
+impl Arch {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Arch::Gpt2 => "gpt2",
+            Arch::DistilBert => "distilbert",
+        }
+    }
+
+    /// Decoder models take `<|endoftext|>` as BOS; encoders wrap text in `[CLS] … [SEP]`.
+    pub fn is_causal(&self) -> bool {
+        matches!(self, Arch::Gpt2)
+    }
+}
+
+/// The recorded hooks of one forward pass, in forward order, each `[b, t, d]`.
+pub struct ForwardOutput {
+    pub hooks: Vec<(HookPoint, Tensor)>,
+    /// `[b, t, vocab]` when asked for (GPT-2 only).
+    pub logits: Option<Tensor>,
+}
+
+impl ForwardOutput {
+    pub fn get(&self, p: HookPoint) -> Option<&Tensor> {
+        self.hooks.iter().find(|(q, _)| *q == p).map(|(_, t)| t)
+    }
+}
+
+/// Collects the requested hooks during a forward pass (cheap clones of reference-counted tensors).
+pub(crate) struct Recorder<'a> {
+    wanted: &'a HookSet,
+    out: Vec<(HookPoint, Tensor)>,
+}
+
+impl<'a> Recorder<'a> {
+    pub(crate) fn new(wanted: &'a HookSet) -> Self {
+        Recorder {
+            wanted,
+            out: Vec::with_capacity(wanted.len()),
+        }
+    }
+
+    pub(crate) fn record(&mut self, p: HookPoint, t: &Tensor) {
+        if self.wanted.contains(p) {
+            self.out.push((p, t.clone()));
+        }
+    }
+
+    /// Records a value that costs something to build, only when it is wanted.
+    pub(crate) fn record_with(
+        &mut self,
+        p: HookPoint,
+        f: impl FnOnce() -> Result<Tensor>,
+    ) -> Result<()> {
+        if self.wanted.contains(p) {
+            self.out.push((p, f()?));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> Vec<(HookPoint, Tensor)> {
+        self.out
+    }
+}
+
+/// How to build a model.
+#[derive(Clone, Debug)]
+pub struct ModelOptions {
+    pub device: Device,
+    pub dtype: DType,
+    /// Random weights from this seed instead of the checkpoint (`--random-weights`).
+    pub random_seed: Option<u64>,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            random_seed: None,
+        }
+    }
+}
+
+pub enum Model {
+    Gpt2(Gpt2),
+    DistilBert(DistilBert),
+}
+
+#[derive(serde::Deserialize)]
+struct ModelType {
+    model_type: Option<String>,
+    #[serde(default)]
+    architectures: Vec<String>,
+}
+
+impl Model {
+    /// Builds a model from its files: architecture from `config.json`, weights from safetensors
+    /// (or random when `opts.random_seed` is set).
+    pub fn load(files: &ModelFiles, opts: &ModelOptions) -> std::result::Result<Model, LoadError> {
+        let arch = detect_arch(&files.config)?;
+        let mut w = match opts.random_seed {
+            Some(seed) => Weights::random(seed, opts.dtype, &opts.device),
+            None => Weights::from_files(&files.weights, opts.dtype, &opts.device)?,
+        };
+        let named = |e: LoadError| match e {
+            LoadError::BadConfig { file, reason } if file.as_os_str() == "config.json" => {
+                LoadError::BadConfig {
+                    file: files.config.clone(),
+                    reason,
+                }
+            }
+            e => e,
+        };
+        Ok(match arch {
+            Arch::Gpt2 => {
+                let cfg: Gpt2Config = load::read_json(&files.config)?;
+                Model::Gpt2(Gpt2::load(cfg, &mut w).map_err(named)?)
+            }
+            Arch::DistilBert => {
+                let cfg: DistilBertConfig = load::read_json(&files.config)?;
+                Model::DistilBert(DistilBert::load(cfg, &mut w).map_err(named)?)
+            }
+        })
+    }
+
+    pub fn arch(&self) -> Arch {
+        match self {
+            Model::Gpt2(_) => Arch::Gpt2,
+            Model::DistilBert(_) => Arch::DistilBert,
+        }
+    }
+
+    pub fn n_layers(&self) -> usize {
+        match self {
+            Model::Gpt2(m) => m.config.n_layer,
+            Model::DistilBert(m) => m.config.n_layers,
+        }
+    }
+
+    pub fn d_model(&self) -> usize {
+        match self {
+            Model::Gpt2(m) => m.config.n_embd,
+            Model::DistilBert(m) => m.config.dim,
+        }
+    }
+
+    pub fn d_mlp(&self) -> usize {
+        match self {
+            Model::Gpt2(m) => m.config.d_mlp(),
+            Model::DistilBert(m) => m.config.hidden_dim,
+        }
+    }
+
+    /// Width of a hook's value.
+    pub fn hook_dim(&self, p: HookPoint) -> usize {
+        match p.width() {
+            hooks::HookWidth::Model => self.d_model(),
+            hooks::HookWidth::Mlp => self.d_mlp(),
+        }
+    }
+
+    pub fn max_positions(&self) -> usize {
+        match self {
+            Model::Gpt2(m) => m.config.n_positions,
+            Model::DistilBert(m) => m.config.max_position_embeddings,
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Model::Gpt2(m) => m.config.vocab_size,
+            Model::DistilBert(m) => m.config.vocab_size,
+        }
+    }
+
+    /// Token used to pad batches (never attended to).
+    pub fn pad_token_id(&self) -> u32 {
+        match self {
+            Model::Gpt2(m) => m.config.eos_token_id,
+            Model::DistilBert(m) => m.config.pad_token_id,
+        }
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        match self {
+            Model::Gpt2(m) => m.device(),
+            Model::DistilBert(m) => m.device(),
+        }
+    }
+
+    pub fn has_logits(&self) -> bool {
+        matches!(self, Model::Gpt2(_))
+    }
+
+    /// Runs right-padded `ids [b, t]` (u32) with `mask` (1 = token, 0 = padding) and records `hooks`.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        mask: &[Vec<u8>],
+        hooks: &HookSet,
+        logits: bool,
+    ) -> Result<ForwardOutput> {
+        match self {
+            Model::Gpt2(m) => m.forward(ids, mask, hooks, logits),
+            Model::DistilBert(m) => m.forward(ids, mask, hooks),
+        }
+    }
+}
+
+fn detect_arch(config: &std::path::Path) -> std::result::Result<Arch, LoadError> {
+    let t: ModelType = load::read_json(config)?;
+    let arch_names = t.architectures.join(",");
+    let name = t.model_type.unwrap_or_default();
+    match name.as_str() {
+        "gpt2" => Ok(Arch::Gpt2),
+        "distilbert" => Ok(Arch::DistilBert),
+        _ if arch_names.starts_with("GPT2") => Ok(Arch::Gpt2),
+        _ if arch_names.starts_with("DistilBert") => Ok(Arch::DistilBert),
+        other => Err(LoadError::BadConfig {
+            file: config.into(),
+            reason: format!(
+                "model_type `{other}` is not supported; unravel hooks gpt2 and distilbert models"
+            ),
+        }),
+    }
+}

@@ -1,0 +1,62 @@
+//! Shared helpers for the integration tests: fixture paths and tensor comparisons.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Reference outputs written by scripts/make_fixtures.py (Hugging Face transformers, f32).
+pub fn reference(model: &str) -> HashMap<String, Tensor> {
+    let path = fixtures().join(format!("reference/{model}.safetensors"));
+    candle_core::safetensors::load(&path, &Device::Cpu).expect("reference fixture")
+}
+
+pub fn sentences() -> Vec<String> {
+    let text = std::fs::read_to_string(fixtures().join("reference/sentences.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Input ids (u32) and 0/1 mask rows from a reference file.
+pub fn batch(reference: &HashMap<String, Tensor>) -> (Tensor, Vec<Vec<u8>>) {
+    let ids = reference["input_ids"].to_dtype(DType::U32).unwrap();
+    let mask: Vec<Vec<u8>> = reference["attention_mask"]
+        .to_vec2::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.into_iter().map(|m| m as u8).collect())
+        .collect();
+    (ids, mask)
+}
+
+/// Largest |a - b| over the real (mask = 1) tokens of two [b, t, ...] tensors.
+pub fn max_diff_real(a: &Tensor, b: &Tensor, mask: &[Vec<u8>]) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    let a = a.to_dtype(DType::F32).unwrap().flatten_from(2).unwrap();
+    let b = b.to_dtype(DType::F32).unwrap().flatten_from(2).unwrap();
+    let a = a.to_vec3::<f32>().unwrap();
+    let b = b.to_vec3::<f32>().unwrap();
+    let mut worst = 0f32;
+    for (i, row) in mask.iter().enumerate() {
+        for (j, &m) in row.iter().enumerate() {
+            if m == 1 {
+                for (x, y) in a[i][j].iter().zip(&b[i][j]) {
+                    let d = (x - y).abs();
+                    assert!(!d.is_nan(), "NaN at [{i}, {j}]");
+                    worst = worst.max(d);
+                }
+            }
+        }
+    }
+    worst
+}
+
+/// Largest |x| over the real tokens, to scale low-precision tolerances.
+pub fn max_abs_real(a: &Tensor, mask: &[Vec<u8>]) -> f32 {
+    let zeros = a.zeros_like().unwrap();
+    max_diff_real(a, &zeros, mask)
+}
