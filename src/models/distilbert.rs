@@ -9,8 +9,9 @@
 use candle_core::{Module, Result, Tensor};
 use serde::Deserialize;
 
+use super::fused::{self, AttnMask};
 use super::hooks::{HookPoint, HookSet};
-use super::layers::{attention, attention_mask, embed, split_heads, Activation, LayerNorm, Linear};
+use super::layers::{embed, Activation, LayerNorm, Linear};
 use super::load::{Init, LoadError, Weights};
 use super::{ForwardOutput, Recorder};
 
@@ -172,13 +173,18 @@ impl DistilBert {
             });
         }
         let mut x = self.embed_ln.forward(&tok.broadcast_add(&pos)?)?; // [b, t, d]
-        let key_mask = attention_mask(mask, false, ids.device())?; // [b, 1, 1, t]
+        let key_mask = AttnMask {
+            causal: false,
+            keys: mask.to_vec(),
+        };
+        let scale = 1.0 / ((c.dim / c.n_heads) as f64).sqrt();
         for (i, blk) in self.blocks.iter().enumerate().take(n_blocks) {
             rec.record(HookPoint::ResidPre(i), &x);
-            let q = split_heads(&blk.q_lin.forward(&x)?, c.n_heads)?; // [b, h, t, hd]
-            let k = split_heads(&blk.k_lin.forward(&x)?, c.n_heads)?;
-            let v = split_heads(&blk.v_lin.forward(&x)?, c.n_heads)?;
-            let attn_out = blk.out_lin.forward(&attention(&q, &k, &v, &key_mask)?)?; // [b, t, d]
+            let q = blk.q_lin.forward(&x)?; // [b, t, d]
+            let k = blk.k_lin.forward(&x)?;
+            let v = blk.v_lin.forward(&x)?;
+            let heads = fused::attention(&q, &k, &v, c.n_heads, scale, &key_mask)?; // [b, t, d]
+            let attn_out = blk.out_lin.forward(&heads)?;
             rec.record(HookPoint::AttnOut(i), &attn_out);
             let resid_mid = blk.sa_layer_norm.forward(&(attn_out + &x)?)?;
             rec.record(HookPoint::ResidMid(i), &resid_mid);

@@ -8,8 +8,9 @@
 use candle_core::{Module, Result, Tensor};
 use serde::Deserialize;
 
+use super::fused::{self, AttnMask};
 use super::hooks::{HookPoint, HookSet};
-use super::layers::{attention, attention_mask, embed, Activation, LayerNorm, Linear};
+use super::layers::{embed, Activation, LayerNorm, Linear};
 use super::load::{Init, LoadError, Weights};
 use super::{ForwardOutput, Recorder};
 
@@ -170,7 +171,10 @@ impl Gpt2 {
         } else {
             hooks.blocks_needed(c.n_layer)
         };
-        let attn_mask = attention_mask(mask, true, ids.device())?; // [b, 1, t, t]
+        let attn_mask = AttnMask {
+            causal: true,
+            keys: mask.to_vec(),
+        };
         for (i, blk) in self.blocks.iter().enumerate().take(n_blocks) {
             rec.record(HookPoint::ResidPre(i), &x);
             let attn_out = self.attention(blk, &blk.ln_1.forward(&x)?, &attn_mask, i)?;
@@ -203,25 +207,26 @@ impl Gpt2 {
         })
     }
 
-    fn attention(&self, blk: &Block, x: &Tensor, mask: &Tensor, layer: usize) -> Result<Tensor> {
+    fn attention(&self, blk: &Block, x: &Tensor, mask: &AttnMask, layer: usize) -> Result<Tensor> {
         let c = &self.config;
-        let (b, t, d) = x.dims3()?;
+        let d = x.dim(2)?;
         let h = c.n_head;
         let qkv = blk.c_attn.forward(x)?; // [b, t, 3d]
-        let qkv = qkv
-            .reshape((b, t, 3, h, d / h))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?; // [3, b, h, t, hd]
-        let mut q = qkv.get(0)?;
-        // `attention` divides by sqrt(hd); undo that when the config turns it off, and apply
-        // the optional per-layer scaling.
-        if !c.scale_attn_weights {
-            q = (q * ((d / h) as f64).sqrt())?;
-        }
+        let mut scale = if c.scale_attn_weights {
+            1.0 / ((d / h) as f64).sqrt()
+        } else {
+            1.0
+        };
         if c.scale_attn_by_inverse_layer_idx {
-            q = (q / (layer + 1) as f64)?;
+            scale /= (layer + 1) as f64;
         }
-        let out = attention(&q, &qkv.get(1)?, &qkv.get(2)?, mask)?; // [b, t, d]
+        // q, k, v are strided views into qkv: no copies.
+        let (q, k, v) = (
+            qkv.narrow(2, 0, d)?,
+            qkv.narrow(2, d, d)?,
+            qkv.narrow(2, 2 * d, d)?,
+        );
+        let out = fused::attention(&q, &k, &v, h, scale, mask)?; // [b, t, d]
         blk.attn_proj.forward(&out)
     }
 }

@@ -1,12 +1,12 @@
-//! Building blocks shared by the hooked models: linear, LayerNorm, attention, activations.
+//! Building blocks shared by the hooked models: linear, LayerNorm, embeddings, activations.
 //!
 //! Matrices are stored `[in, out]` (GPT-2's Conv1D layout; `nn.Linear` weights are transposed once
 //! at load) so every linear layer is one 2-D matmul over all tokens of the batch.
 
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor};
 
-use super::kernels;
 use super::load::{Init, LoadError, Weights};
+use super::{fused, kernels};
 
 /// `y = x W + b` with `W` stored `[in, out]`.
 pub struct Linear {
@@ -55,26 +55,15 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (rows, d_in) = flat_rows(x)?;
-        let y = x.reshape((rows, d_in))?.matmul(&self.weight)?; // [rows, out]
-        let y = y.broadcast_add(&self.bias)?;
-        let mut dims = x.dims().to_vec();
-        *dims.last_mut().expect("flat_rows checked rank") = self.weight.dim(1)?;
-        y.reshape(dims)
+        fused::linear(x, &self.weight, &self.bias)
     }
-}
-
-/// Number of rows and the last dimension of a tensor viewed as a matrix.
-fn flat_rows(x: &Tensor) -> Result<(usize, usize)> {
-    let d = x.dim(D::Minus1)?;
-    Ok((x.elem_count() / d.max(1), d))
 }
 
 /// LayerNorm over the last dimension, computed in f32 whatever the model dtype.
 pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
-    eps: f32,
+    eps: f64,
 }
 
 impl LayerNorm {
@@ -87,22 +76,14 @@ impl LayerNorm {
         Ok(LayerNorm {
             weight: w.get(&format!("{prefix}.weight"), &[d], Init::Ones)?,
             bias: w.get(&format!("{prefix}.bias"), &[d], Init::Zeros)?,
-            eps: eps as f32,
+            eps,
         })
     }
 }
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let x32 = x.to_dtype(DType::F32)?.contiguous()?;
-        let y = candle_nn::ops::layer_norm(
-            &x32,
-            &self.weight.to_dtype(DType::F32)?,
-            &self.bias.to_dtype(DType::F32)?,
-            self.eps,
-        )?;
-        y.to_dtype(dtype)
+        fused::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
 
@@ -143,58 +124,4 @@ pub fn embed(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     table
         .index_select(&ids.flatten_all()?, 0)?
         .reshape((b, t, d))
-}
-
-/// Additive attention mask in f32, `0` where attention is allowed and a large negative number
-/// where not (finite, so a fully masked padding row stays finite).
-/// `causal` gives `[b, 1, t, t]`; otherwise a key-padding mask `[b, 1, 1, t]`.
-pub fn attention_mask(
-    mask: &[Vec<u8>],
-    causal: bool,
-    device: &candle_core::Device,
-) -> Result<Tensor> {
-    const BLOCKED: f32 = -1e30;
-    let b = mask.len();
-    let t = mask.first().map_or(0, |m| m.len());
-    if causal {
-        let mut m = vec![0f32; b * t * t];
-        for (bi, row) in mask.iter().enumerate() {
-            for i in 0..t {
-                for (j, &keep) in row.iter().enumerate() {
-                    if j > i || keep == 0 {
-                        m[(bi * t + i) * t + j] = BLOCKED;
-                    }
-                }
-            }
-        }
-        Tensor::from_vec(m, (b, 1, t, t), device)
-    } else {
-        let m: Vec<f32> = mask
-            .iter()
-            .flat_map(|row| row.iter().map(|&k| if k == 0 { BLOCKED } else { 0.0 }))
-            .collect();
-        Tensor::from_vec(m, (b, 1, 1, t), device)
-    }
-}
-
-/// Multi-head scaled dot-product attention. `q, k, v`: `[b, h, t, hd]` contiguous;
-/// `mask`: additive f32, broadcastable to `[b, h, t, t]`. Returns `[b, t, h * hd]`.
-/// Scores and softmax are computed in f32.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    let (b, h, t, hd) = q.dims4()?;
-    let dtype = q.dtype();
-    let scale = 1.0 / (hd as f64).sqrt();
-    let scores = q.matmul(&k.t()?)?; // [b, h, t, t]
-    let scores = (scores.to_dtype(DType::F32)? * scale)?.broadcast_add(mask)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-    let out = probs.matmul(v)?; // [b, h, t, hd]
-    out.transpose(1, 2)?.contiguous()?.reshape((b, t, h * hd))
-}
-
-/// Splits `[b, t, h * hd]` into heads `[b, h, t, hd]` (contiguous).
-pub fn split_heads(x: &Tensor, n_heads: usize) -> Result<Tensor> {
-    let (b, t, d) = x.dims3()?;
-    x.reshape((b, t, n_heads, d / n_heads))?
-        .transpose(1, 2)?
-        .contiguous()
 }

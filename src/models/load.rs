@@ -88,6 +88,13 @@ pub fn resolve(spec: &str, hub: &HubOptions, need_weights: bool) -> Result<Model
     }
     if path.is_file() {
         // A bare config file: random weights only (used for benchmarks).
+        if need_weights {
+            return Err(LoadError::MissingFile {
+                dir: path.into(),
+                what: "weights beside this config file".into(),
+                hint: "pass --random-weights, or a model folder with model.safetensors".into(),
+            });
+        }
         return Ok(ModelFiles {
             id: spec.into(),
             revision: None,

@@ -5,6 +5,7 @@
 //! (see [`hooks`]) and stops after the last block it needs.
 
 pub mod distilbert;
+pub mod fused;
 pub mod gpt2;
 pub mod hooks;
 pub mod kernels;
