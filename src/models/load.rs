@@ -304,7 +304,7 @@ enum Source {
         index: HashMap<String, usize>,
         prefix: String,
     },
-    Random(Mutex<rand::rngs::StdRng>),
+    Random(Box<Mutex<rand::rngs::StdRng>>),
 }
 
 impl Weights {
@@ -338,7 +338,9 @@ impl Weights {
     /// Random weights from a seed: `Init::Normal(std)` for matrices, ones/zeros for norms and biases.
     pub fn random(seed: u64, dtype: DType, device: &Device) -> Self {
         Weights {
-            source: Source::Random(Mutex::new(rand::rngs::StdRng::seed_from_u64(seed))),
+            source: Source::Random(Box::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(
+                seed,
+            )))),
             dtype,
             device: device.clone(),
         }
