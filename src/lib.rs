@@ -1,9 +1,14 @@
 //! unravel: take features out of superposition.
 //!
-//! Stages, left to right: `models` (hooked transformers) → `trace` (hooks of a few texts to
+//! Stages, left to right: `corpus` (read, tokenize, pack) and `models` (hooked transformers) →
+//! `extract` (activations into parquet shards, via `store`) / `trace` (hooks of a few texts to
 //! safetensors). Later stages import only stages to their left.
 
+pub mod corpus;
 pub mod device;
+pub mod extract;
+pub mod inspect;
 pub mod io;
 pub mod models;
+pub mod store;
 pub mod trace;

@@ -12,7 +12,8 @@ use unravel::models::hooks::HookSet;
 use unravel::models::load::{self, HubOptions};
 use unravel::models::tokenizer::TextTokenizer;
 use unravel::models::{Model, ModelOptions};
-use unravel::trace;
+use unravel::store::StorageDtype;
+use unravel::{extract, trace};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,105 @@ enum Command {
     /// Run a model on a few texts and write every requested hook to one safetensors file.
     #[command(after_help = TRACE_EXAMPLES)]
     Trace(TraceArgs),
+    /// Stream hidden states of a corpus into parquet shards (resumable, shardable across machines).
+    #[command(after_help = EXTRACT_EXAMPLES)]
+    Extract(ExtractArgs),
+    /// Summarise an activation dataset: model, hooks, tokens, shards, size; optionally verify it.
+    #[command(
+        after_help = "Examples:\n  unravel inspect acts/gpt2-resid\n  unravel inspect acts/gpt2-resid --verify --rows 5"
+    )]
+    Inspect(InspectArgs),
+    /// Join the manifests of a run split with --part i/N into one dataset.
+    #[command(
+        name = "merge-manifests",
+        after_help = "Examples:\n  # 8 machines wrote parts into one shared folder\n  unravel merge-manifests acts/gpt2-resid\n  # parts in separate sub-folders of the dataset folder\n  unravel merge-manifests acts/gpt2-resid --parts acts/gpt2-resid/p1 acts/gpt2-resid/p2"
+    )]
+    MergeManifests(MergeArgs),
+}
+
+const EXTRACT_EXAMPLES: &str = "Examples:\n  \
+# GPT-2 residual stream, 10M tokens, f16 shards\n  \
+unravel extract --model gpt2 --corpus data/corpus.jsonl --hooks 'blocks.*.hook_resid_post' \\\n      \
+--ctx 128 --max-tokens 10000000 --out acts/gpt2-resid\n\n  \
+# resume after a crash or Ctrl-C (same flags + --resume)\n  \
+unravel extract --model gpt2 --corpus data/corpus.jsonl --hooks 'blocks.*.hook_resid_post' --max-tokens 10000000 --out acts/gpt2-resid --resume\n\n  \
+# machine 3 of 8 (a Slurm array or Kubernetes indexed job), then join the parts\n  \
+unravel extract ... --part 3/8 --out acts/gpt2-resid\n  \
+unravel merge-manifests acts/gpt2-resid\n\n  \
+# DistilBERT MLP neurons with a document label carried to every token\n  \
+unravel extract --model tests/fixtures/tiny-distilbert --corpus reviews.jsonl --label-field sentiment \\\n      \
+--hooks 'blocks.*.mlp.hook_post' --out acts/distil-mlp\n\n\
+Corpus: a folder or glob of .txt files (one document each), a .jsonl file (--text-field, default `text`),\n\
+or parquet files with a text column. Shards: shard-00000.parquet ... with columns context_id, position,\n\
+token_id, token, special, label.*, and one fixed_size_list column per hook; manifest.json beside them.";
+
+#[derive(Args)]
+struct ExtractArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Corpus: folder or glob of .txt files, a .jsonl file, or .parquet file(s)/folder.
+    #[arg(long, value_name = "PATH")]
+    corpus: PathBuf,
+    /// JSON field / parquet column holding the text.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// Document-level field to carry to every token as a `label.FIELD` column (repeatable).
+    #[arg(long = "label-field", value_name = "FIELD")]
+    label_fields: Vec<String>,
+    /// Replace invalid UTF-8 with U+FFFD instead of failing.
+    #[arg(long)]
+    lossy: bool,
+    /// Hook names or globs, comma separated.
+    #[arg(long, value_name = "PATTERNS")]
+    hooks: String,
+    /// Tokens per context (specials included).
+    #[arg(long, default_value_t = 128)]
+    ctx: usize,
+    /// GPT-2: do not start contexts with <|endoftext|> (documents stay separated by it).
+    #[arg(long)]
+    no_bos: bool,
+    /// Stop after this many tokens (whole contexts); default: the whole corpus.
+    #[arg(long, value_name = "N")]
+    max_tokens: Option<u64>,
+    /// Storage dtype of the hook columns: f16, bf16 or f32.
+    #[arg(long, default_value = "f16")]
+    store_dtype: String,
+    /// Contexts per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Rows (tokens) per shard.
+    #[arg(long, default_value_t = 65536)]
+    shard_tokens: usize,
+    /// Output dataset folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Continue an interrupted run in --out (same settings).
+    #[arg(long)]
+    resume: bool,
+    /// Process only part i of N (1-based), e.g. 3/8: contexts with id % N == i - 1.
+    #[arg(long, value_name = "I/N")]
+    part: Option<String>,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// Dataset folder (with manifest.json).
+    dir: PathBuf,
+    /// Re-hash every shard and check its parquet footer.
+    #[arg(long)]
+    verify: bool,
+    /// Show this many rows of the first shard.
+    #[arg(long, default_value_t = 3)]
+    rows: usize,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// Dataset folder that receives manifest.json.
+    dir: PathBuf,
+    /// Folders holding the part manifests (default: the dataset folder itself).
+    #[arg(long, num_args = 1..)]
+    parts: Vec<PathBuf>,
 }
 
 const TRACE_EXAMPLES: &str = "Examples:\n  \
@@ -102,6 +202,10 @@ impl ModelArgs {
     }
 
     fn tokenizer(&self, files: &load::ModelFiles) -> Result<TextTokenizer> {
+        Ok(TextTokenizer::from_file(&self.tokenizer_path(files)?)?)
+    }
+
+    fn tokenizer_path(&self, files: &load::ModelFiles) -> Result<PathBuf> {
         let path = match (&self.tokenizer, &files.tokenizer) {
             (Some(p), _) => p.clone(),
             (None, Some(p)) => p.clone(),
@@ -113,7 +217,7 @@ impl ModelArgs {
         if !path.is_file() {
             bail!("--tokenizer {}: file does not exist", path.display());
         }
-        Ok(TextTokenizer::from_file(&path)?)
+        Ok(path)
     }
 }
 
@@ -196,10 +300,113 @@ fn cmd_trace(a: &TraceArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_extract(a: &ExtractArgs) -> Result<()> {
+    let store_dtype: StorageDtype = a
+        .store_dtype
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--store-dtype: {e}"))?;
+    let part = a
+        .part
+        .as_deref()
+        .map(unravel::corpus::parse_part)
+        .transpose()?;
+    let (model, files) = a.model.load()?;
+    let hooks = HookSet::select(&a.hooks, model.n_layers()).context("--hooks")?;
+    let tokenizer = a.model.tokenizer_path(&files)?;
+    let bos = match (a.no_bos, model.arch().is_causal()) {
+        (true, true) => Some(unravel::corpus::BosPolicy::None),
+        (true, false) => bail!(
+            "--no-bos: {} contexts are always [CLS] ... [SEP]",
+            model.arch().name()
+        ),
+        (false, _) => None,
+    };
+    let plan = extract::ExtractPlan {
+        corpus: a.corpus.clone(),
+        corpus_options: unravel::corpus::CorpusOptions {
+            text_field: a.text_field.clone(),
+            label_fields: a.label_fields.clone(),
+            lossy: a.lossy,
+        },
+        hooks,
+        ctx: a.ctx,
+        bos,
+        max_tokens: a.max_tokens,
+        store_dtype,
+        batch: a.batch,
+        shard_tokens: a.shard_tokens,
+        out: a.out.clone(),
+        resume: a.resume,
+        part,
+    };
+    let bar = indicatif::ProgressBar::hidden();
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} tokens  {per_sec}  ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let seed = a.model.random_weights.then_some(a.model.seed);
+    let report = extract::run(&model, &files, &tokenizer, seed, &plan, |p| {
+        if let Some(t) = p.total_rows {
+            bar.set_length(t);
+        }
+        bar.set_position(p.rows);
+    })?;
+    bar.finish_and_clear();
+    let m = &report.manifest;
+    println!(
+        "extracted {} tokens this run ({} in the dataset, {} contexts, {} shards) in {:.1}s ({:.0} tokens/s) -> {}",
+        report.rows_this_run,
+        m.totals.rows,
+        m.totals.contexts,
+        m.shards.len(),
+        report.seconds,
+        report.rows_this_run as f64 / report.seconds.max(1e-9),
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn cmd_inspect(a: &InspectArgs) -> Result<()> {
+    let ds = unravel::store::Dataset::open(&a.dir)?;
+    print!("{}", unravel::inspect::summary(&ds));
+    if a.verify {
+        ds.verify()?;
+        println!("verified: every shard's sha256, footer and columns match the manifest");
+    }
+    if a.rows > 0 {
+        print!("{}", unravel::inspect::preview(&ds, a.rows)?);
+    }
+    Ok(())
+}
+
+fn cmd_merge(a: &MergeArgs) -> Result<()> {
+    let parts = if a.parts.is_empty() {
+        vec![a.dir.clone()]
+    } else {
+        a.parts.clone()
+    };
+    let m = unravel::store::merge_part_folders(&a.dir, &parts)?;
+    println!(
+        "merged {} shards, {} tokens -> {}",
+        m.shards.len(),
+        m.totals.rows,
+        a.dir.join(unravel::store::MANIFEST_FILE).display()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Trace(a) => cmd_trace(a),
+        Command::Extract(a) => cmd_extract(a),
+        Command::Inspect(a) => cmd_inspect(a),
+        Command::MergeManifests(a) => cmd_merge(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,431 @@
+//! `unravel extract`: corpus → packed contexts → hooked forward → parquet shards + manifest.
+//!
+//! Three stages run at once, joined by bounded channels so memory stays bounded by the batch and
+//! shard size, not the corpus:
+//!
+//! ```text
+//! packer thread (read, tokenize, pack, --part filter) ─▶ main thread (model forward)
+//!     ─▶ writer thread (f16/bf16 conversion, parquet + zstd, sha256, atomic rename, manifest)
+//! ```
+//!
+//! Context ids are global (the same corpus and settings give the same ids on every machine);
+//! `--part i/N` keeps the contexts with `id % N == i - 1`. A resumed run starts at the manifest's
+//! `next_context_id`, so it ends with exactly the rows of an uninterrupted run.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use sha2::{Digest, Sha256};
+
+use crate::corpus::{
+    part_owns, BosPolicy, Context, Corpus, CorpusError, CorpusOptions, PackOptions, PackStats,
+    Packer, TokenText,
+};
+use crate::models::hooks::HookSet;
+use crate::models::load::ModelFiles;
+use crate::models::{Arch, Model};
+use crate::store::{
+    Bos, ContextBatch, CorpusInfo, DatasetWriter, HookInfo, Manifest, ModelInfo, Part,
+    StorageDtype, StoreError, WriterOptions,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(transparent)]
+    Corpus(#[from] CorpusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("model forward failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("{flag}: {reason}")]
+    BadOption { flag: &'static str, reason: String },
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("corpus `{0}` produced no tokens (every document is empty, or shorter than one context); give it more text or a smaller --ctx")]
+    NoTokens(String),
+    #[error("{0} thread stopped unexpectedly")]
+    Thread(&'static str),
+}
+
+/// Everything `extract` needs besides the model.
+#[derive(Clone, Debug)]
+pub struct ExtractPlan {
+    pub corpus: PathBuf,
+    pub corpus_options: CorpusOptions,
+    pub hooks: HookSet,
+    pub ctx: usize,
+    /// `None` picks the model's default (GPT-2: endoftext, encoders: cls-sep).
+    pub bos: Option<BosPolicy>,
+    pub max_tokens: Option<u64>,
+    pub store_dtype: StorageDtype,
+    /// Contexts per forward pass.
+    pub batch: usize,
+    /// Rows per shard (a shard closes after the batch that reaches it).
+    pub shard_tokens: usize,
+    pub out: PathBuf,
+    pub resume: bool,
+    /// 1-based (index, count).
+    pub part: Option<(usize, usize)>,
+}
+
+/// Progress after each stored batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Rows (tokens, specials included) stored by this run and earlier runs of the same dataset.
+    pub rows: u64,
+    /// Rows this part will store in all, when known (`--max-tokens`).
+    pub total_rows: Option<u64>,
+}
+
+/// What a finished run did.
+#[derive(Clone, Debug)]
+pub struct ExtractReport {
+    pub manifest: Manifest,
+    pub rows_this_run: u64,
+    pub seconds: f64,
+    pub pack: PackStats,
+}
+
+/// The BOS policy a model uses when the user does not choose one.
+pub fn default_bos(arch: Arch) -> BosPolicy {
+    if arch.is_causal() {
+        BosPolicy::EndOfText
+    } else {
+        BosPolicy::ClsSep
+    }
+}
+
+/// Runs an extraction. `progress` is called after each batch is handed to the writer.
+pub fn run(
+    model: &Model,
+    files: &ModelFiles,
+    tokenizer_json: &Path,
+    random_seed: Option<u64>,
+    plan: &ExtractPlan,
+    mut progress: impl FnMut(Progress),
+) -> Result<ExtractReport, ExtractError> {
+    let t0 = Instant::now();
+    let bos = plan.bos.unwrap_or_else(|| default_bos(model.arch()));
+    check_bos(model.arch(), bos)?;
+    if plan.ctx > model.max_positions() {
+        return Err(ExtractError::BadOption {
+            flag: "--ctx",
+            reason: format!(
+                "{} is longer than the model's {} positions",
+                plan.ctx,
+                model.max_positions()
+            ),
+        });
+    }
+    let corpus = Corpus::open(&plan.corpus, &plan.corpus_options)?;
+    let header = header_manifest(
+        model,
+        files,
+        tokenizer_json,
+        random_seed,
+        plan,
+        bos,
+        &corpus,
+    )?;
+    let options = WriterOptions {
+        shard_rows: plan.shard_tokens.max(plan.ctx),
+        ..WriterOptions::default()
+    };
+    let out_manifest = plan.out.join(header.file_name());
+    let writer = if plan.resume && out_manifest.exists() {
+        DatasetWriter::resume(&plan.out, &header, options)?
+    } else if out_manifest.exists() {
+        return Err(ExtractError::BadOption {
+            flag: "--out",
+            reason: format!(
+                "{} already holds a dataset; pass --resume to continue it, or choose another folder",
+                plan.out.display()
+            ),
+        });
+    } else {
+        DatasetWriter::create(&plan.out, header, options)?
+    };
+    let rows_before = writer.manifest().totals.rows;
+    if writer.manifest().complete {
+        return Ok(ExtractReport {
+            manifest: writer.manifest().clone(),
+            rows_this_run: 0,
+            seconds: t0.elapsed().as_secs_f64(),
+            pack: PackStats::default(),
+        });
+    }
+    let pack_options = PackOptions {
+        ctx: plan.ctx,
+        bos,
+        max_tokens: plan.max_tokens,
+        start_context_id: writer.next_context_id(),
+    };
+    pack_options.validate()?;
+    let total_rows = pack_options.max_contexts().map(|n| {
+        let owned = match plan.part {
+            Some((i, count)) => (0..n).filter(|&id| part_owns(id, (i, count))).count() as u64,
+            None => n,
+        };
+        owned * plan.ctx as u64
+    });
+
+    let packer = Packer::new(corpus.documents(), tokenizer_json, pack_options)?;
+    let token_text = TokenText::new(packer.tokenizer().clone());
+    let (ctx_tx, ctx_rx) = sync_channel::<Vec<Context>>(4);
+    let (out_tx, out_rx) = sync_channel::<Forwarded>(2);
+    let part = plan.part;
+    let batch = plan.batch.max(1);
+
+    let packer_thread = std::thread::spawn(move || pack_batches(packer, part, batch, ctx_tx));
+    let writer_thread = std::thread::spawn(move || write_batches(writer, token_text, out_rx));
+
+    let forward_result = forward_batches(
+        model,
+        &plan.hooks,
+        ctx_rx,
+        &out_tx,
+        rows_before,
+        total_rows,
+        &mut progress,
+    );
+    drop(out_tx);
+    let pack = packer_thread
+        .join()
+        .map_err(|_| ExtractError::Thread("packer"))?;
+    let written = writer_thread
+        .join()
+        .map_err(|_| ExtractError::Thread("writer"))?;
+    // The writer's error explains a closed channel better than the forward's.
+    let mut writer = written?;
+    forward_result?;
+    let pack = pack?;
+    if writer.manifest().totals.rows == 0 && pack.tokens == 0 {
+        return Err(ExtractError::NoTokens(plan.corpus.display().to_string()));
+    }
+    let m = writer.manifest_mut();
+    m.corpus.documents = pack.documents;
+    m.corpus.empty_documents = pack.empty_skipped;
+    let manifest = writer.finish()?;
+    let rows_this_run = manifest.totals.rows - rows_before;
+    Ok(ExtractReport {
+        manifest,
+        rows_this_run,
+        seconds: t0.elapsed().as_secs_f64(),
+        pack,
+    })
+}
+
+fn check_bos(arch: Arch, bos: BosPolicy) -> Result<(), ExtractError> {
+    let ok = match bos {
+        BosPolicy::ClsSep => !arch.is_causal(),
+        BosPolicy::EndOfText | BosPolicy::None => arch.is_causal(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ExtractError::BadOption {
+            flag: "--bos",
+            reason: format!("`{}` does not fit a {} model", bos.name(), arch.name()),
+        })
+    }
+}
+
+/// The manifest header of this run: what the data is and how it was made.
+fn header_manifest(
+    model: &Model,
+    files: &ModelFiles,
+    tokenizer_json: &Path,
+    random_seed: Option<u64>,
+    plan: &ExtractPlan,
+    bos: BosPolicy,
+    corpus: &Corpus,
+) -> Result<Manifest, ExtractError> {
+    let info = ModelInfo {
+        id: files.id.clone(),
+        revision: files.revision.clone(),
+        arch: model.arch().name().into(),
+        config_sha256: sha256_file(&files.config)?,
+        // Hashing multi-GB weights costs seconds; the config, tokenizer and revision pin the model.
+        weights_sha256: None,
+        random_weights: random_seed.is_some(),
+        seed: random_seed,
+    };
+    let hooks = plan
+        .hooks
+        .iter()
+        .map(|p| HookInfo {
+            name: p.name(),
+            d: model.hook_dim(p),
+            dtype: plan.store_dtype,
+        })
+        .collect();
+    let corpus_info = CorpusInfo {
+        sources: corpus
+            .sources()
+            .iter()
+            .map(|s| s.path.display().to_string())
+            .collect(),
+        sha256: corpus.sha256().into(),
+        format: corpus.format().name().into(),
+        text_field: Some(plan.corpus_options.text_field.clone()),
+        documents: 0,
+        empty_documents: 0,
+    };
+    let bos = match bos {
+        BosPolicy::EndOfText => Bos::EndOfText,
+        BosPolicy::None => Bos::None,
+        BosPolicy::ClsSep => Bos::ClsSep,
+    };
+    let mut m = Manifest::new(
+        info,
+        sha256_file(tokenizer_json)?,
+        hooks,
+        plan.ctx,
+        bos,
+        corpus_info,
+    );
+    m.label_columns = plan
+        .corpus_options
+        .label_fields
+        .iter()
+        .map(|f| format!("label.{f}"))
+        .collect();
+    m.max_tokens = plan.max_tokens;
+    if let Some((i, n)) = plan.part {
+        m.part = Some(
+            Part::new(i as u32, n as u32).map_err(|reason| ExtractError::BadOption {
+                flag: "--part",
+                reason,
+            })?,
+        );
+    }
+    Ok(m)
+}
+
+fn sha256_file(path: &Path) -> Result<String, ExtractError> {
+    let bytes = std::fs::read(path).map_err(|e| ExtractError::Io {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// Packer thread: groups this part's contexts into batches.
+fn pack_batches(
+    packer: Packer,
+    part: Option<(usize, usize)>,
+    batch: usize,
+    tx: SyncSender<Vec<Context>>,
+) -> Result<PackStats, ExtractError> {
+    let mut packer = packer;
+    let mut pending = Vec::with_capacity(batch);
+    for ctx in packer.by_ref() {
+        let ctx = ctx?;
+        if part.is_some_and(|p| !part_owns(ctx.id, p)) {
+            continue;
+        }
+        pending.push(ctx);
+        if pending.len() == batch && tx.send(std::mem::take(&mut pending)).is_err() {
+            return Ok(packer.stats()); // the consumer stopped; its error is reported
+        }
+    }
+    if !pending.is_empty() {
+        let _ = tx.send(pending);
+    }
+    Ok(packer.stats())
+}
+
+/// One batch after the forward pass: its contexts and, per hook, `rows × d` f32 values.
+struct Forwarded {
+    contexts: Vec<Context>,
+    hooks: Vec<Vec<f32>>,
+}
+
+/// Main thread: runs the model on each batch and hands the values to the writer.
+fn forward_batches(
+    model: &Model,
+    hooks: &HookSet,
+    rx: Receiver<Vec<Context>>,
+    tx: &SyncSender<Forwarded>,
+    rows_before: u64,
+    total_rows: Option<u64>,
+    progress: &mut impl FnMut(Progress),
+) -> Result<(), ExtractError> {
+    let device = model.device();
+    let mut rows = rows_before;
+    for contexts in rx {
+        let t = contexts[0].tokens.len();
+        let ids: Vec<u32> = contexts
+            .iter()
+            .flat_map(|c| c.tokens.iter().copied())
+            .collect();
+        let ids = Tensor::from_vec(ids, (contexts.len(), t), &device)?;
+        let mask = vec![vec![1u8; t]; contexts.len()];
+        let out = model.forward(&ids, &mask, hooks, false)?;
+        let values = out
+            .hooks
+            .iter()
+            .map(|(_, v)| {
+                v.to_dtype(DType::F32)?
+                    .to_device(&candle_core::Device::Cpu)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        rows += (contexts.len() * t) as u64;
+        if tx
+            .send(Forwarded {
+                contexts,
+                hooks: values,
+            })
+            .is_err()
+        {
+            return Ok(()); // the writer stopped; its error is reported
+        }
+        progress(Progress { rows, total_rows });
+    }
+    Ok(())
+}
+
+/// Writer thread: turns batches into shard rows.
+fn write_batches(
+    mut writer: DatasetWriter,
+    token_text: TokenText,
+    rx: Receiver<Forwarded>,
+) -> Result<DatasetWriter, ExtractError> {
+    for f in rx {
+        let rows: usize = f.contexts.iter().map(|c| c.tokens.len()).sum();
+        let mut context_ids = Vec::with_capacity(rows);
+        let mut positions = Vec::with_capacity(rows);
+        let mut token_ids = Vec::with_capacity(rows);
+        let mut tokens = Vec::with_capacity(rows);
+        let mut special = Vec::with_capacity(rows);
+        let n_labels = writer.manifest().label_columns.len();
+        let mut labels: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows); n_labels];
+        for c in &f.contexts {
+            for (pos, &tok) in c.tokens.iter().enumerate() {
+                context_ids.push(c.id);
+                positions.push(pos as u32);
+                token_ids.push(tok);
+                tokens.push(token_text.get(tok).to_string());
+                special.push(c.special[pos]);
+            }
+            for (field, column) in labels.iter_mut().enumerate() {
+                column.extend(c.label_column(field).map(|v| v.map(str::to_string)));
+            }
+        }
+        let hook_slices: Vec<&[f32]> = f.hooks.iter().map(Vec::as_slice).collect();
+        writer.write_batch(&ContextBatch {
+            context_ids: &context_ids,
+            positions: &positions,
+            token_ids: &token_ids,
+            tokens: &tokens,
+            special: &special,
+            labels: &labels,
+            hooks: &hook_slices,
+        })?;
+    }
+    Ok(writer)
+}

@@ -1,0 +1,125 @@
+//! Errors of the activation store. Each names the file at fault and says what to do.
+
+use std::path::PathBuf;
+
+/// Result alias for the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong writing or reading an activation dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An operating-system error on a file (missing, unwritable, disk full, …).
+    #[error("{path}: {source} (check that the folder exists, is writable and has free space)")]
+    Io {
+        /// The file or folder at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The parquet library failed on a shard (corrupt or truncated file, or a write error).
+    #[error("{path}: parquet: {source} (the shard is damaged or unreadable; re-extract it)")]
+    Parquet {
+        /// The shard at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: parquet::errors::ParquetError,
+    },
+    /// Building or reading an Arrow array failed.
+    #[error("{path}: arrow: {source}")]
+    Arrow {
+        /// The shard at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: arrow_schema::ArrowError,
+    },
+    /// A shard's bytes do not hash to what the manifest recorded.
+    #[error(
+        "{path}: sha256 mismatch: manifest.json says {expected}, the file hashes to {actual} \
+         (the shard is corrupt, truncated or was replaced; re-extract it)"
+    )]
+    Checksum {
+        /// The shard at fault.
+        path: PathBuf,
+        /// The hash recorded in the manifest.
+        expected: String,
+        /// The hash of the bytes on disk.
+        actual: String,
+    },
+    /// A shard's content does not match the manifest (columns, types, sizes).
+    #[error("{path}: {message}")]
+    Format {
+        /// The file at fault.
+        path: PathBuf,
+        /// What does not match.
+        message: String,
+    },
+    /// `manifest.json` is missing, unreadable or malformed.
+    #[error("{path}: {message}")]
+    Manifest {
+        /// The manifest file at fault.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A batch handed to a writer is malformed (a caller bug, not a user error).
+    #[error("invalid batch for {path}: {message}")]
+    Batch {
+        /// The shard being written.
+        path: PathBuf,
+        /// What is wrong with the batch.
+        message: String,
+    },
+    /// A resumed run asks for different settings than the dataset already on disk.
+    #[error("cannot resume the dataset in {dir}: {differences} (use a new output folder, or the original settings)")]
+    Incompatible {
+        /// The dataset folder.
+        dir: PathBuf,
+        /// The differing settings, `; `-separated.
+        differences: String,
+    },
+    /// Manifests of parts cannot be merged.
+    #[error("cannot merge manifests: {0}")]
+    Merge(String),
+    /// A hook that the dataset does not hold.
+    #[error("the dataset in {dir} has no hook {name}; it has: {available}")]
+    UnknownHook {
+        /// The dataset folder.
+        dir: PathBuf,
+        /// The requested hook.
+        name: String,
+        /// The hooks it does hold, comma-separated.
+        available: String,
+    },
+    /// Invalid loader settings or state.
+    #[error("loader: {0}")]
+    Loader(String),
+    /// Creating a tensor on the target device failed.
+    #[error("loader: cannot build a tensor on the device: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
+
+impl StoreError {
+    /// Wraps an IO error with the path it happened on.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wraps a parquet error with the shard it happened on.
+    pub(crate) fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
+        StoreError::Parquet {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A format mismatch in `path`.
+    pub(crate) fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        StoreError::Format {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}

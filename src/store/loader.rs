@@ -1,0 +1,522 @@
+//! The streaming batch loader: `[batch, d]` f32 tensors of one hook, shuffled deterministically,
+//! with memory bounded by two windows whatever the dataset size, and an exactly resumable
+//! position.
+//!
+//! The stream, for epoch e (shuffled mode):
+//! 1. the (shard, row group) units of the chosen shards are permuted with a seed from (seed, e);
+//! 2. consecutive units are grouped into windows of at least `shuffle_buffer` rows (by row count
+//!    before filtering, so the grouping needs no decoding);
+//! 3. window w's rows (special rows dropped) are permuted with a seed from (seed, e, w);
+//! 4. the stream is the concatenation of all windows of all epochs, cut into batches.
+//!
+//! A position is (epoch, window, offset): resuming decodes that one window and skips `offset`
+//! rows, and every later batch is bit-identical to an uninterrupted run's (whatever the batch
+//! size, even). Single-pass mode reads units in file order without shuffling and ends.
+//!
+//! A background thread decodes the next window (row groups in parallel with rayon) while the
+//! consumer drains the current one; it is at most one window ahead.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::error::{Result, StoreError};
+use super::reader::{Dataset, ShardReader};
+use super::schema::HookInfo;
+use super::shuffle::{mix, permutation};
+
+/// Rows per shuffle window unless told otherwise (~200 MB of f32 for d = 768).
+pub const DEFAULT_SHUFFLE_BUFFER: usize = 65_536;
+
+/// Shuffled forever, or one ordered pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoaderMode {
+    /// Deterministically shuffled, epoch after epoch, never ending (training).
+    Shuffled,
+    /// Every row once in file order, then the end (evaluation).
+    SinglePass,
+}
+
+/// What to load; build with [`LoaderConfig::new`] and adjust the public fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoaderConfig {
+    /// The hook (column) to load.
+    pub hook: String,
+    /// Rows per batch (the last batch of a single pass may be smaller).
+    pub batch_size: usize,
+    /// Shards to read (see [`Dataset::split`]); None: all.
+    pub shards: Option<Vec<usize>>,
+    /// Also emit special-token rows (default false).
+    pub include_special: bool,
+    /// Seed of the shuffle.
+    pub seed: u64,
+    /// Rows per shuffle window: the shuffle's quality and the loader's memory.
+    pub shuffle_buffer: usize,
+    /// Shuffled or single pass.
+    pub mode: LoaderMode,
+}
+
+impl LoaderConfig {
+    /// Shuffled batches of `hook` from all shards, special rows excluded, seed 0, default window.
+    pub fn new(hook: impl Into<String>, batch_size: usize) -> Self {
+        LoaderConfig {
+            hook: hook.into(),
+            batch_size,
+            shards: None,
+            include_special: false,
+            seed: 0,
+            shuffle_buffer: DEFAULT_SHUFFLE_BUFFER,
+            mode: LoaderMode::Shuffled,
+        }
+    }
+}
+
+/// A loader's position in its stream: small, serialisable, and tied to its configuration and
+/// shards by a fingerprint (a state is refused by a loader of a different configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoaderState {
+    /// Epoch of the next row.
+    pub epoch: u64,
+    /// Window (within the epoch) of the next row.
+    pub window: u64,
+    /// Rows of that window already emitted.
+    pub offset: u64,
+    /// Rows emitted since the loader first started.
+    pub rows_emitted: u64,
+    /// sha256 prefix over the hook, seed, window size, mode, filtering and shard hashes.
+    pub fingerprint: String,
+}
+
+/// One (shard, row group) read unit.
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    reader: usize,
+    row_group: usize,
+    rows: usize,
+}
+
+/// Everything the background thread needs to build windows.
+struct Plan {
+    readers: Vec<ShardReader>,
+    units: Vec<Unit>,
+    hook: HookInfo,
+    include_special: bool,
+    seed: u64,
+    shuffle_buffer: usize,
+    shuffled: bool,
+}
+
+/// Decoded, shuffled rows of one window.
+struct Window {
+    epoch: u64,
+    index: u64,
+    last_in_epoch: bool,
+    rows: usize,
+    values: Vec<f32>,
+}
+
+/// Tags that keep the epoch and window seed streams apart.
+const EPOCH_TAG: u64 = 0x65706f6368; // "epoch"
+const WINDOW_TAG: u64 = 0x77696e646f77; // "window"
+
+impl Plan {
+    /// The units of each window of `epoch`, in stream order.
+    fn windows(&self, epoch: u64) -> Vec<Vec<usize>> {
+        let order: Vec<usize> = if self.shuffled {
+            permutation(self.units.len(), mix(&[self.seed, EPOCH_TAG, epoch]))
+        } else {
+            (0..self.units.len()).collect()
+        };
+        let mut windows = vec![];
+        let mut current = vec![];
+        let mut rows = 0;
+        for u in order {
+            current.push(u);
+            rows += self.units[u].rows;
+            if rows >= self.shuffle_buffer {
+                windows.push(std::mem::take(&mut current));
+                rows = 0;
+            }
+        }
+        if !current.is_empty() {
+            windows.push(current);
+        }
+        windows
+    }
+
+    /// Decodes a window's units in parallel and permutes its rows.
+    fn build_window(&self, epoch: u64, index: u64, units: &[usize], last: bool) -> Result<Window> {
+        let mut parts: Vec<Vec<f32>> = units
+            .par_iter()
+            .map(|&u| {
+                let unit = self.units[u];
+                let reader = &self.readers[unit.reader];
+                let read = reader.read_hook(&self.hook, unit.row_group, self.include_special)?;
+                Ok(read.values)
+            })
+            .collect::<Result<_>>()?;
+        // Empty parts (all-special row groups) would break the part lookup when gathering.
+        parts.retain(|p| !p.is_empty());
+        let d = self.hook.d;
+        let rows = parts.iter().map(|p| p.len() / d).sum::<usize>();
+        let values = if self.shuffled {
+            gather_shuffled(&parts, d, rows, mix(&[self.seed, WINDOW_TAG, epoch, index]))
+        } else {
+            parts.concat()
+        };
+        Ok(Window {
+            epoch,
+            index,
+            last_in_epoch: last,
+            rows,
+            values,
+        })
+    }
+}
+
+/// The rows of `parts` (concatenated) in a seeded random order, gathered in parallel.
+fn gather_shuffled(parts: &[Vec<f32>], d: usize, rows: usize, seed: u64) -> Vec<f32> {
+    // starts[i]: first global row of part i.
+    let mut starts = Vec::with_capacity(parts.len());
+    let mut acc = 0;
+    for p in parts {
+        starts.push(acc);
+        acc += p.len() / d;
+    }
+    let order = permutation(rows, seed);
+    let mut out = vec![0.0f32; rows * d];
+    out.par_chunks_mut(d.max(1))
+        .zip(order.par_iter())
+        .for_each(|(dst, &src)| {
+            let part = starts.partition_point(|&s| s <= src) - 1;
+            let local = src - starts[part];
+            dst.copy_from_slice(&parts[part][local * d..(local + 1) * d]);
+        });
+    out
+}
+
+/// The background producer: windows from (epoch, window) on, in stream order, until the
+/// receiver hangs up, a single pass ends, or an error (which is sent, then the thread ends).
+fn produce(
+    plan: Arc<Plan>,
+    start: (u64, u64),
+    tx: SyncSender<Result<Window>>,
+    stop: Arc<AtomicBool>,
+) {
+    let (mut epoch, mut window) = start;
+    loop {
+        if !plan.shuffled && epoch > 0 {
+            return; // a single pass has one epoch
+        }
+        let windows = plan.windows(epoch);
+        if window as usize > windows.len() {
+            let _ = tx.send(Err(StoreError::Loader(format!(
+                "the saved position (epoch {epoch}, window {window}) is past the {} windows of \
+                 an epoch; it was saved by a loader over different data",
+                windows.len()
+            ))));
+            return;
+        }
+        let full_epoch = window == 0;
+        let mut epoch_rows = 0;
+        for (w, units) in windows.iter().enumerate().skip(window as usize) {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let last = w + 1 == windows.len();
+            let result = plan.build_window(epoch, w as u64, units, last);
+            let failed = result.is_err();
+            epoch_rows += result.as_ref().map_or(0, |win| win.rows);
+            if tx.send(result).is_err() || failed {
+                return;
+            }
+        }
+        if full_epoch && epoch_rows == 0 {
+            let _ = tx.send(Err(StoreError::Loader(format!(
+                "hook {}: the selected shards hold no rows to load (all special, or empty)",
+                plan.hook.name
+            ))));
+            return;
+        }
+        epoch += 1;
+        window = 0;
+    }
+}
+
+/// Streams `[batch, d]` f32 tensors of one hook; see the module docs. Iterate it, or call
+/// [`Loader::next_batch`].
+pub struct Loader {
+    d: usize,
+    batch_size: usize,
+    device: Device,
+    fingerprint: String,
+    rows_per_epoch: u64,
+    rx: Option<Receiver<Result<Window>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// The window being drained and the rows of it already emitted.
+    current: Option<Window>,
+    offset: usize,
+    /// Position before the first window arrives (from a resumed state).
+    start: (u64, u64, u64),
+    /// Rows to skip in the first window (resume).
+    skip: Option<usize>,
+    rows_emitted: u64,
+    ended: bool,
+}
+
+impl Loader {
+    /// A loader at the start of its stream.
+    pub fn new(dataset: &Dataset, config: &LoaderConfig, device: &Device) -> Result<Loader> {
+        Self::start(dataset, config, device, None)
+    }
+
+    /// A loader continuing exactly where `state` (from [`Loader::state`] of a loader with the
+    /// same configuration over the same shards) left off.
+    pub fn resume(
+        dataset: &Dataset,
+        config: &LoaderConfig,
+        device: &Device,
+        state: &LoaderState,
+    ) -> Result<Loader> {
+        Self::start(dataset, config, device, Some(state))
+    }
+
+    fn start(
+        dataset: &Dataset,
+        config: &LoaderConfig,
+        device: &Device,
+        state: Option<&LoaderState>,
+    ) -> Result<Loader> {
+        if config.batch_size == 0 {
+            return Err(StoreError::Loader("batch_size must be at least 1".into()));
+        }
+        let hook = dataset.hook(&config.hook)?.clone();
+        let shards = select_shards(dataset, config.shards.as_deref())?;
+        let fingerprint = fingerprint(dataset, config, &shards);
+        if let Some(s) = state.filter(|s| s.fingerprint != fingerprint) {
+            return Err(StoreError::Loader(format!(
+                "the saved loader position (fingerprint {}) belongs to a different hook, seed, \
+                 shuffle buffer, shard selection or dataset (this loader: {fingerprint}); \
+                 use the original settings",
+                s.fingerprint
+            )));
+        }
+        let mut readers = Vec::with_capacity(shards.len());
+        let mut units = vec![];
+        let mut rows_per_epoch = 0u64;
+        for (r, &shard) in shards.iter().enumerate() {
+            let reader = dataset.shard_reader(shard)?;
+            for (row_group, &rows) in reader.row_groups().iter().enumerate() {
+                units.push(Unit {
+                    reader: r,
+                    row_group,
+                    rows,
+                });
+            }
+            let info = &dataset.manifest().shards[shard];
+            rows_per_epoch += if config.include_special {
+                info.rows
+            } else {
+                info.rows - info.special_rows
+            };
+            readers.push(reader);
+        }
+        let plan = Arc::new(Plan {
+            readers,
+            units,
+            hook: hook.clone(),
+            include_special: config.include_special,
+            seed: config.seed,
+            shuffle_buffer: config.shuffle_buffer.max(1),
+            shuffled: config.mode == LoaderMode::Shuffled,
+        });
+        let start = state.map_or((0, 0, 0), |s| (s.epoch, s.window, s.offset));
+        // Rendezvous channel: the producer holds at most one finished window until it is taken.
+        let (tx, rx) = sync_channel(0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("unravel-loader".into())
+                .spawn(move || produce(plan, (start.0, start.1), tx, stop))
+                .map_err(|e| StoreError::Loader(format!("cannot start the loader thread: {e}")))?
+        };
+        Ok(Loader {
+            d: hook.d,
+            batch_size: config.batch_size,
+            device: device.clone(),
+            fingerprint,
+            rows_per_epoch,
+            rx: Some(rx),
+            stop,
+            thread: Some(thread),
+            current: None,
+            offset: 0,
+            start,
+            skip: Some(start.2 as usize),
+            rows_emitted: state.map_or(0, |s| s.rows_emitted),
+            ended: false,
+        })
+    }
+
+    /// Values per row.
+    pub fn d(&self) -> usize {
+        self.d
+    }
+
+    /// Rows one epoch emits (from the manifest).
+    pub fn rows_per_epoch(&self) -> u64 {
+        self.rows_per_epoch
+    }
+
+    /// The position after the last batch returned, for [`Loader::resume`].
+    pub fn state(&self) -> LoaderState {
+        let (epoch, window, offset) = match &self.current {
+            Some(w) if self.offset < w.rows => (w.epoch, w.index, self.offset as u64),
+            Some(w) if w.last_in_epoch => (w.epoch + 1, 0, 0),
+            Some(w) => (w.epoch, w.index + 1, 0),
+            None => self.start,
+        };
+        LoaderState {
+            epoch,
+            window,
+            offset,
+            rows_emitted: self.rows_emitted,
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+
+    /// The next batch, or None at the end of a single pass.
+    pub fn next_batch(&mut self) -> Result<Option<Tensor>> {
+        let d = self.d;
+        let mut out: Vec<f32> = Vec::with_capacity(self.batch_size * d);
+        let mut rows = 0;
+        while rows < self.batch_size {
+            let available = self.current.as_ref().map_or(0, |w| w.rows - self.offset);
+            if available == 0 {
+                if !self.advance()? {
+                    break;
+                }
+                continue;
+            }
+            let take = available.min(self.batch_size - rows);
+            if let Some(w) = &self.current {
+                out.extend_from_slice(&w.values[self.offset * d..(self.offset + take) * d]);
+            }
+            self.offset += take;
+            rows += take;
+        }
+        if rows == 0 {
+            return Ok(None);
+        }
+        self.rows_emitted += rows as u64;
+        Ok(Some(Tensor::from_vec(out, (rows, d), &self.device)?))
+    }
+
+    /// Moves to the next window; false at the end of the stream.
+    fn advance(&mut self) -> Result<bool> {
+        if self.ended {
+            return Ok(false);
+        }
+        if let Some(w) = self.current.take() {
+            // Keep the position valid while waiting for the next window.
+            self.start = if w.last_in_epoch {
+                (w.epoch + 1, 0, 0)
+            } else {
+                (w.epoch, w.index + 1, 0)
+            };
+        }
+        let received = match &self.rx {
+            Some(rx) => rx.recv(),
+            None => return Ok(false),
+        };
+        match received {
+            Ok(Ok(window)) => {
+                let skip = self.skip.take().unwrap_or(0);
+                if skip > window.rows {
+                    self.ended = true;
+                    return Err(StoreError::Loader(format!(
+                        "the saved position skips {skip} rows of a window of {}; it was saved by \
+                         a loader over different data",
+                        window.rows
+                    )));
+                }
+                self.offset = skip;
+                self.current = Some(window);
+                Ok(true)
+            }
+            Ok(Err(e)) => {
+                self.ended = true;
+                Err(e)
+            }
+            Err(_) => {
+                self.ended = true;
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Result<Tensor>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_batch().transpose()
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Hanging up unblocks a producer waiting to hand over a window.
+        drop(self.rx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The chosen shards, sorted and deduplicated (order-independent, so the stream depends only on
+/// the set), each checked to exist.
+fn select_shards(dataset: &Dataset, shards: Option<&[usize]>) -> Result<Vec<usize>> {
+    let n = dataset.shard_count();
+    let mut chosen: Vec<usize> = match shards {
+        Some(s) => s.to_vec(),
+        None => (0..n).collect(),
+    };
+    chosen.sort_unstable();
+    chosen.dedup();
+    if let Some(bad) = chosen.iter().find(|&&s| s >= n) {
+        return Err(StoreError::Loader(format!(
+            "shard {bad} does not exist; the dataset in {} has {n} shards",
+            dataset.dir().display()
+        )));
+    }
+    if chosen.is_empty() {
+        return Err(StoreError::Loader(format!(
+            "no shards selected in {}",
+            dataset.dir().display()
+        )));
+    }
+    Ok(chosen)
+}
+
+/// Identifies the stream: everything that changes which rows come in which order.
+fn fingerprint(dataset: &Dataset, config: &LoaderConfig, shards: &[usize]) -> String {
+    let mut h = Sha256::new();
+    h.update(config.hook.as_bytes());
+    h.update(config.seed.to_le_bytes());
+    h.update((config.shuffle_buffer as u64).to_le_bytes());
+    h.update([config.include_special as u8, config.mode as u8]);
+    for &s in shards {
+        h.update(dataset.manifest().shards[s].sha256.as_bytes());
+    }
+    hex::encode(&h.finalize()[..8])
+}

@@ -1,0 +1,577 @@
+//! `manifest.json`: what a dataset folder holds and how it was made. Saved atomically after
+//! every finished shard, so it only ever lists complete shards.
+//!
+//! A run that is part p of n (several machines splitting one corpus) saves `manifest-pNN.json`
+//! and names its shards `shard-pNN-00000.parquet`, so parts can share a folder; [`merge`] and
+//! [`merge_part_folders`] join finished parts into one `manifest.json`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, StoreError};
+use super::schema::HookInfo;
+use super::shard::ShardInfo;
+use super::stats::{HookStats, RunningStats};
+
+/// Value of the manifest's `format` field.
+pub const FORMAT: &str = "unravel-activations";
+/// The format version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// File name of a whole dataset's manifest.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The model whose activations are stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Hub repo id or local path as given (e.g. `gpt2`).
+    pub id: String,
+    /// Hub revision (branch, tag or commit), if any.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// Architecture (`gpt2`, `distilbert`).
+    pub arch: String,
+    /// sha256 of `config.json`.
+    pub config_sha256: String,
+    /// sha256 of the weights (None for random weights).
+    #[serde(default)]
+    pub weights_sha256: Option<String>,
+    /// Whether the weights were randomly initialised.
+    pub random_weights: bool,
+    /// Seed of the random weights.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// How contexts begin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Bos {
+    /// GPT-2: each context starts with `<|endoftext|>`.
+    #[serde(rename = "endoftext")]
+    EndOfText,
+    /// No BOS token.
+    #[serde(rename = "none")]
+    None,
+    /// DistilBERT: `[CLS] … [SEP]`.
+    #[serde(rename = "cls_sep")]
+    ClsSep,
+}
+
+/// The corpus the contexts were packed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorpusInfo {
+    /// Source files as given.
+    pub sources: Vec<String>,
+    /// sha256 over the sources' bytes (identifies the corpus; paths may differ between machines).
+    pub sha256: String,
+    /// `txt`, `jsonl` or `parquet`.
+    pub format: String,
+    /// Field holding the text (jsonl / parquet).
+    #[serde(default)]
+    pub text_field: Option<String>,
+    /// Documents this run read (a part counts its own share; merging sums them).
+    pub documents: u64,
+    /// Of those, documents with no text.
+    pub empty_documents: u64,
+}
+
+/// Which share of the corpus a run extracts: part `index` (1-based) of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// 1-based part number.
+    pub index: u32,
+    /// Number of parts.
+    pub count: u32,
+}
+
+impl Part {
+    /// Part `index` of `count`, checked (1 ≤ index ≤ count).
+    pub fn new(index: u32, count: u32) -> Result<Part, String> {
+        if index == 0 || index > count {
+            return Err(format!(
+                "part {index} of {count}: the index must be in 1..={count}"
+            ));
+        }
+        Ok(Part { index, count })
+    }
+
+    /// The tag in this part's file names: `p03`.
+    pub fn tag(&self) -> String {
+        format!("p{:02}", self.index)
+    }
+
+    /// First context id of this part: parts use disjoint id ranges of 2^40 ids each, so merged
+    /// datasets keep context ids unique.
+    pub fn first_context_id(&self) -> u64 {
+        u64::from(self.index - 1) << 40
+    }
+}
+
+/// Row counts over all shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// All rows.
+    pub rows: u64,
+    /// Contexts.
+    pub contexts: u64,
+    /// Non-special rows (what training and statistics see).
+    pub tokens: u64,
+    /// Special rows.
+    pub special_rows: u64,
+}
+
+/// The manifest of a dataset folder (or of one part of it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// [`FORMAT_VERSION`] when written by this code.
+    pub format_version: u32,
+    /// `unravel <version>`.
+    pub created_by: String,
+    /// The model.
+    pub model: ModelInfo,
+    /// sha256 of `tokenizer.json`.
+    pub tokenizer_sha256: String,
+    /// Stored hooks, in column order.
+    pub hooks: Vec<HookInfo>,
+    /// Context length in tokens.
+    pub ctx: usize,
+    /// BOS policy.
+    pub bos: Bos,
+    /// The corpus.
+    pub corpus: CorpusInfo,
+    /// Which part of a split run this is (None for a whole dataset).
+    #[serde(default)]
+    pub part: Option<Part>,
+    /// Label columns, in column order.
+    #[serde(default)]
+    pub label_columns: Vec<String>,
+    /// Finished shards, in order.
+    pub shards: Vec<ShardInfo>,
+    /// Sums over `shards`.
+    pub totals: Totals,
+    /// Per hook: statistics over all non-special rows of `shards` (computed from the f32 values
+    /// handed to the writer, before rounding to the storage dtype).
+    pub stats: BTreeMap<String, HookStats>,
+    /// Token budget of the run (None: the whole corpus).
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// Where a resumed run continues: the first context id not yet stored.
+    pub next_context_id: u64,
+    /// Whether the run finished.
+    pub complete: bool,
+}
+
+impl Manifest {
+    /// An empty, incomplete manifest for a new run; set `part`, `label_columns` and `max_tokens`
+    /// on the result as needed.
+    pub fn new(
+        model: ModelInfo,
+        tokenizer_sha256: String,
+        hooks: Vec<HookInfo>,
+        ctx: usize,
+        bos: Bos,
+        corpus: CorpusInfo,
+    ) -> Self {
+        Manifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            created_by: created_by(),
+            model,
+            tokenizer_sha256,
+            hooks,
+            ctx,
+            bos,
+            corpus,
+            part: None,
+            label_columns: vec![],
+            shards: vec![],
+            totals: Totals::default(),
+            stats: BTreeMap::new(),
+            max_tokens: None,
+            next_context_id: 0,
+            complete: false,
+        }
+    }
+
+    /// `manifest.json`, or `manifest-p03.json` for part 3.
+    pub fn file_name(&self) -> String {
+        match &self.part {
+            Some(p) => format!("manifest-{}.json", p.tag()),
+            None => MANIFEST_FILE.into(),
+        }
+    }
+
+    /// The file name of shard number `index`: `shard-00012.parquet`, or `shard-p03-00012.parquet`
+    /// for part 3.
+    pub fn shard_file_name(&self, index: usize) -> String {
+        match &self.part {
+            Some(p) => format!("shard-{}-{index:05}.parquet", p.tag()),
+            None => format!("shard-{index:05}.parquet"),
+        }
+    }
+
+    /// The hook named `name`, if stored.
+    pub fn hook(&self, name: &str) -> Option<&HookInfo> {
+        self.hooks.iter().find(|h| h.name == name)
+    }
+
+    /// Loads `dir/manifest.json`.
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST_FILE);
+        if !path.exists() {
+            let parts = Manifest::part_files(dir).unwrap_or_default();
+            let hint = if parts.is_empty() {
+                "is this a folder written by `unravel extract`?".to_string()
+            } else {
+                format!(
+                    "the folder holds {} part manifests (manifest-pNN.json); join them with \
+                     `unravel merge-manifests` first",
+                    parts.len()
+                )
+            };
+            return Err(StoreError::Manifest {
+                path,
+                message: format!("no manifest found; {hint}"),
+            });
+        }
+        Manifest::load_file(&path)
+    }
+
+    /// Loads and checks one manifest file.
+    pub fn load_file(path: &Path) -> Result<Manifest> {
+        let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Manifest {
+                path: path.to_path_buf(),
+                message: format!("not a valid manifest ({e}); the file is corrupt or not ours"),
+            })?;
+        manifest.check().map_err(|message| StoreError::Manifest {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(manifest)
+    }
+
+    /// The part manifests (`manifest-pNN.json`) in `dir`, sorted by name.
+    pub fn part_files(dir: &Path) -> Result<Vec<PathBuf>> {
+        let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("manifest-p") && n.ends_with(".json"))
+            })
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// Writes `dir/<file_name()>` atomically (tmp, fsync, rename).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(self.file_name());
+        let json = serde_json::to_vec_pretty(self).map_err(|e| StoreError::Manifest {
+            path: path.clone(),
+            message: format!("cannot serialise the manifest: {e}"),
+        })?;
+        crate::io::write_atomic(&path, &json).map_err(|e| StoreError::io(&path, e))?;
+        super::shard::sync_dir(&path);
+        Ok(())
+    }
+
+    /// Sanity checks after loading: format, version, unique names, relative shard paths.
+    fn check(&self) -> Result<(), String> {
+        if self.format != FORMAT {
+            return Err(format!("format is {:?}, expected {FORMAT:?}", self.format));
+        }
+        if self.format_version > FORMAT_VERSION {
+            return Err(format!(
+                "format_version {} was written by a newer unravel (this one reads {FORMAT_VERSION}); upgrade unravel",
+                self.format_version
+            ));
+        }
+        let mut names = HashSet::new();
+        if let Some(h) = self.hooks.iter().find(|h| !names.insert(&h.name)) {
+            return Err(format!("hook {} is listed twice", h.name));
+        }
+        for s in &self.shards {
+            let p = Path::new(&s.file);
+            let escapes = p
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)));
+            if s.file.is_empty() || escapes {
+                return Err(format!(
+                    "shard path {:?} must be relative to the manifest's folder, without `..`",
+                    s.file
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a finished shard: appends it, adds its rows to the totals, replaces the statistics
+    /// with `stats` (cumulative, all shards so far) and moves `next_context_id` past it.
+    pub fn record_shard(&mut self, shard: ShardInfo, stats: &BTreeMap<String, RunningStats>) {
+        self.totals.rows += shard.rows;
+        self.totals.contexts += shard.contexts;
+        self.totals.special_rows += shard.special_rows;
+        self.totals.tokens += shard.rows - shard.special_rows;
+        if shard.contexts > 0 {
+            self.next_context_id = self.next_context_id.max(shard.last_context_id + 1);
+        }
+        self.shards.push(shard);
+        self.stats = stats.iter().map(|(k, v)| (k.clone(), v.stats())).collect();
+    }
+
+    /// Checks that a run asking for `requested` settings may continue this (existing) dataset.
+    /// On refusal, lists every difference (`; `-separated). Shards, totals, statistics, document
+    /// counts and `max_tokens` may differ (a resumed run may extend its budget).
+    pub fn compatible_for_resume(&self, requested: &Manifest) -> Result<(), String> {
+        let diffs = setting_differences(self, requested, ("dataset has", "this run has"), true);
+        if diffs.is_empty() {
+            Ok(())
+        } else {
+            Err(diffs.join("; "))
+        }
+    }
+}
+
+/// `unravel <version>`.
+fn created_by() -> String {
+    format!("unravel {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Every setting that must agree between two manifests for their shards to form one dataset,
+/// as (name, value) pairs of printable values.
+fn settings(m: &Manifest, include_part: bool) -> Vec<(&'static str, String)> {
+    let hooks: Vec<String> = m.hooks.iter().map(|h| h.to_string()).collect();
+    let mut out = vec![
+        ("format_version", m.format_version.to_string()),
+        ("model.id", format!("{:?}", m.model.id)),
+        ("model.revision", format!("{:?}", m.model.revision)),
+        ("model.arch", format!("{:?}", m.model.arch)),
+        (
+            "model.config_sha256",
+            format!("{:?}", m.model.config_sha256),
+        ),
+        (
+            "model.weights_sha256",
+            format!("{:?}", m.model.weights_sha256),
+        ),
+        ("model.random_weights", m.model.random_weights.to_string()),
+        ("model.seed", format!("{:?}", m.model.seed)),
+        ("tokenizer_sha256", format!("{:?}", m.tokenizer_sha256)),
+        ("hooks", format!("[{}]", hooks.join(", "))),
+        ("ctx", m.ctx.to_string()),
+        ("bos", format!("{:?}", m.bos)),
+        ("corpus.sha256", format!("{:?}", m.corpus.sha256)),
+        ("corpus.format", format!("{:?}", m.corpus.format)),
+        ("corpus.text_field", format!("{:?}", m.corpus.text_field)),
+        ("label_columns", format!("{:?}", m.label_columns)),
+    ];
+    if include_part {
+        let part = m.part.map(|p| format!("{} of {}", p.index, p.count));
+        out.push(("part", part.unwrap_or_else(|| "none".into())));
+    }
+    out
+}
+
+/// The settings that differ, as `name: <la> x, <lb> y`.
+fn setting_differences(
+    a: &Manifest,
+    b: &Manifest,
+    (la, lb): (&str, &str),
+    include_part: bool,
+) -> Vec<String> {
+    settings(a, include_part)
+        .into_iter()
+        .zip(settings(b, include_part))
+        .filter(|(x, y)| x.1 != y.1)
+        .map(|((name, x), (_, y))| format!("{name}: {la} {x}, {lb} {y}"))
+        .collect()
+}
+
+/// Joins the manifests of all parts of one dataset (same settings, every part 1..=n exactly
+/// once, all complete, distinct shard files, disjoint context ids) into one whole manifest:
+/// the union of shards in part order, summed totals, document counts and budgets, merged
+/// statistics, `part: None`.
+pub fn merge(mut parts: Vec<Manifest>) -> Result<Manifest> {
+    let Some(first) = parts.first() else {
+        return Err(StoreError::Merge("no part manifests given".into()));
+    };
+    let Some(count) = first.part.map(|p| p.count) else {
+        return Err(StoreError::Merge(
+            "the first manifest is not a part (it has no `part`); only parts can be merged".into(),
+        ));
+    };
+    let mut problems = vec![];
+    let mut seen = vec![false; count as usize];
+    for m in &parts {
+        let Some(p) = m.part else {
+            problems.push("a manifest without `part` is not a part of a split run".to_string());
+            continue;
+        };
+        if p.count != count {
+            problems.push(format!(
+                "part {} says {} parts, part {} says {count}",
+                p.tag(),
+                p.count,
+                first_tag(first)
+            ));
+        } else if p.index == 0 || p.index > count {
+            problems.push(format!("part index {} is outside 1..={count}", p.index));
+        } else if std::mem::replace(&mut seen[p.index as usize - 1], true) {
+            problems.push(format!("part {} is given twice", p.tag()));
+        }
+        if !m.complete {
+            problems.push(format!(
+                "part {} is not complete (resume its extraction to finish it)",
+                p.tag()
+            ));
+        }
+        let label_a = format!("part {} has", first_tag(first));
+        let label_b = format!("part {} has", p.tag());
+        for d in setting_differences(first, m, (&label_a, &label_b), false) {
+            problems.push(d);
+        }
+    }
+    let missing: Vec<String> = (1..=count)
+        .filter(|i| !seen[*i as usize - 1])
+        .map(|i| format!("p{i:02}"))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!("missing parts: {}", missing.join(", ")));
+    }
+    if !problems.is_empty() {
+        problems.dedup();
+        return Err(StoreError::Merge(problems.join("; ")));
+    }
+    parts.sort_by_key(|m| m.part.map(|p| p.index));
+    check_shards_disjoint(&parts)?;
+
+    let mut merged = parts[0].clone();
+    merged.part = None;
+    merged.created_by = created_by();
+    merged.shards = parts
+        .iter()
+        .flat_map(|m| m.shards.iter().cloned())
+        .collect();
+    merged.totals = Totals::default();
+    merged.corpus.documents = parts.iter().map(|m| m.corpus.documents).sum();
+    merged.corpus.empty_documents = parts.iter().map(|m| m.corpus.empty_documents).sum();
+    merged.max_tokens = parts.iter().map(|m| m.max_tokens).sum();
+    merged.next_context_id = parts.iter().map(|m| m.next_context_id).max().unwrap_or(0);
+    merged.complete = true;
+    for m in &parts {
+        merged.totals.rows += m.totals.rows;
+        merged.totals.contexts += m.totals.contexts;
+        merged.totals.tokens += m.totals.tokens;
+        merged.totals.special_rows += m.totals.special_rows;
+    }
+    merged.stats = merge_stats(&parts)?;
+    Ok(merged)
+}
+
+/// `p03` for a part manifest, `?` otherwise (only used in messages).
+fn first_tag(m: &Manifest) -> String {
+    m.part.map(|p| p.tag()).unwrap_or_else(|| "?".into())
+}
+
+/// Shard files must be distinct and context id ranges must not overlap across parts.
+fn check_shards_disjoint(parts: &[Manifest]) -> Result<()> {
+    let mut files = HashSet::new();
+    let mut ranges = vec![];
+    for m in parts {
+        for s in &m.shards {
+            if !files.insert(s.file.as_str()) {
+                return Err(StoreError::Merge(format!(
+                    "shard file {} is listed by more than one part",
+                    s.file
+                )));
+            }
+            if s.contexts > 0 {
+                ranges.push((s.first_context_id, s.last_context_id, s.file.as_str()));
+            }
+        }
+    }
+    ranges.sort();
+    for w in ranges.windows(2) {
+        if w[1].0 <= w[0].1 {
+            return Err(StoreError::Merge(format!(
+                "context ids overlap between {} ({}..={}) and {} ({}..={}); each part must start \
+                 at Part::first_context_id",
+                w[0].2, w[0].0, w[0].1, w[1].2, w[1].0, w[1].1
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Count-weighted merge of every hook's statistics.
+fn merge_stats(parts: &[Manifest]) -> Result<BTreeMap<String, HookStats>> {
+    let mut out = BTreeMap::new();
+    for hook in &parts[0].hooks {
+        let mut acc = RunningStats::new(hook.d);
+        for m in parts {
+            if let Some(s) = m.stats.get(&hook.name) {
+                acc.merge(&RunningStats::from_stats(s))
+                    .map_err(|e| StoreError::Merge(format!("hook {}: {e}", hook.name)))?;
+            }
+        }
+        out.insert(hook.name.clone(), acc.stats());
+    }
+    Ok(out)
+}
+
+/// Merges the part manifests found in `part_dirs` (each holding `manifest-pNN.json` files and
+/// their shards; the folders must lie inside `out_dir`, or be it) and saves the result as
+/// `out_dir/manifest.json`, with shard paths relative to `out_dir`.
+pub fn merge_part_folders(out_dir: &Path, part_dirs: &[PathBuf]) -> Result<Manifest> {
+    let out_abs = std::fs::canonicalize(out_dir).map_err(|e| StoreError::io(out_dir, e))?;
+    let mut parts = vec![];
+    for dir in part_dirs {
+        let abs = std::fs::canonicalize(dir).map_err(|e| StoreError::io(dir, e))?;
+        let rel = abs.strip_prefix(&out_abs).map_err(|_| {
+            StoreError::Merge(format!(
+                "part folder {} is not inside the output folder {}; move it there, or merge in \
+                 the folder that contains all parts",
+                dir.display(),
+                out_dir.display()
+            ))
+        })?;
+        let prefix: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let files = Manifest::part_files(dir)?;
+        if files.is_empty() {
+            return Err(StoreError::Merge(format!(
+                "{} holds no part manifest (manifest-pNN.json)",
+                dir.display()
+            )));
+        }
+        for file in files {
+            let mut m = Manifest::load_file(&file)?;
+            for s in &mut m.shards {
+                if !dir.join(&s.file).is_file() {
+                    return Err(StoreError::Merge(format!(
+                        "{} lists {}, which is missing",
+                        file.display(),
+                        dir.join(&s.file).display()
+                    )));
+                }
+                let mut path = prefix.clone();
+                path.push(s.file.clone());
+                s.file = path.join("/");
+            }
+            parts.push(m);
+        }
+    }
+    let merged = merge(parts)?;
+    merged.save(out_dir)?;
+    Ok(merged)
+}

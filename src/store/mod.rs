@@ -1,0 +1,64 @@
+//! The activation store: parquet shards of hooked-model activations, their `manifest.json`, and
+//! the shuffled streaming loader that feeds the SAE trainer.
+//!
+//! Writing: [`DatasetWriter`] takes batches of whole contexts ([`ContextBatch`]) and rolls them into
+//! shards ([`ShardWriter`]), saving the [`Manifest`] atomically after every finished shard so an
+//! interrupted run resumes where the manifest says (`next_context_id`).
+//!
+//! Reading: [`Dataset`] opens a folder, checks it ([`Dataset::verify`]) and reads one hook column
+//! at a time; [`Loader`] streams shuffled `[batch, d]` f32 tensors with an exactly resumable
+//! position ([`LoaderState`]).
+//!
+//! # On-disk format (format_version 1)
+//!
+//! A dataset folder holds `manifest.json` and `shard-00000.parquet`, `shard-00001.parquet`, …
+//! (`shard-p03-00000.parquet` and `manifest-p03.json` when the run is part 3 of several, so
+//! several machines can write into one folder; `unravel merge-manifests` joins them). Each shard
+//! holds whole contexts; its columns, in order:
+//!
+//! | column | arrow type | notes |
+//! |---|---|---|
+//! | `context_id` | UInt64 | unique within a dataset; part p starts at `(p - 1) << 40` |
+//! | `position` | UInt32 | 0, 1, … within the context |
+//! | `token_id` | UInt32 | |
+//! | `token` | Utf8 | the token's string |
+//! | `special` | Boolean | BOS/CLS/SEP rows: stored, excluded from training by default |
+//! | label columns | Utf8, nullable | names chosen by the extractor, e.g. `label.sentiment` |
+//! | one per hook | FixedSizeList\<item\>\[d\] | named exactly by the hook, e.g. `blocks.3.hook_resid_post` |
+//!
+//! Hook items are Float16 or Float32 (readable as such by pyarrow, pandas and duckdb). Arrow and
+//! Parquet have no bfloat16, so bf16 hooks are stored as **UInt16 holding the bfloat16 bit
+//! pattern**; every hook column's Arrow field carries the metadata
+//! `{"unravel.dtype": "float16" | "bfloat16" | "float32"}` to tell them apart (numpy:
+//! `(u16.astype(np.uint32) << 16).view(np.float32)`).
+//!
+//! Encodings: zstd (level 3) everywhere; dictionary encoding only for `token` and label columns;
+//! no statistics on hook values. f32 and bf16 hook values use BYTE_STREAM_SPLIT (it groups the
+//! exponent bytes so zstd can compress them); f16 values stay PLAIN because DuckDB cannot read
+//! BYTE_STREAM_SPLIT on FIXED_LEN_BYTE_ARRAY columns. Row groups hold 8192 rows by default; the
+//! loader shuffles at row-group granularity.
+
+mod error;
+mod loader;
+mod manifest;
+mod reader;
+mod schema;
+mod shard;
+mod shuffle;
+mod stats;
+mod writer;
+
+pub use error::{Result, StoreError};
+pub use loader::{Loader, LoaderConfig, LoaderMode, LoaderState, DEFAULT_SHUFFLE_BUFFER};
+pub use manifest::{
+    merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part, Totals, FORMAT,
+    FORMAT_VERSION, MANIFEST_FILE,
+};
+pub use reader::{Dataset, HookRows, ShardReader};
+pub use schema::{HookInfo, StorageDtype, DTYPE_METADATA_KEY};
+pub use shard::{
+    ContextBatch, ShardInfo, ShardWriter, ShardWriterBuilder, DEFAULT_ROW_GROUP_ROWS,
+    DEFAULT_ZSTD_LEVEL,
+};
+pub use stats::{HookStats, RunningStats};
+pub use writer::{DatasetWriter, WriterOptions, DEFAULT_SHARD_ROWS};

@@ -1,0 +1,316 @@
+//! Opening, checking and reading a dataset folder. Reads project: only the requested columns'
+//! bytes are read and decoded (a hook column plus `special`), one row group at a time.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_schema::{DataType, Schema};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use parquet::arrow::ProjectionMask;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::error::{Result, StoreError};
+use super::manifest::Manifest;
+use super::schema::{decode_hook, HookInfo, FIXED_COLUMNS, SPECIAL};
+
+/// Rows per decoded Arrow batch: small enough that the parquet reader's buffers are reused from
+/// the allocator's free lists (whole row groups at once cost page faults on every read).
+const READ_BATCH_ROWS: usize = 1024;
+
+/// A dataset folder: its manifest and shards.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl Dataset {
+    /// Loads `dir/manifest.json` and checks that every listed shard exists. Files the manifest
+    /// does not list (leftover `.tmp` files, other runs' shards) are ignored.
+    pub fn open(dir: &Path) -> Result<Dataset> {
+        let manifest = Manifest::load(dir)?;
+        let dataset = Dataset {
+            dir: dir.to_path_buf(),
+            manifest,
+        };
+        for i in 0..dataset.shard_count() {
+            let path = dataset.shard_path(i);
+            if !path.is_file() {
+                return Err(StoreError::format(
+                    path,
+                    "listed in manifest.json but missing; restore it or re-extract the dataset",
+                ));
+            }
+        }
+        Ok(dataset)
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.manifest.shards.len()
+    }
+
+    /// Path of shard `i`.
+    pub fn shard_path(&self, i: usize) -> PathBuf {
+        self.dir.join(&self.manifest.shards[i].file)
+    }
+
+    /// The stored hook named `name`, or an error listing the stored ones.
+    pub fn hook(&self, name: &str) -> Result<&HookInfo> {
+        self.manifest
+            .hook(name)
+            .ok_or_else(|| StoreError::UnknownHook {
+                dir: self.dir.clone(),
+                name: name.into(),
+                available: self
+                    .manifest
+                    .hooks
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// Splits the shards into (training, evaluation): the last `eval_shards` shards are held out.
+    /// Deterministic; refused when nothing would be left for training.
+    pub fn split(&self, eval_shards: usize) -> Result<(Vec<usize>, Vec<usize>)> {
+        let n = self.shard_count();
+        if eval_shards > 0 && eval_shards >= n {
+            return Err(StoreError::Loader(format!(
+                "cannot hold out {eval_shards} evaluation shards: the dataset in {} has {n}; \
+                 keep at least one for training",
+                self.dir.display()
+            )));
+        }
+        let cut = n - eval_shards;
+        Ok(((0..cut).collect(), (cut..n).collect()))
+    }
+
+    /// Re-hashes every shard (in parallel) and checks its footer, row count and hook columns
+    /// against the manifest. The first failing shard (in shard order) is reported.
+    pub fn verify(&self) -> Result<()> {
+        let results: Vec<Result<()>> = (0..self.shard_count())
+            .into_par_iter()
+            .map(|i| self.verify_shard(i))
+            .collect();
+        results.into_iter().collect()
+    }
+
+    /// Checks one shard: size, sha256, footer, rows, columns.
+    pub fn verify_shard(&self, i: usize) -> Result<()> {
+        let info = &self.manifest.shards[i];
+        let path = self.shard_path(i);
+        let (sha256, bytes) = hash_file(&path)?;
+        if sha256 != info.sha256 || bytes != info.bytes {
+            return Err(StoreError::Checksum {
+                path,
+                expected: format!("{} ({} bytes)", info.sha256, info.bytes),
+                actual: format!("{sha256} ({bytes} bytes)"),
+            });
+        }
+        let reader = self.shard_reader(i)?;
+        let rows: usize = reader.row_groups().iter().sum();
+        if rows as u64 != info.rows {
+            return Err(StoreError::format(
+                path,
+                format!("holds {rows} rows, manifest.json says {}", info.rows),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Opens shard `i`: reads its footer and checks its columns against the manifest.
+    pub fn shard_reader(&self, i: usize) -> Result<ShardReader> {
+        ShardReader::open(&self.shard_path(i), &self.manifest)
+    }
+}
+
+/// sha256 (hex) and length of a file, streamed.
+fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| StoreError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), total))
+}
+
+/// Rows of one hook read from one row group, decoded to f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookRows {
+    /// Values per row.
+    pub d: usize,
+    /// Rows kept.
+    pub rows: usize,
+    /// `rows × d` values, row-major.
+    pub values: Vec<f32>,
+}
+
+/// One open shard: its parsed footer, reused for every row group read.
+#[derive(Debug, Clone)]
+pub struct ShardReader {
+    path: PathBuf,
+    metadata: ArrowReaderMetadata,
+    row_groups: Vec<usize>,
+}
+
+impl ShardReader {
+    /// Parses the footer of `path` and checks the columns the manifest promises.
+    pub fn open(path: &Path, manifest: &Manifest) -> Result<ShardReader> {
+        let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+            .map_err(|e| StoreError::parquet(path, e))?;
+        check_schema(metadata.schema(), manifest).map_err(|m| StoreError::format(path, m))?;
+        let row_groups = metadata
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| rg.num_rows().max(0) as usize)
+            .collect();
+        Ok(ShardReader {
+            path: path.to_path_buf(),
+            metadata,
+            row_groups,
+        })
+    }
+
+    /// The shard's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Rows of each row group.
+    pub fn row_groups(&self) -> &[usize] {
+        &self.row_groups
+    }
+
+    /// Reads the named top-level columns of one row group (projection: other columns are
+    /// neither read nor decoded). Columns come back in file order, usually in one batch.
+    pub fn read_columns(&self, row_group: usize, columns: &[&str]) -> Result<Vec<RecordBatch>> {
+        if row_group >= self.row_groups.len() {
+            return Err(StoreError::format(
+                &self.path,
+                format!(
+                    "has {} row groups, asked for number {row_group}",
+                    self.row_groups.len()
+                ),
+            ));
+        }
+        let schema = self.metadata.schema();
+        let mut roots = Vec::with_capacity(columns.len());
+        for name in columns {
+            let index = schema
+                .index_of(name)
+                .map_err(|_| StoreError::format(&self.path, format!("has no column {name}")))?;
+            roots.push(index);
+        }
+        let file = File::open(&self.path).map_err(|e| StoreError::io(&self.path, e))?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone());
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let reader = builder
+            .with_projection(mask)
+            .with_row_groups(vec![row_group])
+            .with_batch_size(READ_BATCH_ROWS)
+            .build()
+            .map_err(|e| StoreError::parquet(&self.path, e))?;
+        reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Arrow {
+                path: self.path.clone(),
+                source: e,
+            })
+    }
+
+    /// Reads one hook of one row group as f32, without special-token rows unless
+    /// `include_special`.
+    pub fn read_hook(
+        &self,
+        hook: &HookInfo,
+        row_group: usize,
+        include_special: bool,
+    ) -> Result<HookRows> {
+        let batches = self.read_columns(row_group, &[SPECIAL, &hook.name])?;
+        let bad = |m: String| StoreError::format(&self.path, m);
+        let mut values = Vec::with_capacity(self.row_groups[row_group] * hook.d);
+        for batch in &batches {
+            let keep: Option<Vec<bool>> = if include_special {
+                None
+            } else {
+                let special = batch
+                    .column_by_name(SPECIAL)
+                    .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+                    .ok_or_else(|| bad("column special is not Boolean".into()))?;
+                Some((0..special.len()).map(|i| !special.value(i)).collect())
+            };
+            let column = batch
+                .column_by_name(&hook.name)
+                .ok_or_else(|| bad(format!("has no column {}", hook.name)))?;
+            decode_hook(column.as_ref(), hook, keep.as_deref(), &mut values).map_err(bad)?;
+        }
+        Ok(HookRows {
+            d: hook.d,
+            rows: values.len() / hook.d.max(1),
+            values,
+        })
+    }
+}
+
+/// The shard must hold the fixed columns, the manifest's label columns and its hooks with the
+/// manifest's widths and dtypes.
+fn check_schema(schema: &Schema, manifest: &Manifest) -> Result<(), String> {
+    for name in FIXED_COLUMNS
+        .iter()
+        .copied()
+        .chain(manifest.label_columns.iter().map(|s| s.as_str()))
+    {
+        if schema.field_with_name(name).is_err() {
+            return Err(format!(
+                "has no column {name}; it is not a shard of this dataset"
+            ));
+        }
+    }
+    for hook in &manifest.hooks {
+        let field = schema.field_with_name(&hook.name).map_err(|_| {
+            format!(
+                "has no column {}; it is not a shard of this dataset",
+                hook.name
+            )
+        })?;
+        let ok = matches!(field.data_type(), DataType::FixedSizeList(item, n)
+            if *n as usize == hook.d && item.data_type() == &hook.dtype.item_type());
+        if !ok {
+            return Err(format!(
+                "column {} is {}, manifest.json says fixed_size_list<{}>[{}]",
+                hook.name,
+                field.data_type(),
+                hook.dtype.item_type(),
+                hook.d
+            ));
+        }
+    }
+    Ok(())
+}

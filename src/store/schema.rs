@@ -1,0 +1,327 @@
+//! The shard schema (column names, Arrow types) and the conversions between caller f32 values and
+//! the storage dtypes. Defined once here; the writer, the reader and the docs follow it.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow_array::types::{Float16Type, Float32Type, UInt16Type};
+use arrow_array::{Array, ArrayRef, FixedSizeListArray, PrimitiveArray};
+use arrow_buffer::ScalarBuffer;
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+use half::{bf16, f16};
+use serde::{Deserialize, Serialize};
+
+/// Column of the context id (UInt64).
+pub(crate) const CONTEXT_ID: &str = "context_id";
+/// Column of the position within the context (UInt32).
+pub(crate) const POSITION: &str = "position";
+/// Column of the token id (UInt32).
+pub(crate) const TOKEN_ID: &str = "token_id";
+/// Column of the token string (Utf8).
+pub(crate) const TOKEN: &str = "token";
+/// Column flagging special-token rows (Boolean).
+pub(crate) const SPECIAL: &str = "special";
+/// The fixed columns, in file order; label and hook columns follow.
+pub(crate) const FIXED_COLUMNS: [&str; 5] = [CONTEXT_ID, POSITION, TOKEN_ID, TOKEN, SPECIAL];
+/// Name of the list item field inside a hook column (Arrow's default, what pyarrow writes too).
+pub(crate) const ITEM: &str = "item";
+
+/// Arrow field-metadata key on every hook column: `float16`, `bfloat16` or `float32`.
+pub const DTYPE_METADATA_KEY: &str = "unravel.dtype";
+
+/// How a hook's values are stored on disk. Callers always hand over and get back f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageDtype {
+    /// IEEE half precision: Arrow Float16 (parquet FIXED_LEN_BYTE_ARRAY(2), logical FLOAT16).
+    F16,
+    /// bfloat16 bit patterns in Arrow UInt16 (no bfloat16 type exists in Arrow or Parquet).
+    Bf16,
+    /// Arrow Float32.
+    F32,
+}
+
+impl StorageDtype {
+    /// Bytes per value on disk (before compression).
+    pub fn bytes(self) -> usize {
+        match self {
+            StorageDtype::F16 | StorageDtype::Bf16 => 2,
+            StorageDtype::F32 => 4,
+        }
+    }
+
+    /// The value written under [`DTYPE_METADATA_KEY`].
+    pub fn metadata_name(self) -> &'static str {
+        match self {
+            StorageDtype::F16 => "float16",
+            StorageDtype::Bf16 => "bfloat16",
+            StorageDtype::F32 => "float32",
+        }
+    }
+
+    /// The Arrow type of the list items.
+    pub(crate) fn item_type(self) -> DataType {
+        match self {
+            StorageDtype::F16 => DataType::Float16,
+            StorageDtype::Bf16 => DataType::UInt16,
+            StorageDtype::F32 => DataType::Float32,
+        }
+    }
+
+    /// The largest finite magnitude the dtype holds.
+    pub(crate) fn max_finite(self) -> f32 {
+        match self {
+            StorageDtype::F16 => f16::MAX.to_f32(),
+            StorageDtype::Bf16 => bf16::MAX.to_f32(),
+            StorageDtype::F32 => f32::MAX,
+        }
+    }
+}
+
+impl std::fmt::Display for StorageDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StorageDtype::F16 => "f16",
+            StorageDtype::Bf16 => "bf16",
+            StorageDtype::F32 => "f32",
+        })
+    }
+}
+
+impl FromStr for StorageDtype {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "f16" | "float16" => Ok(StorageDtype::F16),
+            "bf16" | "bfloat16" => Ok(StorageDtype::Bf16),
+            "f32" | "float32" => Ok(StorageDtype::F32),
+            other => Err(format!(
+                "unknown storage dtype {other:?}; use f16, bf16 or f32"
+            )),
+        }
+    }
+}
+
+/// One stored hook: its TransformerLens name, width and storage dtype.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookInfo {
+    /// Hook name, also the column name (e.g. `blocks.3.hook_resid_post`).
+    pub name: String,
+    /// Values per row.
+    pub d: usize,
+    /// Storage dtype.
+    pub dtype: StorageDtype,
+}
+
+impl std::fmt::Display for HookInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (d={}, {})", self.name, self.d, self.dtype)
+    }
+}
+
+/// The list-item field of a hook column.
+fn item_field(dtype: StorageDtype) -> Arc<Field> {
+    Arc::new(Field::new(ITEM, dtype.item_type(), false))
+}
+
+/// The Arrow field of a hook column, with its dtype metadata.
+pub(crate) fn hook_field(hook: &HookInfo) -> Field {
+    let data_type = DataType::FixedSizeList(item_field(hook.dtype), hook.d as i32);
+    let metadata = HashMap::from([(
+        DTYPE_METADATA_KEY.to_string(),
+        hook.dtype.metadata_name().to_string(),
+    )]);
+    Field::new(&hook.name, data_type, false).with_metadata(metadata)
+}
+
+/// The full shard schema: fixed columns, then labels, then hooks.
+pub(crate) fn shard_schema(hooks: &[HookInfo], labels: &[String]) -> SchemaRef {
+    let mut fields = vec![
+        Field::new(CONTEXT_ID, DataType::UInt64, false),
+        Field::new(POSITION, DataType::UInt32, false),
+        Field::new(TOKEN_ID, DataType::UInt32, false),
+        Field::new(TOKEN, DataType::Utf8, false),
+        Field::new(SPECIAL, DataType::Boolean, false),
+    ];
+    fields.extend(labels.iter().map(|l| Field::new(l, DataType::Utf8, true)));
+    fields.extend(hooks.iter().map(hook_field));
+    Arc::new(Schema::new(fields))
+}
+
+/// Converts `rows × d` f32 values into the hook's Arrow column.
+pub(crate) fn encode_hook(hook: &HookInfo, values: &[f32]) -> Result<ArrayRef, ArrowError> {
+    let items: ArrayRef = match hook.dtype {
+        StorageDtype::F32 => Arc::new(PrimitiveArray::<Float32Type>::new(
+            ScalarBuffer::from(values.to_vec()),
+            None,
+        )),
+        StorageDtype::F16 => {
+            let mut half = vec![f16::ZERO; values.len()];
+            half.convert_from_f32_slice(values);
+            Arc::new(PrimitiveArray::<Float16Type>::new(
+                ScalarBuffer::from(half),
+                None,
+            ))
+        }
+        StorageDtype::Bf16 => {
+            let mut half = vec![bf16::ZERO; values.len()];
+            half.convert_from_f32_slice(values);
+            let bits: Vec<u16> = half.reinterpret_cast().to_vec();
+            Arc::new(PrimitiveArray::<UInt16Type>::new(
+                ScalarBuffer::from(bits),
+                None,
+            ))
+        }
+    };
+    let list = FixedSizeListArray::try_new(item_field(hook.dtype), hook.d as i32, items, None)?;
+    Ok(Arc::new(list))
+}
+
+/// Appends the rows of a hook column whose `keep` flag is true (all rows when `keep` is None) to
+/// `out` as f32. Converts whole runs of rows at once: no per-element Arrow accessors.
+pub(crate) fn decode_hook(
+    column: &dyn Array,
+    hook: &HookInfo,
+    keep: Option<&[bool]>,
+    out: &mut Vec<f32>,
+) -> Result<(), String> {
+    let list = column
+        .as_any()
+        .downcast_ref::<FixedSizeListArray>()
+        .ok_or_else(|| {
+            format!(
+                "column {} is {}, expected fixed_size_list<{}>[{}]",
+                hook.name,
+                column.data_type(),
+                hook.dtype.item_type(),
+                hook.d
+            )
+        })?;
+    let d = hook.d;
+    if list.value_length() as usize != d || list.value_type() != hook.dtype.item_type() {
+        return Err(format!(
+            "column {} is {}, but the manifest says fixed_size_list<{}>[{}]",
+            hook.name,
+            list.data_type(),
+            hook.dtype.item_type(),
+            d
+        ));
+    }
+    let values = list.values();
+    if values.len() != list.len() * d || values.null_count() != 0 {
+        return Err(format!(
+            "column {} has a malformed values buffer",
+            hook.name
+        ));
+    }
+    let any = values.as_any();
+    // The downcasts cannot fail after the type check above; a mismatch is reported, not unwrapped.
+    let bad = || format!("column {}: unexpected item type", hook.name);
+    match hook.dtype {
+        StorageDtype::F32 => {
+            let src = any
+                .downcast_ref::<PrimitiveArray<Float32Type>>()
+                .ok_or_else(bad)?;
+            copy_rows(src.values(), d, keep, out, |s, o| o.copy_from_slice(s));
+        }
+        StorageDtype::F16 => {
+            let src = any
+                .downcast_ref::<PrimitiveArray<Float16Type>>()
+                .ok_or_else(bad)?;
+            copy_rows(src.values(), d, keep, out, |s, o| s.convert_to_f32_slice(o));
+        }
+        StorageDtype::Bf16 => {
+            let src = any
+                .downcast_ref::<PrimitiveArray<UInt16Type>>()
+                .ok_or_else(bad)?;
+            let bits: &[u16] = src.values();
+            let src: &[bf16] = bits.reinterpret_cast();
+            copy_rows(src, d, keep, out, |s, o| s.convert_to_f32_slice(o));
+        }
+    }
+    Ok(())
+}
+
+/// Copies the kept rows of `src` (`rows × d`) to the end of `out`, one `convert` call per run of
+/// consecutive kept rows.
+fn copy_rows<T>(
+    src: &[T],
+    d: usize,
+    keep: Option<&[bool]>,
+    out: &mut Vec<f32>,
+    convert: impl Fn(&[T], &mut [f32]),
+) {
+    let rows = src.len() / d.max(1);
+    let mut push = |from: usize, to: usize| {
+        let start = out.len();
+        out.resize(start + (to - from) * d, 0.0);
+        convert(&src[from * d..to * d], &mut out[start..]);
+    };
+    let Some(keep) = keep else {
+        push(0, rows);
+        return;
+    };
+    let mut row = 0;
+    while row < rows {
+        if !keep[row] {
+            row += 1;
+            continue;
+        }
+        let run_start = row;
+        while row < rows && keep[row] {
+            row += 1;
+        }
+        push(run_start, row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(dtype: StorageDtype) -> HookInfo {
+        HookInfo {
+            name: "h".into(),
+            d: 3,
+            dtype,
+        }
+    }
+
+    #[test]
+    fn encode_decode_round_trip_with_mask() {
+        let values = [0.5f32, -1.25, 3.0, 10.0, 11.0, 12.0, -7.0, 0.0, 1.0];
+        let keep = [true, false, true];
+        for dtype in [StorageDtype::F16, StorageDtype::Bf16, StorageDtype::F32] {
+            let h = hook(dtype);
+            let column = encode_hook(&h, &values).unwrap();
+            let mut out = vec![];
+            decode_hook(column.as_ref(), &h, Some(&keep), &mut out).unwrap();
+            // All values are exactly representable in every dtype.
+            assert_eq!(out, [0.5, -1.25, 3.0, -7.0, 0.0, 1.0], "{dtype}");
+        }
+    }
+
+    #[test]
+    fn decode_refuses_a_wrong_width() {
+        let column = encode_hook(&hook(StorageDtype::F32), &[0.0; 6]).unwrap();
+        let wide = HookInfo {
+            d: 2,
+            ..hook(StorageDtype::F32)
+        };
+        let err = decode_hook(column.as_ref(), &wide, None, &mut vec![]).unwrap_err();
+        assert!(err.contains("manifest says"), "{err}");
+    }
+
+    #[test]
+    fn dtype_names_parse_and_serialise() {
+        assert_eq!("bf16".parse::<StorageDtype>(), Ok(StorageDtype::Bf16));
+        assert!("f8".parse::<StorageDtype>().is_err());
+        assert_eq!(
+            serde_json::to_string(&StorageDtype::F16).unwrap(),
+            "\"f16\""
+        );
+    }
+}

@@ -1,0 +1,548 @@
+//! Writing one parquet shard of whole contexts.
+//!
+//! ```no_run
+//! use unravel::store::{ContextBatch, HookInfo, ShardWriter, StorageDtype};
+//! # fn main() -> unravel::store::Result<()> {
+//! let hooks = vec![HookInfo { name: "blocks.0.hook_resid_post".into(), d: 2, dtype: StorageDtype::F16 }];
+//! let mut writer = ShardWriter::builder(hooks).create("out/shard-00000.parquet".as_ref())?;
+//! let acts = [0.1f32, 0.2, 0.3, 0.4]; // 2 rows × d=2
+//! writer.write_batch(&ContextBatch {
+//!     context_ids: &[0, 0],
+//!     positions: &[0, 1],
+//!     token_ids: &[50256, 464],
+//!     tokens: &["<|endoftext|>".into(), "The".into()],
+//!     special: &[true, false],
+//!     labels: &[],
+//!     hooks: &[&acts],
+//! })?;
+//! let info = writer.finish()?; // out/shard-00000.parquet now exists, with its sha256 in `info`
+//! # Ok(()) }
+//! ```
+//!
+//! Bytes go to `shard-NNNNN.parquet.tmp` and are hashed as they are written; `finish` writes the
+//! footer, fsyncs and renames. A crash before `finish` leaves only the `.tmp` file; an error or a
+//! drop before `finish` removes it.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::error::{Result, StoreError};
+use super::manifest::{FORMAT, FORMAT_VERSION};
+use super::schema::{encode_hook, shard_schema, HookInfo, StorageDtype, ITEM, TOKEN};
+
+/// Rows per parquet row group unless the builder says otherwise: the loader's shuffle unit.
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 8192;
+/// zstd level unless the builder says otherwise (float data gains little from higher levels).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// Rows of whole contexts to append to a shard. Every per-row slice has the same length; a
+/// context's rows are consecutive with positions 0, 1, …; context ids increase.
+#[derive(Debug, Clone, Copy)]
+pub struct ContextBatch<'a> {
+    /// Context id of each row.
+    pub context_ids: &'a [u64],
+    /// Position of each row within its context.
+    pub positions: &'a [u32],
+    /// Token id of each row.
+    pub token_ids: &'a [u32],
+    /// Token string of each row.
+    pub tokens: &'a [String],
+    /// Whether each row is a special token (BOS, CLS, SEP).
+    pub special: &'a [bool],
+    /// One value per row for each label column, in the writer's label order (None = no label).
+    pub labels: &'a [Vec<Option<String>>],
+    /// For each hook, in the writer's hook order, `rows × d` values, row-major.
+    pub hooks: &'a [&'a [f32]],
+}
+
+impl ContextBatch<'_> {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.context_ids.len()
+    }
+}
+
+/// What a finished shard holds; recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// Path relative to the manifest's folder (`/`-separated), e.g. `shard-00012.parquet`.
+    pub file: String,
+    /// Rows (tokens, special ones included).
+    pub rows: u64,
+    /// Contexts.
+    pub contexts: u64,
+    /// Rows flagged special.
+    #[serde(default)]
+    pub special_rows: u64,
+    /// First context id in the shard.
+    pub first_context_id: u64,
+    /// Last context id in the shard.
+    pub last_context_id: u64,
+    /// sha256 of the file's bytes, lowercase hex.
+    pub sha256: String,
+    /// File size in bytes.
+    pub bytes: u64,
+}
+
+/// Settings of a [`ShardWriter`]; the defaults live here and only here.
+#[derive(Debug, Clone)]
+pub struct ShardWriterBuilder {
+    hooks: Vec<HookInfo>,
+    label_columns: Vec<String>,
+    row_group_rows: usize,
+    zstd_level: i32,
+}
+
+impl ShardWriterBuilder {
+    /// Label columns (nullable Utf8), written after `special` in this order.
+    pub fn label_columns(mut self, names: Vec<String>) -> Self {
+        self.label_columns = names;
+        self
+    }
+
+    /// Rows per row group (default [`DEFAULT_ROW_GROUP_ROWS`]; 0 is taken as 1).
+    pub fn row_group_rows(mut self, rows: usize) -> Self {
+        self.row_group_rows = rows.max(1);
+        self
+    }
+
+    /// zstd compression level (default [`DEFAULT_ZSTD_LEVEL`]).
+    pub fn zstd_level(mut self, level: i32) -> Self {
+        self.zstd_level = level;
+        self
+    }
+
+    /// The parquet writer properties: zstd; dictionaries only for strings; BYTE_STREAM_SPLIT and
+    /// no statistics for hook values.
+    fn properties(&self, path: &Path) -> Result<WriterProperties> {
+        let level =
+            ZstdLevel::try_new(self.zstd_level).map_err(|e| StoreError::parquet(path, e))?;
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_dictionary_enabled(false)
+            .set_column_dictionary_enabled(ColumnPath::from(TOKEN), true)
+            .set_max_row_group_row_count(Some(self.row_group_rows))
+            .set_created_by(format!("unravel {}", env!("CARGO_PKG_VERSION")))
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new("unravel.format".into(), FORMAT.to_string()),
+                KeyValue::new("unravel.format_version".into(), FORMAT_VERSION.to_string()),
+            ]));
+        for label in &self.label_columns {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(label.as_str()), true);
+        }
+        for hook in &self.hooks {
+            // Leaf path of a list column: <name>.list.<item>; built from parts because hook
+            // names contain dots.
+            let leaf = ColumnPath::new(vec![hook.name.clone(), "list".into(), ITEM.into()]);
+            props = props
+                .set_column_encoding(leaf.clone(), hook_encoding(hook.dtype))
+                .set_column_statistics_enabled(leaf, EnabledStatistics::None);
+        }
+        Ok(props.build())
+    }
+
+    /// Starts a shard that will appear at `path` when finished (written to `path` + `.tmp`).
+    pub fn create(&self, path: &Path) -> Result<ShardWriter> {
+        validate_names(&self.hooks, &self.label_columns)
+            .map_err(|m| StoreError::format(path, m))?;
+        let tmp = tmp_path(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        }
+        let props = self.properties(path)?;
+        let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        let schema = shard_schema(&self.hooks, &self.label_columns);
+        let sink = HashingWriter {
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        let writer = match ArrowWriter::try_new(sink, schema.clone(), Some(props)) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(StoreError::parquet(&tmp, e));
+            }
+        };
+        Ok(ShardWriter {
+            path: path.to_path_buf(),
+            tmp,
+            writer: Some(writer),
+            schema,
+            hooks: self.hooks.clone(),
+            label_columns: self.label_columns.clone(),
+            rows: 0,
+            contexts: 0,
+            special_rows: 0,
+            first_context_id: None,
+            last_context_id: None,
+        })
+    }
+}
+
+/// Encoding of a hook's values. BYTE_STREAM_SPLIT groups exponent bytes so zstd compresses them,
+/// but DuckDB (2.0) reads it only for FLOAT/DOUBLE/INT32/INT64: float16 (FIXED_LEN_BYTE_ARRAY(2))
+/// stays PLAIN so every reader can open every shard. bf16 is UInt16, physically INT32.
+fn hook_encoding(dtype: StorageDtype) -> Encoding {
+    match dtype {
+        StorageDtype::F16 => Encoding::PLAIN,
+        StorageDtype::Bf16 | StorageDtype::F32 => Encoding::BYTE_STREAM_SPLIT,
+    }
+}
+
+/// Column names must be unique and must not shadow the fixed columns.
+fn validate_names(hooks: &[HookInfo], labels: &[String]) -> Result<(), String> {
+    let mut seen: Vec<&str> = super::schema::FIXED_COLUMNS.to_vec();
+    for name in labels.iter().chain(hooks.iter().map(|h| &h.name)) {
+        if seen.contains(&name.as_str()) {
+            return Err(format!(
+                "column name {name:?} is used twice; rename the label or hook"
+            ));
+        }
+        seen.push(name);
+    }
+    if let Some(h) = hooks.iter().find(|h| h.d == 0 || h.d > i32::MAX as usize) {
+        return Err(format!(
+            "hook {} has width {}; it must be at least 1",
+            h.name, h.d
+        ));
+    }
+    Ok(())
+}
+
+/// `shard-00012.parquet` → `shard-00012.parquet.tmp`.
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// A `Write` that hashes and counts the bytes on their way to the file, so `finish` needs no
+/// second read of the shard.
+struct HashingWriter {
+    file: File,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Writes one shard; see the module docs. Create it with [`ShardWriter::builder`].
+pub struct ShardWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    /// None once finished or after a failed write.
+    writer: Option<ArrowWriter<HashingWriter>>,
+    schema: arrow_schema::SchemaRef,
+    hooks: Vec<HookInfo>,
+    label_columns: Vec<String>,
+    rows: u64,
+    contexts: u64,
+    special_rows: u64,
+    first_context_id: Option<u64>,
+    last_context_id: Option<u64>,
+}
+
+impl ShardWriter {
+    /// A builder for shards holding `hooks` (in column order), with default settings.
+    pub fn builder(hooks: Vec<HookInfo>) -> ShardWriterBuilder {
+        ShardWriterBuilder {
+            hooks,
+            label_columns: vec![],
+            row_group_rows: DEFAULT_ROW_GROUP_ROWS,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+        }
+    }
+
+    /// The final path of the shard.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The last context id written, if any (the next batch must start above it).
+    pub fn last_context_id(&self) -> Option<u64> {
+        self.last_context_id
+    }
+
+    /// Appends whole contexts. A malformed batch is refused before anything is written; an IO
+    /// error removes the `.tmp` file and leaves the writer unusable.
+    pub fn write_batch(&mut self, batch: &ContextBatch) -> Result<()> {
+        let summary = self.validate(batch).map_err(|message| StoreError::Batch {
+            path: self.path.clone(),
+            message,
+        })?;
+        let record = self
+            .record_batch(batch)
+            .map_err(|source| StoreError::Arrow {
+                path: self.path.clone(),
+                source,
+            })?;
+        let written = match self.writer.as_mut() {
+            Some(writer) => writer.write(&record),
+            None => {
+                return Err(StoreError::Batch {
+                    path: self.path.clone(),
+                    message: "the writer already failed".into(),
+                })
+            }
+        };
+        if let Err(e) = written {
+            self.abort();
+            return Err(StoreError::parquet(&self.tmp, e));
+        }
+        self.rows += batch.rows() as u64;
+        self.contexts += summary.contexts;
+        self.special_rows += batch.special.iter().filter(|&&s| s).count() as u64;
+        if summary.contexts > 0 {
+            self.first_context_id.get_or_insert(summary.first);
+            self.last_context_id = Some(summary.last);
+        }
+        Ok(())
+    }
+
+    /// Checks lengths, context structure and value ranges; returns the contexts it found.
+    fn validate(&self, b: &ContextBatch) -> Result<BatchSummary, String> {
+        let n = b.rows();
+        for (what, len) in [
+            ("positions", b.positions.len()),
+            ("token_ids", b.token_ids.len()),
+            ("tokens", b.tokens.len()),
+            ("special", b.special.len()),
+        ] {
+            if len != n {
+                return Err(format!("{what} has {len} rows, context_ids has {n}"));
+            }
+        }
+        if b.labels.len() != self.label_columns.len() {
+            return Err(format!(
+                "{} label columns given, the shard has {} ({:?})",
+                b.labels.len(),
+                self.label_columns.len(),
+                self.label_columns
+            ));
+        }
+        for (name, col) in self.label_columns.iter().zip(b.labels) {
+            if col.len() != n {
+                return Err(format!("label {name} has {} rows, expected {n}", col.len()));
+            }
+        }
+        if b.hooks.len() != self.hooks.len() {
+            return Err(format!(
+                "{} hook arrays given, the shard has {} hooks",
+                b.hooks.len(),
+                self.hooks.len()
+            ));
+        }
+        for (hook, values) in self.hooks.iter().zip(b.hooks) {
+            if values.len() != n * hook.d {
+                return Err(format!(
+                    "hook {} has {} values, expected {n} rows × {} = {}",
+                    hook.name,
+                    values.len(),
+                    hook.d,
+                    n * hook.d
+                ));
+            }
+            let max = hook.dtype.max_finite();
+            // NaN fails `is_finite`; ±inf and overflowing values fail the bound.
+            if let Some(i) = values.iter().position(|x| !x.is_finite() || x.abs() > max) {
+                return Err(format!(
+                    "hook {} row {} holds {}, which {} cannot store (store it as f32, or find \
+                     the overflow upstream)",
+                    hook.name,
+                    i / hook.d,
+                    values[i],
+                    hook.dtype
+                ));
+            }
+        }
+        context_runs(b.context_ids, b.positions, self.last_context_id)
+    }
+
+    /// The Arrow record batch of `b` (already validated).
+    fn record_batch(&self, b: &ContextBatch) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(b.context_ids.to_vec())),
+            Arc::new(UInt32Array::from(b.positions.to_vec())),
+            Arc::new(UInt32Array::from(b.token_ids.to_vec())),
+            Arc::new(StringArray::from_iter_values(b.tokens)),
+            Arc::new(BooleanArray::from(b.special.to_vec())),
+        ];
+        for col in b.labels {
+            columns.push(Arc::new(StringArray::from_iter(
+                col.iter().map(|v| v.as_deref()),
+            )));
+        }
+        for (hook, values) in self.hooks.iter().zip(b.hooks) {
+            columns.push(encode_hook(hook, values)?);
+        }
+        RecordBatch::try_new(self.schema.clone(), columns)
+    }
+
+    /// Writes the footer, fsyncs, renames `.tmp` to the final name and returns what the shard
+    /// holds. The shard's `file` is its file name; the dataset writer makes it relative.
+    pub fn finish(mut self) -> Result<ShardInfo> {
+        let Some(writer) = self.writer.take() else {
+            return Err(StoreError::Batch {
+                path: self.path.clone(),
+                message: "the writer already failed".into(),
+            });
+        };
+        let sink = match writer.into_inner() {
+            Ok(sink) => sink,
+            Err(e) => {
+                self.abort();
+                return Err(StoreError::parquet(&self.tmp, e));
+            }
+        };
+        let HashingWriter {
+            file,
+            hasher,
+            bytes,
+        } = sink;
+        let synced = file.sync_all();
+        drop(file);
+        if let Err(e) = synced.and_then(|()| std::fs::rename(&self.tmp, &self.path)) {
+            self.abort();
+            return Err(StoreError::io(&self.tmp, e));
+        }
+        sync_dir(&self.path);
+        let file = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(ShardInfo {
+            file,
+            rows: self.rows,
+            contexts: self.contexts,
+            special_rows: self.special_rows,
+            first_context_id: self.first_context_id.unwrap_or(0),
+            last_context_id: self.last_context_id.unwrap_or(0),
+            sha256: hex::encode(hasher.finalize()),
+            bytes,
+        })
+    }
+
+    /// Drops the parquet writer and removes the `.tmp` file.
+    fn abort(&mut self) {
+        self.writer = None;
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+impl Drop for ShardWriter {
+    /// An unfinished shard is garbage: remove its `.tmp` file.
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            self.abort();
+        }
+    }
+}
+
+/// Makes a rename durable: fsync the folder (best effort; not every platform allows it).
+pub(crate) fn sync_dir(path: &Path) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+/// Contexts found in a batch.
+#[derive(Debug)]
+struct BatchSummary {
+    contexts: u64,
+    first: u64,
+    last: u64,
+}
+
+/// Checks that rows form whole contexts (runs of one id, positions 0, 1, …) with ids increasing,
+/// also across batches (`after`: the last id already written).
+fn context_runs(
+    ids: &[u64],
+    positions: &[u32],
+    after: Option<u64>,
+) -> Result<BatchSummary, String> {
+    let mut summary = BatchSummary {
+        contexts: 0,
+        first: ids.first().copied().unwrap_or(0),
+        last: 0,
+    };
+    let mut prev = after;
+    for (row, (&id, &pos)) in ids.iter().zip(positions).enumerate() {
+        let continues = row > 0 && ids[row - 1] == id;
+        if continues {
+            if pos != positions[row - 1].wrapping_add(1) {
+                return Err(format!(
+                    "row {row}: context {id} jumps from position {} to {pos}",
+                    positions[row - 1]
+                ));
+            }
+            continue;
+        }
+        if pos != 0 {
+            return Err(format!(
+                "row {row}: context {id} starts at position {pos}; batches must hold whole \
+                 contexts starting at position 0"
+            ));
+        }
+        if let Some(p) = prev.filter(|&p| id <= p) {
+            return Err(format!(
+                "row {row}: context id {id} does not increase (previous context {p})"
+            ));
+        }
+        prev = Some(id);
+        summary.contexts += 1;
+        summary.last = id;
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_runs_accept_whole_contexts() {
+        let s = context_runs(&[3, 3, 3, 5, 5], &[0, 1, 2, 0, 1], Some(2)).unwrap();
+        assert_eq!((s.contexts, s.first, s.last), (2, 3, 5));
+    }
+
+    #[test]
+    fn context_runs_refuse_partial_or_unordered_contexts() {
+        let e = context_runs(&[1, 1], &[1, 2], None).unwrap_err();
+        assert!(e.contains("starts at position 1"), "{e}");
+        let e = context_runs(&[1, 1], &[0, 2], None).unwrap_err();
+        assert!(e.contains("jumps"), "{e}");
+        let e = context_runs(&[4], &[0], Some(4)).unwrap_err();
+        assert!(e.contains("does not increase"), "{e}");
+    }
+}
