@@ -98,7 +98,30 @@ pub fn default_bos(arch: Arch) -> BosPolicy {
 }
 
 /// Runs an extraction. `progress` is called after each batch is handed to the writer.
+/// A fresh run that fails before storing any shard removes its manifest again, so fixing the
+/// input and re-running the same command just works.
 pub fn run(
+    model: &Model,
+    files: &ModelFiles,
+    tokenizer_json: &Path,
+    random_seed: Option<u64>,
+    plan: &ExtractPlan,
+    progress: impl FnMut(Progress),
+) -> Result<ExtractReport, ExtractError> {
+    let existed = std::fs::read_dir(&plan.out).is_ok_and(|mut d| d.next().is_some());
+    let result = run_inner(model, files, tokenizer_json, random_seed, plan, progress);
+    if result.is_err() && !plan.resume && !existed {
+        let nothing_stored = Manifest::load(&plan.out).is_ok_and(|m| m.shards.is_empty())
+            || !plan.out.join(crate::store::MANIFEST_FILE).exists();
+        if nothing_stored {
+            // Only files this run made: the folder was empty or absent before.
+            let _ = std::fs::remove_dir_all(&plan.out);
+        }
+    }
+    result
+}
+
+fn run_inner(
     model: &Model,
     files: &ModelFiles,
     tokenizer_json: &Path,

@@ -101,10 +101,10 @@ impl Part {
         format!("p{:02}", self.index)
     }
 
-    /// First context id of this part: parts use disjoint id ranges of 2^40 ids each, so merged
-    /// datasets keep context ids unique.
-    pub fn first_context_id(&self) -> u64 {
-        u64::from(self.index - 1) << 40
+    /// Whether this part stores context `id`. Context ids are global (every part packs the same
+    /// corpus the same way), so merged parts keep ids unique: part i of N owns `id % N == i - 1`.
+    pub fn owns(&self, id: u64) -> bool {
+        id % u64::from(self.count) == u64::from(self.index - 1)
     }
 }
 
@@ -481,10 +481,10 @@ fn first_tag(m: &Manifest) -> String {
     m.part.map(|p| p.tag()).unwrap_or_else(|| "?".into())
 }
 
-/// Shard files must be distinct and context id ranges must not overlap across parts.
+/// Shard files must be distinct, and every shard's context ids must belong to its part
+/// (`id % N == i - 1`), so ids never collide across parts.
 fn check_shards_disjoint(parts: &[Manifest]) -> Result<()> {
     let mut files = HashSet::new();
-    let mut ranges = vec![];
     for m in parts {
         for s in &m.shards {
             if !files.insert(s.file.as_str()) {
@@ -493,19 +493,14 @@ fn check_shards_disjoint(parts: &[Manifest]) -> Result<()> {
                     s.file
                 )));
             }
-            if s.contexts > 0 {
-                ranges.push((s.first_context_id, s.last_context_id, s.file.as_str()));
+            if let Some(p) = m.part {
+                if s.contexts > 0 && !(p.owns(s.first_context_id) && p.owns(s.last_context_id)) {
+                    return Err(StoreError::Merge(format!(
+                        "shard {} holds context ids {}..={} that part {} of {} does not own",
+                        s.file, s.first_context_id, s.last_context_id, p.index, p.count
+                    )));
+                }
             }
-        }
-    }
-    ranges.sort();
-    for w in ranges.windows(2) {
-        if w[1].0 <= w[0].1 {
-            return Err(StoreError::Merge(format!(
-                "context ids overlap between {} ({}..={}) and {} ({}..={}); each part must start \
-                 at Part::first_context_id",
-                w[0].2, w[0].0, w[0].1, w[1].2, w[1].0, w[1].1
-            )));
         }
     }
     Ok(())

@@ -18,7 +18,7 @@
 //!
 //! | column | arrow type | notes |
 //! |---|---|---|
-//! | `context_id` | UInt64 | unique within a dataset; part p starts at `(p - 1) << 40` |
+//! | `context_id` | UInt64 | global: the same corpus and settings give the same ids; part i of N holds `id % N == i - 1` |
 //! | `position` | UInt32 | 0, 1, … within the context |
 //! | `token_id` | UInt32 | |
 //! | `token` | Utf8 | the token's string |

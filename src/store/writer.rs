@@ -71,7 +71,8 @@ impl DatasetWriter {
         manifest.totals = Default::default();
         manifest.stats.clear();
         manifest.complete = false;
-        manifest.next_context_id = manifest.part.map_or(0, |p| p.first_context_id());
+        // Ids are global; every part starts scanning at context 0 and keeps the ones it owns.
+        manifest.next_context_id = 0;
         remove_own_leftovers(dir, &manifest)?;
         manifest.save(dir)?;
         Ok(Self::with_manifest(dir, manifest, options))
