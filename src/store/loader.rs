@@ -34,6 +34,9 @@ use super::shuffle::{mix, permutation};
 /// Rows per shuffle window unless told otherwise (~200 MB of f32 for d = 768).
 pub const DEFAULT_SHUFFLE_BUFFER: usize = 65_536;
 
+/// Row orders are stored as u32; windows stay far below that.
+const MAX_SHUFFLE_BUFFER: usize = 1 << 30;
+
 /// Shuffled forever, or one ordered pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LoaderMode {
@@ -112,13 +115,30 @@ struct Plan {
     shuffled: bool,
 }
 
-/// Decoded, shuffled rows of one window.
+/// Decoded rows of one window, in the order they are emitted: row `i` is row `order[i]` of the
+/// concatenated parts (file order when `order` is None). Rows are gathered lazily, straight into
+/// the batches, so a window is never copied as a whole.
 struct Window {
     epoch: u64,
     index: u64,
     last_in_epoch: bool,
     rows: usize,
-    values: Vec<f32>,
+    d: usize,
+    /// Decoded rows of each non-empty unit, `rows_i × d`.
+    parts: Vec<Vec<f32>>,
+    /// First row (in the concatenation) of each part.
+    starts: Vec<usize>,
+    order: Option<Vec<u32>>,
+}
+
+impl Window {
+    /// The values of emitted row `i`.
+    fn row(&self, i: usize) -> &[f32] {
+        let src = self.order.as_ref().map_or(i, |o| o[i] as usize);
+        let part = self.starts.partition_point(|&s| s <= src) - 1;
+        let local = src - self.starts[part];
+        &self.parts[part][local * self.d..(local + 1) * self.d]
+    }
 }
 
 /// Tags that keep the epoch and window seed streams apart.
@@ -150,7 +170,7 @@ impl Plan {
         windows
     }
 
-    /// Decodes a window's units in parallel and permutes its rows.
+    /// Decodes a window's units in parallel and draws its row order.
     fn build_window(&self, epoch: u64, index: u64, units: &[usize], last: bool) -> Result<Window> {
         let mut parts: Vec<Vec<f32>> = units
             .par_iter()
@@ -161,44 +181,30 @@ impl Plan {
                 Ok(read.values)
             })
             .collect::<Result<_>>()?;
-        // Empty parts (all-special row groups) would break the part lookup when gathering.
+        // Empty parts (all-special row groups) would break the row lookup.
         parts.retain(|p| !p.is_empty());
         let d = self.hook.d;
-        let rows = parts.iter().map(|p| p.len() / d).sum::<usize>();
-        let values = if self.shuffled {
-            gather_shuffled(&parts, d, rows, mix(&[self.seed, WINDOW_TAG, epoch, index]))
-        } else {
-            parts.concat()
-        };
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut rows = 0;
+        for p in &parts {
+            starts.push(rows);
+            rows += p.len() / d;
+        }
+        let order = self.shuffled.then(|| {
+            let seed = mix(&[self.seed, WINDOW_TAG, epoch, index]);
+            permutation(rows, seed).into_iter().map(|i| i as u32).collect()
+        });
         Ok(Window {
             epoch,
             index,
             last_in_epoch: last,
             rows,
-            values,
+            d,
+            parts,
+            starts,
+            order,
         })
     }
-}
-
-/// The rows of `parts` (concatenated) in a seeded random order, gathered in parallel.
-fn gather_shuffled(parts: &[Vec<f32>], d: usize, rows: usize, seed: u64) -> Vec<f32> {
-    // starts[i]: first global row of part i.
-    let mut starts = Vec::with_capacity(parts.len());
-    let mut acc = 0;
-    for p in parts {
-        starts.push(acc);
-        acc += p.len() / d;
-    }
-    let order = permutation(rows, seed);
-    let mut out = vec![0.0f32; rows * d];
-    out.par_chunks_mut(d.max(1))
-        .zip(order.par_iter())
-        .for_each(|(dst, &src)| {
-            let part = starts.partition_point(|&s| s <= src) - 1;
-            let local = src - starts[part];
-            dst.copy_from_slice(&parts[part][local * d..(local + 1) * d]);
-        });
-    out
 }
 
 /// The background producer: windows from (epoch, window) on, in stream order, until the
@@ -296,6 +302,12 @@ impl Loader {
     ) -> Result<Loader> {
         if config.batch_size == 0 {
             return Err(StoreError::Loader("batch_size must be at least 1".into()));
+        }
+        if config.shuffle_buffer > MAX_SHUFFLE_BUFFER {
+            return Err(StoreError::Loader(format!(
+                "shuffle_buffer {} is over the limit of {MAX_SHUFFLE_BUFFER} rows",
+                config.shuffle_buffer
+            )));
         }
         let hook = dataset.hook(&config.hook)?.clone();
         let shards = select_shards(dataset, config.shards.as_deref())?;
@@ -408,7 +420,9 @@ impl Loader {
             }
             let take = available.min(self.batch_size - rows);
             if let Some(w) = &self.current {
-                out.extend_from_slice(&w.values[self.offset * d..(self.offset + take) * d]);
+                for i in self.offset..self.offset + take {
+                    out.extend_from_slice(w.row(i));
+                }
             }
             self.offset += take;
             rows += take;
