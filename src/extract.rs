@@ -84,8 +84,22 @@ pub struct Progress {
 pub struct ExtractReport {
     pub manifest: Manifest,
     pub rows_this_run: u64,
+    /// Wall time of the whole run.
     pub seconds: f64,
     pub pack: PackStats,
+    /// Busy time of each stage (they overlap; the forward should dominate).
+    pub timings: StageTimings,
+}
+
+/// Seconds each pipeline stage spent working (not waiting on its queues).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StageTimings {
+    /// Reading, tokenizing and packing.
+    pub pack: f64,
+    /// Model forward and copying hook values out.
+    pub forward: f64,
+    /// Building rows, f16/bf16 conversion, parquet encoding, zstd, sha256, manifest saves.
+    pub write: f64,
 }
 
 /// The BOS policy a model uses when the user does not choose one.
@@ -177,6 +191,7 @@ fn run_inner(
             rows_this_run: 0,
             seconds: t0.elapsed().as_secs_f64(),
             pack: PackStats::default(),
+            timings: StageTimings::default(),
         });
     }
     let pack_options = PackOptions {
@@ -221,15 +236,16 @@ fn run_inner(
         .join()
         .map_err(|_| ExtractError::Thread("writer"))?;
     // The writer's error explains a closed channel better than the forward's.
-    let mut writer = written?;
-    forward_result?;
-    let pack = pack?;
+    let (mut writer, write_secs) = written?;
+    let forward_secs = forward_result?;
+    let (pack, pack_secs) = pack?;
     if writer.manifest().totals.rows == 0 && pack.tokens == 0 {
         return Err(ExtractError::NoTokens(plan.corpus.display().to_string()));
     }
     let m = writer.manifest_mut();
     m.corpus.documents = pack.documents;
     m.corpus.empty_documents = pack.empty_skipped;
+    let t_finish = Instant::now();
     let manifest = writer.finish()?;
     let rows_this_run = manifest.totals.rows - rows_before;
     Ok(ExtractReport {
@@ -237,6 +253,11 @@ fn run_inner(
         rows_this_run,
         seconds: t0.elapsed().as_secs_f64(),
         pack,
+        timings: StageTimings {
+            pack: pack_secs,
+            forward: forward_secs,
+            write: write_secs + t_finish.elapsed().as_secs_f64(),
+        },
     })
 }
 
@@ -341,23 +362,28 @@ fn pack_batches(
     part: Option<(usize, usize)>,
     batch: usize,
     tx: SyncSender<Vec<Context>>,
-) -> Result<PackStats, ExtractError> {
+) -> Result<(PackStats, f64), ExtractError> {
     let mut packer = packer;
     let mut pending = Vec::with_capacity(batch);
-    for ctx in packer.by_ref() {
+    let mut busy = 0.0;
+    loop {
+        let t = Instant::now();
+        let next = packer.next();
+        busy += t.elapsed().as_secs_f64();
+        let Some(ctx) = next else { break };
         let ctx = ctx?;
         if part.is_some_and(|p| !part_owns(ctx.id, p)) {
             continue;
         }
         pending.push(ctx);
         if pending.len() == batch && tx.send(std::mem::take(&mut pending)).is_err() {
-            return Ok(packer.stats()); // the consumer stopped; its error is reported
+            return Ok((packer.stats(), busy)); // the consumer stopped; its error is reported
         }
     }
     if !pending.is_empty() {
         let _ = tx.send(pending);
     }
-    Ok(packer.stats())
+    Ok((packer.stats(), busy))
 }
 
 /// One batch after the forward pass: its contexts and, per hook, `rows × d` f32 values.
@@ -375,10 +401,12 @@ fn forward_batches(
     rows_before: u64,
     total_rows: Option<u64>,
     progress: &mut impl FnMut(Progress),
-) -> Result<(), ExtractError> {
+) -> Result<f64, ExtractError> {
     let device = model.device();
     let mut rows = rows_before;
+    let mut busy = 0.0;
     for contexts in rx {
+        let started = Instant::now();
         let t = contexts[0].tokens.len();
         let ids: Vec<u32> = contexts
             .iter()
@@ -398,6 +426,7 @@ fn forward_batches(
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         rows += (contexts.len() * t) as u64;
+        busy += started.elapsed().as_secs_f64();
         if tx
             .send(Forwarded {
                 contexts,
@@ -405,11 +434,11 @@ fn forward_batches(
             })
             .is_err()
         {
-            return Ok(()); // the writer stopped; its error is reported
+            return Ok(busy); // the writer stopped; its error is reported
         }
         progress(Progress { rows, total_rows });
     }
-    Ok(())
+    Ok(busy)
 }
 
 /// Writer thread: turns batches into shard rows.
@@ -417,8 +446,10 @@ fn write_batches(
     mut writer: DatasetWriter,
     token_text: TokenText,
     rx: Receiver<Forwarded>,
-) -> Result<DatasetWriter, ExtractError> {
+) -> Result<(DatasetWriter, f64), ExtractError> {
+    let mut busy = 0.0;
     for f in rx {
+        let started = Instant::now();
         let rows: usize = f.contexts.iter().map(|c| c.tokens.len()).sum();
         let mut context_ids = Vec::with_capacity(rows);
         let mut positions = Vec::with_capacity(rows);
@@ -449,6 +480,7 @@ fn write_batches(
             labels: &labels,
             hooks: &hook_slices,
         })?;
+        busy += started.elapsed().as_secs_f64();
     }
-    Ok(writer)
+    Ok((writer, busy))
 }

@@ -358,6 +358,8 @@ fn cmd_extract(a: &ExtractArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let m = &report.manifest;
+    let t = &report.timings;
+    let wall = report.seconds.max(1e-9);
     println!(
         "extracted {} tokens this run ({} in the dataset, {} contexts, {} shards) in {:.1}s ({:.0} tokens/s) -> {}",
         report.rows_this_run,
@@ -365,8 +367,17 @@ fn cmd_extract(a: &ExtractArgs) -> Result<()> {
         m.totals.contexts,
         m.shards.len(),
         report.seconds,
-        report.rows_this_run as f64 / report.seconds.max(1e-9),
+        report.rows_this_run as f64 / wall,
         a.out.display()
+    );
+    println!(
+        "busy time: forward {:.1}s ({:.0}% of wall), tokenize+pack {:.1}s ({:.0}%), write {:.1}s ({:.0}%), overlapped on separate threads",
+        t.forward,
+        100.0 * t.forward / wall,
+        t.pack,
+        100.0 * t.pack / wall,
+        t.write,
+        100.0 * t.write / wall
     );
     Ok(())
 }

@@ -192,7 +192,10 @@ impl Plan {
         }
         let order = self.shuffled.then(|| {
             let seed = mix(&[self.seed, WINDOW_TAG, epoch, index]);
-            permutation(rows, seed).into_iter().map(|i| i as u32).collect()
+            permutation(rows, seed)
+                .into_iter()
+                .map(|i| i as u32)
+                .collect()
         });
         Ok(Window {
             epoch,
