@@ -321,3 +321,34 @@ fn bad_extract_input_gives_one_clear_line() {
         assert!(err.contains(needle), "{extra:?}: `{needle}` not in {err}");
     }
 }
+
+#[test]
+fn resume_with_other_settings_is_refused_with_the_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(dir.path(), 40);
+    let corpus = corpus.to_str().unwrap();
+    let out = dir.path().join("acts");
+    let out = out.to_str().unwrap();
+    let first = bin().args(extract_args(corpus, out)).output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let mut args = extract_args(corpus, out);
+    args[8] = "blocks.0.hook_resid_post"; // --hooks value
+    args.push("--resume");
+    let r = bin().args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(
+        err.contains("hooks") && err.contains("blocks.1.mlp.hook_post"),
+        "{err}"
+    );
+    // Resuming a complete dataset with the same settings is a no-op that succeeds.
+    let mut args = extract_args(corpus, out);
+    args.push("--resume");
+    let r = bin().args(&args).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stdout).contains("extracted 0 tokens this run"));
+}
