@@ -1,6 +1,7 @@
 //! [`Corpus`]: a corpus spec opened for reading, and [`Documents`], its documents streamed one at
 //! a time (bounded memory: one file of a .txt corpus, one line of a .jsonl file, one record batch
-//! of a parquet file at a time).
+//! of a parquet file at a time). A document itself is held whole, with its tokens, while it is
+//! packed: split a multi-GB text into several files.
 //!
 //! - `.txt`: one document per file; a UTF-8 byte-order mark is dropped.
 //! - `.jsonl`: one JSON object per line; the text is the string field `text_field`; each of
