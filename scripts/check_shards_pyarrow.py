@@ -46,6 +46,24 @@ def bf16_to_f32(values_u16):
     return (values_u16.astype(np.uint32) << 16).view(np.float32)
 
 
+def check_duckdb(root, manifest):
+    """If duckdb is installed, count the rows through it and read one row of every hook."""
+    try:
+        import duckdb
+    except ImportError:
+        print("duckdb not installed: skipped (pip install duckdb)")
+        return
+    files = [str(root / s["file"]) for s in manifest["shards"]]
+    rows = duckdb.sql(f"select count(*) from read_parquet({files})").fetchall()[0][0]
+    if rows != manifest["totals"]["rows"]:
+        fail(f"duckdb counts {rows} rows, manifest says {manifest['totals']['rows']}")
+    for hook in manifest["hooks"]:
+        got = duckdb.sql(f'select "{hook["name"]}" from read_parquet({files}) limit 1').fetchall()[0][0]
+        if len(got) != hook["d"]:
+            fail(f"duckdb reads {len(got)} values of {hook['name']}, manifest says d={hook['d']}")
+    print(f"duckdb {duckdb.__version__}: {rows} rows, every hook column readable")
+
+
 def main(root):
     manifest = json.loads((root / "manifest.json").read_text())
     print(f"{root}: {manifest['format']} v{manifest['format_version']}, model {manifest['model']['id']}, "
@@ -105,6 +123,7 @@ def main(root):
               f"matches the manifest to {err:.1e}")
         if err > 1e-2:
             fail(f"{hook['name']}: mean differs from manifest stats by {err}")
+    check_duckdb(root, manifest)
     print(f"OK: {len(manifest['shards'])} shards, {totals['rows']} rows checked with pyarrow {pa.__version__}, "
           f"pandas {pd.__version__}")
 

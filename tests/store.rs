@@ -930,7 +930,8 @@ fn loader_throughput() {
     m.hooks = vec![HookInfo {
         name: hook.into(),
         d: D,
-        dtype: StorageDtype::F16,
+        dtype: std::env::var("UNRAVEL_BENCH_DTYPE")
+            .map_or(StorageDtype::F16, |s| s.parse().unwrap()),
     }];
     m.label_columns = vec![];
     // UNRAVEL_BENCH_DIR holding a dataset from an earlier run: skip writing (to profile reads).
@@ -938,6 +939,19 @@ fn loader_throughput() {
         write_bench_dataset(&dir, m, contexts, ctx);
     }
     read_bench(&dir, hook);
+}
+
+/// CPU seconds (user + system, all threads) this process has used; NaN where /proc is absent.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
 }
 
 fn write_bench_dataset(dir: &Path, m: Manifest, contexts: u64, ctx: u32) {
@@ -948,8 +962,9 @@ fn write_bench_dataset(dir: &Path, m: Manifest, contexts: u64, ctx: u32) {
     let mut w = DatasetWriter::create(dir, m, WriterOptions::default()).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let scale: Vec<f32> = (0..D).map(|_| rng.random_range(0.2f32..3.0)).collect();
-    let t = Instant::now();
     let mut written = 0u64;
+    let mut secs = 0.0;
+    let mut cpu = 0.0;
     for first in (0..contexts).step_by(CONTEXTS_PER_BATCH) {
         let n = CONTEXTS_PER_BATCH * ctx as usize;
         let ids: Vec<u64> = (0..n).map(|r| first + (r / ctx as usize) as u64).collect();
@@ -964,6 +979,8 @@ fn write_bench_dataset(dir: &Path, m: Manifest, contexts: u64, ctx: u32) {
                 (u - 1.5) * scale[i % D]
             })
             .collect();
+        let t = Instant::now();
+        let c = cpu_seconds();
         w.write_batch(&ContextBatch {
             context_ids: &ids,
             positions: &pos,
@@ -974,15 +991,20 @@ fn write_bench_dataset(dir: &Path, m: Manifest, contexts: u64, ctx: u32) {
             hooks: &[&acts],
         })
         .unwrap();
+        secs += t.elapsed().as_secs_f64();
+        cpu += cpu_seconds() - c;
         written += n as u64;
     }
+    let (t, c) = (Instant::now(), cpu_seconds());
     let m = w.finish().unwrap();
-    let secs = t.elapsed().as_secs_f64();
+    secs += t.elapsed().as_secs_f64();
+    cpu += cpu_seconds() - c;
     let bytes: u64 = m.shards.iter().map(|s| s.bytes).sum();
     println!(
-        "write: {written} rows in {secs:.2}s ({:.0} rows/s incl. data generation), {} shards, \
-         {:.0} bytes/row on disk ({:.0} raw f16)",
+        "write: {written} rows in {secs:.2}s ({:.0} rows/s; {cpu:.1} CPU-s = {:.0} rows per \
+         CPU-second; data generation excluded), {} shards, {:.0} bytes/row on disk ({:.0} raw f16)",
         written as f64 / secs,
+        written as f64 / cpu,
         m.shards.len(),
         bytes as f64 / written as f64,
         (D * 2) as f64
@@ -1030,7 +1052,7 @@ fn read_bench(dir: &Path, hook: &str) {
         let latency = t.elapsed().as_secs_f64();
         let epochs = if mode == LoaderMode::Shuffled { 2 } else { 1 };
         let target = epochs * l.rows_per_epoch() - first;
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         let mut rows = 0u64;
         while rows < target {
             match l.next_batch().unwrap() {
@@ -1038,13 +1060,57 @@ fn read_bench(dir: &Path, hook: &str) {
                 None => break,
             }
         }
-        let secs = t.elapsed().as_secs_f64();
+        let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
         println!(
             "loader ({name}, batch 4096, window {}): first batch after {latency:.2}s, then \
-             {rows} rows in {secs:.2}s = {:.0} rows/s ({:.0} MB/s of f32)",
+             {rows} rows in {secs:.2}s = {:.0} rows/s, {:.0} rows per CPU-second ({:.0} MB/s \
+             of f32)",
             config.shuffle_buffer,
             rows as f64 / secs,
+            rows as f64 / cpu,
             rows as f64 * D as f64 * 4.0 / secs / 1e6
         );
     }
+}
+
+/// A full disk: the `.tmp` file is a link to /dev/full, where every write fails with ENOSPC.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_reported_with_the_file_and_leaves_nothing_behind() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shard-00000.parquet");
+    let tmp = dir.path().join("shard-00000.parquet.tmp");
+    std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+    let mut w = ShardWriter::builder(hooks()).create(&path).unwrap();
+    let acts: Vec<Vec<f32>> = hooks().iter().map(|h| vec![0.25; 4 * h.d]).collect();
+    let refs: Vec<&[f32]> = acts.iter().map(|v| v.as_slice()).collect();
+    let tokens: Vec<String> = (0..4).map(|i| format!("t{i}")).collect();
+    let batch = ContextBatch {
+        context_ids: &[0, 0, 0, 0],
+        positions: &[0, 1, 2, 3],
+        token_ids: &[1, 2, 3, 4],
+        tokens: &tokens,
+        special: &[true, false, false, false],
+        labels: &[],
+        hooks: &refs,
+    };
+    // The bytes are buffered, so the failure may come from the write or from finish.
+    let err = match w.write_batch(&batch) {
+        Err(e) => e,
+        Ok(()) => w.finish().unwrap_err(),
+    };
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Write { .. }), "{msg}");
+    assert!(
+        msg.contains("shard-00000.parquet.tmp") && msg.contains("No space left"),
+        "{msg}"
+    );
+    assert!(
+        !tmp.exists() && tmp.symlink_metadata().is_err(),
+        "the .tmp was not removed"
+    );
+    assert!(!path.exists());
 }

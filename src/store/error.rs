@@ -24,6 +24,17 @@ pub enum StoreError {
         /// The underlying error.
         source: parquet::errors::ParquetError,
     },
+    /// Writing a shard failed (disk full, IO error); its `.tmp` file has been removed.
+    #[error(
+        "{path}: writing failed: {source} (check free space and permissions; the unfinished \
+         shard was removed, resume the run to redo it)"
+    )]
+    Write {
+        /// The `.tmp` file being written.
+        path: PathBuf,
+        /// The underlying error.
+        source: parquet::errors::ParquetError,
+    },
     /// Building or reading an Arrow array failed.
     #[error("{path}: arrow: {source}")]
     Arrow {

@@ -13,8 +13,11 @@
 //! rows, and every later batch is bit-identical to an uninterrupted run's (whatever the batch
 //! size, even). Single-pass mode reads units in file order without shuffling and ends.
 //!
-//! A background thread decodes the next window (row groups in parallel with rayon) while the
-//! consumer drains the current one; it is at most one window ahead.
+//! A background thread decodes the next window (row groups in parallel on rayon's global pool)
+//! while the consumer drains the current one; it is at most one window ahead. Memory: two
+//! decoded windows of about `shuffle_buffer × d × 4` bytes each, plus a batch. Call
+//! `next_batch` from an ordinary thread, not from inside a rayon task (the decoder needs the
+//! pool's threads).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -246,7 +249,8 @@ fn produce(
                 return;
             }
         }
-        if full_epoch && epoch_rows == 0 {
+        // An epoch without rows would make a shuffled loader spin forever.
+        if plan.shuffled && full_epoch && epoch_rows == 0 {
             let _ = tx.send(Err(StoreError::Loader(format!(
                 "hook {}: the selected shards hold no rows to load (all special, or empty)",
                 plan.hook.name

@@ -38,6 +38,7 @@
 //! BYTE_STREAM_SPLIT on FIXED_LEN_BYTE_ARRAY columns. Row groups hold 8192 rows by default; the
 //! loader shuffles at row-group granularity.
 
+mod encode;
 mod error;
 mod loader;
 mod manifest;

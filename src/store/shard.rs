@@ -29,7 +29,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -37,6 +36,7 @@ use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::encode::RowGroupEncoder;
 use super::error::{Result, StoreError};
 use super::manifest::{FORMAT, FORMAT_VERSION};
 use super::schema::{encode_hook, shard_schema, HookInfo, StorageDtype, ITEM, TOKEN};
@@ -123,8 +123,8 @@ impl ShardWriterBuilder {
         self
     }
 
-    /// The parquet writer properties: zstd; dictionaries only for strings; BYTE_STREAM_SPLIT and
-    /// no statistics for hook values.
+    /// The parquet writer properties: zstd; dictionaries only for strings; no statistics and
+    /// (f32, bf16) BYTE_STREAM_SPLIT for hook values.
     fn properties(&self, path: &Path) -> Result<WriterProperties> {
         let level =
             ZstdLevel::try_new(self.zstd_level).map_err(|e| StoreError::parquet(path, e))?;
@@ -168,7 +168,15 @@ impl ShardWriterBuilder {
             hasher: Sha256::new(),
             bytes: 0,
         };
-        let writer = match ArrowWriter::try_new(sink, schema.clone(), Some(props)) {
+        let row_bytes = 32
+            + self
+                .hooks
+                .iter()
+                .map(|h| h.d * h.dtype.bytes())
+                .sum::<usize>();
+        let encoder =
+            RowGroupEncoder::try_new(sink, schema.clone(), props, self.row_group_rows, row_bytes);
+        let writer = match encoder {
             Ok(w) => w,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -254,7 +262,7 @@ pub struct ShardWriter {
     path: PathBuf,
     tmp: PathBuf,
     /// None once finished or after a failed write.
-    writer: Option<ArrowWriter<HashingWriter>>,
+    writer: Option<RowGroupEncoder<HashingWriter>>,
     schema: arrow_schema::SchemaRef,
     hooks: Vec<HookInfo>,
     label_columns: Vec<String>,
@@ -305,7 +313,7 @@ impl ShardWriter {
                 source,
             })?;
         let written = match self.writer.as_mut() {
-            Some(writer) => writer.write(&record),
+            Some(writer) => writer.write(record),
             None => {
                 return Err(StoreError::Batch {
                     path: self.path.clone(),
@@ -313,9 +321,12 @@ impl ShardWriter {
                 })
             }
         };
-        if let Err(e) = written {
+        if let Err(source) = written {
             self.abort();
-            return Err(StoreError::parquet(&self.tmp, e));
+            return Err(StoreError::Write {
+                path: self.tmp.clone(),
+                source,
+            });
         }
         self.rows += batch.rows() as u64;
         self.contexts += summary.contexts;
@@ -415,11 +426,14 @@ impl ShardWriter {
                 message: "the writer already failed".into(),
             });
         };
-        let sink = match writer.into_inner() {
+        let sink = match writer.finish() {
             Ok(sink) => sink,
-            Err(e) => {
+            Err(source) => {
                 self.abort();
-                return Err(StoreError::parquet(&self.tmp, e));
+                return Err(StoreError::Write {
+                    path: self.tmp.clone(),
+                    source,
+                });
             }
         };
         let HashingWriter {
