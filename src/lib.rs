@@ -10,5 +10,6 @@ pub mod extract;
 pub mod inspect;
 pub mod io;
 pub mod models;
+pub mod sae;
 pub mod store;
 pub mod trace;

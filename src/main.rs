@@ -15,6 +15,8 @@ use unravel::models::{Model, ModelOptions};
 use unravel::store::StorageDtype;
 use unravel::{extract, trace};
 
+mod cmd_train;
+
 #[derive(Parser)]
 #[command(
     name = "unravel",
@@ -49,6 +51,12 @@ enum Command {
         after_help = "Examples:\n  # 8 machines wrote parts into one shared folder\n  unravel merge-manifests acts/gpt2-resid\n  # parts in separate sub-folders of the dataset folder\n  unravel merge-manifests acts/gpt2-resid --parts acts/gpt2-resid/p1 acts/gpt2-resid/p2"
     )]
     MergeManifests(MergeArgs),
+    /// Train an L1 sparse autoencoder on one hook of an activation dataset (two recipes, exact resume).
+    #[command(after_help = cmd_train::TRAIN_EXAMPLES)]
+    Train(cmd_train::TrainArgs),
+    /// Evaluate an SAE (ours or any SAELens-layout folder) on activation shards.
+    #[command(after_help = cmd_train::EVAL_EXAMPLES)]
+    Eval(cmd_train::EvalArgs),
 }
 
 const EXTRACT_EXAMPLES: &str = "Examples:\n  \
@@ -418,6 +426,8 @@ fn main() -> ExitCode {
         Command::Extract(a) => cmd_extract(a),
         Command::Inspect(a) => cmd_inspect(a),
         Command::MergeManifests(a) => cmd_merge(a),
+        Command::Train(a) => cmd_train::cmd_train(a),
+        Command::Eval(a) => cmd_train::cmd_eval(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

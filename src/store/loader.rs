@@ -414,6 +414,15 @@ impl Loader {
 
     /// The next batch, or None at the end of a single pass.
     pub fn next_batch(&mut self) -> Result<Option<Tensor>> {
+        match self.next_rows()? {
+            Some((values, rows)) => Ok(Some(Tensor::from_vec(values, (rows, self.d), &self.device)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The next batch on the host, `(values [rows × d], rows)`, or None at the end of a
+    /// single pass (the same stream as [`Loader::next_batch`]).
+    pub fn next_rows(&mut self) -> Result<Option<(Vec<f32>, usize)>> {
         let d = self.d;
         let mut out: Vec<f32> = Vec::with_capacity(self.batch_size * d);
         let mut rows = 0;
@@ -438,7 +447,7 @@ impl Loader {
             return Ok(None);
         }
         self.rows_emitted += rows as u64;
-        Ok(Some(Tensor::from_vec(out, (rows, d), &self.device)?))
+        Ok(Some((out, rows)))
     }
 
     /// Moves to the next window; false at the end of the stream.

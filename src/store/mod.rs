@@ -50,6 +50,7 @@ mod stats;
 mod writer;
 
 pub use error::{Result, StoreError};
+pub(crate) use shuffle::mix as mix_seed;
 pub use loader::{Loader, LoaderConfig, LoaderMode, LoaderState, DEFAULT_SHUFFLE_BUFFER};
 pub use manifest::{
     merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part, Totals, FORMAT,

@@ -1,0 +1,433 @@
+//! Training configuration: the two recipes, every knob with its default, the TOML file and
+//! command-line overrides, validated once into [`TrainConfig`]; schedules are methods.
+//!
+//! Precedence: recipe defaults < `--config FILE.toml` < command-line flags. The resolved config
+//! is saved in the run folder as `config.toml`, which `--resume` reads back.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::optim::AdamConfig;
+use super::step::StepConfig;
+use super::{Result, SaeError};
+
+/// The two training recipes of DESIGN.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Recipe {
+    /// Anthropic, April 2024 update: inputs scaled to E‖x‖ = √d_in, decoder-norm-weighted L1,
+    /// decoder rows of norm 0.1 at init with W_enc = W_decᵀ, λ warm-up over the first 5% of
+    /// steps, LR linear decay over the last 20%, gradient-norm clip 1.0.
+    #[serde(rename = "april-2024")]
+    April2024,
+    /// Towards Monosemanticity (2023): b_dec subtracted before the encoder and initialised to the
+    /// geometric median, unit-norm decoder rows (parallel gradient removed, renormalised after
+    /// each step), plain L1, dead-feature resampling.
+    #[serde(rename = "unit-norm")]
+    UnitNorm,
+}
+
+impl Recipe {
+    pub fn parse(s: &str) -> Result<Recipe> {
+        match s {
+            "april-2024" => Ok(Recipe::April2024),
+            "unit-norm" => Ok(Recipe::UnitNorm),
+            other => Err(SaeError::Config(format!(
+                "unknown recipe `{other}`: use april-2024 or unit-norm"
+            ))),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Recipe::April2024 => "april-2024",
+            Recipe::UnitNorm => "unit-norm",
+        }
+    }
+}
+
+/// Which step implementation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// The fast sparse engine on CPU f32, the plain engine elsewhere.
+    Auto,
+    /// The sparse CPU engine (CPU only).
+    Fast,
+    /// Plain candle ops (any device).
+    Plain,
+}
+
+/// Every setting, all optional: what a TOML file or the command line gives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialConfig {
+    pub acts: Option<PathBuf>,
+    pub hook: Option<String>,
+    pub recipe: Option<Recipe>,
+    pub d_sae: Option<usize>,
+    pub expansion: Option<f64>,
+    pub tokens: Option<u64>,
+    pub batch: Option<usize>,
+    pub lr: Option<f32>,
+    pub l1_coefficient: Option<f32>,
+    pub lr_warmup_frac: Option<f64>,
+    pub lr_decay_frac: Option<f64>,
+    pub l1_warmup_frac: Option<f64>,
+    pub clip_norm: Option<f32>,
+    pub beta1: Option<f32>,
+    pub beta2: Option<f32>,
+    pub adam_eps: Option<f32>,
+    pub dec_init_norm: Option<f32>,
+    pub seed: Option<u64>,
+    pub shuffle_buffer: Option<usize>,
+    pub eval_shards: Option<usize>,
+    pub eval_tokens: Option<u64>,
+    pub eval_every: Option<u64>,
+    pub log_every: Option<u64>,
+    pub checkpoint_every: Option<u64>,
+    pub dead_window: Option<u64>,
+    pub scale_tokens: Option<u64>,
+    pub resample_every: Option<u64>,
+    pub resample_inputs: Option<usize>,
+    pub skip_nonfinite: Option<bool>,
+    pub include_special: Option<bool>,
+    pub engine: Option<EngineChoice>,
+    pub device: Option<String>,
+    pub from: Option<String>,
+}
+
+impl PartialConfig {
+    /// Reads a TOML file; unknown keys are errors naming the file.
+    pub fn from_file(path: &Path) -> Result<PartialConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| SaeError::File {
+            path: path.to_path_buf(),
+            reason: format!("cannot read the config: {e}"),
+        })?;
+        toml::from_str(&text).map_err(|e| SaeError::File {
+            path: path.to_path_buf(),
+            reason: format!("bad config: {}", e.to_string().replace('\n', " ")),
+        })
+    }
+
+    /// `self` with every field that `over` sets replaced.
+    pub fn overridden_by(self, over: PartialConfig) -> PartialConfig {
+        macro_rules! pick {
+            ($($f:ident),*) => { PartialConfig { $($f: over.$f.or(self.$f)),* } };
+        }
+        pick!(
+            acts, hook, recipe, d_sae, expansion, tokens, batch, lr, l1_coefficient,
+            lr_warmup_frac, lr_decay_frac, l1_warmup_frac, clip_norm, beta1, beta2, adam_eps,
+            dec_init_norm, seed, shuffle_buffer, eval_shards, eval_tokens, eval_every, log_every,
+            checkpoint_every, dead_window, scale_tokens, resample_every, resample_inputs,
+            skip_nonfinite, include_special, engine, device, from
+        )
+    }
+}
+
+/// A validated configuration: what the trainer runs. Saved as the run's `config.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The activation dataset folder.
+    pub acts: PathBuf,
+    /// The hook (column) trained on.
+    pub hook: String,
+    pub recipe: Recipe,
+    pub d_in: usize,
+    pub d_sae: usize,
+    /// Training tokens.
+    pub tokens: u64,
+    /// Tokens per step.
+    pub batch: usize,
+    pub lr: f32,
+    pub l1_coefficient: f32,
+    /// Fraction of steps with linearly rising LR (0: none).
+    pub lr_warmup_frac: f64,
+    /// Fraction of steps, at the end, with LR falling linearly to 0.
+    pub lr_decay_frac: f64,
+    /// Fraction of steps with λ rising linearly from λ/warm-up steps to λ.
+    pub l1_warmup_frac: f64,
+    /// Global gradient-norm clip (absent: none).
+    pub clip_norm: Option<f32>,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub adam_eps: f32,
+    /// Decoder row norm at init (april-2024).
+    pub dec_init_norm: f32,
+    pub seed: u64,
+    /// Loader shuffle window, in tokens.
+    pub shuffle_buffer: usize,
+    /// Shards held out for evaluation (the last ones).
+    pub eval_shards: usize,
+    /// Tokens per held-out evaluation (at most the held-out set).
+    pub eval_tokens: u64,
+    /// Evaluate every this many training tokens (0: only at the end).
+    pub eval_every: u64,
+    /// Append to metrics.jsonl every this many steps.
+    pub log_every: u64,
+    /// Checkpoint every this many tokens (0: only at the end and on Ctrl-C).
+    pub checkpoint_every: u64,
+    /// A feature is dead when it did not fire in this many tokens.
+    pub dead_window: u64,
+    /// Tokens sampled to estimate the input scaling (and the geometric median).
+    pub scale_tokens: u64,
+    /// Resample dead features every this many tokens (unit-norm; 0: never).
+    pub resample_every: u64,
+    /// Inputs scored to pick the new directions when resampling.
+    pub resample_inputs: usize,
+    /// Drop rows with NaN/Inf activations instead of stopping.
+    pub skip_nonfinite: bool,
+    /// Train on special-token rows (BOS/CLS/SEP) too.
+    pub include_special: bool,
+    pub engine: EngineChoice,
+    pub device: String,
+    /// Start from this SAELens-layout SAE (local folder or hub repo[/subfolder]).
+    pub from: Option<String>,
+}
+
+impl TrainConfig {
+    /// Resolves a partial config against a dataset's hooks: `hooks` are the (name, d) pairs of
+    /// the dataset at `acts`.
+    pub fn resolve(p: PartialConfig, hooks: &[(String, usize)]) -> Result<TrainConfig> {
+        let bad = |m: String| Err(SaeError::Config(m));
+        let acts = match p.acts {
+            Some(a) => a,
+            None => return bad("no activation dataset: pass --acts DIR (or `acts` in the config)".into()),
+        };
+        let hook = match (p.hook, hooks) {
+            (Some(h), _) => h,
+            (None, [(only, _)]) => only.clone(),
+            (None, _) => {
+                let names: Vec<&str> = hooks.iter().map(|(n, _)| n.as_str()).collect();
+                return bad(format!(
+                    "{} holds {} hooks; choose one with --hook ({})",
+                    acts.display(),
+                    names.len(),
+                    names.join(", ")
+                ));
+            }
+        };
+        let Some(&(_, d_in)) = hooks.iter().find(|(n, _)| *n == hook) else {
+            let names: Vec<&str> = hooks.iter().map(|(n, _)| n.as_str()).collect();
+            return bad(format!(
+                "--hook {hook}: not in {} (it holds: {})",
+                acts.display(),
+                names.join(", ")
+            ));
+        };
+        let d_sae = match (p.d_sae, p.expansion) {
+            (Some(_), Some(_)) => return bad("give --d-sae or --expansion, not both".into()),
+            (Some(n), None) => n,
+            (None, Some(e)) if e > 0.0 => (e * d_in as f64).round() as usize,
+            (None, Some(e)) => return bad(format!("--expansion {e}: must be positive")),
+            (None, None) => 8 * d_in,
+        };
+        let recipe = p.recipe.unwrap_or(Recipe::April2024);
+        let april = recipe == Recipe::April2024;
+        let tokens = p.tokens.unwrap_or(10_000_000);
+        let batch = p.batch.unwrap_or(4096);
+        let cfg = TrainConfig {
+            acts,
+            hook,
+            recipe,
+            d_in,
+            d_sae,
+            tokens,
+            batch,
+            lr: p.lr.unwrap_or(if april { 5e-5 } else { 1e-4 }),
+            l1_coefficient: p.l1_coefficient.unwrap_or(5.0),
+            lr_warmup_frac: p.lr_warmup_frac.unwrap_or(0.0),
+            lr_decay_frac: p.lr_decay_frac.unwrap_or(if april { 0.2 } else { 0.0 }),
+            l1_warmup_frac: p.l1_warmup_frac.unwrap_or(if april { 0.05 } else { 0.0 }),
+            clip_norm: p.clip_norm.or(if april { Some(1.0) } else { None }),
+            beta1: p.beta1.unwrap_or(0.9),
+            beta2: p.beta2.unwrap_or(0.999),
+            adam_eps: p.adam_eps.unwrap_or(1e-8),
+            dec_init_norm: p.dec_init_norm.unwrap_or(0.1),
+            seed: p.seed.unwrap_or(0),
+            shuffle_buffer: p.shuffle_buffer.unwrap_or(crate::store::DEFAULT_SHUFFLE_BUFFER),
+            eval_shards: p.eval_shards.unwrap_or(1),
+            eval_tokens: p.eval_tokens.unwrap_or(200_000),
+            eval_every: p.eval_every.unwrap_or(0),
+            log_every: p.log_every.unwrap_or(10),
+            checkpoint_every: p.checkpoint_every.unwrap_or(5_000_000),
+            dead_window: p.dead_window.unwrap_or(10_000_000.min(tokens)),
+            scale_tokens: p.scale_tokens.unwrap_or(65_536),
+            resample_every: p.resample_every.unwrap_or(if april { 0 } else { tokens / 4 }),
+            resample_inputs: p.resample_inputs.unwrap_or(16_384),
+            skip_nonfinite: p.skip_nonfinite.unwrap_or(false),
+            include_special: p.include_special.unwrap_or(false),
+            engine: p.engine.unwrap_or(EngineChoice::Auto),
+            device: p.device.unwrap_or_else(|| "auto".into()),
+            from: p.from,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let err = |m: &str| Err(SaeError::Config(m.to_string()));
+        if self.d_sae == 0 {
+            return err("--d-sae must be at least 1");
+        }
+        if self.batch == 0 {
+            return err("--batch must be at least 1");
+        }
+        if self.tokens < self.batch as u64 {
+            return err("--tokens must be at least one batch (--batch)");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return err("--lr must be a positive number");
+        }
+        if !(self.l1_coefficient >= 0.0 && self.l1_coefficient.is_finite()) {
+            return err("--l1-coefficient must be a non-negative number");
+        }
+        for (name, v) in [
+            ("lr_warmup_frac", self.lr_warmup_frac),
+            ("lr_decay_frac", self.lr_decay_frac),
+            ("l1_warmup_frac", self.l1_warmup_frac),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(SaeError::Config(format!("{name} must be in [0, 1], got {v}")));
+            }
+        }
+        if self.lr_warmup_frac + self.lr_decay_frac > 1.0 {
+            return err("lr_warmup_frac + lr_decay_frac must be at most 1");
+        }
+        if self.log_every == 0 {
+            return err("--log-every must be at least 1");
+        }
+        if self.dead_window == 0 {
+            return err("dead_window must be at least 1 token");
+        }
+        Ok(())
+    }
+
+    /// Optimisation steps in the run.
+    pub fn total_steps(&self) -> u64 {
+        self.tokens.div_ceil(self.batch as u64)
+    }
+
+    fn frac_steps(&self, frac: f64) -> u64 {
+        (frac * self.total_steps() as f64).round() as u64
+    }
+
+    /// Learning rate of step `t` (0-based): linear warm-up, constant, linear decay to 0.
+    pub fn lr_at(&self, t: u64) -> f32 {
+        let total = self.total_steps();
+        let (warm, decay) = (self.frac_steps(self.lr_warmup_frac), self.frac_steps(self.lr_decay_frac));
+        let mut f = 1.0f64;
+        if warm > 0 {
+            f = f.min((t + 1) as f64 / warm as f64);
+        }
+        if decay > 0 {
+            f = f.min(total.saturating_sub(t) as f64 / decay as f64);
+        }
+        (self.lr as f64 * f) as f32
+    }
+
+    /// λ of step `t` (0-based): `λ·min(1, (t+1)/warm-up steps)`.
+    pub fn l1_at(&self, t: u64) -> f32 {
+        let warm = self.frac_steps(self.l1_warmup_frac);
+        let f = if warm > 0 {
+            ((t + 1) as f64 / warm as f64).min(1.0)
+        } else {
+            1.0
+        };
+        (self.l1_coefficient as f64 * f) as f32
+    }
+
+    /// What the step needs of the recipe.
+    pub fn step_config(&self) -> StepConfig {
+        StepConfig {
+            decoder_norm_l1: self.recipe == Recipe::April2024,
+            unit_norm_decoder: self.recipe == Recipe::UnitNorm,
+            clip_norm: self.clip_norm,
+            adam: AdamConfig {
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.adam_eps,
+            },
+        }
+    }
+
+    /// The fields whose change makes a resumed run differ from the original.
+    pub fn differences(&self, other: &TrainConfig) -> Vec<String> {
+        let a = toml::Value::try_from(self).ok();
+        let b = toml::Value::try_from(other).ok();
+        let (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) = (a, b) else {
+            return vec!["(cannot compare)".into()];
+        };
+        let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| {
+                let show = |v: Option<&toml::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
+                format!("{k}: {} vs {}", show(a.get(k)), show(b.get(k)))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hooks() -> Vec<(String, usize)> {
+        vec![("blocks.0.hook_resid_post".into(), 16), ("blocks.1.hook_resid_post".into(), 16)]
+    }
+
+    fn base() -> PartialConfig {
+        PartialConfig {
+            acts: Some("acts".into()),
+            hook: Some("blocks.1.hook_resid_post".into()),
+            tokens: Some(100 * 4096),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn april_schedules() {
+        let c = TrainConfig::resolve(base(), &hooks()).unwrap();
+        assert_eq!((c.d_in, c.d_sae, c.total_steps()), (16, 128, 100));
+        // λ warms up over 5 steps, LR decays over the last 20.
+        assert!((c.l1_at(0) - 1.0).abs() < 1e-6 && (c.l1_at(4) - 5.0).abs() < 1e-6);
+        assert_eq!(c.lr_at(0), c.lr);
+        assert_eq!(c.lr_at(80), c.lr);
+        assert!((c.lr_at(90) - c.lr * 0.5).abs() < 1e-9);
+        assert!((c.lr_at(99) - c.lr * 0.05).abs() < 1e-9);
+        assert_eq!(c.clip_norm, Some(1.0));
+    }
+
+    #[test]
+    fn choosing_the_hook_and_size() {
+        let mut p = base();
+        p.hook = None;
+        let e = TrainConfig::resolve(p.clone(), &hooks()).unwrap_err().to_string();
+        assert!(e.contains("--hook") && e.contains("blocks.0.hook_resid_post"), "{e}");
+        let one = vec![("h".to_string(), 8)];
+        p.expansion = Some(4.0);
+        let c = TrainConfig::resolve(p.clone(), &one).unwrap();
+        assert_eq!((c.hook.as_str(), c.d_sae), ("h", 32));
+        p.d_sae = Some(10);
+        assert!(TrainConfig::resolve(p, &one).is_err());
+    }
+
+    #[test]
+    fn toml_overrides_and_differences() {
+        let file: PartialConfig = toml::from_str("recipe = \"unit-norm\"\nlr = 0.001\nbatch = 512").unwrap();
+        let cli = PartialConfig { lr: Some(0.002), ..base() };
+        let c = TrainConfig::resolve(file.overridden_by(cli), &hooks()).unwrap();
+        assert_eq!((c.recipe, c.lr, c.batch, c.clip_norm), (Recipe::UnitNorm, 0.002, 512, None));
+        let text = toml::to_string(&c).unwrap();
+        let back: TrainConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        let mut other = c.clone();
+        other.seed = 9;
+        assert_eq!(c.differences(&other), vec!["seed: 0 vs 9".to_string()]);
+        assert!(toml::from_str::<PartialConfig>("learning_rate = 1").is_err());
+    }
+}

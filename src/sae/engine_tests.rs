@@ -1,0 +1,237 @@
+//! The engines against each other and against candle's autograd.
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+
+use super::fast::FastEngine;
+use super::model::Sae;
+use super::optim::{AdamConfig, AdamState};
+use super::plain::PlainEngine;
+use super::step::{Engine, StepConfig};
+
+fn cfg(april: bool) -> StepConfig {
+    StepConfig {
+        decoder_norm_l1: april,
+        unit_norm_decoder: !april,
+        clip_norm: if april { Some(1.0) } else { None },
+        adam: AdamConfig::default(),
+    }
+}
+
+/// Sparse-ish inputs: a few of `k` random directions per row with Exponential magnitudes.
+fn data(rows: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let k = 3 * d;
+    let dirs: Vec<f32> = (0..k * d).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
+    let mut x = vec![0f32; rows * d];
+    for r in 0..rows {
+        for j in 0..k {
+            if rng.random::<f32>() < 0.08 {
+                let a = -rng.random::<f32>().max(1e-6).ln();
+                for c in 0..d {
+                    x[r * d + c] += a * dirs[j * d + c] / (d as f32).sqrt();
+                }
+            }
+        }
+    }
+    x
+}
+
+fn sae(d: usize, s: usize, april: bool, seed: u64) -> Sae {
+    let mut sae = if april {
+        Sae::init_april(d, s, 0.1, seed)
+    } else {
+        Sae::init_unit_norm(d, s, vec![0.01; d], seed)
+    };
+    // Non-zero biases so every term of the gradient is exercised.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed + 1);
+    sae.b_enc = (0..s).map(|_| rng.random::<f32>() * 0.1 - 0.06).collect();
+    sae.b_dec = (0..d).map(|_| rng.random::<f32>() * 0.1 - 0.05).collect();
+    sae
+}
+
+fn lens(s: &Sae) -> [usize; 4] {
+    [s.w_enc.len(), s.b_enc.len(), s.w_dec.len(), s.b_dec.len()]
+}
+
+fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+/// The loss written as plain candle ops, differentiated by candle's autograd.
+fn autograd_grads(sae: &Sae, x: &[f32], rows: usize, lam: f64, april: bool) -> Vec<Vec<f32>> {
+    let dev = Device::Cpu;
+    let (d, s) = (sae.d_in, sae.d_sae);
+    let v = |data: &[f32], shape: &[usize]| {
+        Var::from_tensor(
+            &Tensor::from_slice(data, shape, &dev)
+                .unwrap()
+                .to_dtype(DType::F64)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let (we, be, wd, bd) = (
+        v(&sae.w_enc, &[s, d]),
+        v(&sae.b_enc, &[s]),
+        v(&sae.w_dec, &[s, d]),
+        v(&sae.b_dec, &[d]),
+    );
+    let x = Tensor::from_slice(x, (rows, d), &dev).unwrap().to_dtype(DType::F64).unwrap();
+    let xin = if sae.apply_b_dec_to_input {
+        x.broadcast_sub(bd.as_tensor()).unwrap()
+    } else {
+        x.clone()
+    };
+    let f = xin
+        .matmul(&we.as_tensor().t().unwrap())
+        .unwrap()
+        .broadcast_add(be.as_tensor())
+        .unwrap()
+        .relu()
+        .unwrap();
+    let xh = f.matmul(wd.as_tensor()).unwrap().broadcast_add(bd.as_tensor()).unwrap();
+    let mse = ((xh - &x).unwrap().sqr().unwrap().sum_all().unwrap() / rows as f64).unwrap();
+    let w = if april {
+        wd.as_tensor().sqr().unwrap().sum(1).unwrap().sqrt().unwrap()
+    } else {
+        Tensor::ones(s, DType::F64, &dev).unwrap()
+    };
+    let l1 = (f.broadcast_mul(&w).unwrap().sum_all().unwrap() / rows as f64).unwrap();
+    let loss = (mse + (l1 * lam).unwrap()).unwrap();
+    let grads = loss.backward().unwrap();
+    [&we, &be, &wd, &bd]
+        .iter()
+        .map(|p| {
+            grads
+                .get(p.as_tensor())
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn hand_written_gradients_match_autograd_on_both_engines_and_paths() {
+    let (d, s, rows) = (12, 40, 64);
+    let x = data(rows, d, 5);
+    for april in [true, false] {
+        let sae = sae(d, s, april, 9);
+        let lam = 0.7f32;
+        let reference = autograd_grads(&sae, &x, rows, lam as f64, april);
+        let plain = PlainEngine::new(&sae, &AdamState::zeros(lens(&sae)), cfg(april), &Device::Cpu, DType::F64).unwrap();
+        let (pg, _) = plain.gradients(&x, rows, lam).unwrap();
+        for k in 0..4 {
+            let got = pg[k].to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let err = max_rel(&got, &reference[k]);
+            assert!(err < 1e-5, "plain april={april} grad {k}: rel err {err}");
+        }
+        for dense in [false, true] {
+            let mut fast = FastEngine::new(sae.clone(), AdamState::zeros(lens(&sae)), cfg(april));
+            fast.force_dense = dense;
+            let stats = fast.backward(&x, rows, lam);
+            assert!(stats.l0() > 0.5 && stats.l0() < s as f64, "l0 {}", stats.l0());
+            for k in 0..4 {
+                let err = max_rel(&fast.grads()[k], &reference[k]);
+                assert!(err < 2e-5, "fast dense={dense} april={april} grad {k}: rel err {err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    // Central differences of the f64 loss on a few coordinates of each tensor.
+    let (d, s, rows) = (6, 10, 16);
+    let x = data(rows, d, 11);
+    for april in [true, false] {
+        let sae = sae(d, s, april, 3);
+        let lam = 0.5;
+        let plain = PlainEngine::new(&sae, &AdamState::zeros(lens(&sae)), cfg(april), &Device::Cpu, DType::F64).unwrap();
+        let (g, _) = plain.gradients(&x, rows, lam).unwrap();
+        let loss = |p: &Sae| -> f64 {
+            let e = PlainEngine::new(p, &AdamState::zeros(lens(p)), cfg(april), &Device::Cpu, DType::F64).unwrap();
+            let (_, st) = e.gradients(&x, rows, lam).unwrap();
+            st.mse() + lam as f64 * st.l1()
+        };
+        for k in 0..4 {
+            let gk = g[k].flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            for j in [0, gk.len() / 2, gk.len() - 1] {
+                let h = 1e-3f32;
+                let mut a = sae.clone();
+                let mut b = sae.clone();
+                a.params_mut()[k][j] += h;
+                b.params_mut()[k][j] -= h;
+                let fd = (loss(&a) - loss(&b)) / (2.0 * h as f64);
+                assert!(
+                    (fd - gk[j]).abs() < 2e-3 * (1.0 + gk[j].abs()),
+                    "april={april} tensor {k}[{j}]: finite difference {fd} vs {}",
+                    gk[j]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_and_plain_engines_train_alike() {
+    let (d, s, rows) = (16, 64, 128);
+    for april in [true, false] {
+        let sae = sae(d, s, april, 21);
+        let adam = AdamState::zeros(lens(&sae));
+        let mut plain = PlainEngine::new(&sae, &adam, cfg(april), &Device::Cpu, DType::F32).unwrap();
+        let mut fast = FastEngine::new(sae.clone(), adam.clone(), cfg(april));
+        for step in 0..20 {
+            let x = data(rows, d, 100 + step);
+            let a = plain.step(&x, rows, 1e-3, 0.3).unwrap();
+            let b = fast.step(&x, rows, 1e-3, 0.3).unwrap();
+            assert!((a.mse() - b.mse()).abs() < 1e-4 * (1.0 + a.mse()), "step {step}: mse {} vs {}", a.mse(), b.mse());
+            assert_eq!(a.active, b.active, "step {step}");
+            assert_eq!(a.fired, b.fired);
+        }
+        let (pa, ma) = plain.snapshot().unwrap();
+        let (pb, mb) = fast.snapshot().unwrap();
+        assert_eq!(ma.t, 20);
+        assert_eq!(mb.t, 20);
+        for (x, y) in pa.params().iter().zip(pb.params()) {
+            let err = max_rel(x, y);
+            assert!(err < 1e-3, "april={april}: params differ by {err}");
+        }
+        if !april {
+            for n in pb.decoder_norms() {
+                assert!((n - 1.0).abs() < 1e-5, "unit-norm decoder row has norm {n}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_engine_is_deterministic_and_reconstruct_agrees_with_step_stats() {
+    let (d, s, rows) = (16, 64, 96);
+    let sae = sae(d, s, true, 2);
+    let run = || {
+        let mut e = FastEngine::new(sae.clone(), AdamState::zeros(lens(&sae)), cfg(true));
+        for i in 0..5 {
+            e.step(&data(rows, d, i), rows, 1e-3, 0.2).unwrap();
+        }
+        e.snapshot().unwrap()
+    };
+    assert_eq!(run(), run());
+    let mut e = FastEngine::new(sae.clone(), AdamState::zeros(lens(&sae)), cfg(true));
+    let x = data(rows, d, 42);
+    let r = e.reconstruct(&x, rows).unwrap();
+    let b = e.backward(&x, rows, 0.0);
+    assert!((r.stats.sq_err - b.sq_err).abs() < 1e-4 * b.sq_err);
+    assert_eq!(r.stats.fired, b.fired);
+    // The host encode/decode of the model agrees too.
+    let f = sae.encode(&x);
+    let xh = sae.decode(&f);
+    assert!(max_rel(&xh, &r.x_hat) < 1e-5);
+}

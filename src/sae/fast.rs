@@ -1,0 +1,587 @@
+//! The CPU f32 training engine: a dense GEMM for the encoder, sparse kernels for everything that
+//! touches the (few) active features, fused Adam. See [`crate::sae::step`] for the maths.
+//!
+//! Cost per step with B tokens, d inputs, S features and L0 active features per token:
+//! encoder `2·B·d·S` flops (GEMM), everything else `≈ 8·B·L0·d` (row gathers/scatters) plus Adam's
+//! pass over the `2·S·d` weights. PyTorch's dense step does five `2·B·d·S` GEMMs.
+//!
+//! Determinism: every reduction runs over fixed chunks in a fixed order, and the dense/sparse
+//! choice depends only on the data, so the same inputs give the same bits for a given thread
+//! count (exact resume relies on it).
+
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+use super::model::{axpy, dot, Sae};
+use super::optim::{adam_update, clip_coefficient, global_norm, AdamState, AdamStep};
+use super::step::{Engine, Reconstruction, StepConfig, StepStats};
+
+/// Above this fraction of active (token, feature) pairs the dense GEMM path is faster.
+pub const SPARSE_MAX_DENSITY: f64 = 0.05;
+
+/// Rows per task in row-parallel loops and reductions.
+const ROW_CHUNK: usize = 64;
+
+pub struct FastEngine {
+    sae: Sae,
+    adam: AdamState,
+    cfg: StepConfig,
+    /// Force the dense path (tests compare both).
+    pub force_dense: bool,
+    grads: [Vec<f32>; 4],
+    /// `[B, S]`: pre-activations, then (dense path) the features.
+    pre: Vec<f32>,
+    /// `[B, S]`: ∂L/∂pre (dense path only).
+    dpre_dense: Vec<f32>,
+    /// `[B, d]`: x − b_dec (only when the input is centred).
+    xin: Vec<f32>,
+    /// `[B, d]`: x̂, then G = (2/B)(x̂ − x).
+    g: Vec<f32>,
+    /// `[B, d]`: ∂L/∂xin (only when the input is centred).
+    dxin: Vec<f32>,
+}
+
+fn threads() -> Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => Parallelism::None,
+        n => Parallelism::Rayon(n),
+    }
+}
+
+/// `dst[m,n] (+)= lhs[m,k] · rhs[k,n]` with explicit (row, column) strides of each operand.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    assert!(dst.len() >= m * n);
+    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // Safety: the asserts above keep every strided access inside the slices.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads(),
+        );
+    }
+}
+
+/// Column sums of `x [rows, n]` in f32 over fixed row chunks (deterministic).
+fn col_sums(x: &[f32], n: usize) -> Vec<f32> {
+    let parts: Vec<Vec<f32>> = x
+        .par_chunks(n * ROW_CHUNK)
+        .map(|chunk| {
+            let mut s = vec![0f32; n];
+            for row in chunk.chunks(n) {
+                s.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+            }
+            s
+        })
+        .collect();
+    let mut total = vec![0f32; n];
+    for p in parts {
+        total.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+    }
+    total
+}
+
+fn grow(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+}
+
+impl FastEngine {
+    pub fn new(sae: Sae, adam: AdamState, cfg: StepConfig) -> FastEngine {
+        let lens = [sae.w_enc.len(), sae.b_enc.len(), sae.w_dec.len(), sae.b_dec.len()];
+        FastEngine {
+            sae,
+            adam,
+            cfg,
+            force_dense: false,
+            grads: lens.map(|n| vec![0.0; n]),
+            pre: vec![],
+            dpre_dense: vec![],
+            xin: vec![],
+            g: vec![],
+            dxin: vec![],
+        }
+    }
+
+    /// The gradients of the last [`FastEngine::backward`], in `PARAM_NAMES` order (tests).
+    pub fn grads(&self) -> &[Vec<f32>; 4] {
+        &self.grads
+    }
+
+    /// The L1 weights `w_i`: decoder norms, or ones.
+    fn l1_weights(&self) -> Vec<f32> {
+        if self.cfg.decoder_norm_l1 {
+            self.sae.decoder_norms()
+        } else {
+            vec![1.0; self.sae.d_sae]
+        }
+    }
+
+    /// xin (if centred) and `pre = xin · W_encᵀ + b_enc` into the scratch buffers.
+    fn encode_pre(&mut self, x: &[f32], rows: usize) {
+        let (d, s) = (self.sae.d_in, self.sae.d_sae);
+        grow(&mut self.pre, rows * s);
+        if self.sae.apply_b_dec_to_input {
+            grow(&mut self.xin, rows * d);
+            let b_dec = &self.sae.b_dec;
+            self.xin[..rows * d]
+                .par_chunks_mut(d)
+                .zip(x.par_chunks(d))
+                .for_each(|(o, xr)| {
+                    o.iter_mut()
+                        .zip(xr.iter().zip(b_dec))
+                        .for_each(|(o, (a, b))| *o = a - b)
+                });
+        }
+        let b_enc = &self.sae.b_enc;
+        self.pre[..rows * s]
+            .par_chunks_mut(s)
+            .for_each(|row| row.copy_from_slice(b_enc));
+        let xin: &[f32] = if self.sae.apply_b_dec_to_input {
+            &self.xin[..rows * d]
+        } else {
+            x
+        };
+        matmul(
+            (rows, s, d),
+            &mut self.pre,
+            true,
+            xin,
+            (d, 1),
+            &self.sae.w_enc,
+            (1, d),
+        );
+    }
+
+    /// Forward and backward: fills `self.grads` and returns the statistics (grad_norm unset).
+    pub fn backward(&mut self, x: &[f32], rows: usize, l1_coefficient: f32) -> StepStats {
+        let s = self.sae.d_sae;
+        self.encode_pre(x, rows);
+        let active: u64 = self.pre[..rows * s]
+            .par_chunks(s * ROW_CHUNK)
+            .map(|c| c.iter().filter(|&&v| v > 0.0).count() as u64)
+            .sum();
+        let density = active as f64 / (rows * s).max(1) as f64;
+        if self.force_dense || density > SPARSE_MAX_DENSITY {
+            self.backward_dense(x, rows, l1_coefficient, active)
+        } else {
+            self.backward_sparse(x, rows, l1_coefficient, active)
+        }
+    }
+
+    fn backward_sparse(&mut self, x: &[f32], rows: usize, lam: f32, active: u64) -> StepStats {
+        let (d, s) = (self.sae.d_in, self.sae.d_sae);
+        let apply = self.sae.apply_b_dec_to_input;
+        let weights = self.l1_weights();
+        let lam_b = lam / rows as f32;
+        let two_b = 2.0 / rows as f32;
+
+        // CSR of the active pairs: per row, feature indices and values.
+        let pre = &self.pre[..rows * s];
+        let per_row: Vec<(Vec<u32>, Vec<f32>)> = pre
+            .par_chunks(s)
+            .map(|r| {
+                let mut idx = vec![];
+                let mut val = vec![];
+                for (i, &v) in r.iter().enumerate() {
+                    if v > 0.0 {
+                        idx.push(i as u32);
+                        val.push(v);
+                    }
+                }
+                (idx, val)
+            })
+            .collect();
+
+        // Per row: x̂, G, ∂pre for the active features, the L1 term, ∂xin.
+        grow(&mut self.g, rows * d);
+        if apply {
+            grow(&mut self.dxin, rows * d);
+        }
+        let (w_dec, w_enc, b_dec) = (&self.sae.w_dec, &self.sae.w_enc, &self.sae.b_dec);
+        let mut dpre: Vec<Vec<f32>> = per_row.iter().map(|(i, _)| vec![0.0; i.len()]).collect();
+        let mut dxin_rows: Vec<&mut [f32]> = if apply {
+            self.dxin[..rows * d].chunks_mut(d).collect()
+        } else {
+            vec![]
+        };
+        let per_row_stats: Vec<(f64, f64)> = self.g[..rows * d]
+            .par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .zip(per_row.par_iter())
+            .zip(dpre.par_iter_mut())
+            .enumerate()
+            .map(|(t, (((g, xr), (idx, val)), dp))| {
+                g.copy_from_slice(b_dec);
+                for (&i, &f) in idx.iter().zip(val) {
+                    axpy(f, &w_dec[i as usize * d..(i as usize + 1) * d], g);
+                }
+                let mut sq = 0f64;
+                for (gi, &xi) in g.iter_mut().zip(xr) {
+                    let e = *gi - xi;
+                    sq += (e as f64) * (e as f64);
+                    *gi = two_b * e;
+                }
+                let mut l1 = 0f64;
+                for ((&i, &f), dpi) in idx.iter().zip(val).zip(dp.iter_mut()) {
+                    let i = i as usize;
+                    l1 += (f * weights[i]) as f64;
+                    *dpi = dot(g, &w_dec[i * d..(i + 1) * d]) + lam_b * weights[i];
+                }
+                let _ = t;
+                (sq, l1)
+            })
+            .collect();
+        if apply {
+            dxin_rows
+                .par_iter_mut()
+                .zip(per_row.par_iter())
+                .zip(dpre.par_iter())
+                .for_each(|((o, (idx, _)), dp)| {
+                    o.fill(0.0);
+                    for (&i, &g) in idx.iter().zip(dp) {
+                        axpy(g, &w_enc[i as usize * d..(i as usize + 1) * d], o);
+                    }
+                });
+        }
+
+        // CSC: for each feature, its (token, f, ∂pre) entries in token order.
+        let mut col_ptr = vec![0usize; s + 1];
+        for (idx, _) in &per_row {
+            for &i in idx {
+                col_ptr[i as usize + 1] += 1;
+            }
+        }
+        for i in 0..s {
+            col_ptr[i + 1] += col_ptr[i];
+        }
+        let nnz = col_ptr[s];
+        let mut e_tok = vec![0u32; nnz];
+        let mut e_f = vec![0f32; nnz];
+        let mut e_dp = vec![0f32; nnz];
+        let mut fill = col_ptr.clone();
+        for (t, ((idx, val), dp)) in per_row.iter().zip(&dpre).enumerate() {
+            for ((&i, &f), &g) in idx.iter().zip(val).zip(dp) {
+                let p = &mut fill[i as usize];
+                e_tok[*p] = t as u32;
+                e_f[*p] = f;
+                e_dp[*p] = g;
+                *p += 1;
+            }
+        }
+
+        // Per feature: ∂W_dec,i, ∂W_enc,i, ∂b_enc,i.
+        let gbuf = &self.g[..rows * d];
+        let xin: &[f32] = if apply { &self.xin[..rows * d] } else { x };
+        let decoder_norm_l1 = self.cfg.decoder_norm_l1;
+        let [g_wenc, g_benc, g_wdec, g_bdec] = &mut self.grads;
+        g_wdec
+            .par_chunks_mut(d)
+            .zip(g_wenc.par_chunks_mut(d))
+            .zip(g_benc.par_iter_mut())
+            .enumerate()
+            .for_each(|(i, ((gd, ge), gb))| {
+                gd.fill(0.0);
+                ge.fill(0.0);
+                let (lo, hi) = (col_ptr[i], col_ptr[i + 1]);
+                let mut fsum = 0f32;
+                let mut bsum = 0f32;
+                for k in lo..hi {
+                    let t = e_tok[k] as usize;
+                    axpy(e_f[k], &gbuf[t * d..(t + 1) * d], gd);
+                    axpy(e_dp[k], &xin[t * d..(t + 1) * d], ge);
+                    fsum += e_f[k];
+                    bsum += e_dp[k];
+                }
+                *gb = bsum;
+                if decoder_norm_l1 && fsum > 0.0 && weights[i] > 0.0 {
+                    axpy(lam_b * fsum / weights[i], &w_dec[i * d..(i + 1) * d], gd);
+                }
+            });
+        let mut gb = col_sums(gbuf, d);
+        if apply {
+            let dx = col_sums(&self.dxin[..rows * d], d);
+            gb.iter_mut().zip(&dx).for_each(|(a, b)| *a -= b);
+        }
+        g_bdec.copy_from_slice(&gb);
+
+        let mut fired = vec![0u32; s];
+        for i in 0..s {
+            fired[i] = (col_ptr[i + 1] - col_ptr[i]) as u32;
+        }
+        let (sq_err, l1_sum) = per_row_stats
+            .iter()
+            .fold((0.0, 0.0), |(a, b), (c, e)| (a + c, b + e));
+        StepStats {
+            rows,
+            sq_err,
+            l1_sum,
+            active,
+            fired,
+            grad_norm: 0.0,
+        }
+    }
+
+    fn backward_dense(&mut self, x: &[f32], rows: usize, lam: f32, active: u64) -> StepStats {
+        let (d, s) = (self.sae.d_in, self.sae.d_sae);
+        let apply = self.sae.apply_b_dec_to_input;
+        let weights = self.l1_weights();
+        let lam_b = lam / rows as f32;
+        let two_b = 2.0 / rows as f32;
+
+        // f = ReLU(pre), in place.
+        let f = &mut self.pre[..rows * s];
+        f.par_chunks_mut(s * ROW_CHUNK).for_each(|c| {
+            c.iter_mut().for_each(|v| *v = v.max(0.0));
+        });
+        let f = &self.pre[..rows * s];
+
+        // x̂ = f · W_dec + b_dec, then G = (2/B)(x̂ − x).
+        grow(&mut self.g, rows * d);
+        let b_dec = &self.sae.b_dec;
+        self.g[..rows * d]
+            .par_chunks_mut(d)
+            .for_each(|r| r.copy_from_slice(b_dec));
+        matmul((rows, d, s), &mut self.g, true, f, (s, 1), &self.sae.w_dec, (d, 1));
+        let sq_err: f64 = self.g[..rows * d]
+            .par_chunks_mut(d * ROW_CHUNK)
+            .zip(x.par_chunks(d * ROW_CHUNK))
+            .map(|(g, xr)| {
+                let mut sq = 0f64;
+                for (gi, &xi) in g.iter_mut().zip(xr) {
+                    let e = *gi - xi;
+                    sq += (e as f64) * (e as f64);
+                    *gi = two_b * e;
+                }
+                sq
+            })
+            .collect::<Vec<f64>>()
+            .into_iter()
+            .sum();
+
+        // ∂pre = [f > 0] · (G · W_decᵀ + λ w / B).
+        grow(&mut self.dpre_dense, rows * s);
+        let gbuf = &self.g[..rows * d];
+        matmul(
+            (rows, s, d),
+            &mut self.dpre_dense,
+            false,
+            gbuf,
+            (d, 1),
+            &self.sae.w_dec,
+            (1, d),
+        );
+        let l1_sum: f64 = self.dpre_dense[..rows * s]
+            .par_chunks_mut(s)
+            .zip(f.par_chunks(s))
+            .map(|(dp, fr)| {
+                let mut l1 = 0f64;
+                for i in 0..s {
+                    if fr[i] > 0.0 {
+                        dp[i] += lam_b * weights[i];
+                        l1 += (fr[i] * weights[i]) as f64;
+                    } else {
+                        dp[i] = 0.0;
+                    }
+                }
+                l1
+            })
+            .collect::<Vec<f64>>()
+            .into_iter()
+            .sum();
+        let dpre = &self.dpre_dense[..rows * s];
+        let xin: &[f32] = if apply { &self.xin[..rows * d] } else { x };
+
+        let [g_wenc, g_benc, g_wdec, g_bdec] = &mut self.grads;
+        // ∂W_dec = fᵀ · G (+ the decoder-norm term), ∂W_enc = ∂preᵀ · xin.
+        matmul((s, d, rows), g_wdec, false, f, (1, s), gbuf, (d, 1));
+        matmul((s, d, rows), g_wenc, false, dpre, (1, s), xin, (d, 1));
+        let fsum = col_sums(f, s);
+        if self.cfg.decoder_norm_l1 {
+            let w_dec = &self.sae.w_dec;
+            g_wdec
+                .par_chunks_mut(d)
+                .enumerate()
+                .for_each(|(i, gd)| {
+                    if fsum[i] > 0.0 && weights[i] > 0.0 {
+                        axpy(lam_b * fsum[i] / weights[i], &w_dec[i * d..(i + 1) * d], gd);
+                    }
+                });
+        }
+        g_benc.copy_from_slice(&col_sums(dpre, s));
+        let mut gb = col_sums(gbuf, d);
+        if apply {
+            grow(&mut self.dxin, rows * d);
+            matmul((rows, d, s), &mut self.dxin, false, dpre, (s, 1), &self.sae.w_enc, (d, 1));
+            let dx = col_sums(&self.dxin[..rows * d], d);
+            gb.iter_mut().zip(&dx).for_each(|(a, b)| *a -= b);
+        }
+        g_bdec.copy_from_slice(&gb);
+
+        let fired: Vec<u32> = {
+            let parts: Vec<Vec<u32>> = f
+                .par_chunks(s * ROW_CHUNK)
+                .map(|c| {
+                    let mut n = vec![0u32; s];
+                    for r in c.chunks(s) {
+                        for (ni, &v) in n.iter_mut().zip(r) {
+                            *ni += (v > 0.0) as u32;
+                        }
+                    }
+                    n
+                })
+                .collect();
+            let mut n = vec![0u32; s];
+            for p in parts {
+                n.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+            }
+            n
+        };
+        StepStats {
+            rows,
+            sq_err,
+            l1_sum,
+            active,
+            fired,
+            grad_norm: 0.0,
+        }
+    }
+}
+
+/// Removes from each decoder gradient row its component along the (unit) decoder row.
+pub fn remove_parallel_component(g_wdec: &mut [f32], w_dec: &[f32], d: usize) {
+    g_wdec
+        .par_chunks_mut(d)
+        .zip(w_dec.par_chunks(d))
+        .for_each(|(g, w)| {
+            let nn = dot(w, w);
+            if nn > 0.0 {
+                let c = dot(g, w) / nn;
+                axpy(-c, w, g);
+            }
+        });
+}
+
+impl Engine for FastEngine {
+    fn step(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        lr: f32,
+        l1_coefficient: f32,
+    ) -> crate::sae::Result<StepStats> {
+        let mut stats = self.backward(x, rows, l1_coefficient);
+        let d = self.sae.d_in;
+        if self.cfg.unit_norm_decoder {
+            remove_parallel_component(&mut self.grads[2], &self.sae.w_dec, d);
+        }
+        let norm = global_norm(&[
+            &self.grads[0],
+            &self.grads[1],
+            &self.grads[2],
+            &self.grads[3],
+        ]);
+        stats.grad_norm = norm;
+        let coef = clip_coefficient(norm, self.cfg.clip_norm);
+        self.adam.t += 1;
+        let st = AdamStep::new(&self.cfg.adam, lr, self.adam.t, coef);
+        let AdamState { m, v, .. } = &mut self.adam;
+        for (k, p) in self.sae.params_mut().into_iter().enumerate() {
+            adam_update(&self.cfg.adam, &st, p, &self.grads[k], &mut m[k], &mut v[k]);
+        }
+        if self.cfg.unit_norm_decoder {
+            self.sae.normalize_decoder();
+        }
+        Ok(stats)
+    }
+
+    fn reconstruct(&mut self, x: &[f32], rows: usize) -> crate::sae::Result<Reconstruction> {
+        let (d, s) = (self.sae.d_in, self.sae.d_sae);
+        self.encode_pre(x, rows);
+        let weights = self.l1_weights();
+        let pre = &self.pre[..rows * s];
+        let w_dec = &self.sae.w_dec;
+        let mut x_hat = vec![0f32; rows * d];
+        let per_row: Vec<(f64, f64, u64, Vec<u32>)> = x_hat
+            .par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .zip(pre.par_chunks(s))
+            .map(|((xh, xr), p)| {
+                xh.copy_from_slice(&self.sae.b_dec);
+                let mut l1 = 0f64;
+                let mut idx = vec![];
+                for (i, &v) in p.iter().enumerate() {
+                    if v > 0.0 {
+                        axpy(v, &w_dec[i * d..(i + 1) * d], xh);
+                        l1 += (v * weights[i]) as f64;
+                        idx.push(i as u32);
+                    }
+                }
+                let sq = xh
+                    .iter()
+                    .zip(xr)
+                    .map(|(a, b)| ((a - b) as f64).powi(2))
+                    .sum::<f64>();
+                (sq, l1, idx.len() as u64, idx)
+            })
+            .collect();
+        let mut stats = StepStats {
+            rows,
+            sq_err: 0.0,
+            l1_sum: 0.0,
+            active: 0,
+            fired: vec![0; s],
+            grad_norm: 0.0,
+        };
+        for (sq, l1, n, idx) in per_row {
+            stats.sq_err += sq;
+            stats.l1_sum += l1;
+            stats.active += n;
+            for i in idx {
+                stats.fired[i as usize] += 1;
+            }
+        }
+        Ok(Reconstruction { x_hat, stats })
+    }
+
+    fn snapshot(&self) -> crate::sae::Result<(Sae, AdamState)> {
+        Ok((self.sae.clone(), self.adam.clone()))
+    }
+
+    fn restore(&mut self, sae: &Sae, adam: &AdamState) -> crate::sae::Result<()> {
+        self.sae = sae.clone();
+        self.adam = adam.clone();
+        Ok(())
+    }
+
+    fn name(&self) -> String {
+        "fast-cpu".into()
+    }
+}

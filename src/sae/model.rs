@@ -1,0 +1,310 @@
+//! The sparse autoencoder's parameters, their initialisation, and encode/decode on the host.
+//!
+//! `f = ReLU((x − [b_dec]) · W_enc + b_enc)`, `x̂ = f · W_dec + b_dec`, where `b_dec` is subtracted
+//! from the input only when `apply_b_dec_to_input` (the `unit-norm` recipe).
+//!
+//! Layout: both weight matrices are stored **feature-major**, `[d_sae, d_in]` row-major: row `i`
+//! of `w_enc` is column `i` of SAELens's `W_enc [d_in, d_sae]`, row `i` of `w_dec` is feature
+//! `i`'s decoder direction. Every per-feature gradient is then one contiguous row, which is what
+//! the sparse kernels want. The transposition happens only at export.
+
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+
+/// The parameters, in training space (inputs multiplied by the run's scaling factor).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sae {
+    pub d_in: usize,
+    pub d_sae: usize,
+    /// `[d_sae, d_in]`: row `i` = column `i` of SAELens's `W_enc`.
+    pub w_enc: Vec<f32>,
+    /// `[d_sae]`.
+    pub b_enc: Vec<f32>,
+    /// `[d_sae, d_in]`: row `i` = feature `i`'s decoder direction.
+    pub w_dec: Vec<f32>,
+    /// `[d_in]`.
+    pub b_dec: Vec<f32>,
+    /// Subtract `b_dec` from the input before the encoder.
+    pub apply_b_dec_to_input: bool,
+}
+
+/// The four parameter tensors in a fixed order (weights, Adam moments and gradients all use it).
+pub const PARAM_NAMES: [&str; 4] = ["w_enc", "b_enc", "w_dec", "b_dec"];
+
+impl Sae {
+    /// All parameters zero.
+    pub fn zeros(d_in: usize, d_sae: usize, apply_b_dec_to_input: bool) -> Sae {
+        Sae {
+            d_in,
+            d_sae,
+            w_enc: vec![0.0; d_sae * d_in],
+            b_enc: vec![0.0; d_sae],
+            w_dec: vec![0.0; d_sae * d_in],
+            b_dec: vec![0.0; d_in],
+            apply_b_dec_to_input,
+        }
+    }
+
+    /// Anthropic's April 2024 init: decoder rows are random directions of norm `dec_norm`
+    /// (0.1), `W_enc = W_decᵀ`, biases zero.
+    pub fn init_april(d_in: usize, d_sae: usize, dec_norm: f32, seed: u64) -> Sae {
+        let mut sae = Sae::zeros(d_in, d_sae, false);
+        sae.w_dec = random_rows(d_sae, d_in, dec_norm, seed);
+        sae.w_enc = sae.w_dec.clone();
+        sae
+    }
+
+    /// Towards Monosemanticity's init: unit-norm decoder rows, `W_enc = W_decᵀ`, `b_enc = 0`,
+    /// `b_dec` = the given geometric median of a sample (the caller computes it).
+    pub fn init_unit_norm(d_in: usize, d_sae: usize, b_dec: Vec<f32>, seed: u64) -> Sae {
+        let mut sae = Sae::zeros(d_in, d_sae, true);
+        sae.w_dec = random_rows(d_sae, d_in, 1.0, seed);
+        sae.w_enc = sae.w_dec.clone();
+        sae.b_dec = b_dec;
+        sae
+    }
+
+    /// The parameter slices in [`PARAM_NAMES`] order.
+    pub fn params(&self) -> [&[f32]; 4] {
+        [&self.w_enc, &self.b_enc, &self.w_dec, &self.b_dec]
+    }
+
+    /// Mutable parameter slices in [`PARAM_NAMES`] order.
+    pub fn params_mut(&mut self) -> [&mut Vec<f32>; 4] {
+        [
+            &mut self.w_enc,
+            &mut self.b_enc,
+            &mut self.w_dec,
+            &mut self.b_dec,
+        ]
+    }
+
+    /// `‖W_dec,i‖` for every feature.
+    pub fn decoder_norms(&self) -> Vec<f32> {
+        self.w_dec
+            .par_chunks(self.d_in)
+            .map(|row| row.iter().map(|v| v * v).sum::<f32>().sqrt())
+            .collect()
+    }
+
+    /// Rescales every decoder row to unit norm (rows of norm 0 are left alone).
+    pub fn normalize_decoder(&mut self) {
+        self.w_dec.par_chunks_mut(self.d_in).for_each(|row| {
+            let n = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if n > 0.0 {
+                row.iter_mut().for_each(|v| *v /= n);
+            }
+        });
+    }
+
+    /// Feature activations of `rows` inputs `x [rows, d_in]` → `[rows, d_sae]` (dense; for
+    /// evaluation and export checks, not for training).
+    pub fn encode(&self, x: &[f32]) -> Vec<f32> {
+        let d = self.d_in;
+        let mut out = vec![0f32; (x.len() / d) * self.d_sae];
+        out.par_chunks_mut(self.d_sae)
+            .zip(x.par_chunks(d))
+            .for_each(|(f, xr)| {
+                let xin: Vec<f32> = if self.apply_b_dec_to_input {
+                    xr.iter().zip(&self.b_dec).map(|(a, b)| a - b).collect()
+                } else {
+                    xr.to_vec()
+                };
+                for (i, fi) in f.iter_mut().enumerate() {
+                    let w = &self.w_enc[i * d..(i + 1) * d];
+                    let pre = dot(&xin, w) + self.b_enc[i];
+                    *fi = pre.max(0.0);
+                }
+            });
+        out
+    }
+
+    /// Reconstructions `[rows, d_in]` of dense feature activations `f [rows, d_sae]`.
+    pub fn decode(&self, f: &[f32]) -> Vec<f32> {
+        let d = self.d_in;
+        let mut out = vec![0f32; (f.len() / self.d_sae) * d];
+        out.par_chunks_mut(d)
+            .zip(f.par_chunks(self.d_sae))
+            .for_each(|(xh, fr)| {
+                xh.copy_from_slice(&self.b_dec);
+                for (i, &fi) in fr.iter().enumerate() {
+                    if fi != 0.0 {
+                        axpy(fi, &self.w_dec[i * d..(i + 1) * d], xh);
+                    }
+                }
+            });
+        out
+    }
+
+    /// The same SAE acting on unscaled inputs: with inputs scaled by `s` during training,
+    /// `f(x) = ReLU((s·x − b_dec)·W_enc + b_enc)` and `x̂ = (f·W_dec + b_dec)/s`, so
+    /// `W_enc' = s·W_enc`, `W_dec' = W_dec/s`, `b_dec' = b_dec/s` (b_enc unchanged).
+    pub fn fold_scaling(&self, s: f32) -> Sae {
+        let mut out = self.clone();
+        out.w_enc.iter_mut().for_each(|v| *v *= s);
+        out.w_dec.iter_mut().for_each(|v| *v /= s);
+        out.b_dec.iter_mut().for_each(|v| *v /= s);
+        out
+    }
+
+    /// The inverse of [`Sae::fold_scaling`]: an SAE for raw inputs, expressed for inputs
+    /// scaled by `s` (used when training starts from an exported SAE).
+    pub fn unfold_scaling(&self, s: f32) -> Sae {
+        let mut out = self.clone();
+        out.w_enc.iter_mut().for_each(|v| *v /= s);
+        out.w_dec.iter_mut().for_each(|v| *v *= s);
+        out.b_dec.iter_mut().for_each(|v| *v *= s);
+        out
+    }
+}
+
+/// `rows` Gaussian directions of `d` dims, each scaled to norm `norm`; deterministic for a seed.
+fn random_rows(rows: usize, d: usize, norm: f32, seed: u64) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut w: Vec<f32> = (0..rows * d).map(|_| rng.sample(StandardNormal)).collect();
+    for row in w.chunks_mut(d) {
+        let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|v| *v *= norm / n);
+    }
+    w
+}
+
+/// `Σ a_i b_i`, in eight independent lanes so the compiler vectorises it.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// `y += a·x`.
+#[inline]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// The geometric median of `rows` points `x [rows, d]` (Weiszfeld's algorithm, in f64), the
+/// `unit-norm` recipe's initial `b_dec`: robust to the few huge-norm outliers of real activations.
+pub fn geometric_median(x: &[f32], d: usize, max_iter: usize, tol: f64) -> Vec<f32> {
+    let n = x.len() / d;
+    if n == 0 {
+        return vec![0.0; d];
+    }
+    // Start from the mean.
+    let mut y = vec![0f64; d];
+    for row in x.chunks(d) {
+        for (yi, &v) in y.iter_mut().zip(row) {
+            *yi += v as f64 / n as f64;
+        }
+    }
+    for _ in 0..max_iter {
+        // Σ_j x_j / ‖x_j − y‖ and Σ_j 1 / ‖x_j − y‖, over fixed chunks (deterministic).
+        let parts: Vec<(Vec<f64>, f64)> = x
+            .par_chunks(d * 1024)
+            .map(|chunk| {
+                let mut num = vec![0f64; d];
+                let mut den = 0f64;
+                for row in chunk.chunks(d) {
+                    let dist = row
+                        .iter()
+                        .zip(&y)
+                        .map(|(&a, b)| (a as f64 - b).powi(2))
+                        .sum::<f64>()
+                        .sqrt()
+                        .max(1e-12);
+                    for (ni, &v) in num.iter_mut().zip(row) {
+                        *ni += v as f64 / dist;
+                    }
+                    den += 1.0 / dist;
+                }
+                (num, den)
+            })
+            .collect();
+        let mut num = vec![0f64; d];
+        let mut den = 0f64;
+        for (p, q) in parts {
+            num.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+            den += q;
+        }
+        let next: Vec<f64> = num.iter().map(|v| v / den).collect();
+        let moved = next
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let scale = y.iter().map(|v| v * v).sum::<f64>().sqrt().max(1.0);
+        y = next;
+        if moved <= tol * scale {
+            break;
+        }
+    }
+    y.into_iter().map(|v| v as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn april_init_has_tied_weights_and_decoder_norm() {
+        let sae = Sae::init_april(16, 40, 0.1, 3);
+        assert_eq!(sae.w_enc, sae.w_dec);
+        for n in sae.decoder_norms() {
+            assert!((n - 0.1).abs() < 1e-6, "norm {n}");
+        }
+        assert!(sae.b_enc.iter().chain(&sae.b_dec).all(|&v| v == 0.0));
+        assert_ne!(Sae::init_april(16, 40, 0.1, 4).w_dec, sae.w_dec);
+    }
+
+    #[test]
+    fn folding_the_scale_keeps_features_and_reconstructions() {
+        for apply in [false, true] {
+            let mut sae = Sae::init_april(8, 12, 0.5, 1);
+            sae.apply_b_dec_to_input = apply;
+            sae.b_dec = (0..8).map(|i| i as f32 * 0.1 - 0.3).collect();
+            sae.b_enc = (0..12).map(|i| (i % 3) as f32 * 0.05).collect();
+            let s = 2.5f32;
+            let x: Vec<f32> = (0..3 * 8).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.2).collect();
+            let xs: Vec<f32> = x.iter().map(|v| v * s).collect();
+            let f_train = sae.encode(&xs);
+            let xhat_train = sae.decode(&f_train);
+            let raw = sae.fold_scaling(s);
+            let f_raw = raw.encode(&x);
+            let xhat_raw = raw.decode(&f_raw);
+            for (a, b) in f_train.iter().zip(&f_raw) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+            for (a, b) in xhat_train.iter().zip(&xhat_raw) {
+                assert!((a / s - b).abs() < 1e-5, "{a} vs {b}");
+            }
+            let back = raw.unfold_scaling(s);
+            for (a, b) in back.w_enc.iter().zip(&sae.w_enc) {
+                assert!((a - b).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn geometric_median_ignores_an_outlier() {
+        // Four points at the corners of a square around (1, 1) and one far outlier: the
+        // median stays near (1, 1) while the mean moves to (21, 1).
+        let x = [0.0, 0.0, 2.0, 0.0, 0.0, 2.0, 2.0, 2.0, 101.0, 1.0];
+        let m = geometric_median(&x, 2, 500, 1e-10);
+        // (The exact median is at x ≈ 1.62: the outlier pulls with unit force whatever its distance.)
+        assert!((m[0] - 1.62).abs() < 0.05 && (m[1] - 1.0).abs() < 1e-3, "{m:?}");
+    }
+}
