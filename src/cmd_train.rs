@@ -108,7 +108,12 @@ impl TrainArgs {
         Ok(PartialConfig {
             acts: self.acts.clone(),
             hook: self.hook.clone(),
-            recipe: self.recipe.as_deref().map(Recipe::parse).transpose().context("--recipe")?,
+            recipe: self
+                .recipe
+                .as_deref()
+                .map(Recipe::parse)
+                .transpose()
+                .context("--recipe")?,
             d_sae: self.d_sae,
             expansion: self.expansion,
             tokens: self.tokens,
@@ -143,7 +148,12 @@ fn parse_engine(s: &str) -> Result<EngineChoice> {
 
 fn hooks_of(acts: &Path) -> Result<Vec<(String, usize)>> {
     let ds = Dataset::open(acts)?;
-    Ok(ds.manifest().hooks.iter().map(|h| (h.name.clone(), h.d)).collect())
+    Ok(ds
+        .manifest()
+        .hooks
+        .iter()
+        .map(|h| (h.name.clone(), h.d))
+        .collect())
 }
 
 /// The progress bar: loss, L0, dead %, tokens/s, ETA.
@@ -158,11 +168,16 @@ impl TrainObserver for Bar {
         self.bar.set_length(total * self.batch);
         self.bar.set_position(done * self.batch);
         self.bar.reset_eta();
-        self.bar.println(format!("training on {engine}: {total} steps of {batch} tokens ({done} done)"));
+        self.bar.println(format!(
+            "training on {engine}: {total} steps of {batch} tokens ({done} done)"
+        ));
     }
     fn stepped(&mut self, step: u64, loss: f64, l0: f64, dead: f64) {
         self.bar.set_position(step * self.batch);
-        self.bar.set_message(format!("loss {loss:.4}  L0 {l0:.1}  dead {:.1}%", dead * 100.0));
+        self.bar.set_message(format!(
+            "loss {loss:.4}  L0 {l0:.1}  dead {:.1}%",
+            dead * 100.0
+        ));
     }
     fn logged(&mut self, _r: &LogRecord) {}
     fn evaluated(&mut self, r: &EvalRecord) {
@@ -173,7 +188,8 @@ impl TrainObserver for Bar {
         ));
     }
     fn checkpointed(&mut self, dir: &Path) {
-        self.bar.set_message(format!("checkpoint {}", dir.display()));
+        self.bar
+            .set_message(format!("checkpoint {}", dir.display()));
     }
     fn note(&mut self, msg: &str) {
         self.bar.println(msg);
@@ -185,35 +201,47 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
         Some(dir) => {
             let saved = checkpoint::load_config(dir)?;
             if !checkpoint::has_checkpoint(dir) {
-                bail!("--resume {}: the run has no checkpoint yet; start it again without --resume", dir.display());
+                bail!(
+                    "--resume {}: the run has no checkpoint yet; start it again without --resume",
+                    dir.display()
+                );
             }
             // Flags given with --resume must agree with the saved config.
             let hooks = vec![(saved.hook.clone(), saved.d_in)];
             let mut p = a.partial()?;
             p.acts = Some(saved.acts.clone());
             let base = toml::Value::try_from(&saved).ok();
-            let given = PartialConfig { acts: None, ..p.clone() };
+            let given = PartialConfig {
+                acts: None,
+                ..p.clone()
+            };
             if given != PartialConfig::default() {
-                let requested = TrainConfig::resolve(
-                    partial_from(&saved).overridden_by(p),
-                    &hooks,
-                )?;
+                let requested =
+                    TrainConfig::resolve(partial_from(&saved).overridden_by(p), &hooks)?;
                 let diff = saved.differences(&requested);
                 if !diff.is_empty() {
-                    bail!("--resume {}: these settings differ from the run's config.toml: {}", dir.display(), diff.join("; "));
+                    bail!(
+                        "--resume {}: these settings differ from the run's config.toml: {}",
+                        dir.display(),
+                        diff.join("; ")
+                    );
                 }
             }
             let _ = base;
             (saved, dir.clone(), true)
         }
         None => {
-            let Some(out) = &a.out else { bail!("--out DIR is required (the run folder)") };
+            let Some(out) = &a.out else {
+                bail!("--out DIR is required (the run folder)")
+            };
             let file = match &a.config {
                 Some(f) => PartialConfig::from_file(f)?,
                 None => PartialConfig::default(),
             };
             let p = file.overridden_by(a.partial()?);
-            let Some(acts) = p.acts.clone() else { bail!("--acts DIR is required (an activation dataset from `unravel extract`)") };
+            let Some(acts) = p.acts.clone() else {
+                bail!("--acts DIR is required (an activation dataset from `unravel extract`)")
+            };
             let cfg = TrainConfig::resolve(p, &hooks_of(&acts)?)?;
             (cfg, out.clone(), false)
         }
@@ -238,7 +266,10 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut obs = Bar { bar: bar.clone(), batch: 1 };
+    let mut obs = Bar {
+        bar: bar.clone(),
+        batch: 1,
+    };
     let result = train::train(&cfg, &dir, resume, &mut obs, &interrupt);
     bar.finish_and_clear();
     match result {
@@ -246,7 +277,12 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
             let e = &s.final_eval;
             println!(
                 "trained {} steps, {} tokens in {:.1}s ({:.0} tokens/s, {}) -> {}",
-                s.steps, s.tokens, s.seconds, s.tokens as f64 / s.seconds.max(1e-9), s.engine, s.dir.display()
+                s.steps,
+                s.tokens,
+                s.seconds,
+                s.tokens as f64 / s.seconds.max(1e-9),
+                s.engine,
+                s.dir.display()
             );
             println!(
                 "final eval ({} {} tokens): EV {:.4}  FVU {:.4}  MSE {:.4e}  L0 {:.1}  dead {:.1}%  dense {:.1}%",
@@ -256,7 +292,10 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
             Ok(())
         }
         Err(SaeError::Interrupted) => {
-            eprintln!("interrupted: checkpoint saved; continue with `unravel train --resume {}`", dir.display());
+            eprintln!(
+                "interrupted: checkpoint saved; continue with `unravel train --resume {}`",
+                dir.display()
+            );
             std::process::exit(130);
         }
         Err(e) => Err(e.into()),
@@ -306,7 +345,9 @@ pub const EVAL_EXAMPLES: &str = "Examples:\n  \
 # the held-out shards of the run's own dataset\n  \
 unravel eval --sae runs/l6 --acts acts/gpt2-resid\n\n  \
 # any SAELens-layout folder on any dataset holding its hook, all shards, 1M tokens\n  \
-unravel eval --sae ./gpt2-small-res-jb/blocks.6.hook_resid_pre --acts acts/gpt2-resid --shards all --eval-tokens 1000000\n\n\
+unravel eval --sae ./gpt2-small-res-jb/blocks.6.hook_resid_pre --acts acts/gpt2-resid --shards all --eval-tokens 1000000\n\n  \
+# also splice the SAE into GPT-2: CE loss clean / with SAE / zero-ablated, CE recovered, KL score\n  \
+unravel eval --sae runs/l6 --acts acts/gpt2-resid --model gpt2 --contexts 256\n\n\
 Prints EV/FVU (FVU = Σ‖x−x̂‖² / Σ‖x−x̄‖², x̄ over the whole evaluated set), MSE, L0, dead and dense\n\
 fractions and the log10 density histogram, and writes them as JSON (--json, default SAE_DIR/eval-report.json).";
 
@@ -333,12 +374,27 @@ pub struct EvalArgs {
     /// Where to write the JSON report.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// GPT-2 model (local folder or hub repo id) to splice the SAE into: CE loss clean / with SAE /
+    /// zero-ablated, CE loss recovered, KL score. Use the model the shards were extracted with.
+    #[arg(long, value_name = "DIR_OR_REPO")]
+    model: Option<String>,
+    /// Hub revision of --model.
+    #[arg(long, default_value = "main")]
+    revision: String,
+    /// Contexts for the CE/KL evaluation.
+    #[arg(long, default_value_t = 64)]
+    contexts: usize,
 }
 
 pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     let loaded = checkpoint::load_saelens(&a.sae)?;
     let ds = Dataset::open(&a.acts)?;
-    let hooks: Vec<(String, usize)> = ds.manifest().hooks.iter().map(|h| (h.name.clone(), h.d)).collect();
+    let hooks: Vec<(String, usize)> = ds
+        .manifest()
+        .hooks
+        .iter()
+        .map(|h| (h.name.clone(), h.d))
+        .collect();
     let hook = a.hook.clone().or_else(|| {
         loaded
             .hook_name
@@ -357,7 +413,11 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     if cfg.d_in != loaded.sae.d_in {
         bail!(
             "--sae {}: the SAE reads d_in = {}, but hook {} in {} has d = {}",
-            a.sae.display(), loaded.sae.d_in, cfg.hook, a.acts.display(), cfg.d_in
+            a.sae.display(),
+            loaded.sae.d_in,
+            cfg.hook,
+            a.acts.display(),
+            cfg.d_in
         );
     }
     // The run's held-out shards, when this is the run's dataset.
@@ -378,7 +438,15 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     let (acc, totals) = train::evaluate(engine.as_mut(), &ds, &cfg, &shards, 1.0, a.eval_tokens)?;
     let rec = totals.record(&acc, 0, 0, held_out);
     let secs = t0.elapsed().as_secs_f64();
-    println!("SAE {} on {} ({}, {} tokens, {} shards, {:.1}s)", a.sae.display(), a.acts.display(), cfg.hook, rec.tokens, shards.len(), secs);
+    println!(
+        "SAE {} on {} ({}, {} tokens, {} shards, {:.1}s)",
+        a.sae.display(),
+        a.acts.display(),
+        cfg.hook,
+        rec.tokens,
+        shards.len(),
+        secs
+    );
     println!("  {:<12} {:>12}", "metric", "value");
     for (k, v) in [
         ("EV", format!("{:.5}", rec.ev)),
@@ -391,10 +459,69 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
         println!("  {k:<12} {v:>12}");
     }
     println!("  log10 density histogram (bin: features):");
-    let bins: Vec<String> = rec.log_density_histogram.iter().filter(|b| b.1 > 0).map(|(lo, n)| format!("[{lo:.1}, {:.1}): {n}", lo + 0.5)).collect();
+    let bins: Vec<String> = rec
+        .log_density_histogram
+        .iter()
+        .filter(|b| b.1 > 0)
+        .map(|(lo, n)| format!("[{lo:.1}, {:.1}): {n}", lo + 0.5))
+        .collect();
     println!("    {}", bins.join("  "));
-    let out = a.json.clone().unwrap_or_else(|| a.sae.join("eval-report.json"));
+    let downstream = match &a.model {
+        Some(spec) => {
+            let hub = unravel::models::load::HubOptions {
+                revision: a.revision.clone(),
+                ..Default::default()
+            };
+            let files = unravel::models::load::resolve(spec, &hub, true)?;
+            let opts = unravel::models::ModelOptions {
+                device: unravel::device::parse_device(&a.device)?,
+                ..Default::default()
+            };
+            let model = unravel::models::Model::load(&files, &opts)?;
+            let point = unravel::models::hooks::HookPoint::all(model.n_layers())
+                .into_iter()
+                .find(|p| p.name() == cfg.hook)
+                .ok_or_else(|| anyhow::anyhow!("--model {spec}: has no hook {}", cfg.hook))?;
+            let t0 = std::time::Instant::now();
+            let r = unravel::sae::downstream::downstream(
+                &model,
+                &ds,
+                &shards,
+                point,
+                &loaded.sae,
+                a.contexts,
+                8,
+            )?;
+            println!(
+                "  spliced into {spec} at {} ({} contexts, {} positions, {:.1}s):",
+                cfg.hook,
+                r.contexts,
+                r.tokens,
+                t0.elapsed().as_secs_f64()
+            );
+            for (k, v) in [
+                ("CE clean", r.ce_clean),
+                ("CE with SAE", r.ce_sae),
+                ("CE zero-abl.", r.ce_zero),
+                ("CE recovered", r.ce_recovered),
+                ("KL with SAE", r.kl_sae),
+                ("KL zero-abl.", r.kl_zero),
+                ("KL score", r.kl_score),
+            ] {
+                println!("  {k:<12} {v:>12.5}");
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    let out = a
+        .json
+        .clone()
+        .unwrap_or_else(|| a.sae.join("eval-report.json"));
     let mut value = serde_json::to_value(&rec)?;
+    if let (Some(o), Some(r)) = (value.as_object_mut(), &downstream) {
+        o.insert("downstream".into(), serde_json::to_value(r)?);
+    }
     if let Some(o) = value.as_object_mut() {
         o.insert("sae".into(), a.sae.display().to_string().into());
         o.insert("acts".into(), a.acts.display().to_string().into());

@@ -12,4 +12,5 @@ pub mod io;
 pub mod models;
 pub mod sae;
 pub mod store;
+pub mod synth;
 pub mod trace;

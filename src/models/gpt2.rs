@@ -155,9 +155,21 @@ impl Gpt2 {
         hooks: &HookSet,
         logits: bool,
     ) -> Result<ForwardOutput> {
+        self.forward_spliced(ids, mask, hooks, logits, None)
+    }
+
+    /// [`Gpt2::forward`] with one hook point's value replaced by `splice`.
+    pub fn forward_spliced(
+        &self,
+        ids: &Tensor,
+        mask: &[Vec<u8>],
+        hooks: &HookSet,
+        logits: bool,
+        splice: Option<&super::Splice>,
+    ) -> Result<ForwardOutput> {
         let c = &self.config;
         let (_b, t) = ids.dims2()?;
-        let mut rec = Recorder::new(hooks);
+        let mut rec = Recorder::with_splice(hooks, splice);
         let tok = embed(&self.wte, ids)?; // [b, t, d]
         let pos = self.wpe.narrow(0, 0, t)?.unsqueeze(0)?; // [1, t, d]
         rec.record_with(HookPoint::Embed, || Ok(tok.clone()))?;
@@ -176,19 +188,15 @@ impl Gpt2 {
             keys: mask.to_vec(),
         };
         for (i, blk) in self.blocks.iter().enumerate().take(n_blocks) {
-            rec.record(HookPoint::ResidPre(i), &x);
+            x = rec.pass(HookPoint::ResidPre(i), x)?;
             let attn_out = self.attention(blk, &blk.ln_1.forward(&x)?, &attn_mask, i)?;
-            rec.record(HookPoint::AttnOut(i), &attn_out);
-            let resid_mid = (x + attn_out)?;
-            rec.record(HookPoint::ResidMid(i), &resid_mid);
+            let attn_out = rec.pass(HookPoint::AttnOut(i), attn_out)?;
+            let resid_mid = rec.pass(HookPoint::ResidMid(i), (x + attn_out)?)?;
             let pre = blk.c_fc.forward(&blk.ln_2.forward(&resid_mid)?)?; // [b, t, d_mlp]
-            rec.record(HookPoint::MlpPre(i), &pre);
-            let post = self.act.apply(&pre)?;
-            rec.record(HookPoint::MlpPost(i), &post);
-            let mlp_out = blk.mlp_proj.forward(&post)?; // [b, t, d]
-            rec.record(HookPoint::MlpOut(i), &mlp_out);
-            x = (resid_mid + mlp_out)?;
-            rec.record(HookPoint::ResidPost(i), &x);
+            let pre = rec.pass(HookPoint::MlpPre(i), pre)?;
+            let post = rec.pass(HookPoint::MlpPost(i), self.act.apply(&pre)?)?;
+            let mlp_out = rec.pass(HookPoint::MlpOut(i), blk.mlp_proj.forward(&post)?)?; // [b, t, d]
+            x = rec.pass(HookPoint::ResidPost(i), (resid_mid + mlp_out)?)?;
         }
         let mut out_logits = None;
         if n_blocks == c.n_layer && (logits || hooks.contains(HookPoint::LnFinal)) {

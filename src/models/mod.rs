@@ -58,6 +58,15 @@ impl ForwardOutput {
 pub(crate) struct Recorder<'a> {
     wanted: &'a HookSet,
     out: Vec<(HookPoint, Tensor)>,
+    splice: Option<&'a Splice<'a>>,
+}
+
+/// Replaces the value at one hook point during a forward pass (e.g. with an SAE's
+/// reconstruction, or zeros): the rest of the model runs on the replacement.
+pub struct Splice<'a> {
+    pub point: HookPoint,
+    /// Maps the hook's `[b, t, d]` value to its replacement (same shape).
+    pub replace: &'a dyn Fn(&Tensor) -> Result<Tensor>,
 }
 
 impl<'a> Recorder<'a> {
@@ -65,7 +74,26 @@ impl<'a> Recorder<'a> {
         Recorder {
             wanted,
             out: Vec::with_capacity(wanted.len()),
+            splice: None,
         }
+    }
+
+    pub(crate) fn with_splice(wanted: &'a HookSet, splice: Option<&'a Splice<'a>>) -> Self {
+        Recorder {
+            splice,
+            ..Recorder::new(wanted)
+        }
+    }
+
+    /// Records `t` at `p` (when wanted) and returns the value the model continues with: `t`,
+    /// or the splice's replacement at its point (recorded after replacement).
+    pub(crate) fn pass(&mut self, p: HookPoint, t: Tensor) -> Result<Tensor> {
+        let t = match self.splice {
+            Some(s) if s.point == p => (s.replace)(&t)?,
+            _ => t,
+        };
+        self.record(p, &t);
+        Ok(t)
     }
 
     pub(crate) fn record(&mut self, p: HookPoint, t: &Tensor) {
@@ -233,6 +261,28 @@ impl Model {
         match self {
             Model::Gpt2(m) => m.forward(ids, mask, hooks, logits),
             Model::DistilBert(m) => m.forward(ids, mask, hooks),
+        }
+    }
+
+    /// GPT-2 logits `[b, t, vocab]` with one hook point's value replaced (see [`Splice`]).
+    /// DistilBERT has no language-model head here, so it has no logits to compare.
+    pub fn logits_with_splice(
+        &self,
+        ids: &Tensor,
+        mask: &[Vec<u8>],
+        splice: Option<&Splice>,
+    ) -> Result<Tensor> {
+        match self {
+            Model::Gpt2(m) => {
+                let none = HookSet::default();
+                let out = m.forward_spliced(ids, mask, &none, true, splice)?;
+                out.logits
+                    .ok_or_else(|| candle_core::Error::Msg("no logits".into()))
+            }
+            Model::DistilBert(_) => Err(candle_core::Error::Msg(
+                "DistilBERT has no language-model head: CE/KL evaluation needs a GPT-2 model"
+                    .into(),
+            )),
         }
     }
 }

@@ -68,8 +68,12 @@ impl RunInfo {
 
     pub fn load(dir: &Path) -> Result<RunInfo> {
         let path = dir.join(RUN_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| file_err(&path, format!("{e}; is this a run folder made by `unravel train`?")))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            file_err(
+                &path,
+                format!("{e}; is this a run folder made by `unravel train`?"),
+            )
+        })?;
         serde_json::from_str(&text).map_err(|e| file_err(&path, format!("damaged run file: {e}")))
     }
 }
@@ -82,8 +86,12 @@ pub fn save_config(cfg: &TrainConfig, dir: &Path) -> Result<()> {
 
 pub fn load_config(dir: &Path) -> Result<TrainConfig> {
     let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| file_err(&path, format!("{e}; is this a run folder made by `unravel train`?")))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        file_err(
+            &path,
+            format!("{e}; is this a run folder made by `unravel train`?"),
+        )
+    })?;
     toml::from_str(&text).map_err(|e| file_err(&path, format!("damaged config: {e}")))
 }
 
@@ -161,9 +169,18 @@ pub fn save_checkpoint(dir: &Path, state: &TrainerState) -> Result<PathBuf> {
     let shapes: [Vec<usize>; 4] = [vec![s, d], vec![s], vec![s, d], vec![d]];
     let mut tensors: Vec<(String, Tensor)> = vec![];
     for (k, name) in PARAM_NAMES.iter().enumerate() {
-        tensors.push((name.to_string(), to_tensor_f32(state.sae.params()[k], &shapes[k])?));
-        tensors.push((format!("adam.m.{name}"), to_tensor_f32(&state.adam.m[k], &shapes[k])?));
-        tensors.push((format!("adam.v.{name}"), to_tensor_f32(&state.adam.v[k], &shapes[k])?));
+        tensors.push((
+            name.to_string(),
+            to_tensor_f32(state.sae.params()[k], &shapes[k])?,
+        ));
+        tensors.push((
+            format!("adam.m.{name}"),
+            to_tensor_f32(&state.adam.m[k], &shapes[k])?,
+        ));
+        tensors.push((
+            format!("adam.v.{name}"),
+            to_tensor_f32(&state.adam.v[k], &shapes[k])?,
+        ));
     }
     let f = &state.features;
     tensors.push(("features.last_fired".into(), to_tensor_u64(&f.last_fired)?));
@@ -211,10 +228,20 @@ pub fn has_checkpoint(dir: &Path) -> bool {
     dir.join(CHECKPOINTS_DIR).join(LATEST_FILE).is_file()
 }
 
-fn read_f32(st: &safetensors::SafeTensors, name: &str, len: usize, path: &Path) -> Result<Vec<f32>> {
-    let t = st.tensor(name).map_err(|e| file_err(path, format!("tensor `{name}`: {e}")))?;
+fn read_f32(
+    st: &safetensors::SafeTensors,
+    name: &str,
+    len: usize,
+    path: &Path,
+) -> Result<Vec<f32>> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| file_err(path, format!("tensor `{name}`: {e}")))?;
     if t.dtype() != safetensors::Dtype::F32 || t.data().len() != len * 4 {
-        return Err(file_err(path, format!("tensor `{name}` has the wrong type or size")));
+        return Err(file_err(
+            path,
+            format!("tensor `{name}` has the wrong type or size"),
+        ));
     }
     Ok(t.data()
         .chunks_exact(4)
@@ -222,10 +249,20 @@ fn read_f32(st: &safetensors::SafeTensors, name: &str, len: usize, path: &Path) 
         .collect())
 }
 
-fn read_u64(st: &safetensors::SafeTensors, name: &str, len: usize, path: &Path) -> Result<Vec<u64>> {
-    let t = st.tensor(name).map_err(|e| file_err(path, format!("tensor `{name}`: {e}")))?;
+fn read_u64(
+    st: &safetensors::SafeTensors,
+    name: &str,
+    len: usize,
+    path: &Path,
+) -> Result<Vec<u64>> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| file_err(path, format!("tensor `{name}`: {e}")))?;
     if t.dtype() != safetensors::Dtype::I64 || t.data().len() != len * 8 {
-        return Err(file_err(path, format!("tensor `{name}` has the wrong type or size")));
+        return Err(file_err(
+            path,
+            format!("tensor `{name}` has the wrong type or size"),
+        ));
     }
     Ok(t.data()
         .chunks_exact(8)
@@ -242,7 +279,8 @@ pub fn load_checkpoint(dir: &Path) -> Result<TrainerState> {
     let ck = root.join(name.trim());
     let jpath = ck.join(STATE_JSON);
     let text = std::fs::read_to_string(&jpath).map_err(|e| file_err(&jpath, e))?;
-    let j: StateJson = serde_json::from_str(&text).map_err(|e| file_err(&jpath, format!("damaged checkpoint: {e}")))?;
+    let j: StateJson = serde_json::from_str(&text)
+        .map_err(|e| file_err(&jpath, format!("damaged checkpoint: {e}")))?;
     let tpath = ck.join(STATE_TENSORS);
     let bytes = std::fs::read(&tpath).map_err(|e| file_err(&tpath, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
@@ -310,7 +348,10 @@ pub fn export_saelens(dir: &Path, sae: &Sae, densities: &[f64], meta: &ExportMet
         .map_err(|e| file_err(&path, e))?;
     crate::io::write_atomic(&path, &bytes).map_err(|e| file_err(&path, e))?;
 
-    let log_density: Vec<f32> = densities.iter().map(|&p| (p + 1e-10).log10() as f32).collect();
+    let log_density: Vec<f32> = densities
+        .iter()
+        .map(|&p| (p + 1e-10).log10() as f32)
+        .collect();
     let sp = [("sparsity", to_tensor_f32(&log_density, &[s])?)];
     let path = dir.join("sparsity.safetensors");
     let bytes = safetensors::tensor::serialize(sp.iter().map(|(k, v)| (*k, v)), None)
@@ -345,7 +386,14 @@ pub fn export_saelens(dir: &Path, sae: &Sae, densities: &[f64], meta: &ExportMet
 
 /// Writes `export_check.safetensors`: raw inputs `x [n, d_in]` with the features and
 /// reconstructions our SAE computes for them.
-pub fn write_export_check(dir: &Path, x: &[f32], feature_acts: &[f32], x_hat: &[f32], d_in: usize, d_sae: usize) -> Result<()> {
+pub fn write_export_check(
+    dir: &Path,
+    x: &[f32],
+    feature_acts: &[f32],
+    x_hat: &[f32],
+    d_in: usize,
+    d_sae: usize,
+) -> Result<()> {
     let n = x.len() / d_in.max(1);
     let tensors = [
         ("x", to_tensor_f32(x, &[n, d_in])?),
@@ -372,12 +420,23 @@ pub struct LoadedSae {
 /// downloaded from the hub). Only the `standard` (ReLU) architecture is supported.
 pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
     let cpath = dir.join("cfg.json");
-    let text = std::fs::read_to_string(&cpath)
-        .map_err(|e| file_err(&cpath, format!("{e}; expected a SAELens folder (cfg.json + sae_weights.safetensors)")))?;
-    let cfg: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(&cpath, format!("bad JSON: {e}")))?;
-    let arch = cfg.get("architecture").and_then(|v| v.as_str()).unwrap_or("standard");
+    let text = std::fs::read_to_string(&cpath).map_err(|e| {
+        file_err(
+            &cpath,
+            format!("{e}; expected a SAELens folder (cfg.json + sae_weights.safetensors)"),
+        )
+    })?;
+    let cfg: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| file_err(&cpath, format!("bad JSON: {e}")))?;
+    let arch = cfg
+        .get("architecture")
+        .and_then(|v| v.as_str())
+        .unwrap_or("standard");
     if arch != "standard" {
-        return Err(file_err(&cpath, format!("architecture `{arch}` is not supported (only `standard` ReLU SAEs)")));
+        return Err(file_err(
+            &cpath,
+            format!("architecture `{arch}` is not supported (only `standard` ReLU SAEs)"),
+        ));
     }
     let get_usize = |k: &str| {
         cfg.get(k)
@@ -386,10 +445,19 @@ pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
             .ok_or_else(|| file_err(&cpath, format!("missing `{k}`")))
     };
     let (d, s) = (get_usize("d_in")?, get_usize("d_sae")?);
-    let apply = cfg.get("apply_b_dec_to_input").and_then(|v| v.as_bool()).unwrap_or(false);
-    let norm = cfg.get("normalize_activations").and_then(|v| v.as_str()).unwrap_or("none");
+    let apply = cfg
+        .get("apply_b_dec_to_input")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let norm = cfg
+        .get("normalize_activations")
+        .and_then(|v| v.as_str())
+        .unwrap_or("none");
     if norm != "none" {
-        return Err(file_err(&cpath, format!("normalize_activations = `{norm}` is not supported (only `none`)")));
+        return Err(file_err(
+            &cpath,
+            format!("normalize_activations = `{norm}` is not supported (only `none`)"),
+        ));
     }
     let meta = cfg.get("metadata");
     let field = |k: &str| {
@@ -400,7 +468,8 @@ pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
     };
     let wpath = dir.join("sae_weights.safetensors");
     let bytes = std::fs::read(&wpath).map_err(|e| file_err(&wpath, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| file_err(&wpath, format!("damaged weights: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| file_err(&wpath, format!("damaged weights: {e}")))?;
     let w_enc_t = read_f32(&st, "W_enc", d * s, &wpath)?;
     let mut sae = Sae::zeros(d, s, apply);
     for i in 0..s {

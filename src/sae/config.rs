@@ -116,11 +116,39 @@ impl PartialConfig {
             ($($f:ident),*) => { PartialConfig { $($f: over.$f.or(self.$f)),* } };
         }
         pick!(
-            acts, hook, recipe, d_sae, expansion, tokens, batch, lr, l1_coefficient,
-            lr_warmup_frac, lr_decay_frac, l1_warmup_frac, clip_norm, beta1, beta2, adam_eps,
-            dec_init_norm, seed, shuffle_buffer, eval_shards, eval_tokens, eval_every, log_every,
-            checkpoint_every, dead_window, scale_tokens, resample_every, resample_inputs,
-            skip_nonfinite, include_special, engine, device, from
+            acts,
+            hook,
+            recipe,
+            d_sae,
+            expansion,
+            tokens,
+            batch,
+            lr,
+            l1_coefficient,
+            lr_warmup_frac,
+            lr_decay_frac,
+            l1_warmup_frac,
+            clip_norm,
+            beta1,
+            beta2,
+            adam_eps,
+            dec_init_norm,
+            seed,
+            shuffle_buffer,
+            eval_shards,
+            eval_tokens,
+            eval_every,
+            log_every,
+            checkpoint_every,
+            dead_window,
+            scale_tokens,
+            resample_every,
+            resample_inputs,
+            skip_nonfinite,
+            include_special,
+            engine,
+            device,
+            from
         )
     }
 }
@@ -193,7 +221,11 @@ impl TrainConfig {
         let bad = |m: String| Err(SaeError::Config(m));
         let acts = match p.acts {
             Some(a) => a,
-            None => return bad("no activation dataset: pass --acts DIR (or `acts` in the config)".into()),
+            None => {
+                return bad(
+                    "no activation dataset: pass --acts DIR (or `acts` in the config)".into(),
+                )
+            }
         };
         let hook = match (p.hook, hooks) {
             (Some(h), _) => h,
@@ -246,7 +278,9 @@ impl TrainConfig {
             adam_eps: p.adam_eps.unwrap_or(1e-8),
             dec_init_norm: p.dec_init_norm.unwrap_or(0.1),
             seed: p.seed.unwrap_or(0),
-            shuffle_buffer: p.shuffle_buffer.unwrap_or(crate::store::DEFAULT_SHUFFLE_BUFFER),
+            shuffle_buffer: p
+                .shuffle_buffer
+                .unwrap_or(crate::store::DEFAULT_SHUFFLE_BUFFER),
             eval_shards: p.eval_shards.unwrap_or(1),
             eval_tokens: p.eval_tokens.unwrap_or(200_000),
             eval_every: p.eval_every.unwrap_or(0),
@@ -254,7 +288,9 @@ impl TrainConfig {
             checkpoint_every: p.checkpoint_every.unwrap_or(5_000_000),
             dead_window: p.dead_window.unwrap_or(10_000_000.min(tokens)),
             scale_tokens: p.scale_tokens.unwrap_or(65_536),
-            resample_every: p.resample_every.unwrap_or(if april { 0 } else { tokens / 4 }),
+            resample_every: p
+                .resample_every
+                .unwrap_or(if april { 0 } else { tokens / 4 }),
             resample_inputs: p.resample_inputs.unwrap_or(16_384),
             skip_nonfinite: p.skip_nonfinite.unwrap_or(false),
             include_special: p.include_special.unwrap_or(false),
@@ -289,7 +325,9 @@ impl TrainConfig {
             ("l1_warmup_frac", self.l1_warmup_frac),
         ] {
             if !(0.0..=1.0).contains(&v) {
-                return Err(SaeError::Config(format!("{name} must be in [0, 1], got {v}")));
+                return Err(SaeError::Config(format!(
+                    "{name} must be in [0, 1], got {v}"
+                )));
             }
         }
         if self.lr_warmup_frac + self.lr_decay_frac > 1.0 {
@@ -316,7 +354,10 @@ impl TrainConfig {
     /// Learning rate of step `t` (0-based): linear warm-up, constant, linear decay to 0.
     pub fn lr_at(&self, t: u64) -> f32 {
         let total = self.total_steps();
-        let (warm, decay) = (self.frac_steps(self.lr_warmup_frac), self.frac_steps(self.lr_decay_frac));
+        let (warm, decay) = (
+            self.frac_steps(self.lr_warmup_frac),
+            self.frac_steps(self.lr_decay_frac),
+        );
         let mut f = 1.0f64;
         if warm > 0 {
             f = f.min((t + 1) as f64 / warm as f64);
@@ -365,7 +406,8 @@ impl TrainConfig {
         keys.into_iter()
             .filter(|k| a.get(*k) != b.get(*k))
             .map(|k| {
-                let show = |v: Option<&toml::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
+                let show =
+                    |v: Option<&toml::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
                 format!("{k}: {} vs {}", show(a.get(k)), show(b.get(k)))
             })
             .collect()
@@ -377,7 +419,10 @@ mod tests {
     use super::*;
 
     fn hooks() -> Vec<(String, usize)> {
-        vec![("blocks.0.hook_resid_post".into(), 16), ("blocks.1.hook_resid_post".into(), 16)]
+        vec![
+            ("blocks.0.hook_resid_post".into(), 16),
+            ("blocks.1.hook_resid_post".into(), 16),
+        ]
     }
 
     fn base() -> PartialConfig {
@@ -406,8 +451,13 @@ mod tests {
     fn choosing_the_hook_and_size() {
         let mut p = base();
         p.hook = None;
-        let e = TrainConfig::resolve(p.clone(), &hooks()).unwrap_err().to_string();
-        assert!(e.contains("--hook") && e.contains("blocks.0.hook_resid_post"), "{e}");
+        let e = TrainConfig::resolve(p.clone(), &hooks())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--hook") && e.contains("blocks.0.hook_resid_post"),
+            "{e}"
+        );
         let one = vec![("h".to_string(), 8)];
         p.expansion = Some(4.0);
         let c = TrainConfig::resolve(p.clone(), &one).unwrap();
@@ -418,10 +468,17 @@ mod tests {
 
     #[test]
     fn toml_overrides_and_differences() {
-        let file: PartialConfig = toml::from_str("recipe = \"unit-norm\"\nlr = 0.001\nbatch = 512").unwrap();
-        let cli = PartialConfig { lr: Some(0.002), ..base() };
+        let file: PartialConfig =
+            toml::from_str("recipe = \"unit-norm\"\nlr = 0.001\nbatch = 512").unwrap();
+        let cli = PartialConfig {
+            lr: Some(0.002),
+            ..base()
+        };
         let c = TrainConfig::resolve(file.overridden_by(cli), &hooks()).unwrap();
-        assert_eq!((c.recipe, c.lr, c.batch, c.clip_norm), (Recipe::UnitNorm, 0.002, 512, None));
+        assert_eq!(
+            (c.recipe, c.lr, c.batch, c.clip_norm),
+            (Recipe::UnitNorm, 0.002, 512, None)
+        );
         let text = toml::to_string(&c).unwrap();
         let back: TrainConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, c);

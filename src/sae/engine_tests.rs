@@ -1,3 +1,4 @@
+#![allow(clippy::needless_range_loop)] // k indexes parallel per-tensor arrays
 //! The engines against each other and against candle's autograd.
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -23,7 +24,9 @@ fn cfg(april: bool) -> StepConfig {
 fn data(rows: usize, d: usize, seed: u64) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let k = 3 * d;
-    let dirs: Vec<f32> = (0..k * d).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
+    let dirs: Vec<f32> = (0..k * d)
+        .map(|_| rng.sample::<f32, _>(StandardNormal))
+        .collect();
     let mut x = vec![0f32; rows * d];
     for r in 0..rows {
         for j in 0..k {
@@ -79,7 +82,10 @@ fn autograd_grads(sae: &Sae, x: &[f32], rows: usize, lam: f64, april: bool) -> V
         v(&sae.w_dec, &[s, d]),
         v(&sae.b_dec, &[d]),
     );
-    let x = Tensor::from_slice(x, (rows, d), &dev).unwrap().to_dtype(DType::F64).unwrap();
+    let x = Tensor::from_slice(x, (rows, d), &dev)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap();
     let xin = if sae.apply_b_dec_to_input {
         x.broadcast_sub(bd.as_tensor()).unwrap()
     } else {
@@ -92,10 +98,20 @@ fn autograd_grads(sae: &Sae, x: &[f32], rows: usize, lam: f64, april: bool) -> V
         .unwrap()
         .relu()
         .unwrap();
-    let xh = f.matmul(wd.as_tensor()).unwrap().broadcast_add(bd.as_tensor()).unwrap();
+    let xh = f
+        .matmul(wd.as_tensor())
+        .unwrap()
+        .broadcast_add(bd.as_tensor())
+        .unwrap();
     let mse = ((xh - &x).unwrap().sqr().unwrap().sum_all().unwrap() / rows as f64).unwrap();
     let w = if april {
-        wd.as_tensor().sqr().unwrap().sum(1).unwrap().sqrt().unwrap()
+        wd.as_tensor()
+            .sqr()
+            .unwrap()
+            .sum(1)
+            .unwrap()
+            .sqrt()
+            .unwrap()
     } else {
         Tensor::ones(s, DType::F64, &dev).unwrap()
     };
@@ -126,10 +142,23 @@ fn hand_written_gradients_match_autograd_on_both_engines_and_paths() {
         let sae = sae(d, s, april, 9);
         let lam = 0.7f32;
         let reference = autograd_grads(&sae, &x, rows, lam as f64, april);
-        let plain = PlainEngine::new(&sae, &AdamState::zeros(lens(&sae)), cfg(april), &Device::Cpu, DType::F64).unwrap();
+        let plain = PlainEngine::new(
+            &sae,
+            &AdamState::zeros(lens(&sae)),
+            cfg(april),
+            &Device::Cpu,
+            DType::F64,
+        )
+        .unwrap();
         let (pg, _) = plain.gradients(&x, rows, lam).unwrap();
         for k in 0..4 {
-            let got = pg[k].to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let got = pg[k]
+                .to_dtype(DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let err = max_rel(&got, &reference[k]);
             assert!(err < 1e-5, "plain april={april} grad {k}: rel err {err}");
         }
@@ -137,10 +166,17 @@ fn hand_written_gradients_match_autograd_on_both_engines_and_paths() {
             let mut fast = FastEngine::new(sae.clone(), AdamState::zeros(lens(&sae)), cfg(april));
             fast.force_dense = dense;
             let stats = fast.backward(&x, rows, lam);
-            assert!(stats.l0() > 0.5 && stats.l0() < s as f64, "l0 {}", stats.l0());
+            assert!(
+                stats.l0() > 0.5 && stats.l0() < s as f64,
+                "l0 {}",
+                stats.l0()
+            );
             for k in 0..4 {
                 let err = max_rel(&fast.grads()[k], &reference[k]);
-                assert!(err < 2e-5, "fast dense={dense} april={april} grad {k}: rel err {err}");
+                assert!(
+                    err < 2e-5,
+                    "fast dense={dense} april={april} grad {k}: rel err {err}"
+                );
             }
         }
     }
@@ -154,10 +190,24 @@ fn gradients_match_finite_differences() {
     for april in [true, false] {
         let sae = sae(d, s, april, 3);
         let lam = 0.5;
-        let plain = PlainEngine::new(&sae, &AdamState::zeros(lens(&sae)), cfg(april), &Device::Cpu, DType::F64).unwrap();
+        let plain = PlainEngine::new(
+            &sae,
+            &AdamState::zeros(lens(&sae)),
+            cfg(april),
+            &Device::Cpu,
+            DType::F64,
+        )
+        .unwrap();
         let (g, _) = plain.gradients(&x, rows, lam).unwrap();
         let loss = |p: &Sae| -> f64 {
-            let e = PlainEngine::new(p, &AdamState::zeros(lens(p)), cfg(april), &Device::Cpu, DType::F64).unwrap();
+            let e = PlainEngine::new(
+                p,
+                &AdamState::zeros(lens(p)),
+                cfg(april),
+                &Device::Cpu,
+                DType::F64,
+            )
+            .unwrap();
             let (_, st) = e.gradients(&x, rows, lam).unwrap();
             st.mse() + lam as f64 * st.l1()
         };
@@ -186,13 +236,19 @@ fn fast_and_plain_engines_train_alike() {
     for april in [true, false] {
         let sae = sae(d, s, april, 21);
         let adam = AdamState::zeros(lens(&sae));
-        let mut plain = PlainEngine::new(&sae, &adam, cfg(april), &Device::Cpu, DType::F32).unwrap();
+        let mut plain =
+            PlainEngine::new(&sae, &adam, cfg(april), &Device::Cpu, DType::F32).unwrap();
         let mut fast = FastEngine::new(sae.clone(), adam.clone(), cfg(april));
         for step in 0..20 {
             let x = data(rows, d, 100 + step);
             let a = plain.step(&x, rows, 1e-3, 0.3).unwrap();
             let b = fast.step(&x, rows, 1e-3, 0.3).unwrap();
-            assert!((a.mse() - b.mse()).abs() < 1e-4 * (1.0 + a.mse()), "step {step}: mse {} vs {}", a.mse(), b.mse());
+            assert!(
+                (a.mse() - b.mse()).abs() < 1e-4 * (1.0 + a.mse()),
+                "step {step}: mse {} vs {}",
+                a.mse(),
+                b.mse()
+            );
             assert_eq!(a.active, b.active, "step {step}");
             assert_eq!(a.fired, b.fired);
         }

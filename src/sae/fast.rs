@@ -17,7 +17,7 @@ use super::optim::{adam_update, clip_coefficient, global_norm, AdamState, AdamSt
 use super::step::{Engine, Reconstruction, StepConfig, StepStats};
 
 /// Above this fraction of active (token, feature) pairs the dense GEMM path is faster.
-pub const SPARSE_MAX_DENSITY: f64 = 0.05;
+pub const SPARSE_MAX_DENSITY: f64 = 0.06;
 
 /// Rows per task in row-parallel loops and reductions.
 const ROW_CHUNK: usize = 64;
@@ -28,6 +28,8 @@ pub struct FastEngine {
     cfg: StepConfig,
     /// Force the dense path (tests compare both).
     pub force_dense: bool,
+    /// Use the sparse path up to this density of active (token, feature) pairs.
+    pub sparse_max_density: f64,
     grads: [Vec<f32>; 4],
     /// `[B, S]`: pre-activations, then (dense path) the features.
     pre: Vec<f32>,
@@ -37,8 +39,6 @@ pub struct FastEngine {
     xin: Vec<f32>,
     /// `[B, d]`: x̂, then G = (2/B)(x̂ − x).
     g: Vec<f32>,
-    /// `[B, d]`: ∂L/∂xin (only when the input is centred).
-    dxin: Vec<f32>,
 }
 
 fn threads() -> Parallelism {
@@ -115,18 +115,23 @@ fn grow(v: &mut Vec<f32>, n: usize) {
 
 impl FastEngine {
     pub fn new(sae: Sae, adam: AdamState, cfg: StepConfig) -> FastEngine {
-        let lens = [sae.w_enc.len(), sae.b_enc.len(), sae.w_dec.len(), sae.b_dec.len()];
+        let lens = [
+            sae.w_enc.len(),
+            sae.b_enc.len(),
+            sae.w_dec.len(),
+            sae.b_dec.len(),
+        ];
         FastEngine {
             sae,
             adam,
             cfg,
             force_dense: false,
+            sparse_max_density: SPARSE_MAX_DENSITY,
             grads: lens.map(|n| vec![0.0; n]),
             pre: vec![],
             dpre_dense: vec![],
             xin: vec![],
             g: vec![],
-            dxin: vec![],
         }
     }
 
@@ -189,7 +194,7 @@ impl FastEngine {
             .map(|c| c.iter().filter(|&&v| v > 0.0).count() as u64)
             .sum();
         let density = active as f64 / (rows * s).max(1) as f64;
-        if self.force_dense || density > SPARSE_MAX_DENSITY {
+        if self.force_dense || density > self.sparse_max_density {
             self.backward_dense(x, rows, l1_coefficient, active)
         } else {
             self.backward_sparse(x, rows, l1_coefficient, active)
@@ -220,28 +225,20 @@ impl FastEngine {
             })
             .collect();
 
-        // Per row: x̂, G, ∂pre for the active features, the L1 term, ∂xin.
+        // Row phase: x̂_t = b_dec + Σ f_ti W_dec,i, then G_t = (2/B)(x̂_t − x_t); the L1 term.
         grow(&mut self.g, rows * d);
-        if apply {
-            grow(&mut self.dxin, rows * d);
-        }
-        let (w_dec, w_enc, b_dec) = (&self.sae.w_dec, &self.sae.w_enc, &self.sae.b_dec);
-        let mut dpre: Vec<Vec<f32>> = per_row.iter().map(|(i, _)| vec![0.0; i.len()]).collect();
-        let mut dxin_rows: Vec<&mut [f32]> = if apply {
-            self.dxin[..rows * d].chunks_mut(d).collect()
-        } else {
-            vec![]
-        };
+        let (w_dec, b_dec) = (&self.sae.w_dec, &self.sae.b_dec);
         let per_row_stats: Vec<(f64, f64)> = self.g[..rows * d]
             .par_chunks_mut(d)
             .zip(x.par_chunks(d))
             .zip(per_row.par_iter())
-            .zip(dpre.par_iter_mut())
-            .enumerate()
-            .map(|(t, (((g, xr), (idx, val)), dp))| {
+            .map(|((g, xr), (idx, val))| {
                 g.copy_from_slice(b_dec);
+                let mut l1 = 0f64;
                 for (&i, &f) in idx.iter().zip(val) {
-                    axpy(f, &w_dec[i as usize * d..(i as usize + 1) * d], g);
+                    let i = i as usize;
+                    axpy(f, &w_dec[i * d..(i + 1) * d], g);
+                    l1 += (f * weights[i]) as f64;
                 }
                 let mut sq = 0f64;
                 for (gi, &xi) in g.iter_mut().zip(xr) {
@@ -249,30 +246,11 @@ impl FastEngine {
                     sq += (e as f64) * (e as f64);
                     *gi = two_b * e;
                 }
-                let mut l1 = 0f64;
-                for ((&i, &f), dpi) in idx.iter().zip(val).zip(dp.iter_mut()) {
-                    let i = i as usize;
-                    l1 += (f * weights[i]) as f64;
-                    *dpi = dot(g, &w_dec[i * d..(i + 1) * d]) + lam_b * weights[i];
-                }
-                let _ = t;
                 (sq, l1)
             })
             .collect();
-        if apply {
-            dxin_rows
-                .par_iter_mut()
-                .zip(per_row.par_iter())
-                .zip(dpre.par_iter())
-                .for_each(|((o, (idx, _)), dp)| {
-                    o.fill(0.0);
-                    for (&i, &g) in idx.iter().zip(dp) {
-                        axpy(g, &w_enc[i as usize * d..(i as usize + 1) * d], o);
-                    }
-                });
-        }
 
-        // CSC: for each feature, its (token, f, ∂pre) entries in token order.
+        // CSC: for each feature, its (token, f) entries in token order.
         let mut col_ptr = vec![0usize; s + 1];
         for (idx, _) in &per_row {
             for &i in idx {
@@ -285,19 +263,19 @@ impl FastEngine {
         let nnz = col_ptr[s];
         let mut e_tok = vec![0u32; nnz];
         let mut e_f = vec![0f32; nnz];
-        let mut e_dp = vec![0f32; nnz];
         let mut fill = col_ptr.clone();
-        for (t, ((idx, val), dp)) in per_row.iter().zip(&dpre).enumerate() {
-            for ((&i, &f), &g) in idx.iter().zip(val).zip(dp) {
+        for (t, (idx, val)) in per_row.iter().enumerate() {
+            for (&i, &f) in idx.iter().zip(val) {
                 let p = &mut fill[i as usize];
                 e_tok[*p] = t as u32;
                 e_f[*p] = f;
-                e_dp[*p] = g;
                 *p += 1;
             }
         }
 
-        // Per feature: ∂W_dec,i, ∂W_enc,i, ∂b_enc,i.
+        // Feature phase, with W_dec,i and both gradient rows in L1 and each G_t read once:
+        // ∂pre_ti = G_t·W_dec,i + λ w_i / B; ∂W_dec,i = Σ f_ti G_t; ∂W_enc,i = Σ ∂pre_ti xin_t;
+        // ∂b_enc,i = Σ ∂pre_ti.
         let gbuf = &self.g[..rows * d];
         let xin: &[f32] = if apply { &self.xin[..rows * d] } else { x };
         let decoder_norm_l1 = self.cfg.decoder_norm_l1;
@@ -310,32 +288,34 @@ impl FastEngine {
             .for_each(|(i, ((gd, ge), gb))| {
                 gd.fill(0.0);
                 ge.fill(0.0);
-                let (lo, hi) = (col_ptr[i], col_ptr[i + 1]);
+                let w = &w_dec[i * d..(i + 1) * d];
+                let l1_grad = lam_b * weights[i];
                 let mut fsum = 0f32;
                 let mut bsum = 0f32;
-                for k in lo..hi {
+                for k in col_ptr[i]..col_ptr[i + 1] {
                     let t = e_tok[k] as usize;
-                    axpy(e_f[k], &gbuf[t * d..(t + 1) * d], gd);
-                    axpy(e_dp[k], &xin[t * d..(t + 1) * d], ge);
+                    let g_t = &gbuf[t * d..(t + 1) * d];
+                    let dp = dot(g_t, w) + l1_grad;
+                    axpy(e_f[k], g_t, gd);
+                    axpy(dp, &xin[t * d..(t + 1) * d], ge);
                     fsum += e_f[k];
-                    bsum += e_dp[k];
+                    bsum += dp;
                 }
                 *gb = bsum;
                 if decoder_norm_l1 && fsum > 0.0 && weights[i] > 0.0 {
-                    axpy(lam_b * fsum / weights[i], &w_dec[i * d..(i + 1) * d], gd);
+                    axpy(lam_b * fsum / weights[i], w, gd);
                 }
             });
+        // ∂b_dec = Σ_t G_t − [centred] Σ_t Σ_i ∂pre_ti W_enc,i = Σ_t G_t − Σ_i ∂b_enc,i W_enc,i.
         let mut gb = col_sums(gbuf, d);
         if apply {
-            let dx = col_sums(&self.dxin[..rows * d], d);
-            gb.iter_mut().zip(&dx).for_each(|(a, b)| *a -= b);
+            subtract_weighted_rows(&mut gb, g_benc, &self.sae.w_enc, d);
         }
         g_bdec.copy_from_slice(&gb);
 
-        let mut fired = vec![0u32; s];
-        for i in 0..s {
-            fired[i] = (col_ptr[i + 1] - col_ptr[i]) as u32;
-        }
+        let fired: Vec<u32> = (0..s)
+            .map(|i| (col_ptr[i + 1] - col_ptr[i]) as u32)
+            .collect();
         let (sq_err, l1_sum) = per_row_stats
             .iter()
             .fold((0.0, 0.0), |(a, b), (c, e)| (a + c, b + e));
@@ -369,7 +349,15 @@ impl FastEngine {
         self.g[..rows * d]
             .par_chunks_mut(d)
             .for_each(|r| r.copy_from_slice(b_dec));
-        matmul((rows, d, s), &mut self.g, true, f, (s, 1), &self.sae.w_dec, (d, 1));
+        matmul(
+            (rows, d, s),
+            &mut self.g,
+            true,
+            f,
+            (s, 1),
+            &self.sae.w_dec,
+            (d, 1),
+        );
         let sq_err: f64 = self.g[..rows * d]
             .par_chunks_mut(d * ROW_CHUNK)
             .zip(x.par_chunks(d * ROW_CHUNK))
@@ -426,22 +414,16 @@ impl FastEngine {
         let fsum = col_sums(f, s);
         if self.cfg.decoder_norm_l1 {
             let w_dec = &self.sae.w_dec;
-            g_wdec
-                .par_chunks_mut(d)
-                .enumerate()
-                .for_each(|(i, gd)| {
-                    if fsum[i] > 0.0 && weights[i] > 0.0 {
-                        axpy(lam_b * fsum[i] / weights[i], &w_dec[i * d..(i + 1) * d], gd);
-                    }
-                });
+            g_wdec.par_chunks_mut(d).enumerate().for_each(|(i, gd)| {
+                if fsum[i] > 0.0 && weights[i] > 0.0 {
+                    axpy(lam_b * fsum[i] / weights[i], &w_dec[i * d..(i + 1) * d], gd);
+                }
+            });
         }
         g_benc.copy_from_slice(&col_sums(dpre, s));
         let mut gb = col_sums(gbuf, d);
         if apply {
-            grow(&mut self.dxin, rows * d);
-            matmul((rows, d, s), &mut self.dxin, false, dpre, (s, 1), &self.sae.w_enc, (d, 1));
-            let dx = col_sums(&self.dxin[..rows * d], d);
-            gb.iter_mut().zip(&dx).for_each(|(a, b)| *a -= b);
+            subtract_weighted_rows(&mut gb, g_benc, &self.sae.w_enc, d);
         }
         g_bdec.copy_from_slice(&gb);
 
@@ -472,6 +454,24 @@ impl FastEngine {
             fired,
             grad_norm: 0.0,
         }
+    }
+}
+
+/// `out −= Σ_i c_i · rows_i` (rows `[len(c), d]`), summed over fixed chunks of rows.
+fn subtract_weighted_rows(out: &mut [f32], c: &[f32], rows: &[f32], d: usize) {
+    let parts: Vec<Vec<f32>> = rows
+        .par_chunks(d * ROW_CHUNK)
+        .zip(c.par_chunks(ROW_CHUNK))
+        .map(|(r, c)| {
+            let mut acc = vec![0f32; d];
+            for (row, &ci) in r.chunks(d).zip(c) {
+                axpy(ci, row, &mut acc);
+            }
+            acc
+        })
+        .collect();
+    for p in parts {
+        out.iter_mut().zip(&p).for_each(|(o, v)| *o -= v);
     }
 }
 

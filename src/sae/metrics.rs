@@ -117,7 +117,10 @@ impl FeatureTracker {
             Some((c, t)) => (c, *t),
             None => (&self.counts, self.counts_tokens),
         };
-        counts.iter().map(|&c| c as f64 / tokens.max(1) as f64).collect()
+        counts
+            .iter()
+            .map(|&c| c as f64 / tokens.max(1) as f64)
+            .collect()
     }
 
     /// Forgets feature i's history (after resampling it).
@@ -128,7 +131,8 @@ impl FeatureTracker {
 
 /// Fraction of features with density above [`DENSE_THRESHOLD`].
 pub fn dense_fraction(densities: &[f64]) -> f64 {
-    densities.iter().filter(|&&p| p > DENSE_THRESHOLD).count() as f64 / densities.len().max(1) as f64
+    densities.iter().filter(|&&p| p > DENSE_THRESHOLD).count() as f64
+        / densities.len().max(1) as f64
 }
 
 /// Histogram of log10(p + 1e-10) in 0.5-wide bins from −10 to 0: (lower edge, count).

@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod downstream;
 pub mod fast;
 pub mod metrics;
 pub mod model;

@@ -278,7 +278,9 @@ mod tests {
             sae.b_dec = (0..8).map(|i| i as f32 * 0.1 - 0.3).collect();
             sae.b_enc = (0..12).map(|i| (i % 3) as f32 * 0.05).collect();
             let s = 2.5f32;
-            let x: Vec<f32> = (0..3 * 8).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.2).collect();
+            let x: Vec<f32> = (0..3 * 8)
+                .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.2)
+                .collect();
             let xs: Vec<f32> = x.iter().map(|v| v * s).collect();
             let f_train = sae.encode(&xs);
             let xhat_train = sae.decode(&f_train);
@@ -305,6 +307,9 @@ mod tests {
         let x = [0.0, 0.0, 2.0, 0.0, 0.0, 2.0, 2.0, 2.0, 101.0, 1.0];
         let m = geometric_median(&x, 2, 500, 1e-10);
         // (The exact median is at x ≈ 1.62: the outlier pulls with unit force whatever its distance.)
-        assert!((m[0] - 1.62).abs() < 0.05 && (m[1] - 1.0).abs() < 1e-3, "{m:?}");
+        assert!(
+            (m[0] - 1.62).abs() < 0.05 && (m[1] - 1.0).abs() < 1e-3,
+            "{m:?}"
+        );
     }
 }

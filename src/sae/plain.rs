@@ -31,7 +31,12 @@ struct Forward {
     weights: Tensor,
 }
 
-fn upload(v: &[f32], shape: &[usize], device: &Device, dtype: DType) -> candle_core::Result<Tensor> {
+fn upload(
+    v: &[f32],
+    shape: &[usize],
+    device: &Device,
+    dtype: DType,
+) -> candle_core::Result<Tensor> {
     Tensor::from_slice(v, shape, device)?.to_dtype(dtype)
 }
 
@@ -57,8 +62,18 @@ impl PlainEngine {
             d_in: sae.d_in,
             d_sae: sae.d_sae,
             apply_b_dec_to_input: sae.apply_b_dec_to_input,
-            m: [z(&params[0])?, z(&params[1])?, z(&params[2])?, z(&params[3])?],
-            v: [z(&params[0])?, z(&params[1])?, z(&params[2])?, z(&params[3])?],
+            m: [
+                z(&params[0])?,
+                z(&params[1])?,
+                z(&params[2])?,
+                z(&params[3])?,
+            ],
+            v: [
+                z(&params[0])?,
+                z(&params[1])?,
+                z(&params[2])?,
+                z(&params[3])?,
+            ],
             params,
             t: 0,
         };
@@ -152,7 +167,8 @@ impl PlainEngine {
         if self.cfg.decoder_norm_l1 {
             // (λ/B)(Σ_t f_ti) W_dec,i / ‖W_dec,i‖; rows that never fired get 0.
             let fsum = fw.f.sum(0)?; // [S]
-            let coef = ((fsum * (l1_coefficient as f64 / b))? / fw.weights.clamp(1e-30, f64::MAX)?)?;
+            let coef =
+                ((fsum * (l1_coefficient as f64 / b))? / fw.weights.clamp(1e-30, f64::MAX)?)?;
             g_wdec = (g_wdec + w_dec.broadcast_mul(&coef.unsqueeze(1)?)?)?;
         }
         let g_wenc = dpre.t()?.matmul(&fw.xin)?; // [S, d]
@@ -183,13 +199,18 @@ impl Engine for PlainEngine {
         }
         let mut sq = 0f64;
         for g in &grads {
-            sq += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            sq += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
         }
         stats.grad_norm = sq.sqrt();
         let coef = clip_coefficient(stats.grad_norm, self.cfg.clip_norm);
         self.t += 1;
         let st = AdamStep::new(&self.cfg.adam, lr, self.t, coef);
         let a = self.cfg.adam;
+        #[allow(clippy::needless_range_loop)] // k indexes five parallel arrays
         for k in 0..4 {
             let g = (&grads[k] * st.grad_scale as f64)?;
             let m = (&self.m[k] + ((&g - &self.m[k])? * (1.0 - a.beta1 as f64))?)?;
@@ -219,11 +240,24 @@ impl Engine for PlainEngine {
     }
 
     fn snapshot(&self) -> crate::sae::Result<(Sae, AdamState)> {
-        let p: Vec<Vec<f32>> = self.params.iter().map(download).collect::<candle_core::Result<_>>()?;
-        let m: Vec<Vec<f32>> = self.m.iter().map(download).collect::<candle_core::Result<_>>()?;
-        let v: Vec<Vec<f32>> = self.v.iter().map(download).collect::<candle_core::Result<_>>()?;
-        let [w_enc, b_enc, w_dec, b_dec]: [Vec<f32>; 4] =
-            p.try_into().map_err(|_| crate::sae::SaeError::Internal("param count".into()))?;
+        let p: Vec<Vec<f32>> = self
+            .params
+            .iter()
+            .map(download)
+            .collect::<candle_core::Result<_>>()?;
+        let m: Vec<Vec<f32>> = self
+            .m
+            .iter()
+            .map(download)
+            .collect::<candle_core::Result<_>>()?;
+        let v: Vec<Vec<f32>> = self
+            .v
+            .iter()
+            .map(download)
+            .collect::<candle_core::Result<_>>()?;
+        let [w_enc, b_enc, w_dec, b_dec]: [Vec<f32>; 4] = p
+            .try_into()
+            .map_err(|_| crate::sae::SaeError::Internal("param count".into()))?;
         let sae = Sae {
             d_in: self.d_in,
             d_sae: self.d_sae,
@@ -249,8 +283,18 @@ impl Engine for PlainEngine {
 
     fn restore(&mut self, sae: &Sae, adam: &AdamState) -> crate::sae::Result<()> {
         self.params = Self::upload_all(sae, &sae.params(), &self.device, self.dtype)?;
-        let m = [&adam.m[0][..], &adam.m[1][..], &adam.m[2][..], &adam.m[3][..]];
-        let v = [&adam.v[0][..], &adam.v[1][..], &adam.v[2][..], &adam.v[3][..]];
+        let m = [
+            &adam.m[0][..],
+            &adam.m[1][..],
+            &adam.m[2][..],
+            &adam.m[3][..],
+        ];
+        let v = [
+            &adam.v[0][..],
+            &adam.v[1][..],
+            &adam.v[2][..],
+            &adam.v[3][..],
+        ];
         self.m = Self::upload_all(sae, &m, &self.device, self.dtype)?;
         self.v = Self::upload_all(sae, &v, &self.device, self.dtype)?;
         self.t = adam.t;

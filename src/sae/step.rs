@@ -13,7 +13,7 @@
 //! weighted L1, `april-2024`) or `w_i = 1` (`unit-norm`). Gradients, with `G = (2/B)(x̂ − x)`:
 //! `∂L/∂pre_ti = [pre_ti > 0]·(G_t·W_dec,i + λ w_i / B)`, `∂L/∂W_dec,i = Σ_t f_ti G_t
 //! (+ (λ/B)(Σ_t f_ti) W_dec,i / w_i)`, `∂L/∂W_enc,i = Σ_t ∂pre_ti · xin_t`,
-//! `∂L/∂b_enc,i = Σ_t ∂pre_ti`, `∂L/∂b_dec = Σ_t G_t − [apply_b_dec] Σ_t Σ_i ∂pre_ti W_enc,i`.
+//! `∂L/∂b_enc,i = Σ_t ∂pre_ti`, `∂L/∂b_dec = Σ_t G_t − [apply_b_dec] Σ_i ∂b_enc,i W_enc,i`.
 //! Then (unit-norm) the component of each decoder gradient row parallel to its row is removed,
 //! the global gradient norm is clipped, Adam updates, and (unit-norm) decoder rows are
 //! renormalised.
@@ -77,8 +77,13 @@ pub struct Reconstruction {
 pub trait Engine: Send {
     /// One optimisation step on `x [rows, d_in]` (training space) with this learning rate and
     /// L1 coefficient.
-    fn step(&mut self, x: &[f32], rows: usize, lr: f32, l1_coefficient: f32)
-        -> crate::sae::Result<StepStats>;
+    fn step(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        lr: f32,
+        l1_coefficient: f32,
+    ) -> crate::sae::Result<StepStats>;
 
     /// Encode + decode without updating anything.
     fn reconstruct(&mut self, x: &[f32], rows: usize) -> crate::sae::Result<Reconstruction>;

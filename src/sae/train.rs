@@ -92,7 +92,8 @@ pub struct TrainSummary {
 
 /// Picks the engine for the configured device.
 pub fn make_engine(cfg: &TrainConfig, sae: &Sae, adam: &AdamState) -> Result<Box<dyn Engine>> {
-    let device = crate::device::parse_device(&cfg.device).map_err(|e| SaeError::Config(e.to_string()))?;
+    let device =
+        crate::device::parse_device(&cfg.device).map_err(|e| SaeError::Config(e.to_string()))?;
     let step = cfg.step_config();
     let fast_ok = device.is_cpu();
     match cfg.engine {
@@ -111,7 +112,10 @@ pub fn make_engine(cfg: &TrainConfig, sae: &Sae, adam: &AdamState) -> Result<Box
 fn manifest_sha(dataset: &Dataset) -> Result<String> {
     use sha2::{Digest, Sha256};
     let path = dataset.dir().join(crate::store::MANIFEST_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| SaeError::File { path: path.clone(), reason: e.to_string() })?;
+    let bytes = std::fs::read(&path).map_err(|e| SaeError::File {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
@@ -128,12 +132,22 @@ fn nonfinite_rows(x: &[f32], d: usize) -> Vec<usize> {
 fn shards_with_nonfinite(dataset: &Dataset, hook: &str, shards: &[usize]) -> Vec<String> {
     let mut bad = vec![];
     for &s in shards {
-        let Ok(reader) = dataset.shard_reader(s) else { continue };
-        let Ok(info) = dataset.hook(hook) else { continue };
+        let Ok(reader) = dataset.shard_reader(s) else {
+            continue;
+        };
+        let Ok(info) = dataset.hook(hook) else {
+            continue;
+        };
         for rg in 0..reader.row_groups().len() {
             if let Ok(rows) = reader.read_hook(info, rg, true) {
                 if rows.values.iter().any(|v| !v.is_finite()) {
-                    bad.push(reader.path().file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
+                    bad.push(
+                        reader
+                            .path()
+                            .file_name()
+                            .map(|n| n.to_string_lossy().to_string())
+                            .unwrap_or_default(),
+                    );
                     break;
                 }
             }
@@ -143,7 +157,12 @@ fn shards_with_nonfinite(dataset: &Dataset, hook: &str, shards: &[usize]) -> Vec
 }
 
 /// A single-pass loader over `shards`.
-fn ordered_loader(dataset: &Dataset, cfg: &TrainConfig, shards: &[usize], batch: usize) -> Result<Loader> {
+fn ordered_loader(
+    dataset: &Dataset,
+    cfg: &TrainConfig,
+    shards: &[usize],
+    batch: usize,
+) -> Result<Loader> {
     let mut lc = LoaderConfig::new(&cfg.hook, batch);
     lc.shards = Some(shards.to_vec());
     lc.mode = LoaderMode::SinglePass;
@@ -152,12 +171,19 @@ fn ordered_loader(dataset: &Dataset, cfg: &TrainConfig, shards: &[usize], batch:
 }
 
 /// Up to `tokens` rows of `shards` in file order.
-fn sample_rows(dataset: &Dataset, cfg: &TrainConfig, shards: &[usize], tokens: u64) -> Result<Vec<f32>> {
+fn sample_rows(
+    dataset: &Dataset,
+    cfg: &TrainConfig,
+    shards: &[usize],
+    tokens: u64,
+) -> Result<Vec<f32>> {
     let mut loader = ordered_loader(dataset, cfg, shards, 4096)?;
     let mut out = vec![];
     let mut n = 0u64;
     while n < tokens {
-        let Some((x, rows)) = loader.next_rows()? else { break };
+        let Some((x, rows)) = loader.next_rows()? else {
+            break;
+        };
         let take = (rows as u64).min(tokens - n) as usize;
         out.extend_from_slice(&x[..take * cfg.d_in]);
         n += take as u64;
@@ -170,11 +196,18 @@ fn scaling_factor(sample: &[f32], d: usize) -> Result<f32> {
     let norms: Vec<f64> = sample
         .chunks(d)
         .filter(|r| r.iter().all(|v| v.is_finite()))
-        .map(|r| r.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt())
+        .map(|r| {
+            r.iter()
+                .map(|&v| (v as f64) * (v as f64))
+                .sum::<f64>()
+                .sqrt()
+        })
         .collect();
     let mean = norms.iter().sum::<f64>() / norms.len().max(1) as f64;
     if !(mean > 0.0 && mean.is_finite()) {
-        return Err(SaeError::Data("the activations have zero mean norm: nothing to train on".into()));
+        return Err(SaeError::Data(
+            "the activations have zero mean norm: nothing to train on".into(),
+        ));
     }
     Ok(((d as f64).sqrt() / mean) as f32)
 }
@@ -193,17 +226,36 @@ pub fn evaluate(
     let mut loader = ordered_loader(dataset, cfg, shards, batch)?;
     let d = cfg.d_in;
     let mut acc = FvuAccumulator::default();
-    let mut totals = EvalTotals { fired: vec![0; cfg.d_sae], ..Default::default() };
+    let mut totals = EvalTotals {
+        fired: vec![0; cfg.d_sae],
+        ..Default::default()
+    };
     while acc.tokens < max_tokens {
-        let Some((mut x, rows)) = loader.next_rows()? else { break };
+        let Some((mut x, rows)) = loader.next_rows()? else {
+            break;
+        };
         let rows = rows.min((max_tokens - acc.tokens) as usize);
         x.truncate(rows * d);
         let bad = nonfinite_rows(&x, d);
+        let mut rows = rows;
         if !bad.is_empty() {
-            return Err(SaeError::Data(format!(
-                "{} evaluation rows of hook {} hold NaN/Inf values; check the shards with `unravel inspect --verify`",
-                bad.len(), cfg.hook
-            )));
+            if !cfg.skip_nonfinite {
+                let names = shards_with_nonfinite(dataset, &cfg.hook, shards);
+                return Err(SaeError::Data(format!(
+                    "{} evaluation rows of hook {} hold NaN/Inf values (shards: {}); fix the data or pass --skip-nonfinite",
+                    bad.len(), cfg.hook, names.join(", ")
+                )));
+            }
+            x = x
+                .chunks(d)
+                .enumerate()
+                .filter(|(i, _)| bad.binary_search(i).is_err())
+                .flat_map(|(_, r)| r.iter().copied())
+                .collect();
+            rows -= bad.len();
+            if rows == 0 {
+                continue;
+            }
         }
         let xs: Vec<f32> = x.iter().map(|v| v * scale).collect();
         let r = engine.reconstruct(&xs, rows)?;
@@ -228,7 +280,13 @@ pub struct EvalTotals {
 
 impl EvalTotals {
     /// The record of an evaluation.
-    pub fn record(&self, acc: &FvuAccumulator, step: u64, tokens_trained: u64, held_out: bool) -> EvalRecord {
+    pub fn record(
+        &self,
+        acc: &FvuAccumulator,
+        step: u64,
+        tokens_trained: u64,
+        held_out: bool,
+    ) -> EvalRecord {
         let n = acc.tokens.max(1) as f64;
         let dens: Vec<f64> = self.fired.iter().map(|&c| c as f64 / n).collect();
         let fvu = acc.fvu();
@@ -242,7 +300,8 @@ impl EvalTotals {
             ev: 1.0 - fvu,
             l0: self.active as f64 / n,
             l1: self.l1_sum / n,
-            dead_frac: self.fired.iter().filter(|&&c| c == 0).count() as f64 / self.fired.len().max(1) as f64,
+            dead_frac: self.fired.iter().filter(|&&c| c == 0).count() as f64
+                / self.fired.len().max(1) as f64,
             dense_frac: dense_fraction(&dens),
             log_density_histogram: log_density_histogram(&dens),
             held_out,
@@ -257,8 +316,14 @@ fn append_metrics(path: &Path, value: &impl Serialize) -> Result<()> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| SaeError::File { path: path.into(), reason: e.to_string() })?;
-    writeln!(f, "{line}").map_err(|e| SaeError::File { path: path.into(), reason: e.to_string() })
+        .map_err(|e| SaeError::File {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+    writeln!(f, "{line}").map_err(|e| SaeError::File {
+        path: path.into(),
+        reason: e.to_string(),
+    })
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -285,7 +350,10 @@ pub fn train(
     if hook.d != cfg.d_in {
         return Err(SaeError::Config(format!(
             "hook {} has d = {} in {}, but the SAE has d_in = {}",
-            cfg.hook, hook.d, cfg.acts.display(), cfg.d_in
+            cfg.hook,
+            hook.d,
+            cfg.acts.display(),
+            cfg.d_in
         )));
     }
     let manifest_sha256 = manifest_sha(&dataset)?;
@@ -303,20 +371,32 @@ pub fn train(
         let state = checkpoint::load_checkpoint(dir)?;
         // Drop metric lines written after the checkpoint.
         if file_len(&metrics_path) > state.counters.metrics_bytes {
-            let f = std::fs::OpenOptions::new().write(true).open(&metrics_path)
-                .map_err(|e| SaeError::File { path: metrics_path.clone(), reason: e.to_string() })?;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&metrics_path)
+                .map_err(|e| SaeError::File {
+                    path: metrics_path.clone(),
+                    reason: e.to_string(),
+                })?;
             f.set_len(state.counters.metrics_bytes)
-                .map_err(|e| SaeError::File { path: metrics_path.clone(), reason: e.to_string() })?;
+                .map_err(|e| SaeError::File {
+                    path: metrics_path.clone(),
+                    reason: e.to_string(),
+                })?;
         }
         (info, state)
     } else {
         if checkpoint::has_checkpoint(dir) {
             return Err(SaeError::Config(format!(
                 "{} already holds a run; continue it with --resume {}, or choose another --out",
-                dir.display(), dir.display()
+                dir.display(),
+                dir.display()
             )));
         }
-        std::fs::create_dir_all(dir).map_err(|e| SaeError::File { path: dir.into(), reason: e.to_string() })?;
+        std::fs::create_dir_all(dir).map_err(|e| SaeError::File {
+            path: dir.into(),
+            reason: e.to_string(),
+        })?;
         let (train_shards, eval_shards) = if cfg.eval_shards == 0 {
             ((0..dataset.shard_count()).collect(), vec![])
         } else if cfg.eval_shards >= dataset.shard_count() {
@@ -329,7 +409,11 @@ pub fn train(
         };
         let sample = sample_rows(&dataset, cfg, &train_shards, cfg.scale_tokens)?;
         if sample.is_empty() {
-            return Err(SaeError::Data(format!("{}: hook {} has no rows to train on", cfg.acts.display(), cfg.hook)));
+            return Err(SaeError::Data(format!(
+                "{}: hook {} has no rows to train on",
+                cfg.acts.display(),
+                cfg.hook
+            )));
         }
         let (sae, scaling_factor) = match &cfg.from {
             Some(from) => {
@@ -374,7 +458,12 @@ pub fn train(
             engine: String::new(),
         };
         checkpoint::save_config(cfg, dir)?;
-        let lens = [sae.w_enc.len(), sae.b_enc.len(), sae.w_dec.len(), sae.b_dec.len()];
+        let lens = [
+            sae.w_enc.len(),
+            sae.b_enc.len(),
+            sae.w_dec.len(),
+            sae.b_dec.len(),
+        ];
         let _ = std::fs::remove_file(&metrics_path);
         let state = TrainerState {
             adam: AdamState::zeros(lens),
@@ -398,7 +487,12 @@ pub fn train(
         };
         (info, state)
     };
-    let TrainerState { sae, adam, mut features, mut counters } = state;
+    let TrainerState {
+        sae,
+        adam,
+        mut features,
+        mut counters,
+    } = state;
     let mut engine = make_engine(cfg, &sae, &adam)?;
     let mut info = info;
     info.engine = engine.name();
@@ -425,12 +519,22 @@ pub fn train(
     let total = cfg.total_steps();
     observer.started(total, counters.step, cfg.batch, &engine.name());
 
-    let save = |engine: &dyn Engine, features: &FeatureTracker, counters: &TrainerCounters, loader: &Loader, observer: &mut dyn TrainObserver| -> Result<()> {
+    let save = |engine: &dyn Engine,
+                features: &FeatureTracker,
+                counters: &TrainerCounters,
+                loader: &Loader,
+                observer: &mut dyn TrainObserver|
+     -> Result<()> {
         let (sae, adam) = engine.snapshot()?;
         let mut c = counters.clone();
         c.loader = loader.state();
         c.metrics_bytes = file_len(&metrics_path);
-        let st = TrainerState { sae, adam, features: features.clone(), counters: c };
+        let st = TrainerState {
+            sae,
+            adam,
+            features: features.clone(),
+            counters: c,
+        };
         let path = checkpoint::save_checkpoint(dir, &st)?;
         observer.checkpointed(&path);
         Ok(())
@@ -458,7 +562,12 @@ pub fn train(
                 )));
             }
             counters.skipped_rows += bad.len() as u64;
-            let keep: Vec<f32> = x.chunks(d).enumerate().filter(|(i, _)| bad.binary_search(i).is_err()).flat_map(|(_, r)| r.iter().copied()).collect();
+            let keep: Vec<f32> = x
+                .chunks(d)
+                .enumerate()
+                .filter(|(i, _)| bad.binary_search(i).is_err())
+                .flat_map(|(_, r)| r.iter().copied())
+                .collect();
             x = keep;
             rows -= bad.len();
             if rows == 0 {
@@ -517,15 +626,35 @@ pub fn train(
             window_started = Instant::now();
             window_tokens_at_start = counters.tokens;
         }
-        if cfg.recipe == Recipe::UnitNorm && crossed(tokens_before, counters.tokens, cfg.resample_every) && counters.step < total {
-            let n = resample_dead(engine.as_mut(), &mut features, &mut loader, cfg, scale, counters.step)?;
+        if cfg.recipe == Recipe::UnitNorm
+            && crossed(tokens_before, counters.tokens, cfg.resample_every)
+            && counters.step < total
+        {
+            let n = resample_dead(
+                engine.as_mut(),
+                &mut features,
+                &mut loader,
+                cfg,
+                scale,
+                counters.step,
+            )?;
             counters.resampled += n as u64;
             if n > 0 {
-                observer.note(&format!("step {}: resampled {n} dead features", counters.step));
+                observer.note(&format!(
+                    "step {}: resampled {n} dead features",
+                    counters.step
+                ));
             }
         }
         if crossed(tokens_before, counters.tokens, cfg.eval_every) && counters.step < total {
-            let (acc, totals) = evaluate(engine.as_mut(), &dataset, cfg, &eval_set, scale, cfg.eval_tokens)?;
+            let (acc, totals) = evaluate(
+                engine.as_mut(),
+                &dataset,
+                cfg,
+                &eval_set,
+                scale,
+                cfg.eval_tokens,
+            )?;
             let rec = totals.record(&acc, counters.step, counters.tokens, held_out);
             append_metrics(&metrics_path, &rec)?;
             observer.evaluated(&rec);
@@ -533,19 +662,39 @@ pub fn train(
         if crossed(tokens_before, counters.tokens, cfg.checkpoint_every) && counters.step < total {
             save(engine.as_ref(), &features, &counters, &loader, observer)?;
         }
+        crash_for_tests(counters.step);
     }
     let _ = last;
 
     // The end: evaluation, checkpoint, export.
-    let (acc, totals) = evaluate(engine.as_mut(), &dataset, cfg, &eval_set, scale, cfg.eval_tokens)?;
+    let (acc, totals) = evaluate(
+        engine.as_mut(),
+        &dataset,
+        cfg,
+        &eval_set,
+        scale,
+        cfg.eval_tokens,
+    )?;
     let final_eval = totals.record(&acc, counters.step, counters.tokens, held_out);
     append_metrics(&metrics_path, &final_eval)?;
     observer.evaluated(&final_eval);
     save(engine.as_ref(), &features, &counters, &loader, observer)?;
-    export(engine.as_mut(), &dataset, cfg, &info, &features, &eval_set, dir)?;
+    export(
+        engine.as_mut(),
+        &dataset,
+        cfg,
+        &info,
+        &features,
+        &eval_set,
+        dir,
+    )?;
     let path = dir.join("eval.json");
-    let text = serde_json::to_string_pretty(&final_eval).map_err(|e| SaeError::Internal(e.to_string()))?;
-    crate::io::write_atomic(&path, text.as_bytes()).map_err(|e| SaeError::File { path, reason: e.to_string() })?;
+    let text =
+        serde_json::to_string_pretty(&final_eval).map_err(|e| SaeError::Internal(e.to_string()))?;
+    crate::io::write_atomic(&path, text.as_bytes()).map_err(|e| SaeError::File {
+        path,
+        reason: e.to_string(),
+    })?;
     info.complete = true;
     info.save(dir)?;
     Ok(TrainSummary {
@@ -556,6 +705,16 @@ pub fn train(
         final_eval,
         engine: engine.name(),
     })
+}
+
+/// Dies like `kill -9` (no cleanup) after step `UNRAVEL_CRASH_AFTER_STEP`, so tests can check
+/// that a crashed run resumes exactly. Unset in normal use.
+fn crash_for_tests(step: u64) {
+    if let Ok(v) = std::env::var("UNRAVEL_CRASH_AFTER_STEP") {
+        if v.parse::<u64>().ok() == Some(step) {
+            std::process::abort();
+        }
+    }
 }
 
 /// Writes the SAELens export and its check file into the run folder.
@@ -599,7 +758,13 @@ fn resample_dead(
     scale: f32,
     step: u64,
 ) -> Result<usize> {
-    let dead: Vec<usize> = features.dead().iter().enumerate().filter(|(_, &d)| d).map(|(i, _)| i).collect();
+    let dead: Vec<usize> = features
+        .dead()
+        .iter()
+        .enumerate()
+        .filter(|(_, &d)| d)
+        .map(|(i, _)| i)
+        .collect();
     if dead.is_empty() {
         return Ok(0);
     }
@@ -608,27 +773,44 @@ fn resample_dead(
     let mut xs = vec![];
     let mut losses = vec![];
     while losses.len() < cfg.resample_inputs {
-        let Some((mut x, rows)) = loader.next_rows()? else { break };
+        let Some((mut x, rows)) = loader.next_rows()? else {
+            break;
+        };
         x.iter_mut().for_each(|v| *v *= scale);
         let r = engine.reconstruct(&x, rows)?;
         for t in 0..rows {
-            let e: f64 = (0..d).map(|j| ((r.x_hat[t * d + j] - x[t * d + j]) as f64).powi(2)).sum();
+            let e: f64 = (0..d)
+                .map(|j| ((r.x_hat[t * d + j] - x[t * d + j]) as f64).powi(2))
+                .sum();
             losses.push(e * e);
         }
         xs.extend_from_slice(&x);
     }
     let (mut sae, mut adam) = engine.snapshot()?;
     let total: f64 = losses.iter().sum();
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return Ok(0);
     }
-    let alive: Vec<usize> = (0..cfg.d_sae).filter(|i| dead.binary_search(i).is_err()).collect();
+    let alive: Vec<usize> = (0..cfg.d_sae)
+        .filter(|i| dead.binary_search(i).is_err())
+        .collect();
     let enc_norm = if alive.is_empty() {
         1.0
     } else {
-        alive.iter().map(|&i| sae.w_enc[i * d..(i + 1) * d].iter().map(|v| v * v).sum::<f32>().sqrt()).sum::<f32>() / alive.len() as f32
+        alive
+            .iter()
+            .map(|&i| {
+                sae.w_enc[i * d..(i + 1) * d]
+                    .iter()
+                    .map(|v| v * v)
+                    .sum::<f32>()
+                    .sqrt()
+            })
+            .sum::<f32>()
+            / alive.len() as f32
     };
-    let mut rng = rand::rngs::StdRng::seed_from_u64(crate::store::mix_seed(&[cfg.seed, 0x7265, step]));
+    let mut rng =
+        rand::rngs::StdRng::seed_from_u64(crate::store::mix_seed(&[cfg.seed, 0x7265, step]));
     for &i in &dead {
         // Draw an input with probability ∝ loss².
         let mut u = rng.random::<f64>() * total;
@@ -645,12 +827,16 @@ fn resample_dead(
             v.iter_mut().zip(&sae.b_dec).for_each(|(a, b)| *a -= b);
         }
         let n = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
-        for j in 0..d {
-            sae.w_dec[i * d + j] = v[j] / n;
-            sae.w_enc[i * d + j] = v[j] / n * 0.2 * enc_norm;
+        for (j, &vj) in v.iter().enumerate() {
+            sae.w_dec[i * d + j] = vj / n;
+            sae.w_enc[i * d + j] = vj / n * 0.2 * enc_norm;
         }
         sae.b_enc[i] = 0.0;
-        for (k, range) in [(0, i * d..(i + 1) * d), (2, i * d..(i + 1) * d), (1, i..i + 1)] {
+        for (k, range) in [
+            (0, i * d..(i + 1) * d),
+            (2, i * d..(i + 1) * d),
+            (1, i..i + 1),
+        ] {
             adam.m[k][range.clone()].fill(0.0);
             adam.v[k][range].fill(0.0);
         }

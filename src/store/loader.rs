@@ -415,7 +415,11 @@ impl Loader {
     /// The next batch, or None at the end of a single pass.
     pub fn next_batch(&mut self) -> Result<Option<Tensor>> {
         match self.next_rows()? {
-            Some((values, rows)) => Ok(Some(Tensor::from_vec(values, (rows, self.d), &self.device)?)),
+            Some((values, rows)) => Ok(Some(Tensor::from_vec(
+                values,
+                (rows, self.d),
+                &self.device,
+            )?)),
             None => Ok(None),
         }
     }

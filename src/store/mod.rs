@@ -50,7 +50,6 @@ mod stats;
 mod writer;
 
 pub use error::{Result, StoreError};
-pub(crate) use shuffle::mix as mix_seed;
 pub use loader::{Loader, LoaderConfig, LoaderMode, LoaderState, DEFAULT_SHUFFLE_BUFFER};
 pub use manifest::{
     merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part, Totals, FORMAT,
@@ -62,5 +61,6 @@ pub use shard::{
     ContextBatch, ShardInfo, ShardWriter, ShardWriterBuilder, DEFAULT_ROW_GROUP_ROWS,
     DEFAULT_ZSTD_LEVEL,
 };
+pub(crate) use shuffle::mix as mix_seed;
 pub use stats::{HookStats, RunningStats};
 pub use writer::{DatasetWriter, WriterOptions, DEFAULT_SHARD_ROWS};

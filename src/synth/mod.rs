@@ -1,0 +1,7 @@
+//! Synthetic activations with planted superposed features, written in the same shard format as
+//! `unravel extract`, with the ground truth beside them — so every analysis can be checked
+//! against a known answer.
+
+pub mod planted;
+
+pub use planted::{write_planted, PlantedSpec, PlantedTruth};

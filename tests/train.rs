@@ -1,0 +1,580 @@
+//! End-to-end `unravel train` / `unravel eval` on planted-feature datasets: recovery, exact
+//! resume after a crash, the SAELens export, known-answer evaluation, and bad input.
+
+use std::path::Path;
+use std::process::Command;
+
+use unravel::sae::checkpoint::load_saelens;
+use unravel::store::{
+    Bos, ContextBatch, CorpusInfo, DatasetWriter, HookInfo, Manifest, ModelInfo, StorageDtype,
+    WriterOptions,
+};
+use unravel::synth::planted::{mmcs, PlantedSpec};
+use unravel::synth::write_planted;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn unravel(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_unravel"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("run unravel");
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    };
+    assert!(!r.stderr.contains("panicked"), "panic: {}", r.stderr);
+    r
+}
+
+fn ok(args: &[&str]) -> Run {
+    let r = unravel(args, &[]);
+    assert_eq!(
+        r.code, 0,
+        "unravel {args:?} failed:\n{}\n{}",
+        r.stdout, r.stderr
+    );
+    r
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// 48 planted features in 24 dims (2× superposition), ~2.4 active per token, 4 shards.
+fn planted(dir: &Path, tokens: u64) -> unravel::synth::PlantedTruth {
+    let mut spec = PlantedSpec::new(48, 24, 0.05, tokens, 7);
+    spec.shard_tokens = (tokens / 4) as usize;
+    write_planted(&spec, dir).unwrap()
+}
+
+/// `unravel train` flags for the planted datasets; `extra` pairs replace defaults of the same name.
+fn train_args<'a>(acts: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let defaults = [
+        ("--d-sae", "96"),
+        ("--tokens", "131072"),
+        ("--batch", "256"),
+        ("--lr", "3e-3"),
+        ("--l1-coefficient", "3"),
+        ("--log-every", "16"),
+        ("--eval-tokens", "8192"),
+        ("--device", "cpu"),
+    ];
+    let mut a = vec!["train", "--acts", acts, "--out", out];
+    for (k, v) in defaults {
+        if !extra.contains(&k) {
+            a.extend([k, v]);
+        }
+    }
+    a.extend_from_slice(extra);
+    a
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn training_recovers_planted_features_and_exports_for_saelens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts");
+    let truth = planted(&acts, 65536);
+    let run = tmp.path().join("run");
+    let r = ok(&train_args(&p(&acts), &p(&run), &[]));
+    assert!(r.stdout.contains("final eval"), "{}", r.stdout);
+
+    // Recovery of the ground truth (decoder directions of the export).
+    let loaded = load_saelens(&run).unwrap();
+    let (mmcs, recovered) = mmcs(&truth.directions, &loaded.sae.w_dec, 24, 0.9);
+    // (Measured: MMCS 0.995, all 48 recovered at cos ≥ 0.9.)
+    assert!(mmcs > 0.98, "MMCS {mmcs}");
+    assert!(recovered > 0.95, "recovered {recovered}");
+
+    // Held-out evaluation: good reconstruction with few features.
+    let eval = json(&run.join("eval.json"));
+    let ev = eval["ev"].as_f64().unwrap();
+    let l0 = eval["l0"].as_f64().unwrap();
+    // 2.4 planted features are active per token; L1 shrinkage costs some variance.
+    assert!(ev > 0.8, "EV {ev}");
+    assert!(l0 > 2.0 && l0 < 5.0, "L0 {l0}");
+    assert_eq!(eval["held_out"], true);
+
+    // metrics.jsonl: one line per 16 steps (512 steps) plus the final evaluation.
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let train: Vec<_> = lines.iter().filter(|l| l["kind"] == "train").collect();
+    assert_eq!(train.len(), 512 / 16);
+    let first = train[0]["mse"].as_f64().unwrap();
+    let last = train.last().unwrap()["mse"].as_f64().unwrap();
+    assert!(last < 0.3 * first, "mse {first} -> {last}");
+    assert_eq!(lines.last().unwrap()["kind"], "eval");
+    // λ warms up over 5% of 512 steps, LR decays over the last 20%.
+    assert!(train[0]["l1_coefficient"].as_f64().unwrap() < 3.0);
+    assert!(train.last().unwrap()["lr"].as_f64().unwrap() < 3e-3 * 0.1);
+
+    // cfg.json in SAELens's layout.
+    let cfg = json(&run.join("cfg.json"));
+    assert_eq!(cfg["architecture"], "standard");
+    assert_eq!(
+        (cfg["d_in"].as_u64(), cfg["d_sae"].as_u64()),
+        (Some(24), Some(96))
+    );
+    assert_eq!(cfg["apply_b_dec_to_input"], false);
+    assert_eq!(cfg["metadata"]["hook_name"], "synthetic");
+    assert!(run.join("sparsity.safetensors").is_file());
+
+    // The folded export encodes raw inputs as the training-space SAE did.
+    let check = candle_core::safetensors::load(
+        run.join("export_check.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let x = check["x"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let f_ref = check["feature_acts"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let xh_ref = check["x_hat"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let f = loaded.sae.encode(&x);
+    let xh = loaded.sae.decode(&f);
+    let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        worst(&f, &f_ref) < 1e-4,
+        "features differ by {}",
+        worst(&f, &f_ref)
+    );
+    assert!(worst(&xh, &xh_ref) < 1e-4);
+
+    // `unravel eval` on the same held-out shards gives the same numbers.
+    let r = ok(&[
+        "eval",
+        "--sae",
+        &p(&run),
+        "--acts",
+        &p(&acts),
+        "--eval-tokens",
+        "8192",
+        "--device",
+        "cpu",
+    ]);
+    assert!(r.stdout.contains("EV"), "{}", r.stdout);
+    let e2 = json(&run.join("eval-report.json"));
+    assert!(
+        (e2["ev"].as_f64().unwrap() - ev).abs() < 1e-4,
+        "{} vs {ev}",
+        e2["ev"]
+    );
+    assert!((e2["l0"].as_f64().unwrap() - l0).abs() < 1e-3);
+}
+
+fn weights(run: &Path) -> Vec<u8> {
+    std::fs::read(run.join("sae_weights.safetensors")).unwrap()
+}
+
+#[test]
+fn a_crashed_run_resumes_to_bit_identical_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts");
+    planted(&acts, 32768);
+    for recipe in ["april-2024", "unit-norm"] {
+        let whole = tmp.path().join(format!("whole-{recipe}"));
+        let crashed = tmp.path().join(format!("crashed-{recipe}"));
+        // 512 steps, checkpoints every 50 steps; unit-norm resamples dead features at 1/4, 1/2, 3/4.
+        let extra = [
+            "--recipe",
+            recipe,
+            "--checkpoint-every",
+            "12800",
+            "--eval-every",
+            "40000",
+        ];
+        ok(&train_args(&p(&acts), &p(&whole), &extra));
+        let r = unravel(
+            &train_args(&p(&acts), &p(&crashed), &extra),
+            &[("UNRAVEL_CRASH_AFTER_STEP", "230")],
+        );
+        assert_ne!(r.code, 0, "the run should have crashed");
+        assert!(!crashed.join("sae_weights.safetensors").exists());
+        let latest = std::fs::read_to_string(crashed.join("checkpoints/latest")).unwrap();
+        assert_eq!(latest, "step-000000200");
+        let r = ok(&["train", "--resume", &p(&crashed)]);
+        assert!(r.stdout.contains("trained 512 steps"), "{}", r.stdout);
+        assert!(
+            weights(&whole) == weights(&crashed),
+            "{recipe}: resumed weights differ"
+        );
+        // The metric lines after the checkpoint were rewritten, not duplicated.
+        let a = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
+        let b = std::fs::read_to_string(crashed.join("metrics.jsonl")).unwrap();
+        let strip = |s: &str| -> Vec<serde_json::Value> {
+            s.lines()
+                .map(|l| {
+                    let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v.as_object_mut().unwrap().remove("tokens_per_s");
+                    v
+                })
+                .collect()
+        };
+        assert_eq!(strip(&a), strip(&b), "{recipe}: metrics differ");
+    }
+}
+
+#[test]
+fn unit_norm_recipe_keeps_unit_decoder_rows_and_centres_the_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts");
+    planted(&acts, 32768);
+    let run = tmp.path().join("run");
+    ok(&train_args(
+        &p(&acts),
+        &p(&run),
+        &["--recipe", "unit-norm", "--tokens", "32768"],
+    ));
+    let cfg = json(&run.join("cfg.json"));
+    assert_eq!(cfg["apply_b_dec_to_input"], true);
+    let state = unravel::sae::checkpoint::load_checkpoint(&run).unwrap();
+    for n in state.sae.decoder_norms() {
+        assert!((n - 1.0).abs() < 1e-4, "decoder row norm {n}");
+    }
+}
+
+/// Writes an SAELens folder by hand.
+fn write_saelens(
+    dir: &Path,
+    d: usize,
+    s: usize,
+    w_enc: &[f32],
+    w_dec: &[f32],
+    b_enc: &[f32],
+    b_dec: &[f32],
+) {
+    use candle_core::{Device, Tensor};
+    std::fs::create_dir_all(dir).unwrap();
+    let t = |v: &[f32], shape: &[usize]| Tensor::from_slice(v, shape, &Device::Cpu).unwrap();
+    let tensors = [
+        ("W_enc", t(w_enc, &[d, s])),
+        ("b_enc", t(b_enc, &[s])),
+        ("W_dec", t(w_dec, &[s, d])),
+        ("b_dec", t(b_dec, &[d])),
+    ];
+    let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (*k, v)), None).unwrap();
+    std::fs::write(dir.join("sae_weights.safetensors"), bytes).unwrap();
+    let cfg = serde_json::json!({"architecture": "standard", "d_in": d, "d_sae": s, "dtype": "float32",
+        "apply_b_dec_to_input": false, "normalize_activations": "none",
+        "metadata": {"hook_name": "synthetic", "sae_lens_version": "6.0.0"}});
+    std::fs::write(dir.join("cfg.json"), cfg.to_string()).unwrap();
+}
+
+#[test]
+fn eval_gives_the_known_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts");
+    planted(&acts, 16384);
+    let d = 24;
+    // Identity SAE: f = [ReLU(x), ReLU(−x)], x̂ = f·[I; −I] = x exactly → FVU 0.
+    let s = 2 * d;
+    let mut w_enc = vec![0f32; d * s];
+    let mut w_dec = vec![0f32; s * d];
+    for j in 0..d {
+        w_enc[j * s + j] = 1.0;
+        w_enc[j * s + d + j] = -1.0;
+        w_dec[j * d + j] = 1.0;
+        w_dec[(d + j) * d + j] = -1.0;
+    }
+    let ident = tmp.path().join("identity");
+    write_saelens(&ident, d, s, &w_enc, &w_dec, &vec![0.0; s], &vec![0.0; d]);
+    ok(&[
+        "eval",
+        "--sae",
+        &p(&ident),
+        "--acts",
+        &p(&acts),
+        "--shards",
+        "all",
+        "--device",
+        "cpu",
+    ]);
+    let e = json(&ident.join("eval-report.json"));
+    assert!(
+        e["fvu"].as_f64().unwrap() < 1e-10,
+        "identity FVU {}",
+        e["fvu"]
+    );
+    assert_eq!(e["tokens"].as_u64(), Some(16384));
+    // One of each ±pair fires per non-zero coordinate: L0 = d on tokens with any active planted
+    // feature, 0 on the ~0.95^48 = 8.5% of tokens with none.
+    let l0 = e["l0"].as_f64().unwrap();
+    assert!(
+        l0 > 0.85 * d as f64 && l0 < 0.95 * d as f64,
+        "identity L0 {l0}"
+    );
+
+    // A zero SAE whose b_dec is the data mean reconstructs the mean: FVU = 1.
+    let ds = unravel::store::Dataset::open(&acts).unwrap();
+    let mean: Vec<f32> = ds.manifest().stats["synthetic"]
+        .mean
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let zero = tmp.path().join("zero");
+    write_saelens(
+        &zero,
+        d,
+        s,
+        &vec![0.0; d * s],
+        &vec![0.0; s * d],
+        &vec![0.0; s],
+        &mean,
+    );
+    ok(&[
+        "eval",
+        "--sae",
+        &p(&zero),
+        "--acts",
+        &p(&acts),
+        "--shards",
+        "all",
+        "--device",
+        "cpu",
+    ]);
+    let e = json(&zero.join("eval-report.json"));
+    assert!(
+        (e["fvu"].as_f64().unwrap() - 1.0).abs() < 1e-4,
+        "mean-only FVU {}",
+        e["fvu"]
+    );
+    assert_eq!(e["dead_frac"].as_f64(), Some(1.0));
+}
+
+/// A tiny dataset (3 shards of 64 rows, hook `h`, d = 4) whose second shard is then rewritten
+/// with a NaN — as another tool could leave it (our writer refuses non-finite values).
+fn dataset_with_nan(dir: &Path) {
+    use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
+    use std::sync::Arc;
+    let hook = HookInfo {
+        name: "h".into(),
+        d: 4,
+        dtype: StorageDtype::F32,
+    };
+    let m = Manifest::new(
+        ModelInfo {
+            id: "test".into(),
+            revision: None,
+            arch: "synthetic".into(),
+            config_sha256: String::new(),
+            weights_sha256: None,
+            random_weights: true,
+            seed: None,
+        },
+        String::new(),
+        vec![hook],
+        8,
+        Bos::None,
+        CorpusInfo {
+            sources: vec![],
+            sha256: String::new(),
+            format: "synthetic".into(),
+            text_field: None,
+            documents: 0,
+            empty_documents: 0,
+        },
+    );
+    let mut w = DatasetWriter::create(
+        dir,
+        m,
+        WriterOptions {
+            shard_rows: 64,
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    for c in 0..24u64 {
+        let v: Vec<f32> = (0..32)
+            .map(|i| ((c as usize * 31 + i * 7) % 13) as f32 / 13.0)
+            .collect();
+        w.write_batch(&ContextBatch {
+            context_ids: &[c; 8],
+            positions: &[0, 1, 2, 3, 4, 5, 6, 7],
+            token_ids: &[0; 8],
+            tokens: &vec![String::new(); 8],
+            special: &[false; 8],
+            labels: &[],
+            hooks: &[&v],
+        })
+        .unwrap();
+    }
+    w.finish().unwrap();
+    let path = dir.join("shard-00001.parquet");
+    let file = std::fs::File::open(&path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    let schema = batches[0].schema();
+    let col = schema.index_of("h").unwrap();
+    let poisoned: Vec<RecordBatch> = batches
+        .iter()
+        .enumerate()
+        .map(|(k, b)| {
+            let list = b
+                .column(col)
+                .as_any()
+                .downcast_ref::<FixedSizeListArray>()
+                .unwrap();
+            let mut vals: Vec<f32> = list
+                .values()
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .unwrap()
+                .values()
+                .to_vec();
+            if k == 0 {
+                vals[5] = f32::NAN;
+            }
+            let arrow_schema::DataType::FixedSizeList(field, size) = list.data_type().clone()
+            else {
+                panic!()
+            };
+            let new =
+                FixedSizeListArray::new(field, size, Arc::new(Float32Array::from(vals)), None);
+            let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+            cols[col] = Arc::new(new);
+            RecordBatch::try_new(schema.clone(), cols).unwrap()
+        })
+        .collect();
+    let out = std::fs::File::create(&path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), None).unwrap();
+    for b in &poisoned {
+        writer.write(b).unwrap();
+    }
+    writer.close().unwrap();
+}
+
+#[test]
+fn bad_input_gives_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nan = tmp.path().join("nan");
+    dataset_with_nan(&nan);
+    let base = |out: &str| -> Vec<String> {
+        [
+            "train",
+            "--acts",
+            &p(&nan),
+            "--out",
+            out,
+            "--d-sae",
+            "8",
+            "--tokens",
+            "4096",
+            "--batch",
+            "64",
+            "--eval-shards",
+            "0",
+            "--device",
+            "cpu",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let out1 = p(&tmp.path().join("r1"));
+    let args: Vec<String> = base(&out1);
+    let r = unravel(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>(), &[]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("NaN/Inf")
+            && r.stderr.contains("shard-00001.parquet")
+            && r.stderr.contains("--skip-nonfinite"),
+        "{}",
+        r.stderr
+    );
+    // With --skip-nonfinite the rows are dropped and training finishes.
+    let out2 = p(&tmp.path().join("r2"));
+    let mut args = base(&out2);
+    args.push("--skip-nonfinite".into());
+    let r = unravel(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>(), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // Divergence: an absurd learning rate stops the run with a clear message.
+    let acts = tmp.path().join("acts");
+    planted(&acts, 8192);
+    let div = p(&tmp.path().join("div"));
+    let r = unravel(
+        &train_args(&p(&acts), &div, &["--lr", "1e30", "--tokens", "8192"]),
+        &[],
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("diverged") && r.stderr.contains("lower --lr"),
+        "{}",
+        r.stderr
+    );
+
+    // Unknown hook, missing dataset, an existing run without --resume, a bad recipe.
+    let r = unravel(
+        &train_args(&p(&acts), &div, &["--hook", "blocks.0.hook_x"]),
+        &[],
+    );
+    assert!(
+        r.code != 0 && r.stderr.contains("blocks.0.hook_x") && r.stderr.contains("synthetic"),
+        "{}",
+        r.stderr
+    );
+    let r = unravel(&train_args("/nonexistent/acts", &div, &[]), &[]);
+    assert!(
+        r.code != 0 && r.stderr.contains("/nonexistent/acts"),
+        "{}",
+        r.stderr
+    );
+    let run = p(&tmp.path().join("run"));
+    ok(&train_args(&p(&acts), &run, &["--tokens", "4096"]));
+    let r = unravel(&train_args(&p(&acts), &run, &["--tokens", "4096"]), &[]);
+    assert!(r.code != 0 && r.stderr.contains("--resume"), "{}", r.stderr);
+    let r = unravel(&train_args(&p(&acts), &div, &["--recipe", "topk"]), &[]);
+    assert!(
+        r.code != 0 && r.stderr.contains("april-2024"),
+        "{}",
+        r.stderr
+    );
+    // Resuming with a different setting is refused with the difference.
+    let r = unravel(&["train", "--resume", &run, "--lr", "0.5"], &[]);
+    assert!(r.code != 0 && r.stderr.contains("lr"), "{}", r.stderr);
+
+    // eval: an SAE for another width.
+    let wide = tmp.path().join("wide");
+    write_saelens(&wide, 5, 2, &[0.0; 10], &[0.0; 10], &[0.0; 2], &[0.0; 5]);
+    let r = unravel(
+        &[
+            "eval",
+            "--sae",
+            &p(&wide),
+            "--acts",
+            &p(&acts),
+            "--device",
+            "cpu",
+        ],
+        &[],
+    );
+    assert!(r.code != 0 && r.stderr.contains("d_in = 5"), "{}", r.stderr);
+    let r = unravel(
+        &["eval", "--sae", "/nonexistent/sae", "--acts", &p(&acts)],
+        &[],
+    );
+    assert!(r.code != 0 && r.stderr.contains("cfg.json"), "{}", r.stderr);
+}
