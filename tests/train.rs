@@ -578,3 +578,49 @@ fn bad_input_gives_one_clear_line() {
     );
     assert!(r.code != 0 && r.stderr.contains("cfg.json"), "{}", r.stderr);
 }
+
+#[test]
+fn downstream_eval_splices_the_sae_into_gpt2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let model = format!("{root}/tests/fixtures/tiny-gpt2");
+    let acts = tmp.path().join("acts");
+    ok(&[
+        "extract", "--model", &model, "--corpus", &format!("{root}/data/sentences.txt"), "--hooks",
+        "blocks.1.hook_resid_post", "--ctx", "16", "--shard-tokens", "64", "--store-dtype", "f32",
+        "--out", &p(&acts), "--device", "cpu",
+    ]);
+    // The identity SAE changes nothing: CE with SAE = clean, KL 0, everything recovered.
+    let d = 32;
+    let s = 2 * d;
+    let mut w_enc = vec![0f32; d * s];
+    let mut w_dec = vec![0f32; s * d];
+    for j in 0..d {
+        w_enc[j * s + j] = 1.0;
+        w_enc[j * s + d + j] = -1.0;
+        w_dec[j * d + j] = 1.0;
+        w_dec[(d + j) * d + j] = -1.0;
+    }
+    let ident = tmp.path().join("identity");
+    write_saelens(&ident, d, s, &w_enc, &w_dec, &vec![0.0; s], &vec![0.0; d]);
+    let r = ok(&[
+        "eval", "--sae", &p(&ident), "--acts", &p(&acts), "--hook", "blocks.1.hook_resid_post",
+        "--model", &model, "--device", "cpu",
+    ]);
+    assert!(r.stdout.contains("CE recovered"), "{}", r.stdout);
+    let e = json(&ident.join("eval-report.json"));
+    let ds = &e["downstream"];
+    let f = |k: &str| ds[k].as_f64().unwrap();
+    assert_eq!(ds["contexts"].as_u64(), Some(13));
+    assert!((f("ce_sae") - f("ce_clean")).abs() < 1e-5, "{ds}");
+    assert!(f("kl_sae").abs() < 1e-6, "{ds}");
+    assert!(f("ce_zero") > f("ce_clean") && f("kl_zero") > 0.1, "{ds}");
+    assert!((f("ce_recovered") - 1.0).abs() < 1e-3 && (f("kl_score") - 1.0).abs() < 1e-5, "{ds}");
+    // DistilBERT has no LM head: a clear error.
+    let r = unravel(
+        &["eval", "--sae", &p(&ident), "--acts", &p(&acts), "--hook", "blocks.1.hook_resid_post",
+          "--model", &format!("{root}/tests/fixtures/tiny-distilbert"), "--device", "cpu"],
+        &[],
+    );
+    assert!(r.code != 0 && r.stderr.contains("GPT-2"), "{}", r.stderr);
+}
