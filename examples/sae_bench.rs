@@ -32,6 +32,9 @@ struct Args {
     l1: f32,
     /// Time the dense and sparse paths at these L0s instead of training.
     profile: Vec<f64>,
+    /// Train this many steps (batch 1024) before writing the init, so the benchmark measures
+    /// steady-state training (realistic L0) rather than the first, dense steps.
+    pretrain_steps: u64,
 }
 
 fn parse() -> Args {
@@ -46,6 +49,7 @@ fn parse() -> Args {
         lr: 4e-4,
         l1: 5.0,
         profile: vec![],
+        pretrain_steps: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -58,6 +62,7 @@ fn parse() -> Args {
             "--batch" => a.batch = v.parse().expect("--batch"),
             "--steps" => a.steps = v.parse().expect("--steps"),
             "--engine" => a.engine = v,
+            "--pretrain-steps" => a.pretrain_steps = v.parse().expect("--pretrain-steps"),
             "--lr" => a.lr = v.parse().expect("--lr"),
             "--l1" => a.l1 = v.parse().expect("--l1"),
             "--profile-l0" => {
@@ -128,17 +133,7 @@ fn main() {
     let (d, s) = (a.d_in, a.d_sae);
     let n_batches = (a.steps as usize).clamp(1, 16);
     let rows = n_batches * a.batch;
-    let partial = PartialConfig {
-        acts: Some("bench".into()),
-        hook: Some("x".into()),
-        d_sae: Some(s),
-        tokens: Some(a.steps * a.batch as u64),
-        batch: Some(a.batch),
-        lr: Some(a.lr),
-        l1_coefficient: Some(a.l1),
-        engine: Some(EngineChoice::Fast),
-        ..Default::default()
-    };
+    let partial = partial_for(&a);
     let cfg = TrainConfig::resolve(partial, &[("x".into(), d)]).unwrap();
     let warm = ((cfg.l1_warmup_frac * cfg.total_steps() as f64).round() as u64).max(1);
     let decay = (cfg.lr_decay_frac * cfg.total_steps() as f64).round() as u64;
@@ -150,8 +145,60 @@ fn main() {
         .sum::<f64>()
         / rows as f64;
     let scale = ((d as f64).sqrt() / mean_norm) as f32;
-    let sae = Sae::init_april(d, s, cfg.dec_init_norm, 0);
+    let mut sae = Sae::init_april(d, s, cfg.dec_init_norm, 0);
     let cpu = Device::Cpu;
+    let init_file = a.work.join("init.safetensors");
+    if a.pretrain_steps > 0 && !a.generate_only {
+        // Start from the pretrained weights written by --generate-only.
+        let t = candle_core::safetensors::load(&init_file, &cpu).unwrap();
+        let v = |k: &str| t[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let w_enc_t = v("W_enc");
+        for i in 0..s {
+            for j in 0..d {
+                sae.w_enc[i * d + j] = w_enc_t[j * s + i];
+            }
+        }
+        sae.b_enc = v("b_enc");
+        sae.w_dec = v("W_dec");
+        sae.b_dec = v("b_dec");
+    }
+    if a.pretrain_steps > 0 && a.generate_only {
+        let pb = 1024;
+        let xs: Vec<f32> = x.iter().map(|v| v * scale).collect();
+        let pre = TrainConfig::resolve(
+            PartialConfig {
+                tokens: Some(a.pretrain_steps * pb as u64),
+                batch: Some(pb),
+                lr_decay_frac: Some(0.0),
+                ..partial_for(&a)
+            },
+            &[("x".into(), d)],
+        )
+        .unwrap();
+        let mut e = FastEngine::new(
+            sae.clone(),
+            AdamState::zeros([s * d, s, s * d, d]),
+            pre.step_config(),
+        );
+        let mut l0 = 0.0;
+        for t in 0..a.pretrain_steps {
+            let b = (t as usize) % (rows / pb);
+            l0 = e
+                .step(
+                    &xs[b * pb * d..(b + 1) * pb * d],
+                    pb,
+                    pre.lr_at(t),
+                    pre.l1_at(t),
+                )
+                .unwrap()
+                .l0();
+        }
+        sae = e.snapshot().unwrap().0;
+        println!(
+            "pretrained {} steps of {pb} tokens: L0 {l0:.1}",
+            a.pretrain_steps
+        );
+    }
     if a.generate_only {
         save(
             &a.work.join("data.safetensors"),
@@ -164,7 +211,7 @@ fn main() {
             }
         }
         save(
-            &a.work.join("init.safetensors"),
+            &init_file,
             vec![
                 ("W_enc", Tensor::from_slice(&w_enc_t, (d, s), &cpu).unwrap()),
                 ("b_enc", Tensor::from_slice(&sae.b_enc, s, &cpu).unwrap()),
@@ -283,5 +330,21 @@ fn profile(a: &Args, x: &[f32], scale: f32, sae: Sae, adam: AdamState, cfg: &Tra
                 a.batch as f64 / ms * 1000.0
             );
         }
+    }
+}
+
+/// The benchmark run's settings as a partial config.
+fn partial_for(a: &Args) -> PartialConfig {
+    PartialConfig {
+        acts: Some("bench".into()),
+        hook: Some("x".into()),
+        d_sae: Some(a.d_sae),
+        tokens: Some(a.steps * a.batch as u64),
+        batch: Some(a.batch),
+        lr: Some(a.lr),
+        l1_coefficient: Some(a.l1),
+        engine: Some(EngineChoice::Fast),
+        l1_warmup_frac: (a.pretrain_steps > 0).then_some(0.0),
+        ..Default::default()
     }
 }

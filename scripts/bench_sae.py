@@ -344,6 +344,9 @@ def parse_args(argv=None):
     ap.add_argument("--bin", default=None,
                     help="our example binary instead of target/release/examples/sae_bench (e.g. another build); "
                          "such a path is never built")
+    ap.add_argument("--example-args", default="",
+                    help="extra flags for our example, e.g. '--pretrain-steps 800 --lr 1e-3' (a warm start: "
+                         "both sides continue from the same pretrained weights, measuring steady-state training)")
     ap.add_argument("--fake-ours", action="store_true",
                     help="use this script's numpy stand-in instead of the Rust example (implies --no-build)")
     ap.add_argument("--max-loss-rel-diff", type=float, default=None,
@@ -379,6 +382,9 @@ def main(argv=None):
             sys.exit(f"{ours_cmd[0]} not found: build it (cargo build --release --example sae_bench) or use --fake-ours")
     ours_cmd += ["--work", args.work, "--d-in", str(args.d_in), "--d-sae", str(args.d_sae),
                  "--batch", str(args.batch), "--steps", str(args.steps)]
+    if args.example_args and not args.fake_ours:
+        import shlex
+        ours_cmd += shlex.split(args.example_args)
 
     def path(name):
         return os.path.join(args.work, name)

@@ -98,8 +98,8 @@ pub struct TrainArgs {
     /// Drop rows holding NaN/Inf instead of stopping.
     #[arg(long)]
     skip_nonfinite: bool,
-    /// Start from this SAELens-layout SAE folder (cfg.json + sae_weights.safetensors).
-    #[arg(long, value_name = "DIR")]
+    /// Start from this SAELens-layout SAE: a folder, or OWNER/REPO[/SUBFOLDER] on the hub.
+    #[arg(long, value_name = "DIR_OR_HUB")]
     from: Option<String>,
 }
 
@@ -353,9 +353,10 @@ fractions and the log10 density histogram, and writes them as JSON (--json, defa
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// SAE folder in SAELens layout (a run folder of `unravel train`, or a downloaded SAE).
-    #[arg(long, value_name = "DIR")]
-    sae: PathBuf,
+    /// SAE in SAELens layout: a folder (a run of `unravel train`, or any SAELens SAE), or
+    /// OWNER/REPO[/SUBFOLDER] on the Hugging Face hub (standard cache; HF_HUB_OFFLINE=1 = cache only).
+    #[arg(long, value_name = "DIR_OR_HUB")]
+    sae: String,
     /// Activation dataset folder.
     #[arg(long, value_name = "DIR")]
     acts: PathBuf,
@@ -378,7 +379,7 @@ pub struct EvalArgs {
     /// zero-ablated, CE loss recovered, KL score. Use the model the shards were extracted with.
     #[arg(long, value_name = "DIR_OR_REPO")]
     model: Option<String>,
-    /// Hub revision of --model.
+    /// Hub revision of --model and of a hub --sae.
     #[arg(long, default_value = "main")]
     revision: String,
     /// Contexts for the CE/KL evaluation.
@@ -387,7 +388,12 @@ pub struct EvalArgs {
 }
 
 pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
-    let loaded = checkpoint::load_saelens(&a.sae)?;
+    let hub = unravel::models::load::HubOptions {
+        revision: a.revision.clone(),
+        ..Default::default()
+    };
+    let sae_dir = checkpoint::locate_saelens(&a.sae, &hub)?;
+    let loaded = checkpoint::load_saelens(&sae_dir)?;
     let ds = Dataset::open(&a.acts)?;
     let hooks: Vec<(String, usize)> = ds
         .manifest()
@@ -413,7 +419,7 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     if cfg.d_in != loaded.sae.d_in {
         bail!(
             "--sae {}: the SAE reads d_in = {}, but hook {} in {} has d = {}",
-            a.sae.display(),
+            a.sae,
             loaded.sae.d_in,
             cfg.hook,
             a.acts.display(),
@@ -421,7 +427,7 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
         );
     }
     // The run's held-out shards, when this is the run's dataset.
-    let own_run = checkpoint::RunInfo::load(&a.sae).ok().filter(|info| {
+    let own_run = checkpoint::RunInfo::load(&sae_dir).ok().filter(|info| {
         use sha2::Digest;
         std::fs::read(a.acts.join(unravel::store::MANIFEST_FILE))
             .map(|b| hex::encode(sha2::Sha256::digest(&b)) == info.manifest_sha256)
@@ -440,7 +446,7 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     println!(
         "SAE {} on {} ({}, {} tokens, {} shards, {:.1}s)",
-        a.sae.display(),
+        a.sae,
         a.acts.display(),
         cfg.hook,
         rec.tokens,
@@ -517,13 +523,13 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     let out = a
         .json
         .clone()
-        .unwrap_or_else(|| a.sae.join("eval-report.json"));
+        .unwrap_or_else(|| sae_dir.join("eval-report.json"));
     let mut value = serde_json::to_value(&rec)?;
     if let (Some(o), Some(r)) = (value.as_object_mut(), &downstream) {
         o.insert("downstream".into(), serde_json::to_value(r)?);
     }
     if let Some(o) = value.as_object_mut() {
-        o.insert("sae".into(), a.sae.display().to_string().into());
+        o.insert("sae".into(), a.sae.clone().into());
         o.insert("acts".into(), a.acts.display().to_string().into());
         o.insert("hook".into(), cfg.hook.clone().into());
         o.remove("step");

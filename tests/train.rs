@@ -586,9 +586,23 @@ fn downstream_eval_splices_the_sae_into_gpt2() {
     let model = format!("{root}/tests/fixtures/tiny-gpt2");
     let acts = tmp.path().join("acts");
     ok(&[
-        "extract", "--model", &model, "--corpus", &format!("{root}/data/sentences.txt"), "--hooks",
-        "blocks.1.hook_resid_post", "--ctx", "16", "--shard-tokens", "64", "--store-dtype", "f32",
-        "--out", &p(&acts), "--device", "cpu",
+        "extract",
+        "--model",
+        &model,
+        "--corpus",
+        &format!("{root}/data/sentences.txt"),
+        "--hooks",
+        "blocks.1.hook_resid_post",
+        "--ctx",
+        "16",
+        "--shard-tokens",
+        "64",
+        "--store-dtype",
+        "f32",
+        "--out",
+        &p(&acts),
+        "--device",
+        "cpu",
     ]);
     // The identity SAE changes nothing: CE with SAE = clean, KL 0, everything recovered.
     let d = 32;
@@ -604,8 +618,17 @@ fn downstream_eval_splices_the_sae_into_gpt2() {
     let ident = tmp.path().join("identity");
     write_saelens(&ident, d, s, &w_enc, &w_dec, &vec![0.0; s], &vec![0.0; d]);
     let r = ok(&[
-        "eval", "--sae", &p(&ident), "--acts", &p(&acts), "--hook", "blocks.1.hook_resid_post",
-        "--model", &model, "--device", "cpu",
+        "eval",
+        "--sae",
+        &p(&ident),
+        "--acts",
+        &p(&acts),
+        "--hook",
+        "blocks.1.hook_resid_post",
+        "--model",
+        &model,
+        "--device",
+        "cpu",
     ]);
     assert!(r.stdout.contains("CE recovered"), "{}", r.stdout);
     let e = json(&ident.join("eval-report.json"));
@@ -615,12 +638,160 @@ fn downstream_eval_splices_the_sae_into_gpt2() {
     assert!((f("ce_sae") - f("ce_clean")).abs() < 1e-5, "{ds}");
     assert!(f("kl_sae").abs() < 1e-6, "{ds}");
     assert!(f("ce_zero") > f("ce_clean") && f("kl_zero") > 0.1, "{ds}");
-    assert!((f("ce_recovered") - 1.0).abs() < 1e-3 && (f("kl_score") - 1.0).abs() < 1e-5, "{ds}");
+    assert!(
+        (f("ce_recovered") - 1.0).abs() < 1e-3 && (f("kl_score") - 1.0).abs() < 1e-5,
+        "{ds}"
+    );
     // DistilBERT has no LM head: a clear error.
     let r = unravel(
-        &["eval", "--sae", &p(&ident), "--acts", &p(&acts), "--hook", "blocks.1.hook_resid_post",
-          "--model", &format!("{root}/tests/fixtures/tiny-distilbert"), "--device", "cpu"],
+        &[
+            "eval",
+            "--sae",
+            &p(&ident),
+            "--acts",
+            &p(&acts),
+            "--hook",
+            "blocks.1.hook_resid_post",
+            "--model",
+            &format!("{root}/tests/fixtures/tiny-distilbert"),
+            "--device",
+            "cpu",
+        ],
         &[],
     );
     assert!(r.code != 0 && r.stderr.contains("GPT-2"), "{}", r.stderr);
+}
+
+#[test]
+fn shipped_configs_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let c = unravel::sae::PartialConfig::from_file(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(
+                c.recipe.is_some() || c.acts.is_some() || c.hook.is_some(),
+                "{}",
+                path.display()
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "configs/*.toml: found {n}");
+}
+
+#[test]
+fn eval_and_from_read_a_saelens_sae_from_the_hub_cache() {
+    // A hub cache laid out as hf-hub writes it, used offline: OWNER/REPO/SUBFOLDER.
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts");
+    planted(&acts, 16384);
+    let home = tmp.path().join("hf");
+    let repo = home.join("hub/models--someone--planted-saes");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let folder = repo
+        .join("snapshots")
+        .join(commit)
+        .join("blocks.0.synthetic");
+    let (d, s) = (24, 96);
+    let w: Vec<f32> = (0..d * s)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 500.0)
+        .collect();
+    write_saelens(&folder, d, s, &w, &w, &vec![0.01; s], &vec![0.0; d]);
+    let env = [("HF_HOME", p(&home)), ("HF_HUB_OFFLINE", "1".to_string())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = unravel(
+        &[
+            "eval",
+            "--sae",
+            "someone/planted-saes/blocks.0.synthetic",
+            "--acts",
+            &p(&acts),
+            "--shards",
+            "all",
+            "--device",
+            "cpu",
+            "--json",
+            &p(&tmp.path().join("e.json")),
+        ],
+        &env,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let e = json(&tmp.path().join("e.json"));
+    assert_eq!(e["tokens"].as_u64(), Some(16384));
+    // Training can start from it (the same 24 → 96 shape).
+    let run = tmp.path().join("run");
+    let (acts_s, run_s) = (p(&acts), p(&run));
+    let mut args = train_args(&acts_s, &run_s, &["--tokens", "4096"]);
+    args.extend(["--from", "someone/planted-saes/blocks.0.synthetic"]);
+    let r = unravel(&args, &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // A sub-folder the repo lacks: a clear error naming the file and the cache.
+    let r = unravel(
+        &[
+            "eval",
+            "--sae",
+            "someone/planted-saes/blocks.9.x",
+            "--acts",
+            &p(&acts),
+        ],
+        &env,
+    );
+    assert!(
+        r.code != 0 && r.stderr.contains("blocks.9.x/cfg.json"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn ctrl_c_checkpoints_and_the_run_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts");
+    planted(&acts, 16384);
+    let whole = tmp.path().join("whole");
+    let stopped = tmp.path().join("stopped");
+    // Long enough (16k steps of 64) that the signal arrives mid-run.
+    let extra = [
+        "--tokens",
+        "1048576",
+        "--batch",
+        "64",
+        "--log-every",
+        "100",
+        "--checkpoint-every",
+        "0",
+    ];
+    let child = Command::new(env!("CARGO_BIN_EXE_unravel"))
+        .args(train_args(&p(&acts), &p(&stopped), &extra))
+        .env("RAYON_NUM_THREADS", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = stopped.join("metrics.jsonl");
+    let t0 = std::time::Instant::now();
+    while !metrics.exists() && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    assert!(stopped.join("checkpoints/latest").is_file());
+    assert!(!stopped.join("sae_weights.safetensors").exists());
+    ok(&["train", "--resume", &p(&stopped)]);
+    ok(&train_args(&p(&acts), &p(&whole), &extra));
+    assert!(
+        weights(&whole) == weights(&stopped),
+        "resumed weights differ"
+    );
 }

@@ -187,34 +187,62 @@ fn shard_files(index: &Path) -> Result<Vec<String>, LoadError> {
     Ok(files)
 }
 
-fn resolve_hub(repo: &str, hub: &HubOptions, need_weights: bool) -> Result<ModelFiles, LoadError> {
-    use hf_hub::{Cache, Repo, RepoType};
-    let hub_err = |reason: String| LoadError::Hub {
-        repo: repo.into(),
-        revision: hub.revision.clone(),
-        reason,
-    };
-    let cache = match &hub.cache_dir {
-        Some(dir) => Cache::new(dir.clone()),
-        None => Cache::from_env(),
-    };
-    let hf_repo = Repo::with_revision(repo.into(), RepoType::Model, hub.revision.clone());
-    let cached = cache.repo(hf_repo.clone());
-    let api = if hub.offline {
-        None
-    } else {
-        let api = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
-            .with_progress(true)
-            .build()
-            .map_err(|e| hub_err(e.to_string()))?;
-        Some(api.repo(hf_repo))
-    };
-    // Cache first (works offline), then the network. `Ok(None)` means "the repo has no such file".
-    let fetch = |file: &str| -> Result<Option<PathBuf>, LoadError> {
-        if let Some(p) = cached.get(file) {
+/// One hub repo, read through the standard cache: cached files first (works offline), then the
+/// network unless offline.
+pub struct HubRepo {
+    repo: String,
+    revision: String,
+    cached: hf_hub::CacheRepo,
+    api: Option<hf_hub::api::sync::ApiRepo>,
+    /// Where the cache is, for messages.
+    pub cache_path: PathBuf,
+}
+
+impl HubRepo {
+    pub fn open(repo: &str, hub: &HubOptions) -> Result<HubRepo, LoadError> {
+        use hf_hub::{Cache, Repo, RepoType};
+        let cache = match &hub.cache_dir {
+            Some(dir) => Cache::new(dir.clone()),
+            None => Cache::from_env(),
+        };
+        let hf_repo = Repo::with_revision(repo.into(), RepoType::Model, hub.revision.clone());
+        let cached = cache.repo(hf_repo.clone());
+        let api = if hub.offline {
+            None
+        } else {
+            let api = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
+                .with_progress(true)
+                .build()
+                .map_err(|e| LoadError::Hub {
+                    repo: repo.into(),
+                    revision: hub.revision.clone(),
+                    reason: e.to_string(),
+                })?;
+            Some(api.repo(hf_repo))
+        };
+        Ok(HubRepo {
+            repo: repo.into(),
+            revision: hub.revision.clone(),
+            cached,
+            api,
+            cache_path: cache.path().clone(),
+        })
+    }
+
+    pub fn error(&self, reason: String) -> LoadError {
+        LoadError::Hub {
+            repo: self.repo.clone(),
+            revision: self.revision.clone(),
+            reason,
+        }
+    }
+
+    /// The local path of `file` (downloading it if needed); `Ok(None)`: the repo has no such file.
+    pub fn get(&self, file: &str) -> Result<Option<PathBuf>, LoadError> {
+        if let Some(p) = self.cached.get(file) {
             return Ok(Some(p));
         }
-        match &api {
+        match &self.api {
             None => Ok(None),
             Some(api) => match api.get(file) {
                 Ok(p) => Ok(Some(p)),
@@ -223,15 +251,22 @@ fn resolve_hub(repo: &str, hub: &HubOptions, need_weights: bool) -> Result<Model
                 {
                     Ok(None)
                 }
-                Err(e) => Err(hub_err(format!(
+                Err(e) => Err(self.error(format!(
                     "cannot download {file}: {e}; check the network or set HF_HUB_OFFLINE=1 to use the cache only"
                 ))),
             },
         }
-    };
+    }
+}
+
+fn resolve_hub(repo: &str, hub: &HubOptions, need_weights: bool) -> Result<ModelFiles, LoadError> {
+    let hub_repo = HubRepo::open(repo, hub)?;
+    let hub_err = |reason: String| hub_repo.error(reason);
+    let cache_path = hub_repo.cache_path.clone();
+    let fetch = |file: &str| hub_repo.get(file);
     let where_ = || match &hub.cache_dir {
         Some(d) => d.display().to_string(),
-        None => cache.path().display().to_string(),
+        None => cache_path.display().to_string(),
     };
     let config = fetch("config.json")?.ok_or_else(|| {
         hub_err(format!(

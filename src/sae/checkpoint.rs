@@ -416,6 +416,52 @@ pub struct LoadedSae {
     pub dir: PathBuf,
 }
 
+/// Finds a SAELens-layout SAE: a local folder, or `OWNER/REPO[/SUB/FOLDER]` on the Hugging Face
+/// hub (SAELens releases keep one SAE per sub-folder), downloaded into the standard cache
+/// (`HF_HOME`; `HF_HUB_OFFLINE=1` uses the cache only). Returns the local folder.
+pub fn locate_saelens(spec: &str, hub: &crate::models::load::HubOptions) -> Result<PathBuf> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let parts: Vec<&str> = spec.split('/').collect();
+    let hub_like = parts.len() >= 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && *p != "." && *p != "..")
+        && !spec.starts_with('.')
+        && !spec.starts_with('~');
+    if !hub_like {
+        return Err(file_err(path, "no such folder (expected a SAELens folder with cfg.json + sae_weights.safetensors, or OWNER/REPO[/SUBFOLDER] on the hub)"));
+    }
+    let repo_id = format!("{}/{}", parts[0], parts[1]);
+    let sub = parts[2..].join("/");
+    let repo = crate::models::load::HubRepo::open(&repo_id, hub)
+        .map_err(|e| SaeError::Config(e.to_string()))?;
+    let name = |f: &str| {
+        if sub.is_empty() {
+            f.to_string()
+        } else {
+            format!("{sub}/{f}")
+        }
+    };
+    let mut folder = None;
+    for f in ["cfg.json", "sae_weights.safetensors"] {
+        let p = repo
+            .get(&name(f))
+            .map_err(|e| SaeError::Config(e.to_string()))?
+            .ok_or_else(|| {
+                SaeError::Config(format!(
+                    "{spec}: no local folder, and hub repo {repo_id} has no {} (cache: {})",
+                    name(f),
+                    repo.cache_path.display()
+                ))
+            })?;
+        folder = p.parent().map(Path::to_path_buf);
+    }
+    folder.ok_or_else(|| SaeError::Internal("hub file without a folder".into()))
+}
+
 /// Loads `cfg.json` + `sae_weights.safetensors` from a SAELens-layout folder (ours, or one
 /// downloaded from the hub). Only the `standard` (ReLU) architecture is supported.
 pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {

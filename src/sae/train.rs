@@ -417,7 +417,9 @@ pub fn train(
         }
         let (sae, scaling_factor) = match &cfg.from {
             Some(from) => {
-                let loaded = checkpoint::load_saelens(Path::new(from))?;
+                let folder =
+                    checkpoint::locate_saelens(from, &crate::models::load::HubOptions::default())?;
+                let loaded = checkpoint::load_saelens(&folder)?;
                 if loaded.sae.d_in != d || loaded.sae.d_sae != cfg.d_sae {
                     return Err(SaeError::Config(format!(
                         "--from {from}: the SAE is {}→{}, the run wants {}→{}",
