@@ -540,3 +540,93 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     println!("-> {}", out.display());
     Ok(())
 }
+
+pub const VERIFY_EXAMPLES: &str = "Examples:\n  \
+unravel synth --features 512 --dims 256 --density 0.1 --tokens 1000000 --seed 7 --out synth/seed000\n  \
+unravel train --acts synth/seed000 --d-sae 1024 --tokens 1000000 --out runs/seed000\n  \
+unravel verify --truth synth/seed000 --sae runs/seed000 --min-mmcs 0.98\n\n\
+MMCS = mean over planted directions of the best cosine with any decoder row; MCC = mean |cos| under the\n\
+optimal one-to-one matching (Hungarian); recovered = fraction with best cosine >= --threshold.\n\
+Exits 1 when MMCS is below --min-mmcs (for scripts and CI).";
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Planted dataset folder from `unravel synth` (or its truth/ folder).
+    #[arg(long, value_name = "DIR")]
+    truth: PathBuf,
+    /// The SAE: a run folder or any SAELens-layout folder (or OWNER/REPO[/SUBFOLDER] on the hub).
+    #[arg(long, value_name = "DIR_OR_HUB")]
+    sae: String,
+    /// Cosine at which a planted feature counts as recovered (and two latents as duplicates).
+    #[arg(long, default_value_t = 0.9)]
+    threshold: f32,
+    /// Fail (exit 1) when MMCS is below this.
+    #[arg(long)]
+    min_mmcs: Option<f64>,
+    /// Where to write the JSON report (default SAE_DIR/verify.json).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
+    let (truth, freqs, d) =
+        unravel::synth::verify::read_truth(&a.truth).map_err(|e| anyhow::anyhow!("--truth {e}"))?;
+    let dir = checkpoint::locate_saelens(&a.sae, &unravel::models::load::HubOptions::default())?;
+    let loaded = checkpoint::load_saelens(&dir)?;
+    if loaded.sae.d_in != d {
+        bail!(
+            "--sae {}: the SAE reads d_in = {}, the planted directions have d = {d}",
+            a.sae,
+            loaded.sae.d_in
+        );
+    }
+    // Dead latents from the export's sparsity file (log10 density; −10 = never fired), if any.
+    let alive: Vec<bool> =
+        candle_core::safetensors::load(dir.join("sparsity.safetensors"), &candle_core::Device::Cpu)
+            .ok()
+            .and_then(|t| t.get("sparsity").and_then(|s| s.to_vec1::<f32>().ok()))
+            .map(|s| s.iter().map(|&l| l > -9.99).collect())
+            .unwrap_or_else(|| vec![true; loaded.sae.d_sae]);
+    let r =
+        unravel::synth::verify::recovery(&truth, &freqs, &loaded.sae.w_dec, &alive, d, a.threshold);
+    println!(
+        "{} planted features vs {} latents ({} dims):",
+        r.n_truth, r.d_sae, r.d
+    );
+    println!("  MMCS       {:.4}", r.mmcs);
+    println!("  MCC        {:.4}  (Hungarian one-to-one)", r.mcc);
+    println!(
+        "  recovered  {:.1}%  (best cos >= {})",
+        r.recovered * 100.0,
+        r.threshold
+    );
+    println!(
+        "  dead latents {}, duplicated latent pairs {}",
+        r.dead_latents, r.duplicated_pairs
+    );
+    println!("  by planted frequency:");
+    println!(
+        "    {:>21}  {:>8}  {:>13}  {:>9}",
+        "frequency", "features", "mean best cos", "recovered"
+    );
+    for b in &r.bands {
+        println!(
+            "    {:>9.5} – {:<9.5}  {:>8}  {:>13.4}  {:>8.1}%",
+            b.min_frequency,
+            b.max_frequency,
+            b.features,
+            b.mean_best_cos,
+            b.recovered * 100.0
+        );
+    }
+    let out = a.json.clone().unwrap_or_else(|| dir.join("verify.json"));
+    unravel::io::write_atomic(&out, serde_json::to_string_pretty(&r)?.as_bytes())
+        .with_context(|| format!("--json {}", out.display()))?;
+    println!("-> {}", out.display());
+    if let Some(min) = a.min_mmcs {
+        if r.mmcs < min {
+            bail!("MMCS {:.4} is below --min-mmcs {min}", r.mmcs);
+        }
+    }
+    Ok(())
+}

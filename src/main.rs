@@ -60,6 +60,9 @@ enum Command {
     /// Write a dataset of planted superposed features (same shard format) plus its ground truth.
     #[command(after_help = SYNTH_EXAMPLES)]
     Synth(SynthArgs),
+    /// Check an SAE against planted ground truth: MMCS, MCC (Hungarian), recovered fraction, duplicates.
+    #[command(after_help = cmd_train::VERIFY_EXAMPLES)]
+    Verify(cmd_train::VerifyArgs),
 }
 
 const SYNTH_EXAMPLES: &str = "Examples:\n  \
@@ -500,6 +503,7 @@ fn main() -> ExitCode {
         Command::Train(a) => cmd_train::cmd_train(a),
         Command::Eval(a) => cmd_train::cmd_eval(a),
         Command::Synth(a) => cmd_synth(a),
+        Command::Verify(a) => cmd_train::cmd_verify(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

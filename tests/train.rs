@@ -97,6 +97,46 @@ fn training_recovers_planted_features_and_exports_for_saelens() {
     assert!(mmcs > 0.98, "MMCS {mmcs}");
     assert!(recovered > 0.95, "recovered {recovered}");
 
+    // `unravel verify` reports the same recovery, with the Hungarian matching, and gates on MMCS.
+    let r = ok(&[
+        "verify",
+        "--truth",
+        &p(&acts),
+        "--sae",
+        &p(&run),
+        "--min-mmcs",
+        "0.98",
+    ]);
+    assert!(r.stdout.contains("MCC"), "{}", r.stdout);
+    let v = json(&run.join("verify.json"));
+    assert!(
+        (v["mmcs"].as_f64().unwrap() - mmcs).abs() < 1e-4,
+        "{} vs {mmcs}",
+        v["mmcs"]
+    );
+    assert!(
+        v["mcc"].as_f64().unwrap() > 0.9
+            && v["mcc"].as_f64().unwrap() <= v["mmcs"].as_f64().unwrap() + 1e-9
+    );
+    assert_eq!(v["features"].as_array().unwrap().len(), 48);
+    let r = unravel(
+        &[
+            "verify",
+            "--truth",
+            &p(&acts),
+            "--sae",
+            &p(&run),
+            "--min-mmcs",
+            "0.99999",
+        ],
+        &[],
+    );
+    assert!(
+        r.code == 1 && r.stderr.contains("below --min-mmcs"),
+        "{}",
+        r.stderr
+    );
+
     // Held-out evaluation: good reconstruction with few features.
     let eval = json(&run.join("eval.json"));
     let ev = eval["ev"].as_f64().unwrap();

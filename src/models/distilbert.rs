@@ -67,9 +67,8 @@ fn d_range() -> f32 {
 }
 
 struct Block {
-    q_lin: Linear,
-    k_lin: Linear,
-    v_lin: Linear,
+    /// q_lin, k_lin and v_lin side by side: `[d, 3d]`.
+    qkv: Linear,
     out_lin: Linear,
     sa_layer_norm: LayerNorm,
     lin1: Linear,
@@ -111,9 +110,11 @@ impl DistilBert {
                 Linear::load_linear(w, &format!("{p}.{name}"), d_in, d_out, std)
             };
             blocks.push(Block {
-                q_lin: lin("attention.q_lin", d, d)?,
-                k_lin: lin("attention.k_lin", d, d)?,
-                v_lin: lin("attention.v_lin", d, d)?,
+                qkv: Linear::concat(&[
+                    lin("attention.q_lin", d, d)?,
+                    lin("attention.k_lin", d, d)?,
+                    lin("attention.v_lin", d, d)?,
+                ])?,
                 out_lin: lin("attention.out_lin", d, d)?,
                 sa_layer_norm: LayerNorm::load(w, &format!("{p}.sa_layer_norm"), d, LN_EPS)?,
                 lin1: lin("ffn.lin1", d, m)?,
@@ -180,9 +181,14 @@ impl DistilBert {
         let scale = 1.0 / ((c.dim / c.n_heads) as f64).sqrt();
         for (i, blk) in self.blocks.iter().enumerate().take(n_blocks) {
             rec.record(HookPoint::ResidPre(i), &x);
-            let q = blk.q_lin.forward(&x)?; // [b, t, d]
-            let k = blk.k_lin.forward(&x)?;
-            let v = blk.v_lin.forward(&x)?;
+            let qkv = blk.qkv.forward(&x)?; // [b, t, 3d]
+            let d = c.dim;
+            // q, k, v are strided views into qkv: no copies.
+            let (q, k, v) = (
+                qkv.narrow(2, 0, d)?,
+                qkv.narrow(2, d, d)?,
+                qkv.narrow(2, 2 * d, d)?,
+            );
             let heads = fused::attention(&q, &k, &v, c.n_heads, scale, &key_mask)?; // [b, t, d]
             let attn_out = blk.out_lin.forward(&heads)?;
             rec.record(HookPoint::AttnOut(i), &attn_out);

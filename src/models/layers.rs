@@ -53,6 +53,19 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// One layer computing several with the same input (outputs side by side): one wider GEMM
+    /// instead of several narrow ones (DistilBERT's q/k/v).
+    pub fn concat(parts: &[Linear]) -> Result<Linear> {
+        let w: Vec<&Tensor> = parts.iter().map(|l| &l.weight).collect();
+        let b: Vec<&Tensor> = parts.iter().map(|l| &l.bias).collect();
+        Ok(Linear {
+            weight: Tensor::cat(&w, 1)?.contiguous()?,
+            bias: Tensor::cat(&b, 0)?.contiguous()?,
+        })
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         fused::linear(x, &self.weight, &self.bias)

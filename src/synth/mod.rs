@@ -3,5 +3,6 @@
 //! against a known answer.
 
 pub mod planted;
+pub mod verify;
 
 pub use planted::{write_planted, PlantedSpec, PlantedTruth};

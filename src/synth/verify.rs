@@ -1,0 +1,248 @@
+//! Recovery of planted features by an SAE (DESIGN.md's definitions):
+//! - MMCS = mean over ground-truth directions g of max_j cos(g, d_j) (d_j the decoder rows);
+//! - MCC = mean |cos| under the optimal one-to-one matching of truth to latents (Hungarian);
+//! - recovered = fraction of g with max_j cos(g, d_j) ≥ threshold (0.9);
+//! - per-feature best cosine against the planted frequency (by frequency decile);
+//! - duplicated latents (pairs of live latents with cos ≥ threshold) and dead latents.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::sae::model::dot;
+
+/// One planted feature's best match.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureMatch {
+    pub feature: usize,
+    pub frequency: f32,
+    pub best_cos: f32,
+    pub best_latent: usize,
+    /// Cosine with the latent the one-to-one matching gave it.
+    pub matched_cos: f32,
+    pub matched_latent: usize,
+}
+
+/// Recovery by frequency band.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrequencyBand {
+    pub min_frequency: f32,
+    pub max_frequency: f32,
+    pub features: usize,
+    pub mean_best_cos: f64,
+    pub recovered: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryReport {
+    pub n_truth: usize,
+    pub d_sae: usize,
+    pub d: usize,
+    pub threshold: f32,
+    pub mmcs: f64,
+    pub mcc: f64,
+    pub recovered: f64,
+    pub dead_latents: usize,
+    /// Pairs of live latents whose decoder directions have cos ≥ threshold.
+    pub duplicated_pairs: usize,
+    pub bands: Vec<FrequencyBand>,
+    pub features: Vec<FeatureMatch>,
+}
+
+fn unit_rows(m: &[f32], d: usize) -> Vec<f32> {
+    let mut out = m.to_vec();
+    for r in out.chunks_mut(d) {
+        let n = dot(r, r).sqrt();
+        if n > 0.0 {
+            r.iter_mut().for_each(|v| *v /= n);
+        }
+    }
+    out
+}
+
+/// Compares planted `truth [n, d]` (with `frequencies [n]`) to an SAE's `decoder [d_sae, d]`;
+/// `alive[j]` says whether latent j ever fired (from its sparsity file; all true if unknown).
+pub fn recovery(
+    truth: &[f32],
+    frequencies: &[f32],
+    decoder: &[f32],
+    alive: &[bool],
+    d: usize,
+    threshold: f32,
+) -> RecoveryReport {
+    use rayon::prelude::*;
+    let (n, s) = (truth.len() / d, decoder.len() / d);
+    let g = unit_rows(truth, d);
+    let w = unit_rows(decoder, d);
+    // cos [n, s]
+    let cos: Vec<Vec<f32>> = g
+        .par_chunks(d)
+        .map(|gi| w.chunks(d).map(|wj| dot(gi, wj)).collect())
+        .collect();
+    let best: Vec<(usize, f32)> = cos
+        .iter()
+        .map(|row| {
+            row.iter()
+                .copied()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (j, c)| if c > b.1 { (j, c) } else { b })
+        })
+        .collect();
+    // Optimal one-to-one matching on |cos| (integer weights for the exact algorithm).
+    let assignment: Vec<usize> = if n <= s {
+        let weights = pathfinding::matrix::Matrix::from_rows(cos.iter().map(|row| {
+            row.iter()
+                .map(|c| (c.abs() as f64 * 1e6).round() as i64)
+                .collect::<Vec<_>>()
+        }));
+        match weights {
+            Ok(m) => pathfinding::kuhn_munkres::kuhn_munkres(&m).1,
+            Err(_) => best.iter().map(|b| b.0).collect(),
+        }
+    } else {
+        // More truth than latents: match each latent to a truth instead, unmatched truth gets 0.
+        let t: Vec<Vec<i64>> = (0..s)
+            .map(|j| {
+                (0..n)
+                    .map(|i| (cos[i][j].abs() as f64 * 1e6).round() as i64)
+                    .collect()
+            })
+            .collect();
+        let mut a = vec![usize::MAX; n];
+        if let Ok(m) = pathfinding::matrix::Matrix::from_rows(t) {
+            for (j, i) in pathfinding::kuhn_munkres::kuhn_munkres(&m)
+                .1
+                .into_iter()
+                .enumerate()
+            {
+                a[i] = j;
+            }
+        }
+        a
+    };
+    let features: Vec<FeatureMatch> = (0..n)
+        .map(|i| {
+            let m = assignment[i];
+            FeatureMatch {
+                feature: i,
+                frequency: frequencies.get(i).copied().unwrap_or(f32::NAN),
+                best_cos: best[i].1,
+                best_latent: best[i].0,
+                matched_cos: if m < s { cos[i][m].abs() } else { 0.0 },
+                matched_latent: m,
+            }
+        })
+        .collect();
+    let mmcs = features.iter().map(|f| f.best_cos as f64).sum::<f64>() / n.max(1) as f64;
+    let mcc = features.iter().map(|f| f.matched_cos as f64).sum::<f64>() / n.max(1) as f64;
+    let recovered =
+        features.iter().filter(|f| f.best_cos >= threshold).count() as f64 / n.max(1) as f64;
+    // Duplicates among live latents.
+    let live: Vec<usize> = (0..s)
+        .filter(|&j| alive.get(j).copied().unwrap_or(true))
+        .collect();
+    let duplicated_pairs: usize = live
+        .par_iter()
+        .enumerate()
+        .map(|(a, &j)| {
+            live[a + 1..]
+                .iter()
+                .filter(|&&k| dot(&w[j * d..(j + 1) * d], &w[k * d..(k + 1) * d]) >= threshold)
+                .count()
+        })
+        .sum();
+    // Deciles of frequency.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| features[a].frequency.total_cmp(&features[b].frequency));
+    let bands = order
+        .chunks(n.div_ceil(10).max(1))
+        .map(|c| FrequencyBand {
+            min_frequency: features[c[0]].frequency,
+            max_frequency: features[c[c.len() - 1]].frequency,
+            features: c.len(),
+            mean_best_cos: c.iter().map(|&i| features[i].best_cos as f64).sum::<f64>()
+                / c.len() as f64,
+            recovered: c
+                .iter()
+                .filter(|&&i| features[i].best_cos >= threshold)
+                .count() as f64
+                / c.len() as f64,
+        })
+        .collect();
+    RecoveryReport {
+        n_truth: n,
+        d_sae: s,
+        d,
+        threshold,
+        mmcs,
+        mcc,
+        recovered,
+        dead_latents: s - live.len(),
+        duplicated_pairs,
+        bands,
+        features,
+    }
+}
+
+/// Reads a planted dataset's ground truth: `(directions [n, d], frequencies [n], d)`. `dir` is the
+/// dataset folder (holding `truth/`) or the truth folder itself.
+pub fn read_truth(dir: &Path) -> Result<(Vec<f32>, Vec<f32>, usize), String> {
+    let file = [
+        dir.join(super::planted::TRUTH_DIR)
+            .join(super::planted::TRUTH_FILE),
+        dir.join(super::planted::TRUTH_FILE),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .ok_or_else(|| {
+        format!(
+            "{}: no truth/{} (made by `unravel synth`)",
+            dir.display(),
+            super::planted::TRUTH_FILE
+        )
+    })?;
+    let t = candle_core::safetensors::load(&file, &candle_core::Device::Cpu)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let dirs = t
+        .get("directions")
+        .ok_or_else(|| format!("{}: no `directions` tensor", file.display()))?;
+    let (_, d) = dirs
+        .dims2()
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let flat = |x: &candle_core::Tensor| {
+        x.flatten_all()
+            .and_then(|x| x.to_vec1::<f32>())
+            .map_err(|e| format!("{}: {e}", file.display()))
+    };
+    let freqs = match t.get("frequencies") {
+        Some(f) => flat(f)?,
+        None => vec![],
+    };
+    Ok((flat(dirs)?, freqs, d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_recovery_scores_one_and_matching_is_one_to_one() {
+        // Truth = the 3 axes of R³; latents: the axes in another order, plus a duplicate of x.
+        let truth = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
+        let dec = [
+            0.0, 2.0, 0.0, 0.0, 0.0, 3.0, 1.0, 0.0, 0.0, 0.99, 0.141, 0.0,
+        ];
+        let r = recovery(&truth, &[0.1, 0.2, 0.3], &dec, &[true; 4], 3, 0.9);
+        assert!((r.mmcs - 1.0).abs() < 1e-6 && (r.mcc - 1.0).abs() < 1e-6 && r.recovered == 1.0);
+        assert_eq!(r.features[0].matched_latent, 2);
+        assert_eq!(r.features[1].matched_latent, 0);
+        assert_eq!(r.duplicated_pairs, 1);
+        // Only one latent for two truths: the best cosine can be shared, the matching cannot.
+        let dec = [1.0, 1.0, 0.0];
+        let r = recovery(&truth[..6], &[0.1, 0.2], &dec, &[true], 3, 0.9);
+        let c = std::f64::consts::FRAC_1_SQRT_2;
+        assert!((r.mmcs - c).abs() < 1e-6, "{}", r.mmcs);
+        assert!((r.mcc - c / 2.0).abs() < 1e-6, "{}", r.mcc);
+        assert_eq!(r.recovered, 0.0);
+    }
+}
