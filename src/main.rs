@@ -494,6 +494,13 @@ fn cmd_merge(a: &MergeArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`unravel verify ... | head`) like other Unix tools, instead of
+    // panicking in println!.
+    #[cfg(unix)]
+    // Safety: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Trace(a) => cmd_trace(a),
