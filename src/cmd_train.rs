@@ -547,7 +547,8 @@ unravel train --acts synth/seed000 --d-sae 1024 --tokens 1000000 --out runs/seed
 unravel verify --truth synth/seed000 --sae runs/seed000 --min-mmcs 0.98\n\n\
 MMCS = mean over planted directions of the best cosine with any decoder row; MCC = mean |cos| under the\n\
 optimal one-to-one matching (Hungarian); recovered = fraction with best cosine >= --threshold.\n\
-Exits 1 when MMCS is below --min-mmcs (for scripts and CI).";
+With --min-mmcs / --min-mcc / --min-recovered / --max-dead it prints a PASS/FAIL table and exits 1 on
+any failure (for scripts and CI).";
 
 #[derive(Args)]
 pub struct VerifyArgs {
@@ -563,6 +564,15 @@ pub struct VerifyArgs {
     /// Fail (exit 1) when MMCS is below this.
     #[arg(long)]
     min_mmcs: Option<f64>,
+    /// Fail when MCC (one-to-one matching) is below this.
+    #[arg(long)]
+    min_mcc: Option<f64>,
+    /// Fail when the recovered fraction (0–1) is below this.
+    #[arg(long)]
+    min_recovered: Option<f64>,
+    /// Fail when more than this fraction (0–1) of latents is dead.
+    #[arg(long)]
+    max_dead: Option<f64>,
     /// Where to write the JSON report (default SAE_DIR/verify.json).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -623,9 +633,45 @@ pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
     unravel::io::write_atomic(&out, serde_json::to_string_pretty(&r)?.as_bytes())
         .with_context(|| format!("--json {}", out.display()))?;
     println!("-> {}", out.display());
-    if let Some(min) = a.min_mmcs {
-        if r.mmcs < min {
-            bail!("MMCS {:.4} is below --min-mmcs {min}", r.mmcs);
+    // The pass/fail table against the thresholds given.
+    let dead_frac = r.dead_latents as f64 / r.d_sae.max(1) as f64;
+    let checks: Vec<(&str, f64, String, bool)> = [
+        a.min_mmcs
+            .map(|t| ("MMCS", r.mmcs, format!(">= {t}"), r.mmcs >= t)),
+        a.min_mcc
+            .map(|t| ("MCC", r.mcc, format!(">= {t}"), r.mcc >= t)),
+        a.min_recovered.map(|t| {
+            (
+                "recovered",
+                r.recovered,
+                format!(">= {t}"),
+                r.recovered >= t,
+            )
+        }),
+        a.max_dead
+            .map(|t| ("dead latents", dead_frac, format!("<= {t}"), dead_frac <= t)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !checks.is_empty() {
+        println!(
+            "  {:<14} {:>8}  {:<10} result",
+            "check", "value", "threshold"
+        );
+        for (name, v, t, pass) in &checks {
+            println!(
+                "  {name:<14} {v:>8.4}  {t:<10} {}",
+                if *pass { "PASS" } else { "FAIL" }
+            );
+        }
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.3)
+            .map(|(n, v, t, _)| format!("{n} {v:.4} (wanted {t})"))
+            .collect();
+        if !failed.is_empty() {
+            bail!("verify failed: {}", failed.join(", "));
         }
     }
     Ok(())

@@ -128,13 +128,20 @@ fn training_recovers_planted_features_and_exports_for_saelens() {
             &p(&run),
             "--min-mmcs",
             "0.99999",
+            "--min-recovered",
+            "0.9",
         ],
         &[],
     );
     assert!(
-        r.code == 1 && r.stderr.contains("below --min-mmcs"),
+        r.code == 1 && r.stderr.contains("MMCS") && r.stderr.contains("wanted >= 0.99999"),
         "{}",
         r.stderr
+    );
+    assert!(
+        r.stdout.contains("FAIL") && r.stdout.contains("PASS"),
+        "{}",
+        r.stdout
     );
 
     // Held-out evaluation: good reconstruction with few features.
