@@ -842,3 +842,132 @@ fn ctrl_c_checkpoints_and_the_run_resumes_exactly() {
         "resumed weights differ"
     );
 }
+
+#[test]
+fn features_planted_in_real_activations_are_recovered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let model = format!("{root}/tests/fixtures/tiny-gpt2");
+    // ~40k tokens of word salad from the shipped sentences (deterministic).
+    let words: Vec<String> = std::fs::read_to_string(format!("{root}/data/sentences.txt"))
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let mut text = String::new();
+    let mut k = 7usize;
+    for _ in 0..1000 {
+        for _ in 0..12 {
+            k = (k * 1103515245 + 12345) % 2147483648;
+            text.push_str(&words[k % words.len()]);
+            text.push(' ');
+        }
+        text.push_str(".\n");
+    }
+    let corpus = tmp.path().join("corpus.txt");
+    std::fs::write(&corpus, text).unwrap();
+    let acts = tmp.path().join("acts");
+    ok(&[
+        "extract",
+        "--model",
+        &model,
+        "--corpus",
+        &p(&corpus),
+        "--hooks",
+        "blocks.1.hook_resid_post",
+        "--ctx",
+        "64",
+        "--shard-tokens",
+        "8192",
+        "--store-dtype",
+        "f32",
+        "--out",
+        &p(&acts),
+        "--device",
+        "cpu",
+    ]);
+    let planted = tmp.path().join("planted");
+    let r = ok(&[
+        "plant",
+        "--acts",
+        &p(&acts),
+        "--features",
+        "8",
+        "--density",
+        "0.03",
+        "--magnitude",
+        "1.0",
+        "--seed",
+        "3",
+        "--out",
+        &p(&planted),
+    ]);
+    assert!(r.stdout.contains("planted 8 features"), "{}", r.stdout);
+    // Everything but the planted hook's non-special rows is a copy.
+    let (a, b) = (
+        unravel::store::Dataset::open(&acts).unwrap(),
+        unravel::store::Dataset::open(&planted).unwrap(),
+    );
+    assert_eq!(a.manifest().totals, b.manifest().totals);
+    assert_eq!(a.manifest().model, b.manifest().model);
+    let args = |acts: &Path, out: &Path| -> Vec<String> {
+        [
+            "train",
+            "--acts",
+            &p(acts),
+            "--out",
+            &p(out),
+            "--d-sae",
+            "128",
+            "--tokens",
+            "200000",
+            "--batch",
+            "512",
+            "--lr",
+            "3e-3",
+            "--l1-coefficient",
+            "2",
+            "--eval-tokens",
+            "4096",
+            "--device",
+            "cpu",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = tmp.path().join("run");
+    let a1 = args(&planted, &run);
+    ok(&a1.iter().map(String::as_str).collect::<Vec<_>>());
+    // (Measured at 400k tokens: MMCS 0.9996, 8/8 recovered; without planting, the same SAE's best
+    // matches to these directions average 0.39, 0/8 recovered.)
+    let r = ok(&[
+        "verify",
+        "--truth",
+        &p(&planted),
+        "--sae",
+        &p(&run),
+        "--min-recovered",
+        "0.85",
+        "--min-mmcs",
+        "0.9",
+    ]);
+    assert!(r.stdout.contains("PASS"), "{}", r.stdout);
+    // Control: an SAE trained without the planted features does not "find" them.
+    let control = tmp.path().join("control");
+    let a2 = args(&acts, &control);
+    ok(&a2.iter().map(String::as_str).collect::<Vec<_>>());
+    let r = unravel(
+        &[
+            "verify",
+            "--truth",
+            &p(&planted),
+            "--sae",
+            &p(&control),
+            "--min-recovered",
+            "0.5",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+}

@@ -1,0 +1,180 @@
+//! Planting features into real activations: a copy of a dataset in which one hook's non-special
+//! rows get `n_features` random unit directions added, each active independently with
+//! probability `density`, with magnitude `relative_magnitude × (the hook's mean norm) × Exp(1)`.
+//! The SAE must then find them among the model's own features. Ground truth as for `synth`.
+//!
+//! Memory: one shard at a time (shards hold whole contexts, so a shard is written as one batch).
+
+use std::path::Path;
+
+use arrow_array::{Array, BooleanArray, StringArray, UInt32Array, UInt64Array};
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_distr::{Exp1, StandardNormal};
+
+use super::planted::{PlantedTruth, TRUTH_DIR, TRUTH_FILE};
+use crate::store::{ContextBatch, Dataset, DatasetWriter, Manifest, StoreError, WriterOptions};
+
+/// What to plant, where.
+#[derive(Debug, Clone)]
+pub struct PlantSpec {
+    pub hook: String,
+    pub n_features: usize,
+    pub density: f64,
+    /// Mean magnitude as a multiple of the hook's mean row norm.
+    pub relative_magnitude: f32,
+    pub seed: u64,
+}
+
+fn err(path: &Path, m: impl Into<String>) -> StoreError {
+    StoreError::Batch {
+        path: path.to_path_buf(),
+        message: m.into(),
+    }
+}
+
+/// Writes the planted copy of `src` into `out` and returns the truth (also saved in `out/truth/`).
+pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Result<PlantedTruth> {
+    let m = src.manifest();
+    let hook = src.hook(&spec.hook)?.clone();
+    let d = hook.d;
+    let mean_norm = m.stats.get(&spec.hook).map_or(1.0, |s| s.mean_norm) as f32;
+    let scale = spec.relative_magnitude * mean_norm;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
+    let n = spec.n_features;
+    let mut directions: Vec<f32> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
+    for row in directions.chunks_mut(d) {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|v| *v /= norm);
+    }
+
+    let mut header = Manifest::new(
+        m.model.clone(),
+        m.tokenizer_sha256.clone(),
+        m.hooks.clone(),
+        m.ctx,
+        m.bos,
+        m.corpus.clone(),
+    );
+    header.label_columns = m.label_columns.clone();
+    header.max_tokens = m.max_tokens;
+    let biggest = m.shards.iter().map(|s| s.rows as usize).max().unwrap_or(1);
+    let mut writer = DatasetWriter::create(
+        out,
+        header,
+        WriterOptions {
+            shard_rows: biggest,
+            ..WriterOptions::default()
+        },
+    )?;
+    let mut fired = vec![0u64; n];
+    let mut planted_rows = 0u64;
+    for s in 0..src.shard_count() {
+        let reader = src.shard_reader(s)?;
+        let path = reader.path().to_path_buf();
+        let (mut ids, mut pos, mut tids, mut toks, mut special) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let mut labels: Vec<Vec<Option<String>>> = vec![vec![]; m.label_columns.len()];
+        let mut hooks: Vec<Vec<f32>> = vec![vec![]; m.hooks.len()];
+        for rg in 0..reader.row_groups().len() {
+            let mut cols = vec!["context_id", "position", "token_id", "token", "special"];
+            cols.extend(m.label_columns.iter().map(String::as_str));
+            for batch in reader.read_columns(rg, &cols)? {
+                let c = |i: usize| batch.column(i).clone();
+                let (c0, c1, c2, c3, c4) = (c(0), c(1), c(2), c(3), c(4));
+                let (Some(a), Some(b), Some(t), Some(k), Some(sp)) = (
+                    c0.as_any().downcast_ref::<UInt64Array>(),
+                    c1.as_any().downcast_ref::<UInt32Array>(),
+                    c2.as_any().downcast_ref::<UInt32Array>(),
+                    c3.as_any().downcast_ref::<StringArray>(),
+                    c4.as_any().downcast_ref::<BooleanArray>(),
+                ) else {
+                    return Err(err(&path, "unexpected column types"));
+                };
+                for r in 0..batch.num_rows() {
+                    ids.push(a.value(r));
+                    pos.push(b.value(r));
+                    tids.push(t.value(r));
+                    toks.push(k.value(r).to_string());
+                    special.push(sp.value(r));
+                }
+                for (l, out) in labels.iter_mut().enumerate() {
+                    let col = c(5 + l);
+                    let col = col
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .ok_or_else(|| err(&path, "a label column is not utf8"))?;
+                    out.extend(
+                        (0..col.len()).map(|r| col.is_valid(r).then(|| col.value(r).to_string())),
+                    );
+                }
+            }
+            for (h, info) in m.hooks.iter().enumerate() {
+                hooks[h].extend(reader.read_hook(info, rg, true)?.values);
+            }
+        }
+        let target = m
+            .hooks
+            .iter()
+            .position(|h| h.name == spec.hook)
+            .unwrap_or(0);
+        for (r, row) in hooks[target].chunks_mut(d).enumerate() {
+            if special[r] {
+                continue;
+            }
+            planted_rows += 1;
+            for (i, f) in fired.iter_mut().enumerate() {
+                if rng.random::<f64>() < spec.density {
+                    let a: f32 = rng.sample(Exp1);
+                    *f += 1;
+                    for (o, &w) in row.iter_mut().zip(&directions[i * d..(i + 1) * d]) {
+                        *o += scale * a * w;
+                    }
+                }
+            }
+        }
+        let refs: Vec<&[f32]> = hooks.iter().map(Vec::as_slice).collect();
+        writer.write_batch(&ContextBatch {
+            context_ids: &ids,
+            positions: &pos,
+            token_ids: &tids,
+            tokens: &toks,
+            special: &special,
+            labels: &labels,
+            hooks: &refs,
+        })?;
+    }
+    writer.finish()?;
+    let frequencies: Vec<f32> = fired
+        .iter()
+        .map(|&k| (k as f64 / planted_rows.max(1) as f64) as f32)
+        .collect();
+    let truth_dir = out.join(TRUTH_DIR);
+    std::fs::create_dir_all(&truth_dir).map_err(|e| StoreError::io(&truth_dir, e))?;
+    let to = |e: candle_core::Error| err(&truth_dir, e.to_string());
+    let cpu = Device::Cpu;
+    let tensors = [
+        (
+            "directions",
+            Tensor::from_slice(&directions, (n, d), &cpu).map_err(to)?,
+        ),
+        (
+            "frequencies",
+            Tensor::from_slice(&frequencies, n, &cpu).map_err(to)?,
+        ),
+        (
+            "magnitude_scale",
+            Tensor::from_slice(&[scale], 1, &cpu).map_err(to)?,
+        ),
+    ];
+    let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (*k, v)), None)
+        .map_err(|e| err(&truth_dir, e.to_string()))?;
+    let path = truth_dir.join(TRUTH_FILE);
+    crate::io::write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))?;
+    Ok(PlantedTruth {
+        directions,
+        frequencies,
+        n_features: n,
+        d,
+    })
+}
