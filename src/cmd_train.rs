@@ -162,13 +162,24 @@ struct Bar {
     batch: u64,
 }
 
+impl Bar {
+    /// A line above the bar, or on stderr when there is no bar (not a terminal).
+    fn say(&self, msg: impl AsRef<str>) {
+        if self.bar.is_hidden() {
+            eprintln!("{}", msg.as_ref());
+        } else {
+            self.bar.println(msg.as_ref());
+        }
+    }
+}
+
 impl TrainObserver for Bar {
     fn started(&mut self, total: u64, done: u64, batch: usize, engine: &str) {
         self.batch = batch as u64;
         self.bar.set_length(total * self.batch);
         self.bar.set_position(done * self.batch);
         self.bar.reset_eta();
-        self.bar.println(format!(
+        self.say(format!(
             "training on {engine}: {total} steps of {batch} tokens ({done} done)"
         ));
     }
@@ -181,7 +192,7 @@ impl TrainObserver for Bar {
     }
     fn logged(&mut self, _r: &LogRecord) {}
     fn evaluated(&mut self, r: &EvalRecord) {
-        self.bar.println(format!(
+        self.say(format!(
             "eval at step {}: EV {:.4}  FVU {:.4}  MSE {:.4e}  L0 {:.1}  dead {:.1}%  dense {:.1}%  ({} {} tokens)",
             r.step, r.ev, r.fvu, r.mse, r.l0, r.dead_frac * 100.0, r.dense_frac * 100.0, r.tokens,
             if r.held_out { "held-out" } else { "training" }
@@ -192,7 +203,7 @@ impl TrainObserver for Bar {
             .set_message(format!("checkpoint {}", dir.display()));
     }
     fn note(&mut self, msg: &str) {
-        self.bar.println(msg);
+        self.say(msg);
     }
 }
 
@@ -289,6 +300,15 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
                 e.tokens, if e.held_out { "held-out" } else { "training" }, e.ev, e.fvu, e.mse, e.l0,
                 e.dead_frac * 100.0, e.dense_frac * 100.0
             );
+            if s.resampled > 0 {
+                println!("resampled {} dead features during training", s.resampled);
+            }
+            if s.skipped_rows > 0 {
+                println!(
+                    "dropped {} rows holding NaN/Inf (--skip-nonfinite)",
+                    s.skipped_rows
+                );
+            }
             Ok(())
         }
         Err(SaeError::Interrupted) => {

@@ -117,7 +117,11 @@ fn cmd_plant(a: &PlantArgs) -> Result<()> {
                 .join(", ")
         ),
     };
-    if !(a.density > 0.0 && a.density <= 1.0) || a.features == 0 || a.magnitude.is_nan() || a.magnitude <= 0.0 {
+    if !(a.density > 0.0 && a.density <= 1.0)
+        || a.features == 0
+        || a.magnitude.is_nan()
+        || a.magnitude <= 0.0
+    {
         bail!("--features must be >= 1, --density in (0, 1], --magnitude > 0");
     }
     if a.out.join(unravel::store::MANIFEST_FILE).exists() {

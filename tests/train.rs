@@ -294,6 +294,44 @@ fn unit_norm_recipe_keeps_unit_decoder_rows_and_centres_the_input() {
     ));
     let cfg = json(&run.join("cfg.json"));
     assert_eq!(cfg["apply_b_dec_to_input"], true);
+    // Resampling: start (--from) from an SAE whose second half of latents can never fire
+    // (b_enc = −1000); the unit-norm recipe re-initialises them from badly reconstructed inputs.
+    let (d, s) = (24, 96);
+    let w: Vec<f32> = (0..d * s)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 200.0)
+        .collect();
+    let b_enc: Vec<f32> = (0..s)
+        .map(|j| if j < s / 2 { 0.0 } else { -1000.0 })
+        .collect();
+    let init = tmp.path().join("init");
+    write_saelens(&init, d, s, &w, &w, &b_enc, &vec![0.0; d]);
+    let run2 = tmp.path().join("run2");
+    let r = ok(&train_args(
+        &p(&acts),
+        &p(&run2),
+        &[
+            "--recipe",
+            "unit-norm",
+            "--tokens",
+            "32768",
+            "--dead-window",
+            "4096",
+            "--from",
+            &p(&init),
+        ],
+    ));
+    assert!(
+        r.stdout.contains("resampled 48 dead features"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let e = json(&run2.join("eval.json"));
+    assert!(
+        e["dead_frac"].as_f64().unwrap() < 0.25,
+        "dead after resampling: {}",
+        e["dead_frac"]
+    );
     let state = unravel::sae::checkpoint::load_checkpoint(&run).unwrap();
     for n in state.sae.decoder_norms() {
         assert!((n - 1.0).abs() < 1e-4, "decoder row norm {n}");

@@ -88,6 +88,10 @@ pub struct TrainSummary {
     pub seconds: f64,
     pub final_eval: EvalRecord,
     pub engine: String,
+    /// Dead features resampled (unit-norm recipe).
+    pub resampled: u64,
+    /// Rows dropped for NaN/Inf values (--skip-nonfinite).
+    pub skipped_rows: u64,
 }
 
 /// Picks the engine for the configured device.
@@ -706,6 +710,8 @@ pub fn train(
         seconds: started.elapsed().as_secs_f64(),
         final_eval,
         engine: engine.name(),
+        resampled: counters.resampled,
+        skipped_rows: counters.skipped_rows,
     })
 }
 
