@@ -24,7 +24,12 @@ mod cmd_train;
     about = "Take features out of superposition: hooked GPT-2 / DistilBERT on candle, activation shards, sparse autoencoders, polysemanticity audits.",
     after_help = "Examples:\n  \
 unravel trace --model gpt2 --text \"The cat sat on the mat\" --hooks 'blocks.*.hook_resid_post' --out acts.safetensors\n  \
-unravel trace --model tests/fixtures/tiny-distilbert --file texts.txt --hooks 'blocks.1.mlp.hook_post' --out acts.safetensors\n\n\
+unravel trace --model tests/fixtures/tiny-distilbert --file texts.txt --hooks 'blocks.1.mlp.hook_post' --out acts.safetensors\n  \
+unravel extract --model gpt2 --corpus data/corpus.jsonl --hooks 'blocks.6.hook_resid_post' --out acts/gpt2-resid\n  \
+unravel train --acts acts/gpt2-resid --expansion 8 --tokens 50000000 --out runs/l6\n  \
+unravel eval --sae runs/l6 --acts acts/gpt2-resid --model gpt2\n  \
+unravel synth --features 512 --dims 256 --density 0.1 --out synth/seed000 && unravel train --acts synth/seed000 --d-sae 1024 --tokens 1000000 --out runs/seed000\n  \
+unravel verify --truth synth/seed000 --sae runs/seed000 --min-mmcs 0.98\n\n\
 Run `unravel <command> --help` for each command's flags."
 )]
 struct Cli {
