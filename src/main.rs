@@ -186,6 +186,33 @@ struct SynthArgs {
     /// Storage dtype: f32, f16 or bf16.
     #[arg(long, default_value = "f32")]
     store_dtype: String,
+    /// Magnitude distribution when active: exponential, uniform or half-normal (all mean 1).
+    #[arg(long, default_value = "exponential")]
+    magnitude: String,
+    /// Power-law frequencies: feature i is active with probability density · decay^i.
+    #[arg(long, value_name = "DECAY")]
+    power_law: Option<f64>,
+    /// Importance of feature i = decay^i, scaling its magnitude (1 = all equal).
+    #[arg(long, default_value_t = 1.0, value_name = "DECAY")]
+    importance_decay: f32,
+    /// Directions with no pair closer than this |cosine| (pushed apart), instead of random.
+    #[arg(long, value_name = "COS")]
+    max_cosine: Option<f32>,
+    /// Directions in this many near-parallel clusters (see --cluster-spread).
+    #[arg(long, value_name = "K")]
+    clusters: Option<usize>,
+    /// Spread of a cluster: member = centre + spread × random unit vector.
+    #[arg(long, default_value_t = 0.2)]
+    cluster_spread: f32,
+    /// Co-firing groups of this many consecutive features.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    group_size: usize,
+    /// Mutually exclusive sets of this many consecutive features (one member at a time).
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    exclusive_size: usize,
+    /// Also store every token's feature activations in the truth file (sparse).
+    #[arg(long)]
+    save_activations: bool,
     /// Output dataset folder.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -207,6 +234,24 @@ fn cmd_synth(a: &SynthArgs) -> Result<()> {
     let mut spec =
         unravel::synth::PlantedSpec::new(a.features, a.dims, a.density, a.tokens, a.seed);
     spec.noise = a.noise;
+    spec.magnitude = a
+        .magnitude
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--magnitude {e}"))?;
+    spec.frequency_decay = a.power_law;
+    spec.importance_decay = a.importance_decay;
+    spec.group_size = a.group_size;
+    spec.exclusive_size = a.exclusive_size;
+    spec.save_activations = a.save_activations;
+    spec.directions = match (a.max_cosine, a.clusters) {
+        (Some(_), Some(_)) => bail!("--max-cosine and --clusters exclude each other"),
+        (Some(c), None) => unravel::synth::planted::Directions::MaxCosine(c),
+        (None, Some(k)) => unravel::synth::planted::Directions::Clusters {
+            clusters: k,
+            spread: a.cluster_spread,
+        },
+        (None, None) => unravel::synth::planted::Directions::Random,
+    };
     spec.shard_tokens = a.shard_tokens;
     spec.dtype = a
         .store_dtype
@@ -216,8 +261,8 @@ fn cmd_synth(a: &SynthArgs) -> Result<()> {
     let truth = unravel::synth::write_planted(&spec, &a.out)?;
     let mean_active: f32 = truth.frequencies.iter().sum();
     println!(
-        "planted {} features in {} dims ({:.1}x superposition, {:.2} active per token) over {} tokens in {:.1}s -> {}",
-        a.features, a.dims, a.features as f64 / a.dims as f64, mean_active, a.tokens, t0.elapsed().as_secs_f64(), a.out.display()
+        "planted {} features in {} dims ({:.1}x superposition, {:.2} active per token, max |cos| {:.3}) over {} tokens in {:.1}s -> {}",
+        a.features, a.dims, a.features as f64 / a.dims as f64, mean_active, truth.max_cosine, a.tokens, t0.elapsed().as_secs_f64(), a.out.display()
     );
     Ok(())
 }

@@ -1007,3 +1007,83 @@ fn features_planted_in_real_activations_are_recovered() {
     );
     assert_eq!(r.code, 1, "{}", r.stdout);
 }
+
+#[test]
+fn synth_truth_reconstructs_the_data_exactly() {
+    // With --save-activations the truth holds every token's feature activations: directions ×
+    // activations must give back the stored rows (no noise).
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("s");
+    let r = ok(&[
+        "synth",
+        "--features",
+        "40",
+        "--dims",
+        "16",
+        "--density",
+        "0.1",
+        "--tokens",
+        "2048",
+        "--power-law",
+        "0.97",
+        "--group-size",
+        "2",
+        "--magnitude",
+        "half-normal",
+        "--clusters",
+        "5",
+        "--save-activations",
+        "--seed",
+        "4",
+        "--out",
+        &p(&out),
+    ]);
+    assert!(r.stdout.contains("planted 40 features"), "{}", r.stdout);
+    let t = candle_core::safetensors::load(
+        out.join("truth/ground_truth.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let dirs = t["directions"].to_vec2::<f32>().unwrap();
+    let tok = t["act_token"].to_vec1::<i64>().unwrap();
+    let feat = t["act_feature"].to_vec1::<i64>().unwrap();
+    let val = t["act_value"].to_vec1::<f32>().unwrap();
+    // Co-firing pairs: features 2k and 2k+1 are active on exactly the same tokens.
+    let mut on: std::collections::BTreeSet<(i64, i64)> = Default::default();
+    for (&t_, &f) in tok.iter().zip(&feat) {
+        on.insert((f, t_));
+    }
+    for &(f, t_) in &on {
+        assert!(
+            on.contains(&(f ^ 1, t_)),
+            "feature {f} fired at {t_} without its partner"
+        );
+    }
+    let mut expect = vec![0f32; 2048 * 16];
+    for ((&t_, &f), &v) in tok.iter().zip(&feat).zip(&val) {
+        for j in 0..16 {
+            expect[t_ as usize * 16 + j] += v * dirs[f as usize][j];
+        }
+    }
+    let ds = unravel::store::Dataset::open(&out).unwrap();
+    let mut loader = unravel::store::Loader::new(
+        &ds,
+        &{
+            let mut c = unravel::store::LoaderConfig::new("synthetic", 4096);
+            c.mode = unravel::store::LoaderMode::SinglePass;
+            c
+        },
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let (rows, n) = loader.next_rows().unwrap().unwrap();
+    assert_eq!(n, 2048);
+    let worst = rows
+        .iter()
+        .zip(&expect)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(worst < 1e-4, "truth does not reconstruct the data: {worst}");
+    // Power law: feature 0 is active far more often than feature 39.
+    let f = t["frequencies"].to_vec1::<f32>().unwrap();
+    assert!(f[0] > 2.0 * f[39], "{} vs {}", f[0], f[39]);
+}

@@ -171,10 +171,12 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
         .map_err(|e| err(&truth_dir, e.to_string()))?;
     let path = truth_dir.join(TRUTH_FILE);
     crate::io::write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))?;
+    let max_cosine = super::planted::max_pairwise_cosine(&directions, d);
     Ok(PlantedTruth {
         directions,
         frequencies,
         n_features: n,
         d,
+        max_cosine,
     })
 }

@@ -1,37 +1,100 @@
-//! Planted features: `n_features` random unit directions in `d` dims (superposition when
-//! n_features > d); each token activates each feature independently with probability
-//! `density`, with an Exponential(1) magnitude; the activation is the sum of the active
-//! features' directions times their magnitudes, plus optional Gaussian noise.
+//! Planted features: `n_features` unit directions in `d` dims (superposition when n_features > d);
+//! each token's activation is the sum of its active features' directions times their magnitudes,
+//! plus optional Gaussian noise. Written in the same shard format as `unravel extract` (hook
+//! `synthetic`, no special rows) with the ground truth in `truth/ground_truth.safetensors`.
 //!
-//! Output: a dataset folder (`manifest.json` + shards, hook `synthetic`, no special rows) and
-//! `truth/ground_truth.safetensors` with `directions [n_features, d]` and `frequencies
-//! [n_features]`.
+//! The generative model, every part chosen in [`PlantedSpec`]:
+//! - directions: independent Gaussian (`Random`), pushed apart until no pair has
+//!   |cos| > target (`MaxCosine`), or near-parallel clusters around random centres (`Clusters`);
+//! - frequencies: feature i is active with probability `density` (uniform) or
+//!   `density · decay^i` (power law);
+//! - magnitudes: Exponential(1), Uniform(0, 2) or |Normal(0, 1)|·√(π/2) (all mean 1), times the
+//!   feature's importance `importance_decay^i`;
+//! - structure: consecutive features in co-firing groups of `group_size` (a group fires with its
+//!   first member's probability and then all members fire), or in mutually exclusive sets of
+//!   `exclusive_size` (the set fires with its first member's probability; one member, uniformly);
+//! - noise: N(0, noise²) per dimension.
+//!
+//! Truth tensors: `directions [n, d]`, `frequencies [n]` (measured), `probabilities [n]`
+//! (specified), `importance [n]`, and with `save_activations` the non-zero per-token activations as
+//! `act_token [nnz]` (i64), `act_feature [nnz]` (i64), `act_value [nnz]` (f32).
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Exp1, StandardNormal};
 
 use crate::store::{
     Bos, ContextBatch, CorpusInfo, DatasetWriter, HookInfo, Manifest, ModelInfo, StorageDtype,
-    WriterOptions,
+    StoreError, WriterOptions,
 };
 
 /// The hook (column) name of planted datasets.
 pub const SYNTH_HOOK: &str = "synthetic";
+pub const TRUTH_DIR: &str = "truth";
+pub const TRUTH_FILE: &str = "ground_truth.safetensors";
+
+/// How the planted directions are drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Directions {
+    Random,
+    /// Push pairs apart until every |cos| ≤ the target (or iterations run out; the achieved
+    /// maximum is reported).
+    MaxCosine(f32),
+    /// `clusters` random centres; each feature is its centre plus `spread` × a random direction.
+    Clusters {
+        clusters: usize,
+        spread: f32,
+    },
+}
+
+/// Distribution of a feature's magnitude when active (all with mean 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Magnitude {
+    Exponential,
+    Uniform,
+    HalfNormal,
+}
+
+impl std::str::FromStr for Magnitude {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exponential" => Ok(Magnitude::Exponential),
+            "uniform" => Ok(Magnitude::Uniform),
+            "half-normal" | "abs-normal" => Ok(Magnitude::HalfNormal),
+            o => Err(format!(
+                "`{o}`: expected exponential, uniform or half-normal"
+            )),
+        }
+    }
+}
 
 /// What to plant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlantedSpec {
     pub n_features: usize,
     pub d: usize,
-    /// Probability that a feature is active on a token.
+    /// Probability that feature 0 (every feature, without a power law) is active on a token.
     pub density: f64,
+    /// Power-law frequencies: p_i = density · decay^i (None: all equal).
+    pub frequency_decay: Option<f64>,
+    pub directions: Directions,
+    pub magnitude: Magnitude,
+    /// Importance of feature i = importance_decay^i (scales its magnitude); 1 = all equal.
+    pub importance_decay: f32,
+    /// Co-firing groups of this many consecutive features (1 = independent).
+    pub group_size: usize,
+    /// Mutually exclusive sets of this many consecutive features (1 = none).
+    pub exclusive_size: usize,
     pub tokens: u64,
     pub seed: u64,
     /// Standard deviation of additive Gaussian noise per dimension.
     pub noise: f32,
+    /// Store every token's non-zero feature activations in the truth file.
+    pub save_activations: bool,
     /// Rows per context (grouping only: contexts have no meaning here).
     pub ctx: usize,
     pub shard_tokens: usize,
@@ -39,19 +102,56 @@ pub struct PlantedSpec {
 }
 
 impl PlantedSpec {
-    /// A spec with the defaults used in tests: ctx 64, shards of 16384 rows, f32, no noise.
+    /// Independent features, random directions, Exponential(1) magnitudes, ctx 64, shards of
+    /// 16384 rows, f32, no noise.
     pub fn new(n_features: usize, d: usize, density: f64, tokens: u64, seed: u64) -> PlantedSpec {
         PlantedSpec {
             n_features,
             d,
             density,
+            frequency_decay: None,
+            directions: Directions::Random,
+            magnitude: Magnitude::Exponential,
+            importance_decay: 1.0,
+            group_size: 1,
+            exclusive_size: 1,
             tokens,
             seed,
             noise: 0.0,
+            save_activations: false,
             ctx: 64,
             shard_tokens: 16_384,
             dtype: StorageDtype::F32,
         }
+    }
+
+    /// Activation probability of feature i.
+    pub fn probability(&self, i: usize) -> f64 {
+        match self.frequency_decay {
+            Some(decay) => self.density * decay.powi(i as i32),
+            None => self.density,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.n_features == 0 || self.d == 0 || self.tokens == 0 {
+            return Err("features, dims and tokens must be at least 1".into());
+        }
+        if !(self.density > 0.0 && self.density <= 1.0) {
+            return Err(format!("density {} must be in (0, 1]", self.density));
+        }
+        if let Some(decay) = self.frequency_decay {
+            if !(decay > 0.0 && decay <= 1.0) {
+                return Err(format!("frequency decay {decay} must be in (0, 1]"));
+            }
+        }
+        if self.group_size == 0 || self.exclusive_size == 0 {
+            return Err("group and exclusive-set sizes must be at least 1".into());
+        }
+        if self.group_size > 1 && self.exclusive_size > 1 {
+            return Err("choose co-firing groups or exclusive sets, not both".into());
+        }
+        Ok(())
     }
 }
 
@@ -60,23 +160,156 @@ impl PlantedSpec {
 pub struct PlantedTruth {
     /// `[n_features, d]`, unit rows.
     pub directions: Vec<f32>,
+    /// Measured activation frequencies.
     pub frequencies: Vec<f32>,
     pub n_features: usize,
     pub d: usize,
+    /// Largest |cos| between two planted directions.
+    pub max_cosine: f32,
 }
 
-pub const TRUTH_DIR: &str = "truth";
-pub const TRUTH_FILE: &str = "ground_truth.safetensors";
+fn normalize_rows(m: &mut [f32], d: usize) {
+    for row in m.chunks_mut(d) {
+        let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|v| *v /= n);
+    }
+}
+
+fn gaussian(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.sample(StandardNormal)).collect()
+}
+
+/// Largest |cos| over pairs of unit rows.
+pub fn max_pairwise_cosine(m: &[f32], d: usize) -> f32 {
+    use rayon::prelude::*;
+    let n = m.len() / d;
+    (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let a = &m[i * d..(i + 1) * d];
+            (i + 1..n)
+                .map(|j| crate::sae::model::dot(a, &m[j * d..(j + 1) * d]).abs())
+                .fold(0f32, f32::max)
+        })
+        .reduce(|| 0f32, f32::max)
+}
+
+/// Draws the directions.
+pub fn draw_directions(kind: Directions, n: usize, d: usize, rng: &mut StdRng) -> Vec<f32> {
+    let mut w = gaussian(rng, n * d);
+    match kind {
+        Directions::Random => normalize_rows(&mut w, d),
+        Directions::Clusters { clusters, spread } => {
+            let k = clusters.max(1);
+            let mut centres = gaussian(rng, k * d);
+            normalize_rows(&mut centres, d);
+            normalize_rows(&mut w, d);
+            for (i, row) in w.chunks_mut(d).enumerate() {
+                let c = &centres[(i % k) * d..(i % k + 1) * d];
+                row.iter_mut()
+                    .zip(c)
+                    .for_each(|(v, &c)| *v = c + spread * *v);
+            }
+            normalize_rows(&mut w, d);
+        }
+        Directions::MaxCosine(target) => {
+            normalize_rows(&mut w, d);
+            // Repulsion: move each row away from rows it is too close to, renormalise, repeat.
+            for _ in 0..2000 {
+                if max_pairwise_cosine(&w, d) <= target {
+                    break;
+                }
+                let snapshot = w.clone();
+                {
+                    use rayon::prelude::*;
+                    w.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
+                        let a = &snapshot[i * d..(i + 1) * d];
+                        for (j, b) in snapshot.chunks(d).enumerate() {
+                            if i == j {
+                                continue;
+                            }
+                            let c = crate::sae::model::dot(a, b);
+                            if c.abs() > target {
+                                // Push by the excess only, so crowded rows are not thrown around.
+                                let excess = c - target.copysign(c);
+                                row.iter_mut()
+                                    .zip(b)
+                                    .for_each(|(v, &bv)| *v -= 0.5 * excess * bv);
+                            }
+                        }
+                    });
+                }
+                normalize_rows(&mut w, d);
+            }
+        }
+    }
+    w
+}
+
+fn magnitude(kind: Magnitude, rng: &mut StdRng) -> f32 {
+    match kind {
+        Magnitude::Exponential => rng.sample(Exp1),
+        Magnitude::Uniform => 2.0 * rng.random::<f32>(),
+        Magnitude::HalfNormal => {
+            rng.sample::<f32, _>(StandardNormal).abs() * (std::f32::consts::PI / 2.0).sqrt()
+        }
+    }
+}
+
+/// The active (feature, magnitude) pairs of one token.
+fn draw_token(
+    spec: &PlantedSpec,
+    probs: &[f64],
+    importance: &[f32],
+    rng: &mut StdRng,
+    out: &mut Vec<(usize, f32)>,
+) {
+    out.clear();
+    let n = spec.n_features;
+    let (g, x) = (spec.group_size, spec.exclusive_size);
+    let mut i = 0;
+    while i < n {
+        if g > 1 {
+            let end = (i + g).min(n);
+            if rng.random::<f64>() < probs[i] {
+                for (f, &imp) in importance.iter().enumerate().take(end).skip(i) {
+                    out.push((f, imp * magnitude(spec.magnitude, rng)));
+                }
+            }
+            i = end;
+        } else if x > 1 {
+            let end = (i + x).min(n);
+            if rng.random::<f64>() < probs[i] {
+                let f = i + rng.random_range(0..end - i);
+                out.push((f, importance[f] * magnitude(spec.magnitude, rng)));
+            }
+            i = end;
+        } else {
+            if rng.random::<f64>() < probs[i] {
+                out.push((i, importance[i] * magnitude(spec.magnitude, rng)));
+            }
+            i += 1;
+        }
+    }
+}
+
+fn store_err(dir: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Batch {
+        path: dir.to_path_buf(),
+        message: format!("ground truth: {e}"),
+    }
+}
 
 /// Writes the dataset into `dir` and the truth into `dir/truth/`.
 pub fn write_planted(spec: &PlantedSpec, dir: &Path) -> crate::store::Result<PlantedTruth> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
+    spec.check().map_err(|m| store_err(dir, m))?;
+    let mut rng = StdRng::seed_from_u64(spec.seed);
     let (n, d) = (spec.n_features, spec.d);
-    let mut directions: Vec<f32> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
-    for row in directions.chunks_mut(d) {
-        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-        row.iter_mut().for_each(|v| *v /= norm);
-    }
+    let directions = draw_directions(spec.directions, n, d, &mut rng);
+    let probs: Vec<f64> = (0..n).map(|i| spec.probability(i)).collect();
+    let importance: Vec<f32> = (0..n)
+        .map(|i| spec.importance_decay.powi(i as i32))
+        .collect();
     let hook = HookInfo {
         name: SYNTH_HOOK.into(),
         d,
@@ -114,22 +347,26 @@ pub fn write_planted(spec: &PlantedSpec, dir: &Path) -> crate::store::Result<Pla
     };
     let mut writer = DatasetWriter::create(dir, manifest, options)?;
     let contexts = spec.tokens.div_ceil(spec.ctx as u64);
-    let per_batch = 16u64;
     let mut fired = vec![0u64; n];
+    let (mut act_token, mut act_feature, mut act_value) = (vec![], vec![], vec![]);
+    let mut active = vec![];
     let mut c = 0u64;
+    let mut token = 0i64;
     while c < contexts {
-        let batch = per_batch.min(contexts - c);
+        let batch = 16u64.min(contexts - c);
         let rows = (batch as usize) * spec.ctx;
         let mut acts = vec![0f32; rows * d];
-        for r in 0..rows {
-            let out = &mut acts[r * d..(r + 1) * d];
-            for (i, f) in fired.iter_mut().enumerate() {
-                if rng.random::<f64>() < spec.density {
-                    let a: f32 = rng.sample(Exp1);
-                    *f += 1;
-                    for (o, &w) in out.iter_mut().zip(&directions[i * d..(i + 1) * d]) {
-                        *o += a * w;
-                    }
+        for out in acts.chunks_mut(d) {
+            draw_token(spec, &probs, &importance, &mut rng, &mut active);
+            for &(f, a) in &active {
+                fired[f] += 1;
+                for (o, &w) in out.iter_mut().zip(&directions[f * d..(f + 1) * d]) {
+                    *o += a * w;
+                }
+                if spec.save_activations {
+                    act_token.push(token);
+                    act_feature.push(f as i64);
+                    act_value.push(a);
                 }
             }
             if spec.noise > 0.0 {
@@ -137,20 +374,18 @@ pub fn write_planted(spec: &PlantedSpec, dir: &Path) -> crate::store::Result<Pla
                     *o += spec.noise * rng.sample::<f32, _>(StandardNormal);
                 }
             }
+            token += 1;
         }
         let ids: Vec<u64> = (c..c + batch)
             .flat_map(|k| std::iter::repeat_n(k, spec.ctx))
             .collect();
         let positions: Vec<u32> = (0..rows).map(|r| (r % spec.ctx) as u32).collect();
-        let token_ids = vec![0u32; rows];
-        let tokens = vec![String::new(); rows];
-        let special = vec![false; rows];
         writer.write_batch(&ContextBatch {
             context_ids: &ids,
             positions: &positions,
-            token_ids: &token_ids,
-            tokens: &tokens,
-            special: &special,
+            token_ids: &vec![0u32; rows],
+            tokens: &vec![String::new(); rows],
+            special: &vec![false; rows],
             labels: &[],
             hooks: &[&acts],
         })?;
@@ -159,53 +394,136 @@ pub fn write_planted(spec: &PlantedSpec, dir: &Path) -> crate::store::Result<Pla
     let m = writer.finish()?;
     let total = m.totals.rows.max(1) as f64;
     let frequencies: Vec<f32> = fired.iter().map(|&k| (k as f64 / total) as f32).collect();
+    let max_cosine = max_pairwise_cosine(&directions, d);
     let truth_dir: PathBuf = dir.join(TRUTH_DIR);
-    std::fs::create_dir_all(&truth_dir).map_err(|e| crate::store::StoreError::io(&truth_dir, e))?;
+    std::fs::create_dir_all(&truth_dir).map_err(|e| StoreError::io(&truth_dir, e))?;
     let cpu = Device::Cpu;
-    let tensors = [
+    let e = |x: candle_core::Error| store_err(&truth_dir, x);
+    let probs32: Vec<f32> = probs.iter().map(|&p| p as f32).collect();
+    let mut tensors = vec![
         (
             "directions",
-            Tensor::from_slice(&directions, (n, d), &cpu).map_err(to_store)?,
+            Tensor::from_slice(&directions, (n, d), &cpu).map_err(e)?,
         ),
         (
             "frequencies",
-            Tensor::from_slice(&frequencies, n, &cpu).map_err(to_store)?,
+            Tensor::from_slice(&frequencies, n, &cpu).map_err(e)?,
+        ),
+        (
+            "probabilities",
+            Tensor::from_slice(&probs32, n, &cpu).map_err(e)?,
+        ),
+        (
+            "importance",
+            Tensor::from_slice(&importance, n, &cpu).map_err(e)?,
         ),
     ];
+    if spec.save_activations {
+        let nnz = act_value.len();
+        tensors.push((
+            "act_token",
+            Tensor::from_vec(act_token, nnz, &cpu).map_err(e)?,
+        ));
+        tensors.push((
+            "act_feature",
+            Tensor::from_vec(act_feature, nnz, &cpu).map_err(e)?,
+        ));
+        tensors.push((
+            "act_value",
+            Tensor::from_vec(act_value, nnz, &cpu).map_err(e)?,
+        ));
+    }
     let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (*k, v)), None)
-        .map_err(|e| crate::store::StoreError::Loader(format!("ground truth: {e}")))?;
+        .map_err(|x| store_err(&truth_dir, x))?;
     let path = truth_dir.join(TRUTH_FILE);
-    crate::io::write_atomic(&path, &bytes).map_err(|e| crate::store::StoreError::io(&path, e))?;
+    crate::io::write_atomic(&path, &bytes).map_err(|x| StoreError::io(&path, x))?;
     Ok(PlantedTruth {
         directions,
         frequencies,
         n_features: n,
         d,
+        max_cosine,
     })
 }
 
-fn to_store(e: candle_core::Error) -> crate::store::StoreError {
-    crate::store::StoreError::Loader(format!("ground truth: {e}"))
+/// Mean over ground-truth directions of the best cosine with any of the SAE's decoder rows
+/// (`[d_sae, d]`), and the fraction with best cosine ≥ `threshold` (see `verify` for the full
+/// report).
+pub fn mmcs(truth: &[f32], decoder: &[f32], d: usize, threshold: f32) -> (f64, f64) {
+    let r = super::verify::recovery(truth, &[], decoder, &[], d, threshold);
+    (r.mmcs, r.recovered)
 }
 
-/// Mean over ground-truth directions of the best |cosine| with any of the SAE's decoder rows
-/// (`[d_sae, d]`), and the fraction with best cosine ≥ `threshold`.
-pub fn mmcs(truth: &[f32], decoder: &[f32], d: usize, threshold: f32) -> (f64, f64) {
-    let norms: Vec<f32> = decoder
-        .chunks(d)
-        .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12))
-        .collect();
-    let mut sum = 0f64;
-    let mut hit = 0usize;
-    let n = truth.len() / d;
-    for g in truth.chunks(d) {
-        let best = decoder
-            .chunks(d)
-            .zip(&norms)
-            .map(|(r, nr)| crate::sae::model::dot(g, r) / nr)
-            .fold(f32::MIN, f32::max);
-        sum += best as f64;
-        hit += (best >= threshold) as usize;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rng() -> StdRng {
+        StdRng::seed_from_u64(3)
     }
-    (sum / n.max(1) as f64, hit as f64 / n.max(1) as f64)
+
+    #[test]
+    fn direction_models() {
+        let (n, d) = (64, 16);
+        let random = draw_directions(Directions::Random, n, d, &mut rng());
+        let spread = draw_directions(Directions::MaxCosine(0.5), n, d, &mut rng());
+        assert!(max_pairwise_cosine(&random, d) > 0.6);
+        assert!(
+            max_pairwise_cosine(&spread, d) <= 0.5 + 1e-3,
+            "{}",
+            max_pairwise_cosine(&spread, d)
+        );
+        let clustered = draw_directions(
+            Directions::Clusters {
+                clusters: 4,
+                spread: 0.2,
+            },
+            n,
+            d,
+            &mut rng(),
+        );
+        // Members of one cluster are near-parallel: features 0 and 4 share centre 0.
+        let c = crate::sae::model::dot(&clustered[0..d], &clustered[4 * d..5 * d]);
+        assert!(c > 0.9, "{c}");
+    }
+
+    #[test]
+    fn frequencies_groups_and_exclusive_sets() {
+        let mut spec = PlantedSpec::new(8, 4, 0.5, 1, 0);
+        spec.frequency_decay = Some(0.5);
+        assert!((spec.probability(3) - 0.0625).abs() < 1e-12);
+        let probs: Vec<f64> = vec![0.3; 8];
+        let imp = vec![1.0f32; 8];
+        let mut r = rng();
+        let mut out = vec![];
+        spec.group_size = 4;
+        let (mut together, mut fired) = (0, 0);
+        for _ in 0..2000 {
+            draw_token(&spec, &probs, &imp, &mut r, &mut out);
+            let g0 = out.iter().filter(|(f, _)| *f < 4).count();
+            assert!(g0 == 0 || g0 == 4, "a co-firing group fired partly");
+            together += (g0 == 4) as usize;
+            fired += out.len();
+        }
+        assert!((together as f64 / 2000.0 - 0.3).abs() < 0.04, "{together}");
+        assert!(fired > 0);
+        spec.group_size = 1;
+        spec.exclusive_size = 4;
+        for _ in 0..2000 {
+            draw_token(&spec, &probs, &imp, &mut r, &mut out);
+            assert!(
+                out.iter().filter(|(f, _)| *f < 4).count() <= 1,
+                "an exclusive set fired twice"
+            );
+        }
+        // Magnitudes all have mean 1.
+        for kind in [
+            Magnitude::Exponential,
+            Magnitude::Uniform,
+            Magnitude::HalfNormal,
+        ] {
+            let mean: f32 = (0..20000).map(|_| magnitude(kind, &mut r)).sum::<f32>() / 20000.0;
+            assert!((mean - 1.0).abs() < 0.03, "{kind:?}: {mean}");
+        }
+    }
 }
