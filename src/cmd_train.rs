@@ -649,6 +649,20 @@ pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
             b.recovered * 100.0
         );
     }
+    let plot = dir.join("verify.svg");
+    let points: Vec<(f32, f32)> = r
+        .features
+        .iter()
+        .map(|f| (f.frequency, f.best_cos))
+        .collect();
+    unravel::report::plots::recovery_scatter(
+        &plot,
+        &points,
+        r.threshold,
+        "planted features: best cosine vs frequency",
+    )
+    .map_err(|e| anyhow::anyhow!("cannot write the plot: {e}"))?;
+    println!("  plot: {}", plot.display());
     let out = a.json.clone().unwrap_or_else(|| dir.join("verify.json"));
     unravel::io::write_atomic(&out, serde_json::to_string_pretty(&r)?.as_bytes())
         .with_context(|| format!("--json {}", out.display()))?;

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod inspect;
 pub mod io;
 pub mod models;
+pub mod report;
 pub mod sae;
 pub mod store;
 pub mod synth;

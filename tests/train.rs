@@ -119,6 +119,12 @@ fn training_recovers_planted_features_and_exports_for_saelens() {
             && v["mcc"].as_f64().unwrap() <= v["mmcs"].as_f64().unwrap() + 1e-9
     );
     assert_eq!(v["features"].as_array().unwrap().len(), 48);
+    let svg = std::fs::read_to_string(run.join("verify.svg")).unwrap();
+    assert_eq!(
+        svg.matches("<circle").count(),
+        48,
+        "one point per planted feature"
+    );
     let r = unravel(
         &[
             "verify",
