@@ -646,6 +646,17 @@ fn bad_input_gives_one_clear_line() {
     // Resuming with a different setting is refused with the difference.
     let r = unravel(&["train", "--resume", &run, "--lr", "0.5"], &[]);
     assert!(r.code != 0 && r.stderr.contains("lr"), "{}", r.stderr);
+    // Resuming over a dataset that changed since the run started is refused.
+    let manifest = acts.join("manifest.json");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push('\n');
+    std::fs::write(&manifest, text).unwrap();
+    let r = unravel(&["train", "--resume", &run], &[]);
+    assert!(
+        r.code != 0 && r.stderr.contains("changed since this run started"),
+        "{}",
+        r.stderr
+    );
 
     // eval: an SAE for another width.
     let wide = tmp.path().join("wide");

@@ -369,7 +369,7 @@ pub fn train(
         if info.manifest_sha256 != manifest_sha256 {
             return Err(SaeError::Config(format!(
                 "{} changed since this run started (manifest sha256 {} → {}); resume with the original dataset",
-                cfg.acts.display(), &info.manifest_sha256[..12], &manifest_sha256[..12]
+                cfg.acts.display(), info.manifest_sha256.get(..12).unwrap_or(&info.manifest_sha256), manifest_sha256.get(..12).unwrap_or(&manifest_sha256)
             )));
         }
         let state = checkpoint::load_checkpoint(dir)?;
