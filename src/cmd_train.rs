@@ -74,7 +74,8 @@ pub struct TrainArgs {
     /// Step implementation: auto (fast sparse on CPU, plain candle ops elsewhere), fast or plain.
     #[arg(long)]
     engine: Option<String>,
-    /// Shards held out for evaluation (the last ones; default 1; 0 = evaluate on training data).
+    /// Shards held out for evaluation (the last ones, more while they hold fewer than
+    /// --eval-tokens rows; default 1; 0 = evaluate on training data).
     #[arg(long)]
     eval_shards: Option<usize>,
     /// Tokens per evaluation (default 200k).

@@ -1104,3 +1104,21 @@ fn synth_truth_reconstructs_the_data_exactly() {
     let f = t["frequencies"].to_vec1::<f32>().unwrap();
     assert!(f[0] > 2.0 * f[39], "{} vs {}", f[0], f[39]);
 }
+
+#[test]
+fn a_small_last_shard_is_not_the_whole_held_out_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts");
+    let mut spec = PlantedSpec::new(48, 24, 0.05, 3 * 4096 + 64, 7);
+    spec.shard_tokens = 4096;
+    write_planted(&spec, &acts).unwrap();
+    let run = tmp.path().join("run");
+    ok(&train_args(
+        &p(&acts),
+        &p(&run),
+        &["--tokens", "4096", "--eval-tokens", "1000"],
+    ));
+    let info = json(&run.join("run.json"));
+    assert_eq!(info["eval_shards"], serde_json::json!([2, 3]), "{info}");
+    assert_eq!(json(&run.join("eval.json"))["tokens"].as_u64(), Some(1000));
+}

@@ -160,6 +160,27 @@ fn shards_with_nonfinite(dataset: &Dataset, hook: &str, shards: &[usize]) -> Vec
     bad
 }
 
+/// How many trailing shards to hold out: `eval_shards`, plus more while they hold fewer than
+/// `eval_tokens` rows (a dataset's last shard is often a small remainder), keeping at least half
+/// of the shards for training.
+fn held_out_count(dataset: &Dataset, cfg: &TrainConfig) -> usize {
+    let shards = &dataset.manifest().shards;
+    let rows = |s: &crate::store::ShardInfo| {
+        if cfg.include_special {
+            s.rows
+        } else {
+            s.rows - s.special_rows
+        }
+    };
+    let mut k = cfg.eval_shards;
+    while k < shards.len() / 2
+        && shards[shards.len() - k..].iter().map(rows).sum::<u64>() < cfg.eval_tokens
+    {
+        k += 1;
+    }
+    k
+}
+
 /// A single-pass loader over `shards`.
 fn ordered_loader(
     dataset: &Dataset,
@@ -409,7 +430,7 @@ pub fn train(
                 cfg.acts.display(), dataset.shard_count(), cfg.eval_shards
             )));
         } else {
-            dataset.split(cfg.eval_shards)?
+            dataset.split(held_out_count(&dataset, cfg))?
         };
         let sample = sample_rows(&dataset, cfg, &train_shards, cfg.scale_tokens)?;
         if sample.is_empty() {
