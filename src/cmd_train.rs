@@ -9,7 +9,7 @@ use clap::Args;
 
 use unravel::sae::checkpoint;
 use unravel::sae::config::{EngineChoice, PartialConfig, Recipe, TrainConfig};
-use unravel::sae::train::{self, EvalRecord, LogRecord, TrainObserver};
+use unravel::sae::train::{self, EvalRecord, TrainObserver};
 use unravel::sae::SaeError;
 use unravel::store::Dataset;
 
@@ -191,7 +191,6 @@ impl TrainObserver for Bar {
             dead * 100.0
         ));
     }
-    fn logged(&mut self, _r: &LogRecord) {}
     fn evaluated(&mut self, r: &EvalRecord) {
         self.say(format!(
             "eval at step {}: EV {:.4}  FVU {:.4}  MSE {:.4e}  L0 {:.1}  dead {:.1}%  dense {:.1}%  ({} {} tokens)",
@@ -222,7 +221,6 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
             let hooks = vec![(saved.hook.clone(), saved.d_in)];
             let mut p = a.partial()?;
             p.acts = Some(saved.acts.clone());
-            let base = toml::Value::try_from(&saved).ok();
             let given = PartialConfig {
                 acts: None,
                 ..p.clone()
@@ -239,7 +237,6 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
                     );
                 }
             }
-            let _ = base;
             (saved, dir.clone(), true)
         }
         None => {

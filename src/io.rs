@@ -22,3 +22,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+/// Writes named tensors as a safetensors file, atomically (see [`write_atomic`]).
+pub fn write_safetensors<S: AsRef<str>>(
+    path: &Path,
+    tensors: &[(S, candle_core::Tensor)],
+) -> std::io::Result<()> {
+    let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (k.as_ref(), v)), None)
+        .map_err(std::io::Error::other)?;
+    write_atomic(path, &bytes)
+}

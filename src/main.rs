@@ -219,12 +219,6 @@ struct SynthArgs {
 }
 
 fn cmd_synth(a: &SynthArgs) -> Result<()> {
-    if a.features == 0 || a.dims == 0 || a.tokens == 0 {
-        bail!("--features, --dims and --tokens must be at least 1");
-    }
-    if !(a.density > 0.0 && a.density <= 1.0) {
-        bail!("--density {}: must be in (0, 1]", a.density);
-    }
     if a.out.join(unravel::store::MANIFEST_FILE).exists() {
         bail!(
             "--out {}: already holds a dataset; choose another folder",
@@ -257,6 +251,7 @@ fn cmd_synth(a: &SynthArgs) -> Result<()> {
         .store_dtype
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--store-dtype: {e}"))?;
+    spec.check().map_err(|e| anyhow::anyhow!(e))?;
     let t0 = std::time::Instant::now();
     let truth = unravel::synth::write_planted(&spec, &a.out)?;
     let mean_active: f32 = truth.frequencies.iter().sum();

@@ -60,6 +60,46 @@ fn threads() -> Parallelism {
     }
 }
 
+/// `dst[m,n] (+)= lhs[m,k] · rhs[k,n]` with explicit (row, column) strides of each operand.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    assert!(dst.len() >= m * n);
+    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // Safety: the asserts above keep every strided access inside the slices.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads(),
+        );
+    }
+}
+
 fn fast_path(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
 }
@@ -131,30 +171,15 @@ impl CustomOp3 for LinearBias {
             dst.extend_from_slice(bias);
         }
         let (xs_, ws_) = (xl.stride(), wl.stride());
-        // Safety: offsets/strides come from the layouts of these storages; dst is m × n.
-        unsafe {
-            gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                n as isize,
-                true,
-                x.as_ptr().add(xl.start_offset()),
-                xs_[1] as isize,
-                xs_[0] as isize,
-                w.as_ptr().add(wl.start_offset()),
-                ws_[1] as isize,
-                ws_[0] as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                threads(),
-            );
-        }
+        matmul(
+            (m, n, k),
+            &mut dst,
+            true,
+            &x[xl.start_offset()..],
+            (xs_[0], xs_[1]),
+            &w[wl.start_offset()..],
+            (ws_[0], ws_[1]),
+        );
         Ok((CpuStorage::F32(dst), Shape::from((m, n))))
     }
 }

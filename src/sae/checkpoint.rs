@@ -189,9 +189,7 @@ pub fn save_checkpoint(dir: &Path, state: &TrainerState) -> Result<PathBuf> {
         tensors.push(("features.last_window".into(), to_tensor_u64(c)?));
     }
     let path = tmp_dir.join(STATE_TENSORS);
-    let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), None)
-        .map_err(|e| file_err(&path, e))?;
-    crate::io::write_atomic(&path, &bytes).map_err(|e| file_err(&path, e))?;
+    crate::io::write_safetensors(&path, &tensors).map_err(|e| file_err(&path, e))?;
     let json = StateJson {
         counters: state.counters.clone(),
         adam_t: state.adam.t,
@@ -228,45 +226,48 @@ pub fn has_checkpoint(dir: &Path) -> bool {
     dir.join(CHECKPOINTS_DIR).join(LATEST_FILE).is_file()
 }
 
+/// The raw little-endian bytes of tensor `name`, checked to be `len` elements of `dtype`.
+fn tensor_bytes<'a>(
+    st: &'a safetensors::SafeTensors,
+    name: &str,
+    dtype: safetensors::Dtype,
+    len: usize,
+    path: &Path,
+) -> Result<&'a [u8]> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| file_err(path, format!("tensor `{name}`: {e}")))?;
+    if t.dtype() != dtype || t.data().len() != len * dtype.bitsize() / 8 {
+        return Err(file_err(
+            path,
+            format!("tensor `{name}` has the wrong type or size (expected {len} × {dtype:?})"),
+        ));
+    }
+    Ok(t.data())
+}
+
 fn read_f32(
     st: &safetensors::SafeTensors,
     name: &str,
     len: usize,
     path: &Path,
 ) -> Result<Vec<f32>> {
-    let t = st
-        .tensor(name)
-        .map_err(|e| file_err(path, format!("tensor `{name}`: {e}")))?;
-    if t.dtype() != safetensors::Dtype::F32 || t.data().len() != len * 4 {
-        return Err(file_err(
-            path,
-            format!("tensor `{name}` has the wrong type or size"),
-        ));
-    }
-    Ok(t.data()
-        .chunks_exact(4)
+    let b = tensor_bytes(st, name, safetensors::Dtype::F32, len, path)?;
+    Ok(b.chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect())
 }
 
+/// u64 counters, stored as i64 (candle has no u64).
 fn read_u64(
     st: &safetensors::SafeTensors,
     name: &str,
     len: usize,
     path: &Path,
 ) -> Result<Vec<u64>> {
-    let t = st
-        .tensor(name)
-        .map_err(|e| file_err(path, format!("tensor `{name}`: {e}")))?;
-    if t.dtype() != safetensors::Dtype::I64 || t.data().len() != len * 8 {
-        return Err(file_err(
-            path,
-            format!("tensor `{name}` has the wrong type or size"),
-        ));
-    }
-    Ok(t.data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as u64)
+    let b = tensor_bytes(st, name, safetensors::Dtype::I64, len, path)?;
+    Ok(b.chunks_exact(8)
+        .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as u64)
         .collect())
 }
 
@@ -344,9 +345,7 @@ pub fn export_saelens(dir: &Path, sae: &Sae, densities: &[f64], meta: &ExportMet
         ("b_dec", to_tensor_f32(&sae.b_dec, &[d])?),
     ];
     let path = dir.join("sae_weights.safetensors");
-    let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (*k, v)), None)
-        .map_err(|e| file_err(&path, e))?;
-    crate::io::write_atomic(&path, &bytes).map_err(|e| file_err(&path, e))?;
+    crate::io::write_safetensors(&path, &tensors).map_err(|e| file_err(&path, e))?;
 
     let log_density: Vec<f32> = densities
         .iter()
@@ -354,9 +353,7 @@ pub fn export_saelens(dir: &Path, sae: &Sae, densities: &[f64], meta: &ExportMet
         .collect();
     let sp = [("sparsity", to_tensor_f32(&log_density, &[s])?)];
     let path = dir.join("sparsity.safetensors");
-    let bytes = safetensors::tensor::serialize(sp.iter().map(|(k, v)| (*k, v)), None)
-        .map_err(|e| file_err(&path, e))?;
-    crate::io::write_atomic(&path, &bytes).map_err(|e| file_err(&path, e))?;
+    crate::io::write_safetensors(&path, &sp).map_err(|e| file_err(&path, e))?;
 
     let cfg = serde_json::json!({
         "architecture": "standard",
@@ -401,9 +398,7 @@ pub fn write_export_check(
         ("x_hat", to_tensor_f32(x_hat, &[n, d_in])?),
     ];
     let path = dir.join("export_check.safetensors");
-    let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (*k, v)), None)
-        .map_err(|e| file_err(&path, e))?;
-    crate::io::write_atomic(&path, &bytes).map_err(|e| file_err(&path, e))
+    crate::io::write_safetensors(&path, &tensors).map_err(|e| file_err(&path, e))
 }
 
 /// An SAE in SAELens's layout, read back (local folder).

@@ -9,12 +9,12 @@
 //! choice depends only on the data, so the same inputs give the same bits for a given thread
 //! count (exact resume relies on it).
 
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::model::{axpy, dot, Sae};
 use super::optim::{adam_update, clip_coefficient, global_norm, AdamState, AdamStep};
 use super::step::{Engine, Reconstruction, StepConfig, StepStats};
+use crate::models::fused::matmul;
 
 /// Above this fraction of active (token, feature) pairs the dense GEMM path is faster.
 pub const SPARSE_MAX_DENSITY: f64 = 0.06;
@@ -39,53 +39,6 @@ pub struct FastEngine {
     xin: Vec<f32>,
     /// `[B, d]`: x̂, then G = (2/B)(x̂ − x).
     g: Vec<f32>,
-}
-
-fn threads() -> Parallelism {
-    match rayon::current_num_threads() {
-        0 | 1 => Parallelism::None,
-        n => Parallelism::Rayon(n),
-    }
-}
-
-/// `dst[m,n] (+)= lhs[m,k] · rhs[k,n]` with explicit (row, column) strides of each operand.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    accumulate: bool,
-    lhs: &[f32],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[f32],
-    (rhs_rs, rhs_cs): (usize, usize),
-) {
-    assert!(dst.len() >= m * n);
-    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
-    assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
-    // Safety: the asserts above keep every strided access inside the slices.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            threads(),
-        );
-    }
 }
 
 /// Column sums of `x [rows, n]` in f32 over fixed row chunks (deterministic).

@@ -53,32 +53,33 @@ impl PlainEngine {
         device: &Device,
         dtype: DType,
     ) -> crate::sae::Result<PlainEngine> {
-        let z = |t: &Tensor| t.zeros_like();
-        let params = Self::upload_all(sae, &sae.params(), device, dtype)?;
-        let mut e = PlainEngine {
+        Ok(PlainEngine {
             device: device.clone(),
             dtype,
             cfg,
             d_in: sae.d_in,
             d_sae: sae.d_sae,
             apply_b_dec_to_input: sae.apply_b_dec_to_input,
-            m: [
-                z(&params[0])?,
-                z(&params[1])?,
-                z(&params[2])?,
-                z(&params[3])?,
-            ],
-            v: [
-                z(&params[0])?,
-                z(&params[1])?,
-                z(&params[2])?,
-                z(&params[3])?,
-            ],
-            params,
-            t: 0,
-        };
-        e.restore(sae, adam)?;
-        Ok(e)
+            params: Self::upload_all(sae, &sae.params(), device, dtype)?,
+            m: Self::upload_moments(sae, &adam.m, device, dtype)?,
+            v: Self::upload_moments(sae, &adam.v, device, dtype)?,
+            t: adam.t,
+        })
+    }
+
+    fn upload_moments(
+        sae: &Sae,
+        moments: &[Vec<f32>; 4],
+        device: &Device,
+        dtype: DType,
+    ) -> candle_core::Result<[Tensor; 4]> {
+        let slices = [
+            &moments[0][..],
+            &moments[1][..],
+            &moments[2][..],
+            &moments[3][..],
+        ];
+        Self::upload_all(sae, &slices, device, dtype)
     }
 
     fn shapes(sae: &Sae) -> [Vec<usize>; 4] {
@@ -283,20 +284,8 @@ impl Engine for PlainEngine {
 
     fn restore(&mut self, sae: &Sae, adam: &AdamState) -> crate::sae::Result<()> {
         self.params = Self::upload_all(sae, &sae.params(), &self.device, self.dtype)?;
-        let m = [
-            &adam.m[0][..],
-            &adam.m[1][..],
-            &adam.m[2][..],
-            &adam.m[3][..],
-        ];
-        let v = [
-            &adam.v[0][..],
-            &adam.v[1][..],
-            &adam.v[2][..],
-            &adam.v[3][..],
-        ];
-        self.m = Self::upload_all(sae, &m, &self.device, self.dtype)?;
-        self.v = Self::upload_all(sae, &v, &self.device, self.dtype)?;
+        self.m = Self::upload_moments(sae, &adam.m, &self.device, self.dtype)?;
+        self.v = Self::upload_moments(sae, &adam.v, &self.device, self.dtype)?;
         self.t = adam.t;
         self.apply_b_dec_to_input = sae.apply_b_dec_to_input;
         Ok(())

@@ -394,6 +394,12 @@ pub fn train(
             )));
         }
         let state = checkpoint::load_checkpoint(dir)?;
+        if (state.sae.d_in, state.sae.d_sae) != (cfg.d_in, cfg.d_sae) {
+            return Err(SaeError::Config(format!(
+                "{}: the checkpoint holds a {}→{} SAE but config.toml says {}→{}; restore the run's config.toml",
+                dir.display(), state.sae.d_in, state.sae.d_sae, cfg.d_in, cfg.d_sae
+            )));
+        }
         // Drop metric lines written after the checkpoint.
         if file_len(&metrics_path) > state.counters.metrics_bytes {
             let f = std::fs::OpenOptions::new()
@@ -567,10 +573,21 @@ pub fn train(
         Ok(())
     };
 
+    // A held-out evaluation, appended to metrics.jsonl and reported.
+    let run_eval = |engine: &mut dyn Engine,
+                    counters: &TrainerCounters,
+                    observer: &mut dyn TrainObserver|
+     -> Result<EvalRecord> {
+        let (acc, totals) = evaluate(engine, &dataset, cfg, &eval_set, scale, cfg.eval_tokens)?;
+        let rec = totals.record(&acc, counters.step, counters.tokens, held_out);
+        append_metrics(&metrics_path, &rec)?;
+        observer.evaluated(&rec);
+        Ok(rec)
+    };
+
     let started = Instant::now();
     let mut window_started = Instant::now();
     let mut window_tokens_at_start = counters.tokens;
-    let mut last = (f64::NAN, 0.0, 0.0);
     while counters.step < total {
         if interrupt.load(Ordering::Relaxed) {
             save(engine.as_ref(), &features, &counters, &loader, observer)?;
@@ -624,8 +641,7 @@ pub fn train(
         w.active += stats.active;
         w.grad_norm_sum += stats.grad_norm;
         w.fvu.add(&x, d, stats.sq_err);
-        last = (loss, stats.l0(), features.dead_fraction());
-        observer.stepped(counters.step, last.0, last.1, last.2);
+        observer.stepped(counters.step, loss, stats.l0(), features.dead_fraction());
 
         if counters.step % cfg.log_every == 0 || counters.step == total {
             let w = std::mem::take(&mut counters.window);
@@ -674,37 +690,16 @@ pub fn train(
             }
         }
         if crossed(tokens_before, counters.tokens, cfg.eval_every) && counters.step < total {
-            let (acc, totals) = evaluate(
-                engine.as_mut(),
-                &dataset,
-                cfg,
-                &eval_set,
-                scale,
-                cfg.eval_tokens,
-            )?;
-            let rec = totals.record(&acc, counters.step, counters.tokens, held_out);
-            append_metrics(&metrics_path, &rec)?;
-            observer.evaluated(&rec);
+            run_eval(engine.as_mut(), &counters, observer)?;
         }
         if crossed(tokens_before, counters.tokens, cfg.checkpoint_every) && counters.step < total {
             save(engine.as_ref(), &features, &counters, &loader, observer)?;
         }
         crash_for_tests(counters.step);
     }
-    let _ = last;
 
     // The end: evaluation, checkpoint, export.
-    let (acc, totals) = evaluate(
-        engine.as_mut(),
-        &dataset,
-        cfg,
-        &eval_set,
-        scale,
-        cfg.eval_tokens,
-    )?;
-    let final_eval = totals.record(&acc, counters.step, counters.tokens, held_out);
-    append_metrics(&metrics_path, &final_eval)?;
-    observer.evaluated(&final_eval);
+    let final_eval = run_eval(engine.as_mut(), &counters, observer)?;
     save(engine.as_ref(), &features, &counters, &loader, observer)?;
     export(
         engine.as_mut(),

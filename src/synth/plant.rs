@@ -167,10 +167,8 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
             Tensor::from_slice(&[scale], 1, &cpu).map_err(to)?,
         ),
     ];
-    let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (*k, v)), None)
-        .map_err(|e| err(&truth_dir, e.to_string()))?;
     let path = truth_dir.join(TRUTH_FILE);
-    crate::io::write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))?;
+    crate::io::write_safetensors(&path, &tensors).map_err(|e| StoreError::io(&path, e))?;
     let max_cosine = super::planted::max_pairwise_cosine(&directions, d);
     Ok(PlantedTruth {
         directions,

@@ -133,23 +133,32 @@ impl PlantedSpec {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// Checks the spec; the message names the `unravel synth` flag at fault.
+    pub fn check(&self) -> Result<(), String> {
         if self.n_features == 0 || self.d == 0 || self.tokens == 0 {
-            return Err("features, dims and tokens must be at least 1".into());
+            return Err("--features, --dims and --tokens must be at least 1".into());
         }
         if !(self.density > 0.0 && self.density <= 1.0) {
-            return Err(format!("density {} must be in (0, 1]", self.density));
+            return Err(format!("--density {}: must be in (0, 1]", self.density));
         }
         if let Some(decay) = self.frequency_decay {
             if !(decay > 0.0 && decay <= 1.0) {
-                return Err(format!("frequency decay {decay} must be in (0, 1]"));
+                return Err(format!("--power-law {decay}: must be in (0, 1]"));
             }
         }
+        if let Directions::MaxCosine(c) = self.directions {
+            if !(c > 0.0 && c <= 1.0) {
+                return Err(format!("--max-cosine {c}: must be in (0, 1]"));
+            }
+        }
+        if !(self.importance_decay > 0.0 && self.noise >= 0.0) {
+            return Err("--importance-decay must be positive and --noise non-negative".into());
+        }
         if self.group_size == 0 || self.exclusive_size == 0 {
-            return Err("group and exclusive-set sizes must be at least 1".into());
+            return Err("--group-size and --exclusive-size must be at least 1".into());
         }
         if self.group_size > 1 && self.exclusive_size > 1 {
-            return Err("choose co-firing groups or exclusive sets, not both".into());
+            return Err("choose --group-size or --exclusive-size, not both".into());
         }
         Ok(())
     }
@@ -302,7 +311,10 @@ fn store_err(dir: &Path, e: impl std::fmt::Display) -> StoreError {
 
 /// Writes the dataset into `dir` and the truth into `dir/truth/`.
 pub fn write_planted(spec: &PlantedSpec, dir: &Path) -> crate::store::Result<PlantedTruth> {
-    spec.check().map_err(|m| store_err(dir, m))?;
+    spec.check().map_err(|message| StoreError::Batch {
+        path: dir.to_path_buf(),
+        message,
+    })?;
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let (n, d) = (spec.n_features, spec.d);
     let directions = draw_directions(spec.directions, n, d, &mut rng);
@@ -433,10 +445,8 @@ pub fn write_planted(spec: &PlantedSpec, dir: &Path) -> crate::store::Result<Pla
             Tensor::from_vec(act_value, nnz, &cpu).map_err(e)?,
         ));
     }
-    let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (*k, v)), None)
-        .map_err(|x| store_err(&truth_dir, x))?;
     let path = truth_dir.join(TRUTH_FILE);
-    crate::io::write_atomic(&path, &bytes).map_err(|x| StoreError::io(&path, x))?;
+    crate::io::write_safetensors(&path, &tensors).map_err(|x| StoreError::io(&path, x))?;
     Ok(PlantedTruth {
         directions,
         frequencies,
