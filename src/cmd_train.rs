@@ -157,6 +157,19 @@ fn hooks_of(acts: &Path) -> Result<Vec<(String, usize)>> {
         .collect())
 }
 
+/// A progress bar on stderr when it is a terminal, hidden otherwise.
+pub fn progress_bar(template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::hidden();
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 /// The progress bar: loss, L0, dead %, tokens/s, ETA.
 struct Bar {
     bar: indicatif::ProgressBar,
@@ -265,15 +278,8 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
             }
         });
     }
-    let bar = indicatif::ProgressBar::hidden();
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "[{elapsed_precise}] {bar:25} {human_pos}/{human_len} tok  {per_sec}  ETA {eta}  {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let bar = progress_bar(
+        "[{elapsed_precise}] {bar:25} {human_pos}/{human_len} tok  {per_sec}  ETA {eta}  {msg}",
     );
     let mut obs = Bar {
         bar: bar.clone(),

@@ -550,15 +550,8 @@ fn cmd_extract(a: &ExtractArgs) -> Result<()> {
         resume: a.resume,
         part,
     };
-    let bar = indicatif::ProgressBar::hidden();
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} tokens  {per_sec}  ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let bar = cmd_train::progress_bar(
+        "{spinner} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} tokens  {per_sec}  ETA {eta}",
     );
     let seed = a.model.random_weights.then_some(a.model.seed);
     let report = extract::run(&model, &files, &tokenizer, seed, &plan, |p| {

@@ -344,6 +344,20 @@ fn unit_norm_recipe_keeps_unit_decoder_rows_and_centres_the_input() {
     }
 }
 
+/// The identity SAE in SAELens layout: f = [ReLU(x), ReLU(−x)], x̂ = f·[I; −I] = x exactly.
+fn write_identity_saelens(dir: &Path, d: usize) {
+    let s = 2 * d;
+    let mut w_enc = vec![0f32; d * s];
+    let mut w_dec = vec![0f32; s * d];
+    for j in 0..d {
+        w_enc[j * s + j] = 1.0;
+        w_enc[j * s + d + j] = -1.0;
+        w_dec[j * d + j] = 1.0;
+        w_dec[(d + j) * d + j] = -1.0;
+    }
+    write_saelens(dir, d, s, &w_enc, &w_dec, &vec![0.0; s], &vec![0.0; d]);
+}
+
 /// Writes an SAELens folder by hand.
 fn write_saelens(
     dir: &Path,
@@ -378,17 +392,9 @@ fn eval_gives_the_known_answers() {
     planted(&acts, 16384);
     let d = 24;
     // Identity SAE: f = [ReLU(x), ReLU(−x)], x̂ = f·[I; −I] = x exactly → FVU 0.
-    let s = 2 * d;
-    let mut w_enc = vec![0f32; d * s];
-    let mut w_dec = vec![0f32; s * d];
-    for j in 0..d {
-        w_enc[j * s + j] = 1.0;
-        w_enc[j * s + d + j] = -1.0;
-        w_dec[j * d + j] = 1.0;
-        w_dec[(d + j) * d + j] = -1.0;
-    }
     let ident = tmp.path().join("identity");
-    write_saelens(&ident, d, s, &w_enc, &w_dec, &vec![0.0; s], &vec![0.0; d]);
+    write_identity_saelens(&ident, d);
+    let s = 2 * d;
     ok(&[
         "eval",
         "--sae",
@@ -708,17 +714,8 @@ fn downstream_eval_splices_the_sae_into_gpt2() {
     ]);
     // The identity SAE changes nothing: CE with SAE = clean, KL 0, everything recovered.
     let d = 32;
-    let s = 2 * d;
-    let mut w_enc = vec![0f32; d * s];
-    let mut w_dec = vec![0f32; s * d];
-    for j in 0..d {
-        w_enc[j * s + j] = 1.0;
-        w_enc[j * s + d + j] = -1.0;
-        w_dec[j * d + j] = 1.0;
-        w_dec[(d + j) * d + j] = -1.0;
-    }
     let ident = tmp.path().join("identity");
-    write_saelens(&ident, d, s, &w_enc, &w_dec, &vec![0.0; s], &vec![0.0; d]);
+    write_identity_saelens(&ident, d);
     let r = ok(&[
         "eval",
         "--sae",

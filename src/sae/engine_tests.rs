@@ -54,6 +54,18 @@ fn sae(d: usize, s: usize, april: bool, seed: u64) -> Sae {
     sae
 }
 
+/// A fresh f64 plain engine (the gradient reference).
+fn plain_f64(sae: &Sae, april: bool) -> PlainEngine {
+    PlainEngine::new(
+        sae,
+        &AdamState::zeros(lens(sae)),
+        cfg(april),
+        &Device::Cpu,
+        DType::F64,
+    )
+    .unwrap()
+}
+
 fn lens(s: &Sae) -> [usize; 4] {
     [s.w_enc.len(), s.b_enc.len(), s.w_dec.len(), s.b_dec.len()]
 }
@@ -142,14 +154,7 @@ fn hand_written_gradients_match_autograd_on_both_engines_and_paths() {
         let sae = sae(d, s, april, 9);
         let lam = 0.7f32;
         let reference = autograd_grads(&sae, &x, rows, lam as f64, april);
-        let plain = PlainEngine::new(
-            &sae,
-            &AdamState::zeros(lens(&sae)),
-            cfg(april),
-            &Device::Cpu,
-            DType::F64,
-        )
-        .unwrap();
+        let plain = plain_f64(&sae, april);
         let (pg, _) = plain.gradients(&x, rows, lam).unwrap();
         for k in 0..4 {
             let got = pg[k]
@@ -190,24 +195,10 @@ fn gradients_match_finite_differences() {
     for april in [true, false] {
         let sae = sae(d, s, april, 3);
         let lam = 0.5;
-        let plain = PlainEngine::new(
-            &sae,
-            &AdamState::zeros(lens(&sae)),
-            cfg(april),
-            &Device::Cpu,
-            DType::F64,
-        )
-        .unwrap();
+        let plain = plain_f64(&sae, april);
         let (g, _) = plain.gradients(&x, rows, lam).unwrap();
         let loss = |p: &Sae| -> f64 {
-            let e = PlainEngine::new(
-                p,
-                &AdamState::zeros(lens(p)),
-                cfg(april),
-                &Device::Cpu,
-                DType::F64,
-            )
-            .unwrap();
+            let e = plain_f64(p, april);
             let (_, st) = e.gradients(&x, rows, lam).unwrap();
             st.mse() + lam as f64 * st.l1()
         };
