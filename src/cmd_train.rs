@@ -580,8 +580,26 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "DIR")]
     truth: PathBuf,
     /// The SAE: a run folder or any SAELens-layout folder (or OWNER/REPO[/SUBFOLDER] on the hub).
-    #[arg(long, value_name = "DIR_OR_HUB")]
-    sae: String,
+    #[arg(
+        long,
+        value_name = "DIR_OR_HUB",
+        required_unless_present = "audit",
+        conflicts_with = "audit"
+    )]
+    sae: Option<String>,
+    /// An audit folder (`unravel audit --acts TRUTH_DIR`) to score against planted neurons
+    /// (`unravel synth --neurons`): precision, recall, F1 of the polysemantic ones and their concepts.
+    #[arg(long, value_name = "DIR")]
+    audit: Option<PathBuf>,
+    /// With --audit: fail when the precision at finding polysemantic neurons is below this.
+    #[arg(long)]
+    min_precision: Option<f64>,
+    /// With --audit: fail when the recall at finding polysemantic neurons is below this.
+    #[arg(long)]
+    min_recall: Option<f64>,
+    /// With --audit: fail when the F1 of the (neuron, concept) pairs found is below this.
+    #[arg(long)]
+    min_concept_f1: Option<f64>,
     /// Cosine at which a planted feature counts as recovered (and two latents as duplicates).
     #[arg(long, default_value_t = 0.9)]
     threshold: f32,
@@ -602,15 +620,137 @@ pub struct VerifyArgs {
     json: Option<PathBuf>,
 }
 
+/// Prints the pass/fail table; an error (exit 1) when a check fails.
+fn check_table(checks: &[(&str, f64, String, bool)]) -> Result<()> {
+    if checks.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "  {:<14} {:>8}  {:<10} result",
+        "check", "value", "threshold"
+    );
+    for (name, v, t, pass) in checks {
+        println!(
+            "  {name:<14} {v:>8.4}  {t:<10} {}",
+            if *pass { "PASS" } else { "FAIL" }
+        );
+    }
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.3)
+        .map(|(n, v, t, _)| format!("{n} {v:.4} (wanted {t})"))
+        .collect();
+    if !failed.is_empty() {
+        bail!("verify failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// `verify --audit`: the audit of planted neurons against their truth.
+fn verify_audit(a: &VerifyArgs, audit_dir: &std::path::Path) -> Result<()> {
+    use unravel::synth::neurons::{score_neurons, NeuronTruth};
+    let truth = NeuronTruth::load(&a.truth).map_err(|e| {
+        anyhow::anyhow!("--truth {e} (planted neurons come from `unravel synth --neurons`)")
+    })?;
+    let path = audit_dir.join("audit.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("--audit {}: run `unravel audit` first", path.display()))?;
+    let report: unravel::analysis::report::AuditReport = serde_json::from_str(&text)
+        .with_context(|| format!("--audit {}: not an audit.json", path.display()))?;
+    let side = report
+        .sides
+        .iter()
+        .find(|s| s.kind == "neurons")
+        .ok_or_else(|| anyhow::anyhow!("--audit {}: audits no neurons", path.display()))?;
+    let found: Vec<(String, Vec<String>)> = side
+        .unit_results
+        .iter()
+        .map(|u| {
+            (
+                u.class.clone(),
+                u.concepts.iter().map(|c| c.concept.clone()).collect(),
+            )
+        })
+        .collect();
+    let s = score_neurons(&truth, &found).map_err(|e| anyhow::anyhow!("--audit {e}"))?;
+    println!(
+        "{} planted neurons ({} polysemantic) vs the audit in {} ({} >= {}):",
+        truth.neurons.len(),
+        s.polysemantic.actual,
+        audit_dir.display(),
+        report.score,
+        report.threshold
+    );
+    println!(
+        "  {:<22} {:>9} {:>9} {:>9}",
+        "", "precision", "recall", "F1"
+    );
+    for (name, p) in [
+        ("polysemantic neurons", &s.polysemantic),
+        ("(neuron, concept)", &s.concepts),
+    ] {
+        println!(
+            "  {name:<22} {:>9.4} {:>9.4} {:>9.4}   ({} found, {} true, {} right)",
+            p.precision, p.recall, p.f1, p.predicted, p.actual, p.true_positives
+        );
+    }
+    println!(
+        "  class accuracy (all four classes) {:.4}",
+        s.class_accuracy
+    );
+    let out = a
+        .json
+        .clone()
+        .unwrap_or_else(|| audit_dir.join("verify.json"));
+    unravel::io::write_atomic(&out, serde_json::to_string_pretty(&s)?.as_bytes())
+        .with_context(|| format!("--json {}", out.display()))?;
+    println!("-> {}", out.display());
+    let checks: Vec<(&str, f64, String, bool)> = [
+        a.min_precision.map(|t| {
+            (
+                "precision",
+                s.polysemantic.precision,
+                format!(">= {t}"),
+                s.polysemantic.precision >= t,
+            )
+        }),
+        a.min_recall.map(|t| {
+            (
+                "recall",
+                s.polysemantic.recall,
+                format!(">= {t}"),
+                s.polysemantic.recall >= t,
+            )
+        }),
+        a.min_concept_f1.map(|t| {
+            (
+                "concept F1",
+                s.concepts.f1,
+                format!(">= {t}"),
+                s.concepts.f1 >= t,
+            )
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    check_table(&checks)
+}
+
 pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
+    let sae = match (&a.audit, &a.sae) {
+        (Some(dir), _) => return verify_audit(a, dir),
+        (None, Some(s)) => s.as_str(),
+        (None, None) => bail!("give --sae (planted features) or --audit (planted neurons)"),
+    };
     let (truth, freqs, d) =
         unravel::synth::verify::read_truth(&a.truth).map_err(|e| anyhow::anyhow!("--truth {e}"))?;
-    let dir = checkpoint::locate_saelens(&a.sae, &unravel::models::load::HubOptions::default())?;
+    let dir = checkpoint::locate_saelens(sae, &unravel::models::load::HubOptions::default())?;
     let loaded = checkpoint::load_saelens(&dir)?;
     if loaded.sae.d_in != d {
         bail!(
             "--sae {}: the SAE reads d_in = {}, the planted directions have d = {d}",
-            a.sae,
+            sae,
             loaded.sae.d_in
         );
     }
@@ -692,25 +832,5 @@ pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
     .into_iter()
     .flatten()
     .collect();
-    if !checks.is_empty() {
-        println!(
-            "  {:<14} {:>8}  {:<10} result",
-            "check", "value", "threshold"
-        );
-        for (name, v, t, pass) in &checks {
-            println!(
-                "  {name:<14} {v:>8.4}  {t:<10} {}",
-                if *pass { "PASS" } else { "FAIL" }
-            );
-        }
-        let failed: Vec<String> = checks
-            .iter()
-            .filter(|c| !c.3)
-            .map(|(n, v, t, _)| format!("{n} {v:.4} (wanted {t})"))
-            .collect();
-        if !failed.is_empty() {
-            bail!("verify failed: {}", failed.join(", "));
-        }
-    }
-    Ok(())
+    check_table(&checks)
 }

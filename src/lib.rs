@@ -4,6 +4,7 @@
 //! `extract` (activations into parquet shards, via `store`) / `trace` (hooks of a few texts to
 //! safetensors). Later stages import only stages to their left.
 
+pub mod analysis;
 pub mod corpus;
 pub mod device;
 pub mod extract;

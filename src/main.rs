@@ -15,6 +15,7 @@ use unravel::models::{Model, ModelOptions};
 use unravel::store::StorageDtype;
 use unravel::{extract, trace};
 
+mod cmd_audit;
 mod cmd_train;
 
 #[derive(Parser)]
@@ -68,6 +69,10 @@ enum Command {
     /// Check an SAE against planted ground truth: MMCS, MCC (Hungarian), recovered fraction, duplicates.
     #[command(after_help = cmd_train::VERIFY_EXAMPLES)]
     Verify(cmd_train::VerifyArgs),
+    /// Which neurons / SAE features are polysemantic: score every unit x concept, write audit.json,
+    /// scores.csv and an HTML report.
+    #[command(after_help = cmd_audit::AUDIT_EXAMPLES)]
+    Audit(cmd_audit::AuditArgs),
     /// Copy an activation dataset with planted features added to one hook (ground truth beside it).
     #[command(after_help = PLANT_EXAMPLES)]
     Plant(PlantArgs),
@@ -157,9 +162,14 @@ fn cmd_plant(a: &PlantArgs) -> Result<()> {
 const SYNTH_EXAMPLES: &str = "Examples:\n  \
 # 512 features in 256 dims, each active with probability 0.1, Exponential(1) magnitudes\n  \
 unravel synth --features 512 --dims 256 --density 0.1 --tokens 1000000 --seed 7 --out synth/seed000\n  \
-unravel train --acts synth/seed000 --d-sae 1024 --tokens 1000000 --out runs/seed000\n\n\
+unravel train --acts synth/seed000 --d-sae 1024 --tokens 1000000 --out runs/seed000\n\n  \
+# planted polysemantic neurons: the audit's ground truth\n  \
+unravel synth --neurons 256 --concepts 16 --tokens 200000 --out synth/neurons\n  \
+unravel audit --acts synth/neurons --out audits/planted\n  \
+unravel verify --truth synth/neurons --audit audits/planted --min-precision 0.95 --min-recall 0.95\n\n\
 The dataset has one hook column, `synthetic`; the ground truth (directions [features, dims],\n\
-frequencies [features]) is in OUT/truth/ground_truth.safetensors.";
+frequencies [features]) is in OUT/truth/ground_truth.safetensors. With --neurons: hook `neurons`,\n\
+label columns label.c00 ..., truth in OUT/truth/neurons.json.";
 
 #[derive(Args)]
 struct SynthArgs {
@@ -213,6 +223,73 @@ struct SynthArgs {
     /// Also store every token's feature activations in the truth file (sparse).
     #[arg(long)]
     save_activations: bool,
+    /// Planted polysemantic neurons instead of features: this many neurons (hook `neurons`,
+    /// one label column per concept, truth in OUT/truth/neurons.json).
+    #[arg(long, value_name = "N", help_heading = "Planted neurons (--neurons)")]
+    neurons: Option<usize>,
+    /// Concepts (label columns c00, c01, ...).
+    #[arg(
+        long,
+        default_value_t = 16,
+        help_heading = "Planted neurons (--neurons)"
+    )]
+    concepts: usize,
+    /// Probability that a token carries a concept.
+    #[arg(
+        long,
+        default_value_t = 0.05,
+        help_heading = "Planted neurons (--neurons)"
+    )]
+    concept_density: f64,
+    /// Fraction of neurons responding to 2..=K-MAX unrelated concepts.
+    #[arg(
+        long,
+        default_value_t = 0.3,
+        help_heading = "Planted neurons (--neurons)"
+    )]
+    polysemantic: f64,
+    /// Fraction responding to one concept.
+    #[arg(
+        long,
+        default_value_t = 0.3,
+        help_heading = "Planted neurons (--neurons)"
+    )]
+    monosemantic: f64,
+    /// Fraction that never fire (the rest fire at random: unexplained).
+    #[arg(
+        long,
+        default_value_t = 0.05,
+        help_heading = "Planted neurons (--neurons)"
+    )]
+    dead: f64,
+    /// Most concepts of one polysemantic neuron.
+    #[arg(
+        long,
+        default_value_t = 3,
+        help_heading = "Planted neurons (--neurons)"
+    )]
+    k_max: usize,
+    /// Probability that a neuron misses a token of its concept.
+    #[arg(
+        long,
+        default_value_t = 0.1,
+        help_heading = "Planted neurons (--neurons)"
+    )]
+    miss: f64,
+    /// Probability of a spurious Exp(1) firing on any token.
+    #[arg(
+        long,
+        default_value_t = 0.01,
+        help_heading = "Planted neurons (--neurons)"
+    )]
+    spurious: f64,
+    /// Concept 2i+1 also joins concept 2i's tokens with this probability (co-occurrence).
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        help_heading = "Planted neurons (--neurons)"
+    )]
+    overlap: f64,
     /// Output dataset folder.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -224,6 +301,9 @@ fn cmd_synth(a: &SynthArgs) -> Result<()> {
             "--out {}: already holds a dataset; choose another folder",
             a.out.display()
         );
+    }
+    if let Some(n) = a.neurons {
+        return synth_neurons(a, n);
     }
     let mut spec =
         unravel::synth::PlantedSpec::new(a.features, a.dims, a.density, a.tokens, a.seed);
@@ -258,6 +338,32 @@ fn cmd_synth(a: &SynthArgs) -> Result<()> {
     println!(
         "planted {} features in {} dims ({:.1}x superposition, {:.2} active per token, max |cos| {:.3}) over {} tokens in {:.1}s -> {}",
         a.features, a.dims, a.features as f64 / a.dims as f64, mean_active, truth.max_cosine, a.tokens, t0.elapsed().as_secs_f64(), a.out.display()
+    );
+    Ok(())
+}
+
+fn synth_neurons(a: &SynthArgs, n: usize) -> Result<()> {
+    use unravel::synth::neurons::{write_neurons, NeuronSpec};
+    let mut spec = NeuronSpec::new(n, a.tokens, a.seed);
+    spec.concepts = a.concepts;
+    spec.concept_density = a.concept_density;
+    spec.polysemantic = a.polysemantic;
+    spec.monosemantic = a.monosemantic;
+    spec.dead = a.dead;
+    spec.k_max = a.k_max;
+    spec.miss = a.miss;
+    spec.spurious = a.spurious;
+    spec.overlap = a.overlap;
+    spec.noise = if a.noise > 0.0 { a.noise } else { spec.noise };
+    spec.shard_tokens = a.shard_tokens;
+    spec.check().map_err(|e| anyhow::anyhow!(e))?;
+    let t0 = std::time::Instant::now();
+    let truth = write_neurons(&spec, &a.out)?;
+    let count = |c: &str| truth.neurons.iter().filter(|p| p.class == c).count();
+    println!(
+        "planted {n} neurons ({} polysemantic, {} monosemantic, {} unexplained, {} dead) over {} concepts and {} tokens in {:.1}s -> {}",
+        count("polysemantic"), count("monosemantic"), count("unexplained"), count("dead"),
+        spec.concepts, a.tokens, t0.elapsed().as_secs_f64(), a.out.display()
     );
     Ok(())
 }
@@ -634,6 +740,7 @@ fn main() -> ExitCode {
         Command::Synth(a) => cmd_synth(a),
         Command::Verify(a) => cmd_train::cmd_verify(a),
         Command::Plant(a) => cmd_plant(a),
+        Command::Audit(a) => cmd_audit::cmd_audit(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -120,6 +120,36 @@ impl Sae {
         out
     }
 
+    /// Feature activations of `x [rows, d_in]` laid out feature-major, `[d_sae, rows]` (one
+    /// contiguous row per feature: what per-feature statistics scan). One GEMM.
+    pub fn encode_feature_major(&self, x: &[f32]) -> Vec<f32> {
+        let d = self.d_in;
+        let rows = x.len() / d.max(1);
+        let xin: std::borrow::Cow<[f32]> = if self.apply_b_dec_to_input {
+            let mut v = x.to_vec();
+            v.chunks_mut(d)
+                .for_each(|r| r.iter_mut().zip(&self.b_dec).for_each(|(a, b)| *a -= b));
+            v.into()
+        } else {
+            x.into()
+        };
+        let mut out = vec![0f32; self.d_sae * rows];
+        // out[i, t] = Σ_j w_enc[i, j] · xin[t, j]
+        crate::models::fused::matmul(
+            (self.d_sae, rows, d),
+            &mut out,
+            false,
+            &self.w_enc,
+            (d, 1),
+            &xin,
+            (1, d),
+        );
+        out.par_chunks_mut(rows.max(1))
+            .zip(&self.b_enc)
+            .for_each(|(f, &b)| f.iter_mut().for_each(|v| *v = (*v + b).max(0.0)));
+        out
+    }
+
     /// Reconstructions `[rows, d_in]` of dense feature activations `f [rows, d_sae]`.
     pub fn decode(&self, f: &[f32]) -> Vec<f32> {
         let d = self.d_in;
@@ -297,6 +327,27 @@ mod tests {
             for (a, b) in back.w_enc.iter().zip(&sae.w_enc) {
                 assert!((a - b).abs() < 1e-6);
             }
+        }
+    }
+
+    #[test]
+    fn feature_major_encode_is_the_transpose_of_encode() {
+        for apply in [false, true] {
+            let mut sae = Sae::init_april(8, 12, 0.5, 1);
+            sae.apply_b_dec_to_input = apply;
+            sae.b_dec = (0..8).map(|i| i as f32 * 0.1 - 0.3).collect();
+            sae.b_enc = (0..12).map(|i| (i % 3) as f32 * 0.05 - 0.05).collect();
+            let x: Vec<f32> = (0..5 * 8)
+                .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.2)
+                .collect();
+            let f = sae.encode(&x);
+            let ft = sae.encode_feature_major(&x);
+            for t in 0..5 {
+                for i in 0..12 {
+                    assert!((f[t * 12 + i] - ft[i * 5 + t]).abs() < 1e-6);
+                }
+            }
+            assert!(f.iter().any(|&v| v == 0.0) && f.iter().any(|&v| v > 0.0));
         }
     }
 

@@ -55,7 +55,7 @@ pub use manifest::{
     merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part, Totals, FORMAT,
     FORMAT_VERSION, MANIFEST_FILE,
 };
-pub use reader::{Dataset, HookRows, ShardReader};
+pub use reader::{Dataset, HookRows, ShardReader, TokenRows};
 pub use schema::{HookInfo, StorageDtype, DTYPE_METADATA_KEY};
 pub use shard::{
     ContextBatch, ShardInfo, ShardWriter, ShardWriterBuilder, DEFAULT_ROW_GROUP_ROWS,

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_array::{Array, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Schema};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{Result, StoreError};
 use super::manifest::Manifest;
-use super::schema::{decode_hook, HookInfo, FIXED_COLUMNS, SPECIAL};
+use super::schema::{decode_hook, HookInfo, CONTEXT_ID, FIXED_COLUMNS, POSITION, SPECIAL, TOKEN};
 
 /// Rows per decoded Arrow batch: small enough that the parquet reader's buffers are reused from
 /// the allocator's free lists (whole row groups at once cost page faults on every read).
@@ -276,6 +276,88 @@ impl ShardReader {
             rows: values.len() / hook.d.max(1),
             values,
         })
+    }
+}
+
+/// Every row of one row group with its token columns, chosen label columns and (optionally) one
+/// hook: what an analysis that needs the text beside the activations reads.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRows {
+    pub context_id: Vec<u64>,
+    pub position: Vec<u32>,
+    pub token: Vec<String>,
+    pub special: Vec<bool>,
+    /// One column per requested label column, one value per row.
+    pub labels: Vec<Vec<Option<String>>>,
+    /// Hook values, `rows × d` row-major (empty without a hook).
+    pub acts: Vec<f32>,
+}
+
+impl ShardReader {
+    /// Reads all rows of one row group: token columns, the label columns `labels` and `hook`.
+    pub fn read_token_rows(
+        &self,
+        row_group: usize,
+        hook: Option<&HookInfo>,
+        labels: &[String],
+    ) -> Result<TokenRows> {
+        let mut columns = vec![CONTEXT_ID, POSITION, TOKEN, SPECIAL];
+        columns.extend(labels.iter().map(String::as_str));
+        if let Some(h) = hook {
+            columns.push(&h.name);
+        }
+        let batches = self.read_columns(row_group, &columns)?;
+        let bad = |m: String| StoreError::format(&self.path, m);
+        let mut out = TokenRows {
+            labels: vec![vec![]; labels.len()],
+            ..TokenRows::default()
+        };
+        for batch in &batches {
+            let col = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .ok_or_else(|| bad(format!("has no column {name}")))
+            };
+            let typed = |name: &str| bad(format!("column {name} has an unexpected type"));
+            let ids = col(CONTEXT_ID)?;
+            let ids = ids
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .ok_or_else(|| typed(CONTEXT_ID))?;
+            out.context_id.extend(ids.values().iter());
+            let pos = col(POSITION)?;
+            let pos = pos
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .ok_or_else(|| typed(POSITION))?;
+            out.position.extend(pos.values().iter());
+            let tok = col(TOKEN)?;
+            let tok = tok
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| typed(TOKEN))?;
+            out.token
+                .extend((0..tok.len()).map(|i| tok.value(i).to_string()));
+            let sp = col(SPECIAL)?;
+            let sp = sp
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| typed(SPECIAL))?;
+            out.special.extend((0..sp.len()).map(|i| sp.value(i)));
+            for (k, name) in labels.iter().enumerate() {
+                let c = col(name)?;
+                let c = c
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or_else(|| typed(name))?;
+                out.labels[k]
+                    .extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i).to_string())));
+            }
+            if let Some(h) = hook {
+                decode_hook(col(&h.name)?.as_ref(), h, None, &mut out.acts).map_err(bad)?;
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -3,6 +3,7 @@
 //! against a known answer.
 
 pub mod plant;
+pub mod neurons;
 pub mod planted;
 pub mod verify;
 

@@ -1,0 +1,823 @@
+//! The polysemanticity audit: every unit × concept scored in one streaming pass.
+//!
+//! Units are a hook's dimensions (neurons) or an SAE's features (encoded on the fly from the
+//! hook the SAE reads). For unit k with activation a and concept c (definitions also in the
+//! README, "Audit"):
+//! - selectivity = (μ⁺_on − μ⁺_off) / (μ⁺_on + μ⁺_off), clipped below at 0, where μ⁺ is the mean
+//!   of max(a, 0) over tokens with / without c;
+//! - AUROC of a for c, from a histogram of a with quantile bins (ties within a bin count ½);
+//! - top-k share: fraction of the unit's k highest activations that carry c;
+//! - IoU (Network Dissection): |{a > T} ∩ c| / |{a > T} ∪ c|, T = the unit's top-0.5% quantile
+//!   (at least 0);
+//! - support: concept tokens on which a > 0.
+//!
+//! A concept passes when the chosen score ≥ threshold and support ≥ min_support. A unit is dead
+//! when it is never > 0, polysemantic when two passing concepts are unrelated (overlap
+//! coefficient below `related_overlap`), monosemantic when some concept passes, unexplained
+//! otherwise.
+//!
+//! Memory is bounded by units × concepts × bins, whatever the number of tokens: the quantile bin
+//! edges come from a sample of row groups read first.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+
+use super::blocks::{Block, BlockStream, RowAddr};
+use super::concepts::Labeler;
+use super::report::*;
+use crate::sae::Sae;
+use crate::store::{Dataset, HookInfo};
+
+/// Histogram bins per unit (quantile edges; at most this many + 1 bins).
+const BINS: usize = 32;
+/// Rows scored at once (bounds the feature-major buffer: units × ROWS_PER_CHUNK floats).
+const ROWS_PER_CHUNK: usize = 1024;
+/// Network Dissection's activation quantile for the IoU mask.
+const IOU_QUANTILE: f64 = 0.995;
+
+/// Which score the threshold applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreKind {
+    Selectivity,
+    /// 2·AUROC − 1, clipped below at 0, so that the same threshold scale applies.
+    Auroc,
+    Topk,
+    Iou,
+}
+
+impl ScoreKind {
+    pub fn parse(s: &str) -> Result<ScoreKind, String> {
+        match s {
+            "selectivity" => Ok(ScoreKind::Selectivity),
+            "auroc" => Ok(ScoreKind::Auroc),
+            "topk" => Ok(ScoreKind::Topk),
+            "iou" => Ok(ScoreKind::Iou),
+            _ => Err(format!(
+                "--score {s}: expected selectivity, auroc, topk or iou"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ScoreKind::Selectivity => "selectivity",
+            ScoreKind::Auroc => "auroc",
+            ScoreKind::Topk => "topk",
+            ScoreKind::Iou => "iou",
+        }
+    }
+
+    pub fn of(self, s: &Scores) -> f64 {
+        match self {
+            ScoreKind::Selectivity => s.selectivity,
+            ScoreKind::Auroc => (2.0 * s.auroc - 1.0).max(0.0),
+            ScoreKind::Topk => s.topk,
+            ScoreKind::Iou => s.iou,
+        }
+    }
+}
+
+/// Audit settings.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    pub score: ScoreKind,
+    pub threshold: f64,
+    pub min_support: u64,
+    pub top_k: usize,
+    pub related_overlap: f64,
+    /// Rows sampled (from evenly spaced row groups) to place the histogram bins.
+    pub sample_rows: usize,
+    /// Cards per side in the report.
+    pub cards: usize,
+    /// Examples per card.
+    pub examples: usize,
+    /// Tokens shown on each side of an example's top token.
+    pub window: usize,
+    /// Stop after this many scored tokens (None: all).
+    pub max_tokens: Option<u64>,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            score: ScoreKind::Selectivity,
+            threshold: 0.3,
+            min_support: 10,
+            top_k: 50,
+            related_overlap: 0.5,
+            sample_rows: 32_768,
+            cards: 32,
+            examples: 5,
+            window: 12,
+            max_tokens: None,
+        }
+    }
+}
+
+/// What to audit: the units of one side.
+pub enum UnitSource {
+    /// The dimensions of a hook.
+    Neurons { hook: HookInfo },
+    /// The features of an SAE reading `hook` (weights with any input scaling folded in).
+    Features {
+        hook: HookInfo,
+        sae: Box<Sae>,
+        name: String,
+    },
+}
+
+impl UnitSource {
+    fn hook(&self) -> &HookInfo {
+        match self {
+            UnitSource::Neurons { hook } | UnitSource::Features { hook, .. } => hook,
+        }
+    }
+
+    fn units(&self) -> usize {
+        match self {
+            UnitSource::Neurons { hook } => hook.d,
+            UnitSource::Features { sae, .. } => sae.d_sae,
+        }
+    }
+
+    /// Unit-major activations `[units, rows]` of the hook rows `x [rows, d]`.
+    fn activations(&self, x: &[f32]) -> Vec<f32> {
+        match self {
+            UnitSource::Neurons { hook } => {
+                let d = hook.d;
+                let rows = x.len() / d;
+                let mut out = vec![0f32; d * rows];
+                out.par_chunks_mut(rows.max(1))
+                    .enumerate()
+                    .for_each(|(u, col)| {
+                        for (r, v) in col.iter_mut().enumerate() {
+                            *v = x[r * d + u];
+                        }
+                    });
+                out
+            }
+            UnitSource::Features { sae, .. } => sae.encode_feature_major(x),
+        }
+    }
+
+    /// One unit's activation on one hook row.
+    fn activation(&self, unit: usize, x: &[f32]) -> f32 {
+        match self {
+            UnitSource::Neurons { .. } => x[unit],
+            UnitSource::Features { sae, .. } => {
+                let d = sae.d_in;
+                let w = &sae.w_enc[unit * d..(unit + 1) * d];
+                let mut pre = sae.b_enc[unit];
+                for j in 0..d {
+                    let xin = if sae.apply_b_dec_to_input {
+                        x[j] - sae.b_dec[j]
+                    } else {
+                        x[j]
+                    };
+                    pre += w[j] * xin;
+                }
+                pre.max(0.0)
+            }
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            UnitSource::Neurons { .. } => "neurons",
+            UnitSource::Features { .. } => "features",
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            UnitSource::Neurons { hook } => hook.name.clone(),
+            UnitSource::Features { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// One of a unit's top activations.
+#[derive(Debug, Clone, Copy)]
+struct Top {
+    value: f32,
+    addr: RowAddr,
+    concepts: u128,
+}
+
+/// Running statistics of one unit.
+struct UnitAcc {
+    /// Sorted, distinct quantile edges; bin b holds values in (edge[b-1], edge[b]].
+    edges: Vec<f32>,
+    zero_bin: usize,
+    /// IoU mask threshold.
+    t: f32,
+    hist_all: Vec<u64>,
+    /// `[concepts, BINS + 1]`.
+    hist_on: Vec<u32>,
+    /// Rows with a ≠ 0 (zeros are added to their bin at the end).
+    nonzero: u64,
+    sum_pos: f64,
+    sum_on: Vec<f64>,
+    fires: u64,
+    fires_on: Vec<u32>,
+    active: u64,
+    active_on: Vec<u32>,
+    max: f32,
+    top: Vec<Top>,
+    top_min: usize,
+}
+
+impl UnitAcc {
+    fn new(mut sample: Vec<f32>, concepts: usize) -> UnitAcc {
+        sample.sort_by(f32::total_cmp);
+        let n = sample.len();
+        let mut edges: Vec<f32> = (1..BINS)
+            .filter_map(|j| sample.get(j * n / BINS).copied())
+            .collect();
+        edges.push(0.0);
+        edges.sort_by(f32::total_cmp);
+        edges.dedup();
+        let t = if n == 0 {
+            0.0
+        } else {
+            sample[((IOU_QUANTILE * n as f64) as usize).min(n - 1)].max(0.0)
+        };
+        let zero_bin = edges.partition_point(|&e| e < 0.0);
+        UnitAcc {
+            edges,
+            zero_bin,
+            t,
+            hist_all: vec![0; BINS + 1],
+            hist_on: vec![0; concepts * (BINS + 1)],
+            nonzero: 0,
+            sum_pos: 0.0,
+            sum_on: vec![0.0; concepts],
+            fires: 0,
+            fires_on: vec![0; concepts],
+            active: 0,
+            active_on: vec![0; concepts],
+            max: f32::NEG_INFINITY,
+            top: vec![],
+            top_min: 0,
+        }
+    }
+
+    /// Adds one unit's activations over a chunk of rows.
+    fn add(&mut self, acts: &[f32], masks: &[u128], addr: &[RowAddr], k: usize) {
+        for ((&a, &m), &ad) in acts.iter().zip(masks).zip(addr) {
+            if a == 0.0 {
+                continue;
+            }
+            self.nonzero += 1;
+            let bin = self.edges.partition_point(|&e| e < a);
+            self.hist_all[bin] += 1;
+            let pos = a.max(0.0) as f64;
+            self.sum_pos += pos;
+            let fires = a > 0.0;
+            let active = a > self.t;
+            self.fires += fires as u64;
+            self.active += active as u64;
+            self.max = self.max.max(a);
+            let mut bits = m;
+            while bits != 0 {
+                let c = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                self.hist_on[c * (BINS + 1) + bin] += 1;
+                self.sum_on[c] += pos;
+                self.fires_on[c] += fires as u32;
+                self.active_on[c] += active as u32;
+            }
+            self.push_top(
+                Top {
+                    value: a,
+                    addr: ad,
+                    concepts: m,
+                },
+                k,
+            );
+        }
+    }
+
+    /// Keeps the k highest activations (earliest row first among equals).
+    fn push_top(&mut self, t: Top, k: usize) {
+        if self.top.len() < k {
+            self.top.push(t);
+            if self.top.len() == k {
+                self.top_min = argmin(&self.top);
+            }
+        } else if k > 0 && t.value > self.top[self.top_min].value {
+            self.top[self.top_min] = t;
+            self.top_min = argmin(&self.top);
+        }
+    }
+
+    /// Puts the zeros into their bin; `counts[c]` = tokens carrying c, `n` = all tokens.
+    fn finish(&mut self, counts: &[u64], n: u64) {
+        self.hist_all[self.zero_bin] += n - self.nonzero;
+        for (c, &count) in counts.iter().enumerate() {
+            let row = &mut self.hist_on[c * (BINS + 1)..(c + 1) * (BINS + 1)];
+            let seen: u64 = row.iter().map(|&v| v as u64).sum();
+            row[self.zero_bin] += (count - seen) as u32;
+        }
+        self.top
+            .sort_by(|a, b| b.value.total_cmp(&a.value).then(a.addr.cmp(&b.addr)));
+        if self.fires == 0 && self.max <= 0.0 {
+            self.max = self.max.max(0.0);
+        }
+    }
+
+    fn scores(&self, c: usize, count: u64, n: u64) -> Scores {
+        let off = n - count;
+        let mu_on = if count > 0 {
+            self.sum_on[c] / count as f64
+        } else {
+            0.0
+        };
+        let mu_off = if off > 0 {
+            (self.sum_pos - self.sum_on[c]).max(0.0) / off as f64
+        } else {
+            0.0
+        };
+        let selectivity = if mu_on + mu_off > 0.0 {
+            ((mu_on - mu_off) / (mu_on + mu_off)).max(0.0)
+        } else {
+            0.0
+        };
+        let row = &self.hist_on[c * (BINS + 1)..(c + 1) * (BINS + 1)];
+        let auroc = if count == 0 || off == 0 {
+            0.5
+        } else {
+            let mut below = 0f64;
+            let mut acc = 0f64;
+            for (b, &p) in row.iter().enumerate() {
+                let neg = (self.hist_all[b] - p as u64) as f64;
+                acc += p as f64 * (below + 0.5 * neg);
+                below += neg;
+            }
+            acc / (count as f64 * off as f64)
+        };
+        let topk = if self.top.is_empty() {
+            0.0
+        } else {
+            self.top.iter().filter(|t| t.concepts >> c & 1 == 1).count() as f64
+                / self.top.len() as f64
+        };
+        let inter = self.active_on[c] as f64;
+        let union = self.active as f64 + count as f64 - inter;
+        let iou = if union > 0.0 { inter / union } else { 0.0 };
+        Scores {
+            selectivity,
+            auroc,
+            topk,
+            iou,
+            support: self.fires_on[c] as u64,
+        }
+    }
+}
+
+fn argmin(top: &[Top]) -> usize {
+    let mut m = 0;
+    for (i, t) in top.iter().enumerate() {
+        // Among equal values the latest row is dropped first.
+        if t.value < top[m].value || (t.value == top[m].value && t.addr > top[m].addr) {
+            m = i;
+        }
+    }
+    m
+}
+
+/// The report and the full score table: per side, `[units, concepts]` row-major.
+pub struct AuditOutput {
+    pub report: AuditReport,
+    pub scores: Vec<Vec<Scores>>,
+}
+
+impl AuditOutput {
+    /// The full table as CSV: one line per side × unit × concept.
+    pub fn scores_csv(&self) -> String {
+        let r = &self.report;
+        let mut out =
+            String::from("kind,unit,concept,selectivity,auroc,topk,iou,support,passes,class\n");
+        let kind = ScoreKind::parse(&r.score).unwrap_or(ScoreKind::Selectivity);
+        for (side, table) in r.sides.iter().zip(&self.scores) {
+            let nc = r.concepts.len();
+            for (i, s) in table.iter().enumerate() {
+                let (unit, c) = (i / nc, i % nc);
+                let passes = kind.of(s) >= r.threshold && s.support >= r.min_support;
+                out.push_str(&format!(
+                    "{},{unit},{},{:.6},{:.6},{:.6},{:.6},{},{},{}\n",
+                    side.kind,
+                    csv_field(&r.concepts[c].name),
+                    s.selectivity,
+                    s.auroc,
+                    s.topk,
+                    s.iou,
+                    s.support,
+                    passes as u8,
+                    side.unit_results[unit].class
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Quotes a CSV field when it needs it.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The whole audit: both sides, one pass over the shards.
+pub struct Audit<'a> {
+    dataset: &'a Dataset,
+    labeler: &'a Labeler,
+    sides: Vec<UnitSource>,
+    options: AuditOptions,
+}
+
+/// Per-block progress: (row groups done, row groups in all, tokens scored).
+pub type Progress<'p> = &'p mut dyn FnMut(usize, usize, u64);
+
+impl<'a> Audit<'a> {
+    pub fn new(
+        dataset: &'a Dataset,
+        labeler: &'a Labeler,
+        sides: Vec<UnitSource>,
+        options: AuditOptions,
+    ) -> Result<Self, String> {
+        if sides.is_empty() {
+            return Err("nothing to audit: give --hook (neurons) and/or --sae (features)".into());
+        }
+        let hook = sides[0].hook().name.clone();
+        if sides.iter().any(|s| s.hook().name != hook) {
+            return Err("--hook and the SAE's hook differ; audit one hook at a time".into());
+        }
+        if !(0.0..=1.0).contains(&options.threshold) {
+            return Err(format!(
+                "--threshold {}: must be in [0, 1]",
+                options.threshold
+            ));
+        }
+        Ok(Audit {
+            dataset,
+            labeler,
+            sides,
+            options,
+        })
+    }
+
+    /// Runs the audit. `progress` is called after every block.
+    pub fn run(&self, progress: Progress) -> crate::store::Result<AuditOutput> {
+        let hook = self.sides[0].hook().clone();
+        let nc = self.labeler.names().len();
+        let mut stream = BlockStream::new(
+            self.dataset,
+            Some(hook.clone()),
+            self.labeler.label_columns().to_vec(),
+        )?;
+        let mut accs: Vec<Vec<UnitAcc>> = self.bin_edges(&mut stream, &hook)?;
+        let mut counts = vec![0u64; nc];
+        let mut pair = vec![0u64; nc * nc];
+        let mut n = 0u64;
+        let total_groups = stream.row_groups();
+        'blocks: while let Some(block) = stream.next_block()? {
+            let (masks, keep) = self.label(&block);
+            for chunk in keep.chunks(ROWS_PER_CHUNK) {
+                let chunk = match self.options.max_tokens {
+                    Some(max) if n + chunk.len() as u64 > max => &chunk[..(max - n) as usize],
+                    _ => chunk,
+                };
+                if chunk.is_empty() {
+                    break 'blocks;
+                }
+                let d = hook.d;
+                let x: Vec<f32> = chunk
+                    .iter()
+                    .flat_map(|&r| block.rows.acts[r * d..(r + 1) * d].iter().copied())
+                    .collect();
+                let m: Vec<u128> = chunk.iter().map(|&r| masks[r]).collect();
+                let addr: Vec<RowAddr> = chunk.iter().map(|&r| block.addr[r]).collect();
+                for &bits in &m {
+                    let mut b = bits;
+                    while b != 0 {
+                        let c = b.trailing_zeros() as usize;
+                        b &= b - 1;
+                        counts[c] += 1;
+                        let mut o = bits;
+                        while o != 0 {
+                            let e = o.trailing_zeros() as usize;
+                            o &= o - 1;
+                            pair[c * nc + e] += 1;
+                        }
+                    }
+                }
+                n += chunk.len() as u64;
+                let rows = chunk.len();
+                for (side, acc) in self.sides.iter().zip(accs.iter_mut()) {
+                    let a = side.activations(&x);
+                    acc.par_iter_mut()
+                        .zip(a.par_chunks(rows))
+                        .for_each(|(u, col)| u.add(col, &m, &addr, self.options.top_k));
+                }
+            }
+            progress(stream.position(), total_groups, n);
+        }
+        if n == 0 {
+            return Err(crate::store::StoreError::Loader(format!(
+                "{}: no token rows to audit (all rows are special tokens?)",
+                self.dataset.dir().display()
+            )));
+        }
+        for acc in &mut accs {
+            acc.par_iter_mut().for_each(|u| u.finish(&counts, n));
+        }
+        let concepts: Vec<ConceptInfo> = (0..nc)
+            .map(|c| ConceptInfo {
+                name: self.labeler.names()[c].clone(),
+                source: self.labeler.sources()[c].to_string(),
+                tokens: counts[c],
+                base_rate: counts[c] as f64 / n as f64,
+            })
+            .collect();
+        // Two concepts are related when one mostly lies inside the other.
+        let related = |a: usize, b: usize| {
+            let min = counts[a].min(counts[b]);
+            min > 0 && pair[a * nc + b] as f64 / min as f64 >= self.options.related_overlap
+        };
+        let mut sides = vec![];
+        for (side, acc) in self.sides.iter().zip(&accs) {
+            let mut report = self.side_report(side, acc, &counts, n, &related);
+            report.cards = self.cards(side, acc, &report, (&counts, n), &mut stream)?;
+            sides.push(report);
+        }
+        let scores = accs
+            .iter()
+            .map(|acc| {
+                acc.par_iter()
+                    .flat_map_iter(|u| (0..nc).map(|c| u.scores(c, counts[c], n)))
+                    .collect()
+            })
+            .collect();
+        let report = AuditReport {
+            version: AUDIT_VERSION,
+            dataset: self.dataset.dir().display().to_string(),
+            model: self.dataset.manifest().model.id.clone(),
+            tokens: n,
+            score: self.options.score.name().into(),
+            threshold: self.options.threshold,
+            min_support: self.options.min_support,
+            top_k: self.options.top_k,
+            related_overlap: self.options.related_overlap,
+            concepts,
+            sides,
+        };
+        Ok(AuditOutput { report, scores })
+    }
+
+    /// Concept sets of every row of a block, and the rows to score (not special).
+    fn label(&self, block: &Block) -> (Vec<u128>, Vec<usize>) {
+        let mut masks = vec![0u128; block.rows.token.len()];
+        for range in block.contexts() {
+            let labels: Vec<&[Option<String>]> = block
+                .rows
+                .labels
+                .iter()
+                .map(|c| &c[range.clone()])
+                .collect();
+            let m = self.labeler.label(
+                &block.rows.token[range.clone()],
+                &block.rows.special[range.clone()],
+                &labels,
+            );
+            masks[range].copy_from_slice(&m);
+        }
+        let keep = (0..masks.len())
+            .filter(|&r| !block.rows.special[r])
+            .collect();
+        (masks, keep)
+    }
+
+    /// Reads evenly spaced row groups until `sample_rows` rows and places each unit's bins.
+    fn bin_edges(
+        &self,
+        stream: &mut BlockStream,
+        hook: &HookInfo,
+    ) -> crate::store::Result<Vec<Vec<UnitAcc>>> {
+        let mut groups = vec![];
+        for s in 0..self.dataset.shard_count() {
+            let g = self.dataset.shard_reader(s)?.row_groups().len();
+            groups.extend((0..g).map(|g| (s, g)));
+        }
+        let per_group = self.dataset.manifest().totals.rows as usize / groups.len().max(1);
+        let want = self
+            .options
+            .sample_rows
+            .div_ceil(per_group.max(1))
+            .clamp(1, groups.len().max(1));
+        let mut x = vec![];
+        for i in 0..want.min(groups.len()) {
+            let (s, g) = groups[i * groups.len() / want];
+            let b = stream.read_row_group(s, g)?;
+            for r in 0..b.rows.special.len() {
+                if !b.rows.special[r] {
+                    x.extend_from_slice(&b.rows.acts[r * hook.d..(r + 1) * hook.d]);
+                }
+            }
+            if x.len() / hook.d.max(1) >= self.options.sample_rows {
+                break;
+            }
+        }
+        x.truncate(self.options.sample_rows * hook.d);
+        let rows = x.len() / hook.d.max(1);
+        let nc = self.labeler.names().len();
+        Ok(self
+            .sides
+            .iter()
+            .map(|side| {
+                let a = side.activations(&x);
+                (0..side.units())
+                    .into_par_iter()
+                    .map(|u| UnitAcc::new(a[u * rows..(u + 1) * rows].to_vec(), nc))
+                    .collect()
+            })
+            .collect())
+    }
+
+    fn side_report(
+        &self,
+        side: &UnitSource,
+        acc: &[UnitAcc],
+        counts: &[u64],
+        n: u64,
+        related: &dyn Fn(usize, usize) -> bool,
+    ) -> SideReport {
+        let o = &self.options;
+        let mut summary = Summary::default();
+        let mut passing_histogram = vec![0u64; 6];
+        let mut results = Vec::with_capacity(acc.len());
+        for (unit, u) in acc.iter().enumerate() {
+            let mut passing: Vec<PassingConcept> = vec![];
+            let mut ids = vec![];
+            for (c, &count) in counts.iter().enumerate() {
+                let s = u.scores(c, count, n);
+                if o.score.of(&s) >= o.threshold && s.support >= o.min_support {
+                    passing.push(PassingConcept {
+                        concept: self.labeler.names()[c].clone(),
+                        scores: s,
+                    });
+                    ids.push(c);
+                }
+            }
+            let mut order: Vec<usize> = (0..passing.len()).collect();
+            order.sort_by(|&a, &b| {
+                o.score
+                    .of(&passing[b].scores)
+                    .total_cmp(&o.score.of(&passing[a].scores))
+            });
+            let passing: Vec<PassingConcept> = order.iter().map(|&i| passing[i].clone()).collect();
+            let dead = u.fires == 0;
+            let unrelated_pair = ids
+                .iter()
+                .enumerate()
+                .any(|(i, &a)| ids[i + 1..].iter().any(|&b| !related(a, b)));
+            let class = if dead {
+                summary.dead += 1;
+                "dead"
+            } else if unrelated_pair {
+                summary.polysemantic += 1;
+                "polysemantic"
+            } else if !passing.is_empty() {
+                summary.monosemantic += 1;
+                "monosemantic"
+            } else {
+                summary.unexplained += 1;
+                "unexplained"
+            };
+            if !dead {
+                passing_histogram[passing.len().min(5)] += 1;
+            }
+            results.push(UnitResult {
+                unit,
+                class: class.into(),
+                density: u.fires as f64 / n as f64,
+                max_activation: u.max,
+                concepts: passing,
+            });
+        }
+        let alive = (acc.len() - summary.dead) as f64;
+        if alive > 0.0 {
+            summary.polysemantic_rate = summary.polysemantic as f64 / alive;
+            summary.monosemantic_rate = summary.monosemantic as f64 / alive;
+        }
+        SideReport {
+            kind: side.kind().into(),
+            source: side.name(),
+            hook: side.hook().name.clone(),
+            units: acc.len(),
+            summary,
+            passing_histogram,
+            log10_density: results
+                .iter()
+                .map(|r| {
+                    if r.density > 0.0 {
+                        r.density.log10() as f32
+                    } else {
+                        -10.0
+                    }
+                })
+                .collect(),
+            unit_results: results,
+            cards: vec![],
+        }
+    }
+
+    /// Cards: polysemantic units first, then monosemantic, then unexplained; best score first
+    /// within a class. Examples are read back from the shards around each top activation.
+    fn cards(
+        &self,
+        side: &UnitSource,
+        acc: &[UnitAcc],
+        report: &SideReport,
+        (counts, n): (&[u64], u64),
+        stream: &mut BlockStream,
+    ) -> crate::store::Result<Vec<Card>> {
+        let o = &self.options;
+        let rank = |c: &str| match c {
+            "polysemantic" => 0,
+            "monosemantic" => 1,
+            "unexplained" => 2,
+            _ => 3,
+        };
+        let best = |r: &UnitResult| r.concepts.first().map_or(0.0, |p| o.score.of(&p.scores));
+        let mut chosen: Vec<&UnitResult> = report
+            .unit_results
+            .iter()
+            .filter(|r| r.class != "dead")
+            .collect();
+        chosen.sort_by(|a, b| {
+            rank(&a.class)
+                .cmp(&rank(&b.class))
+                .then(best(b).total_cmp(&best(a)))
+                .then(b.density.total_cmp(&a.density))
+                .then(a.unit.cmp(&b.unit))
+        });
+        chosen.truncate(o.cards);
+        // Read each needed row group once.
+        let mut needed: BTreeMap<(u32, u32), Block> = BTreeMap::new();
+        for r in &chosen {
+            for t in acc[r.unit].top.iter().take(o.examples) {
+                needed.entry((t.addr.shard, t.addr.row_group)).or_default();
+            }
+        }
+        for ((s, g), block) in needed.iter_mut() {
+            *block = stream.read_row_group(*s as usize, *g as usize)?;
+        }
+        let d = side.hook().d;
+        let n_concepts = self.labeler.names().len();
+        let mut cards = vec![];
+        for r in chosen {
+            let u = &acc[r.unit];
+            let mut examples = vec![];
+            for t in u.top.iter().take(o.examples) {
+                let block = &needed[&(t.addr.shard, t.addr.row_group)];
+                let row = t.addr.row as usize;
+                let ctx = block.rows.context_id[row];
+                let lo = (row.saturating_sub(o.window)..=row)
+                    .find(|&i| block.rows.context_id[i] == ctx)
+                    .unwrap_or(row);
+                let hi = (row..(row + o.window + 1).min(block.rows.context_id.len()))
+                    .take_while(|&i| block.rows.context_id[i] == ctx)
+                    .last()
+                    .unwrap_or(row);
+                examples.push(Example {
+                    activation: t.value,
+                    context_id: ctx,
+                    tokens: block.rows.token[lo..=hi].to_vec(),
+                    activations: (lo..=hi)
+                        .map(|i| side.activation(r.unit, &block.rows.acts[i * d..(i + 1) * d]))
+                        .collect(),
+                    focus: row - lo,
+                    focus_concepts: (0..n_concepts)
+                        .filter(|&c| t.concepts >> c & 1 == 1)
+                        .map(|c| self.labeler.names()[c].clone())
+                        .collect(),
+                });
+            }
+            let concept_scores = (0..n_concepts)
+                .map(|c| o.score.of(&u.scores(c, counts[c], n)))
+                .collect();
+            cards.push(Card {
+                unit: r.unit,
+                class: r.class.clone(),
+                concept_scores,
+                examples,
+            });
+        }
+        Ok(cards)
+    }
+}

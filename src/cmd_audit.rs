@@ -1,0 +1,313 @@
+//! `unravel audit`: flags → concept labeler + unit sources → the audit → audit.json, scores.csv,
+//! report.html and SVG plots.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+
+use unravel::analysis::audit::{Audit, AuditOptions, ScoreKind, UnitSource};
+use unravel::analysis::concepts::{ConceptConfig, Labeler, TAGGERS};
+use unravel::sae::checkpoint;
+use unravel::store::Dataset;
+
+pub const AUDIT_EXAMPLES: &str = "Examples:\n  \
+# GPT-2 layer-3 MLP neurons vs the features of an SAE trained on them, built-in taggers + lexicons\n  \
+unravel audit --acts acts/gpt2-mlp3 --sae runs/mlp3 --concepts configs/concepts.toml --out audits/mlp3\n\n  \
+# neurons only, with a document label column and a regex concept\n  \
+unravel audit --acts acts/distil-mlp --hook blocks.1.mlp.hook_post --label-column label.sentiment \\\n      \
+--regex 'year=\\b(19|20)\\d\\d\\b' --out audits/distil\n\n  \
+# the ground-truth check: planted polysemantic neurons\n  \
+unravel synth --neurons 256 --tokens 200000 --out synth/neurons\n  \
+unravel audit --acts synth/neurons --out audits/planted\n  \
+unravel verify --truth synth/neurons --audit audits/planted --min-precision 0.95 --min-recall 0.95\n\n\
+Writes OUT/audit.json (summary, every unit's class and passing concepts, report cards),\n\
+OUT/scores.csv (every unit x concept: selectivity, auroc, topk, iou, support), OUT/report.html\n\
+(self-contained: open it in any browser) and OUT/*.svg. Score definitions: README, \"Audit\".";
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// Activation dataset folder (from `unravel extract`, `synth` or `plant`).
+    #[arg(long, value_name = "DIR")]
+    acts: PathBuf,
+    /// Audit the neurons (dimensions) of this hook. Default: the SAE's hook, or the dataset's
+    /// only hook.
+    #[arg(long, value_name = "NAME")]
+    hook: Option<String>,
+    /// Also audit the features of this SAE (run folder, SAELens folder, or OWNER/REPO[/SUB] in
+    /// the hub cache), encoded on the fly from its hook.
+    #[arg(long, value_name = "DIR_OR_HUB")]
+    sae: Option<String>,
+    /// With --sae: audit only the features, not the hook's neurons.
+    #[arg(long)]
+    no_neurons: bool,
+    /// Concepts TOML (taggers, lexicons, regex, label_columns; see configs/concepts.toml).
+    /// Default: every built-in tagger (real text only) and every label column.
+    #[arg(long, value_name = "FILE")]
+    concepts: Option<PathBuf>,
+    /// Built-in tagger to use (repeatable; `all` for every one; `list` prints them).
+    #[arg(long = "tagger", value_name = "NAME")]
+    taggers: Vec<String>,
+    /// Lexicon TOML file (`concept = ["word", ...]`; repeatable), e.g. data/lexicons/colours.toml.
+    #[arg(long = "lexicon", value_name = "FILE")]
+    lexicons: Vec<PathBuf>,
+    /// Regex concept NAME=PATTERN, matched on the context text (repeatable).
+    #[arg(long = "regex", value_name = "NAME=PATTERN")]
+    regexes: Vec<String>,
+    /// Label column of the shards to use (repeatable). Default: all of them.
+    #[arg(long = "label-column", value_name = "COLUMN")]
+    label_columns: Vec<String>,
+    /// Score the threshold applies to: selectivity, auroc (as 2·AUROC−1), topk or iou.
+    #[arg(long, default_value = "selectivity")]
+    score: String,
+    /// A concept passes when its score is at least this.
+    #[arg(long, default_value_t = 0.3)]
+    threshold: f64,
+    /// ... and the unit fires (> 0) on at least this many of the concept's tokens.
+    #[arg(long, default_value_t = 10)]
+    min_support: u64,
+    /// Top activations per unit for the top-k share (and the report's examples).
+    #[arg(long, default_value_t = 50)]
+    top_k: usize,
+    /// Concepts overlapping at least this much (|A∩B| / min(|A|,|B|)) are related: together
+    /// they do not make a unit polysemantic.
+    #[arg(long, default_value_t = 0.5)]
+    related_overlap: f64,
+    /// Units shown as cards in the report, per side.
+    #[arg(long, default_value_t = 32)]
+    cards: usize,
+    /// Score at most this many tokens.
+    #[arg(long)]
+    max_tokens: Option<u64>,
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// The concept configuration from the file and flags.
+fn concept_config(a: &AuditArgs, synthetic: bool) -> Result<ConceptConfig> {
+    let mut cfg = match &a.concepts {
+        Some(p) => ConceptConfig::load(p).map_err(|e| anyhow!("--concepts {e}"))?,
+        None if a.taggers.is_empty() && a.lexicons.is_empty() && a.regexes.is_empty() => {
+            // Synthetic datasets have no token text: labels only.
+            if synthetic {
+                ConceptConfig::default()
+            } else {
+                ConceptConfig::default_all()
+            }
+        }
+        None => ConceptConfig::default(),
+    };
+    cfg.taggers.extend(a.taggers.iter().cloned());
+    cfg.lexicons.extend(a.lexicons.iter().cloned());
+    for r in &a.regexes {
+        let (name, pattern) = r
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--regex {r}: expected NAME=PATTERN"))?;
+        cfg.regex
+            .insert(name.trim().to_string(), pattern.to_string());
+    }
+    if !a.label_columns.is_empty() {
+        cfg.label_columns = Some(a.label_columns.clone());
+    }
+    Ok(cfg)
+}
+
+/// Distinct values of every label column (a projection scan: label columns only).
+fn label_values(ds: &Dataset, columns: &[String]) -> Result<Vec<(String, Vec<String>)>> {
+    const MAX_VALUES: usize = 64;
+    let mut seen: BTreeMap<String, std::collections::BTreeSet<String>> = columns
+        .iter()
+        .map(|c| (c.clone(), Default::default()))
+        .collect();
+    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+    for s in 0..ds.shard_count() {
+        let reader = ds.shard_reader(s)?;
+        for g in 0..reader.row_groups().len() {
+            for batch in reader.read_columns(g, &names)? {
+                for name in columns {
+                    let Some(col) = batch.column_by_name(name) else {
+                        continue;
+                    };
+                    let Some(strings) = col.as_any().downcast_ref::<arrow_array::StringArray>()
+                    else {
+                        bail!(
+                            "{}: label column {name} is not text",
+                            reader.path().display()
+                        )
+                    };
+                    let set = seen.get_mut(name).expect("initialised above");
+                    for v in strings.iter().flatten() {
+                        if set.len() <= MAX_VALUES {
+                            set.insert(v.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (name, set) in &seen {
+        if set.len() > MAX_VALUES {
+            bail!(
+                "label column {name} has more than {MAX_VALUES} distinct values; it is not a concept label \
+                 (leave it out with --label-column for the ones you want)"
+            );
+        }
+    }
+    Ok(seen
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect())
+}
+
+pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
+    if a.taggers.iter().any(|t| t == "list") {
+        for (name, what) in TAGGERS {
+            println!("{name:<14} {what}");
+        }
+        return Ok(());
+    }
+    let ds = Dataset::open(&a.acts).with_context(|| format!("--acts {}", a.acts.display()))?;
+    let manifest = ds.manifest();
+    let synthetic = manifest.model.arch == "synthetic";
+    let cfg = concept_config(a, synthetic)?;
+    let values = label_values(&ds, &manifest.label_columns)?;
+    let wordpiece = manifest.model.arch.contains("bert");
+    let labeler = Labeler::new(&cfg, &values, wordpiece).map_err(|e| anyhow!(e))?;
+
+    let mut sides = vec![];
+    let mut sae_hook = None;
+    let mut features = None;
+    if let Some(spec) = &a.sae {
+        let dir = checkpoint::locate_saelens(spec, &unravel::models::load::HubOptions::default())?;
+        let loaded = checkpoint::load_saelens(&dir)?;
+        let hook_name = match (&loaded.hook_name, &a.hook) {
+            (Some(h), _) => h.clone(),
+            (None, Some(h)) => h.clone(),
+            (None, None) => bail!("--sae {spec}: cfg.json names no hook; give --hook"),
+        };
+        let hook = ds
+            .hook(&hook_name)
+            .with_context(|| format!("--sae {spec}"))?
+            .clone();
+        if hook.d != loaded.sae.d_in {
+            bail!(
+                "--sae {spec}: reads d_in = {}, hook {} has {} dims",
+                loaded.sae.d_in,
+                hook.name,
+                hook.d
+            );
+        }
+        sae_hook = Some(hook.name.clone());
+        features = Some(UnitSource::Features {
+            hook,
+            sae: Box::new(loaded.sae),
+            name: spec.clone(),
+        });
+    }
+    let neuron_hook = match (&a.hook, &sae_hook) {
+        (Some(h), Some(s)) if h != s => {
+            bail!("--hook {h} differs from the SAE's hook {s}; audit one hook at a time")
+        }
+        (Some(h), _) => Some(h.clone()),
+        (None, Some(s)) => (!a.no_neurons).then(|| s.clone()),
+        (None, None) if manifest.hooks.len() == 1 => Some(manifest.hooks[0].name.clone()),
+        (None, None) => bail!(
+            "--hook: the dataset has several hooks ({}); choose one",
+            manifest
+                .hooks
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    if let Some(h) = neuron_hook {
+        let hook = ds.hook(&h).context("--hook")?.clone();
+        sides.push(UnitSource::Neurons { hook });
+    }
+    sides.extend(features);
+
+    let options = AuditOptions {
+        score: ScoreKind::parse(&a.score).map_err(|e| anyhow!(e))?,
+        threshold: a.threshold,
+        min_support: a.min_support,
+        top_k: a.top_k.max(1),
+        related_overlap: a.related_overlap,
+        cards: a.cards,
+        max_tokens: a.max_tokens,
+        ..AuditOptions::default()
+    };
+    let audit = Audit::new(&ds, &labeler, sides, options).map_err(|e| anyhow!(e))?;
+    eprintln!(
+        "auditing {} concepts over {} tokens of {}",
+        labeler.names().len(),
+        a.max_tokens
+            .unwrap_or(manifest.totals.rows - manifest.totals.special_rows),
+        a.acts.display()
+    );
+    let bar = crate::cmd_train::progress_bar(
+        "{spinner} audit [{bar:30}] {pos}/{len} row groups  {msg}  {elapsed} ETA {eta}",
+    );
+    let t0 = std::time::Instant::now();
+    let out = audit.run(&mut |done, total, tokens| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(format!(
+            "{tokens} tokens, {:.0} tok/s",
+            tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+        ));
+    })?;
+    bar.finish_and_clear();
+
+    std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    let json = serde_json::to_string_pretty(&out.report)?;
+    let write = |name: &str, bytes: &[u8]| {
+        let p = a.out.join(name);
+        unravel::io::write_atomic(&p, bytes).with_context(|| format!("writing {}", p.display()))
+    };
+    write("audit.json", json.as_bytes())?;
+    write("scores.csv", out.scores_csv().as_bytes())?;
+    unravel::report::html::write_audit_html(&out.report, &a.out.join("report.html"))
+        .with_context(|| format!("writing {}", a.out.join("report.html").display()))?;
+    unravel::report::html::write_audit_svgs(&out.report, &a.out)
+        .with_context(|| format!("writing plots into {}", a.out.display()))?;
+
+    let r = &out.report;
+    println!(
+        "{} tokens, {} concepts, score {} >= {} (support >= {}) in {:.1}s",
+        r.tokens,
+        r.concepts.len(),
+        r.score,
+        r.threshold,
+        r.min_support,
+        t0.elapsed().as_secs_f64()
+    );
+    println!(
+        "  {:<9} {:>7} {:>13} {:>13} {:>12} {:>6}  {}",
+        "units", "count", "polysemantic", "monosemantic", "unexplained", "dead", "source"
+    );
+    for s in &r.sides {
+        let m = &s.summary;
+        let alive = (s.units - m.dead).max(1) as f64;
+        println!(
+            "  {:<9} {:>7} {:>6} {:>5.1}% {:>6} {:>5.1}% {:>5} {:>5.1}% {:>6}  {}",
+            s.kind,
+            s.units,
+            m.polysemantic,
+            100.0 * m.polysemantic_rate,
+            m.monosemantic,
+            100.0 * m.monosemantic_rate,
+            m.unexplained,
+            100.0 * m.unexplained as f64 / alive,
+            m.dead,
+            s.source
+        );
+    }
+    println!(
+        "wrote {}/{{audit.json, scores.csv, report.html, *.svg}}",
+        a.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,416 @@
+//! Planted polysemantic neurons: the ground truth of the polysemanticity audit.
+//!
+//! Each token carries each of `concepts` concepts independently with probability
+//! `concept_density` (concept 2i+1 also joins concept 2i's tokens with probability `overlap`).
+//! Neurons are of four kinds, in these proportions: polysemantic (respond to 2..=`k_max`
+//! concepts, never two of one overlapping pair), monosemantic (one concept), unexplained (fire at
+//! random, with probability `concept_density`) and dead (always 0). A neuron's activation is
+//!
+//!   a = max(0, Σ_{c ∈ S, c on the token, not missed} w_c·(1 + 0.2·ε) + spurious + noise·ε')
+//!
+//! with w_c ~ U(0.5, 1.5), a miss with probability `miss`, a spurious Exp(1) firing with
+//! probability `spurious`, and ε, ε' standard normal. Dead neurons get no noise.
+//!
+//! Written as a dataset (hook `neurons`, one label column `label.cNN` per concept, value `1` on
+//! the tokens that carry it; each token's text lists its concepts so report cards read well) with
+//! the truth in `truth/neurons.json`.
+
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Exp1, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use super::planted::TRUTH_DIR;
+use crate::store::{
+    Bos, ContextBatch, CorpusInfo, DatasetWriter, HookInfo, Manifest, ModelInfo, StorageDtype,
+    StoreError, WriterOptions,
+};
+
+/// The hook (column) name of planted-neuron datasets.
+pub const NEURON_HOOK: &str = "neurons";
+pub const NEURON_TRUTH_FILE: &str = "neurons.json";
+
+/// What to plant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeuronSpec {
+    pub neurons: usize,
+    pub concepts: usize,
+    pub concept_density: f64,
+    pub polysemantic: f64,
+    pub monosemantic: f64,
+    pub dead: f64,
+    pub k_max: usize,
+    pub miss: f64,
+    pub spurious: f64,
+    pub overlap: f64,
+    pub noise: f32,
+    pub tokens: u64,
+    pub seed: u64,
+    pub ctx: usize,
+    pub shard_tokens: usize,
+}
+
+impl NeuronSpec {
+    /// 30% polysemantic (2–3 concepts), 30% monosemantic, 5% dead, the rest unexplained;
+    /// 16 concepts at density 0.05; 10% misses, 1% spurious firings, noise 0.05.
+    pub fn new(neurons: usize, tokens: u64, seed: u64) -> NeuronSpec {
+        NeuronSpec {
+            neurons,
+            concepts: 16,
+            concept_density: 0.05,
+            polysemantic: 0.3,
+            monosemantic: 0.3,
+            dead: 0.05,
+            k_max: 3,
+            miss: 0.1,
+            spurious: 0.01,
+            overlap: 0.0,
+            noise: 0.05,
+            tokens,
+            seed,
+            ctx: 64,
+            shard_tokens: 65_536,
+        }
+    }
+
+    /// Checks the spec; the message names the `unravel synth` flag at fault.
+    pub fn check(&self) -> Result<(), String> {
+        if self.neurons == 0 || self.tokens == 0 {
+            return Err("--neurons and --tokens must be at least 1".into());
+        }
+        if self.concepts < 2 || self.concepts > 100 {
+            return Err(format!("--concepts {}: must be 2 to 100", self.concepts));
+        }
+        let p = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("--{name} {v}: must be in [0, 1]"))
+            }
+        };
+        p("concept-density", self.concept_density)?;
+        p("polysemantic", self.polysemantic)?;
+        p("monosemantic", self.monosemantic)?;
+        p("dead", self.dead)?;
+        p("miss", self.miss)?;
+        p("spurious", self.spurious)?;
+        p("overlap", self.overlap)?;
+        if self.polysemantic + self.monosemantic + self.dead > 1.0 + 1e-9 {
+            return Err("--polysemantic + --monosemantic + --dead must be at most 1".into());
+        }
+        if self.k_max < 2 || self.k_max > self.concepts / 2 {
+            return Err(format!(
+                "--k-max {}: must be at least 2 and at most half of --concepts",
+                self.k_max
+            ));
+        }
+        if self.noise < 0.0 {
+            return Err("--noise must be non-negative".into());
+        }
+        Ok(())
+    }
+
+    pub fn concept_name(c: usize) -> String {
+        format!("c{c:02}")
+    }
+}
+
+/// One planted neuron.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlantedNeuron {
+    pub unit: usize,
+    /// `polysemantic`, `monosemantic`, `unexplained` or `dead`.
+    pub class: String,
+    /// Concept names it responds to.
+    pub concepts: Vec<String>,
+    pub weights: Vec<f32>,
+}
+
+/// `truth/neurons.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NeuronTruth {
+    pub spec: NeuronSpec,
+    pub concepts: Vec<String>,
+    pub neurons: Vec<PlantedNeuron>,
+}
+
+impl NeuronTruth {
+    /// Reads `DIR/truth/neurons.json` (DIR may also be the truth folder itself).
+    pub fn load(dir: &Path) -> Result<NeuronTruth, String> {
+        let mut path = dir.join(TRUTH_DIR).join(NEURON_TRUTH_FILE);
+        if !path.exists() {
+            path = dir.join(NEURON_TRUTH_FILE);
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Chooses each neuron's class and concepts.
+fn draw_neurons(spec: &NeuronSpec, rng: &mut StdRng) -> Vec<PlantedNeuron> {
+    let n = spec.neurons;
+    let count = |f: f64| (f * n as f64).round() as usize;
+    let (np, nm, nd) = (
+        count(spec.polysemantic),
+        count(spec.monosemantic),
+        count(spec.dead),
+    );
+    let mut classes: Vec<&str> = std::iter::repeat_n("polysemantic", np)
+        .chain(std::iter::repeat_n("monosemantic", nm))
+        .chain(std::iter::repeat_n("dead", nd))
+        .take(n)
+        .collect();
+    classes.resize(n, "unexplained");
+    classes.shuffle(rng);
+    let pairs = spec.concepts.div_ceil(2);
+    classes
+        .into_iter()
+        .enumerate()
+        .map(|(unit, class)| {
+            let k = match class {
+                "polysemantic" => rng.random_range(2..=spec.k_max),
+                "monosemantic" => 1,
+                _ => 0,
+            };
+            // At most one concept of each overlapping pair (2i, 2i+1).
+            let mut pair_ids: Vec<usize> = (0..pairs).collect();
+            pair_ids.shuffle(rng);
+            let mut ids: Vec<usize> = pair_ids[..k]
+                .iter()
+                .map(|&p| (2 * p + rng.random_range(0..2usize)).min(spec.concepts - 1))
+                .collect();
+            ids.sort();
+            PlantedNeuron {
+                unit,
+                class: class.into(),
+                concepts: ids.iter().map(|&c| NeuronSpec::concept_name(c)).collect(),
+                weights: ids.iter().map(|_| rng.random_range(0.5..1.5)).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Writes the dataset into `dir` and the truth into `dir/truth/neurons.json`.
+pub fn write_neurons(spec: &NeuronSpec, dir: &Path) -> crate::store::Result<NeuronTruth> {
+    let bad = |message: String| StoreError::Batch {
+        path: dir.to_path_buf(),
+        message,
+    };
+    spec.check().map_err(bad)?;
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let neurons = draw_neurons(spec, &mut rng);
+    let (n, nc) = (spec.neurons, spec.concepts);
+    let members: Vec<Vec<(usize, f32)>> = neurons
+        .iter()
+        .map(|p| {
+            p.concepts
+                .iter()
+                .zip(&p.weights)
+                .map(|(c, &w)| (c[1..].parse::<usize>().unwrap_or(0), w))
+                .collect()
+        })
+        .collect();
+    let label_columns: Vec<String> = (0..nc)
+        .map(|c| format!("label.{}", NeuronSpec::concept_name(c)))
+        .collect();
+    let mut manifest = Manifest::new(
+        ModelInfo {
+            id: format!(
+                "synthetic:neurons(n={n},concepts={nc},p={},seed={})",
+                spec.concept_density, spec.seed
+            ),
+            revision: None,
+            arch: "synthetic".into(),
+            config_sha256: String::new(),
+            weights_sha256: None,
+            random_weights: true,
+            seed: Some(spec.seed),
+        },
+        String::new(),
+        vec![HookInfo {
+            name: NEURON_HOOK.into(),
+            d: n,
+            dtype: StorageDtype::F32,
+        }],
+        spec.ctx,
+        Bos::None,
+        CorpusInfo {
+            sources: vec![],
+            sha256: String::new(),
+            format: "synthetic".into(),
+            text_field: None,
+            documents: 0,
+            empty_documents: 0,
+        },
+    );
+    manifest.label_columns = label_columns;
+    let options = WriterOptions {
+        shard_rows: spec.shard_tokens,
+        ..WriterOptions::default()
+    };
+    let mut writer = DatasetWriter::create(dir, manifest, options)?;
+    let contexts = spec.tokens.div_ceil(spec.ctx as u64);
+    let mut c = 0u64;
+    while c < contexts {
+        let batch = 16u64.min(contexts - c);
+        let rows = batch as usize * spec.ctx;
+        let mut acts = vec![0f32; rows * n];
+        let mut labels: Vec<Vec<Option<String>>> = vec![vec![None; rows]; nc];
+        let mut tokens = Vec::with_capacity(rows);
+        let mut on = vec![false; nc];
+        for (r, out) in acts.chunks_mut(n).enumerate() {
+            for v in on.iter_mut() {
+                *v = rng.random_bool(spec.concept_density);
+            }
+            for p in (0..nc / 2).map(|i| 2 * i) {
+                if on[p] && !on[p + 1] && spec.overlap > 0.0 && rng.random_bool(spec.overlap) {
+                    on[p + 1] = true;
+                }
+            }
+            let names: Vec<String> = (0..nc)
+                .filter(|&k| on[k])
+                .map(NeuronSpec::concept_name)
+                .collect();
+            for (k, col) in labels.iter_mut().enumerate() {
+                if on[k] {
+                    col[r] = Some("1".into());
+                }
+            }
+            tokens.push(if names.is_empty() {
+                "·".to_string()
+            } else {
+                names.join("+")
+            });
+            for (u, (o, neuron)) in out.iter_mut().zip(&neurons).enumerate() {
+                if neuron.class == "dead" {
+                    continue;
+                }
+                let mut pre = 0f32;
+                for &(k, w) in &members[u] {
+                    if on[k] && !rng.random_bool(spec.miss) {
+                        pre += w * (1.0 + 0.2 * rng.sample::<f32, _>(StandardNormal));
+                    }
+                }
+                if neuron.class == "unexplained" && rng.random_bool(spec.concept_density) {
+                    pre += rng.sample::<f32, _>(Exp1);
+                }
+                if spec.spurious > 0.0 && rng.random_bool(spec.spurious) {
+                    pre += rng.sample::<f32, _>(Exp1);
+                }
+                if spec.noise > 0.0 {
+                    pre += spec.noise * rng.sample::<f32, _>(StandardNormal);
+                }
+                *o = pre.max(0.0);
+            }
+        }
+        let ids: Vec<u64> = (c..c + batch)
+            .flat_map(|k| std::iter::repeat_n(k, spec.ctx))
+            .collect();
+        let positions: Vec<u32> = (0..rows).map(|r| (r % spec.ctx) as u32).collect();
+        writer.write_batch(&ContextBatch {
+            context_ids: &ids,
+            positions: &positions,
+            token_ids: &vec![0u32; rows],
+            tokens: &tokens,
+            special: &vec![false; rows],
+            labels: &labels,
+            hooks: &[&acts],
+        })?;
+        c += batch;
+    }
+    writer.finish()?;
+    let truth = NeuronTruth {
+        spec: spec.clone(),
+        concepts: (0..nc).map(NeuronSpec::concept_name).collect(),
+        neurons,
+    };
+    let path = dir.join(TRUTH_DIR).join(NEURON_TRUTH_FILE);
+    let json = serde_json::to_string_pretty(&truth).map_err(|e| bad(e.to_string()))?;
+    crate::io::write_atomic(&path, json.as_bytes()).map_err(|e| StoreError::io(&path, e))?;
+    Ok(truth)
+}
+
+/// Precision, recall and F1 of an audit against planted neurons.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Prf {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub true_positives: usize,
+    pub predicted: usize,
+    pub actual: usize,
+}
+
+impl Prf {
+    fn new(tp: usize, predicted: usize, actual: usize) -> Prf {
+        let precision = if predicted > 0 {
+            tp as f64 / predicted as f64
+        } else {
+            1.0
+        };
+        let recall = if actual > 0 {
+            tp as f64 / actual as f64
+        } else {
+            1.0
+        };
+        let f1 = if precision + recall > 0.0 {
+            2.0 * precision * recall / (precision + recall)
+        } else {
+            0.0
+        };
+        Prf {
+            precision,
+            recall,
+            f1,
+            true_positives: tp,
+            predicted,
+            actual,
+        }
+    }
+}
+
+/// The audit scored against the truth: which neurons are polysemantic, and which
+/// (neuron, concept) pairs the neurons respond to.
+#[derive(Debug, Clone, Serialize)]
+pub struct NeuronScore {
+    pub polysemantic: Prf,
+    pub concepts: Prf,
+    /// Fraction of neurons whose class (all four) the audit got right.
+    pub class_accuracy: f64,
+}
+
+/// Compares classes and passing concepts: `found[u]` = (class, passing concept names) of neuron u.
+pub fn score_neurons(
+    truth: &NeuronTruth,
+    found: &[(String, Vec<String>)],
+) -> Result<NeuronScore, String> {
+    if found.len() != truth.neurons.len() {
+        return Err(format!(
+            "the audit has {} units, the truth {} neurons: audit the `{NEURON_HOOK}` hook of the planted dataset",
+            found.len(),
+            truth.neurons.len()
+        ));
+    }
+    let (mut tp, mut pred, mut act) = (0, 0, 0);
+    let (mut ctp, mut cpred, mut cact) = (0, 0, 0);
+    let mut right = 0;
+    for (t, (class, concepts)) in truth.neurons.iter().zip(found) {
+        let (is, said) = (t.class == "polysemantic", class == "polysemantic");
+        tp += (is && said) as usize;
+        pred += said as usize;
+        act += is as usize;
+        right += (t.class == *class) as usize;
+        cact += t.concepts.len();
+        cpred += concepts.len();
+        ctp += concepts.iter().filter(|c| t.concepts.contains(c)).count();
+    }
+    Ok(NeuronScore {
+        polysemantic: Prf::new(tp, pred, act),
+        concepts: Prf::new(ctp, cpred, cact),
+        class_accuracy: right as f64 / truth.neurons.len().max(1) as f64,
+    })
+}
