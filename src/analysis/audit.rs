@@ -7,8 +7,8 @@
 //!   of max(a, 0) over tokens with / without c;
 //! - AUROC of a for c, from a histogram of a with quantile bins (ties within a bin count ½);
 //! - top-k share: fraction of the unit's k highest activations that carry c;
-//! - IoU (Network Dissection): |{a > T} ∩ c| / |{a > T} ∪ c|, T = the unit's top-0.5% quantile
-//!   (at least 0);
+//! - IoU (Network Dissection): |{a ≥ T} ∩ c| / |{a ≥ T} ∪ c|, T = the unit's top-0.5% quantile
+//!   (a > 0 when that quantile is 0);
 //! - support: concept tokens on which a > 0.
 //!
 //! A concept passes when the chosen score ≥ threshold and support ≥ min_support. A unit is dead
@@ -96,6 +96,9 @@ pub struct AuditOptions {
     pub window: usize,
     /// Stop after this many scored tokens (None: all).
     pub max_tokens: Option<u64>,
+    /// False-positive control: shuffle the concept sets across the scored tokens of each block
+    /// with this seed (base rates kept, any link to the units broken; expect ≈ 0 polysemantic).
+    pub shuffle_labels: Option<u64>,
 }
 
 impl Default for AuditOptions {
@@ -111,6 +114,7 @@ impl Default for AuditOptions {
             examples: 5,
             window: 12,
             max_tokens: None,
+            shuffle_labels: None,
         }
     }
 }
@@ -275,7 +279,8 @@ impl UnitAcc {
             let pos = a.max(0.0) as f64;
             self.sum_pos += pos;
             let fires = a > 0.0;
-            let active = a > self.t;
+            // Ties at T count (T is a sample value); with T = 0 the mask is simply a > 0.
+            let active = if self.t > 0.0 { a >= self.t } else { a > 0.0 };
             self.fires += fires as u64;
             self.active += active as u64;
             self.max = self.max.max(a);
@@ -485,8 +490,21 @@ impl<'a> Audit<'a> {
         let mut pair = vec![0u64; nc * nc];
         let mut n = 0u64;
         let total_groups = stream.row_groups();
+        let mut block_index = 0u64;
         'blocks: while let Some(block) = stream.next_block()? {
-            let (masks, keep) = self.label(&block);
+            let (mut masks, keep) = self.label(&block);
+            if let Some(seed) = self.options.shuffle_labels {
+                use rand::seq::SliceRandom;
+                use rand::SeedableRng;
+                let mut rng =
+                    rand::rngs::StdRng::seed_from_u64(crate::store::mix_seed(&[seed, block_index]));
+                let mut kept: Vec<u128> = keep.iter().map(|&r| masks[r]).collect();
+                kept.shuffle(&mut rng);
+                for (&r, m) in keep.iter().zip(kept) {
+                    masks[r] = m;
+                }
+            }
+            block_index += 1;
             for chunk in keep.chunks(ROWS_PER_CHUNK) {
                 let chunk = match self.options.max_tokens {
                     Some(max) if n + chunk.len() as u64 > max => &chunk[..(max - n) as usize],

@@ -175,8 +175,17 @@ impl Labeler {
             l.add_lexicon(path)?;
         }
         for (name, pattern) in &cfg.regex {
-            let re = Regex::new(pattern)
-                .map_err(|e| format!("regex concept `{name}`: bad pattern: {e}"))?;
+            let re = Regex::new(pattern).map_err(|e| {
+                // The parser's message spans several lines; its last line says what is wrong.
+                let text = e.to_string();
+                let why = text
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_start_matches("error: ");
+                format!("regex concept `{name}`: bad pattern `{pattern}`: {why}")
+            })?;
             let c = l.add(name, "regex")?;
             l.rules.push((c, Rule::Pattern(re)));
         }

@@ -109,7 +109,7 @@ pub struct Scores {
     pub auroc: f64,
     /// Share of the unit's top-k activating tokens that carry the concept.
     pub topk: f64,
-    /// Network-Dissection IoU of {a > T} (T = top 0.5% quantile, at least 0) with the concept.
+    /// Network-Dissection IoU of {a ≥ T} (T = top-0.5% quantile; a > 0 when it is 0) with the concept.
     pub iou: f64,
     /// Concept tokens on which the unit is > 0.
     pub support: u64,

@@ -2,8 +2,8 @@
 //! `unravel extract`, with the ground truth beside them — so every analysis can be checked
 //! against a known answer.
 
-pub mod plant;
 pub mod neurons;
+pub mod plant;
 pub mod planted;
 pub mod verify;
 

@@ -1,0 +1,365 @@
+//! End-to-end tests of `unravel audit` (run as a user would): planted polysemantic neurons found
+//! with precision and recall ≥ 0.95, ≈0 found under shuffled labels, an SAE's features audited
+//! beside the neurons, concepts on real GPT-2 tokens, the report files, bad input.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn unravel(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_unravel"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("run unravel");
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    };
+    assert!(!r.stderr.contains("panicked"), "panic: {}", r.stderr);
+    r
+}
+
+fn ok(args: &[&str]) -> Run {
+    let r = unravel(args);
+    assert_eq!(
+        r.code, 0,
+        "unravel {args:?} failed:\n{}\n{}",
+        r.stdout, r.stderr
+    );
+    r
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `unravel synth --neurons` with extra flags.
+fn planted_neurons(dir: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "synth",
+        "--neurons",
+        "96",
+        "--tokens",
+        "40000",
+        "--seed",
+        "5",
+        "--shard-tokens",
+        "10000",
+    ];
+    args.extend_from_slice(extra);
+    let out = p(dir);
+    args.extend(["--out", &out]);
+    ok(&args);
+}
+
+#[test]
+fn planted_polysemantic_neurons_are_found_with_their_concepts() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Harder than the defaults: more noise, misses, spurious firings.
+    let acts = tmp.path().join("neurons");
+    planted_neurons(
+        &acts,
+        &["--noise", "0.2", "--miss", "0.2", "--spurious", "0.03"],
+    );
+    let truth = json(&acts.join("truth/neurons.json"));
+    let planted_poly = truth["neurons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["class"] == "polysemantic")
+        .count();
+    assert_eq!(planted_poly, 29); // round(0.3 × 96)
+    let audit = tmp.path().join("audit");
+    ok(&[
+        "audit",
+        "--acts",
+        &p(&acts),
+        "--cards",
+        "10",
+        "--out",
+        &p(&audit),
+    ]);
+    let r = ok(&[
+        "verify",
+        "--truth",
+        &p(&acts),
+        "--audit",
+        &p(&audit),
+        "--min-precision",
+        "0.95",
+        "--min-recall",
+        "0.95",
+        "--min-concept-f1",
+        "0.95",
+    ]);
+    assert!(
+        r.stdout.contains("precision") && r.stdout.contains("PASS"),
+        "{}",
+        r.stdout
+    );
+    let v = json(&audit.join("verify.json"));
+    for k in ["polysemantic", "concepts"] {
+        for m in ["precision", "recall"] {
+            let x = v[k][m].as_f64().unwrap();
+            assert!(x >= 0.95, "{k} {m} = {x}: {v}");
+        }
+    }
+    assert_eq!(v["polysemantic"]["actual"].as_u64(), Some(29));
+    // The report: 16 label concepts, one card per requested unit, a row per unit × concept.
+    let a = json(&audit.join("audit.json"));
+    assert_eq!(a["concepts"].as_array().unwrap().len(), 16);
+    assert_eq!(a["tokens"].as_u64(), Some(40000));
+    let side = &a["sides"][0];
+    assert_eq!(side["kind"], "neurons");
+    assert_eq!(side["cards"].as_array().unwrap().len(), 10);
+    assert_eq!(side["cards"][0]["class"], "polysemantic");
+    let summary = &side["summary"];
+    let dead = summary["dead"].as_u64().unwrap();
+    assert_eq!(dead, 5); // round(0.05 × 96): dead neurons never fire
+    let csv = std::fs::read_to_string(audit.join("scores.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 96 * 16);
+    let html = std::fs::read_to_string(audit.join("report.html")).unwrap();
+    assert_eq!(html.matches("class=\"card\"").count(), 10);
+    assert!(audit.join("rates.svg").is_file());
+
+    // Failing thresholds fail the command (exit ≠ 0) with the table.
+    let r = unravel(&[
+        "verify",
+        "--truth",
+        &p(&acts),
+        "--audit",
+        &p(&audit),
+        "--min-recall",
+        "1.01",
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stdout.contains("FAIL") && r.stderr.contains("verify failed: recall"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn shuffled_labels_give_no_polysemantic_units() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("neurons");
+    planted_neurons(&acts, &[]);
+    let audit = tmp.path().join("audit");
+    ok(&[
+        "audit",
+        "--acts",
+        &p(&acts),
+        "--shuffle-labels",
+        "1",
+        "--out",
+        &p(&audit),
+    ]);
+    let s = &json(&audit.join("audit.json"))["sides"][0]["summary"];
+    assert_eq!(s["polysemantic"].as_u64(), Some(0), "{s}");
+    assert_eq!(s["monosemantic"].as_u64(), Some(0), "{s}");
+    // All four scores agree on random labels: AUROC stays near 0.5, selectivity near 0.
+    let csv = std::fs::read_to_string(audit.join("scores.csv")).unwrap();
+    let mut worst_auroc = 0f64;
+    for line in csv.lines().skip(1).filter(|l| !l.ends_with(",dead")) {
+        let f: Vec<&str> = line.split(',').collect();
+        worst_auroc = worst_auroc.max((f[4].parse::<f64>().unwrap() - 0.5).abs());
+    }
+    assert!(worst_auroc < 0.1, "AUROC off 0.5 by {worst_auroc}");
+}
+
+/// An SAELens folder whose features are exactly the ReLU of the hook's dimensions.
+fn write_identity_sae(dir: &Path, d: usize, hook: &str) {
+    use candle_core::{Device, Tensor};
+    std::fs::create_dir_all(dir).unwrap();
+    let mut eye = vec![0f32; d * d];
+    for i in 0..d {
+        eye[i * d + i] = 1.0;
+    }
+    let t = |v: &[f32], shape: &[usize]| Tensor::from_slice(v, shape, &Device::Cpu).unwrap();
+    let tensors = [
+        ("W_enc", t(&eye, &[d, d])),
+        ("b_enc", t(&vec![0.0; d], &[d])),
+        ("W_dec", t(&eye, &[d, d])),
+        ("b_dec", t(&vec![0.0; d], &[d])),
+    ];
+    let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (*k, v)), None).unwrap();
+    std::fs::write(dir.join("sae_weights.safetensors"), bytes).unwrap();
+    let cfg = serde_json::json!({"architecture": "standard", "d_in": d, "d_sae": d, "dtype": "float32",
+        "apply_b_dec_to_input": false, "normalize_activations": "none",
+        "metadata": {"hook_name": hook, "sae_lens_version": "6.0.0"}});
+    std::fs::write(dir.join("cfg.json"), cfg.to_string()).unwrap();
+}
+
+#[test]
+fn sae_features_are_audited_beside_the_neurons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("neurons");
+    planted_neurons(&acts, &[]);
+    // Planted neurons are ≥ 0, so the identity SAE's features equal them: same classes, same scores.
+    let sae = tmp.path().join("sae");
+    write_identity_sae(&sae, 96, "neurons");
+    let audit = tmp.path().join("audit");
+    let r = ok(&[
+        "audit",
+        "--acts",
+        &p(&acts),
+        "--sae",
+        &p(&sae),
+        "--out",
+        &p(&audit),
+    ]);
+    assert!(
+        r.stdout.contains("features") && r.stdout.contains("neurons"),
+        "{}",
+        r.stdout
+    );
+    let a = json(&audit.join("audit.json"));
+    let (n, f) = (&a["sides"][0], &a["sides"][1]);
+    assert_eq!(
+        (n["kind"].as_str(), f["kind"].as_str()),
+        (Some("neurons"), Some("features"))
+    );
+    assert_eq!(n["summary"], f["summary"]);
+    for (x, y) in n["unit_results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(f["unit_results"].as_array().unwrap())
+    {
+        assert_eq!(x["class"], y["class"]);
+        assert_eq!(x["concepts"], y["concepts"]);
+    }
+    // --no-neurons: features only.
+    let only = tmp.path().join("only");
+    ok(&[
+        "audit",
+        "--acts",
+        &p(&acts),
+        "--sae",
+        &p(&sae),
+        "--no-neurons",
+        "--out",
+        &p(&only),
+    ]);
+    let a = json(&only.join("audit.json"));
+    assert_eq!(a["sides"].as_array().unwrap().len(), 1);
+    assert_eq!(a["sides"][0]["kind"], "features");
+}
+
+#[test]
+fn concepts_on_real_gpt2_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let acts = tmp.path().join("acts");
+    ok(&[
+        "extract",
+        "--model",
+        &format!("{root}/tests/fixtures/tiny-gpt2"),
+        "--corpus",
+        &format!("{root}/data/sentences.txt"),
+        "--hooks",
+        "blocks.1.mlp.hook_post",
+        "--ctx",
+        "16",
+        "--store-dtype",
+        "f32",
+        "--out",
+        &p(&acts),
+        "--device",
+        "cpu",
+    ]);
+    let audit = tmp.path().join("audit");
+    let config = format!("{root}/configs/concepts.toml");
+    ok(&[
+        "audit",
+        "--acts",
+        &p(&acts),
+        "--concepts",
+        &config,
+        "--min-support",
+        "2",
+        "--out",
+        &p(&audit),
+    ]);
+    let a = json(&audit.join("audit.json"));
+    let count = |name: &str| {
+        a["concepts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no concept {name}"))["tokens"]
+            .as_u64()
+            .unwrap()
+    };
+    // data/sentences.txt has the colours "red" and "blue" and the animal "cat", once each; the
+    // tiny tokenizer splits them into pieces, and every piece carries its word's concept.
+    let tok =
+        tokenizers::Tokenizer::from_file(format!("{root}/tests/fixtures/tiny-gpt2/tokenizer.json"))
+            .unwrap();
+    let pieces = |w: &str| tok.encode(w, false).unwrap().get_ids().len() as u64;
+    assert!(pieces(" red") > 1);
+    assert_eq!(count("colour"), pieces(" red") + pieces(" blue"));
+    assert_eq!(count("animal"), pieces(" cat"));
+    // The year regex covers every piece of " 1969".
+    assert_eq!(count("year"), pieces(" 1969"));
+    assert!(count("word_start") > count("capitalized"));
+    assert_eq!(a["sides"][0]["units"].as_u64(), Some(128));
+    assert_eq!(a["sides"][0]["hook"], "blocks.1.mlp.hook_post");
+    // Taggers list, then bad input: one line, non-zero exit, naming the flag.
+    let r = ok(&[
+        "audit",
+        "--acts",
+        &p(&acts),
+        "--tagger",
+        "list",
+        "--out",
+        &p(&audit),
+    ]);
+    assert_eq!(r.stdout.lines().count(), 11);
+    for (args, needle) in [
+        (vec!["--tagger", "digits"], "unknown tagger `digits`"),
+        (vec!["--score", "f1"], "--score f1"),
+        (
+            vec!["--regex", "broken"],
+            "--regex broken: expected NAME=PATTERN",
+        ),
+        (vec!["--regex", "x=("], "regex concept `x`: bad pattern"),
+        (
+            vec!["--hook", "blocks.9.hook_resid_post"],
+            "blocks.9.hook_resid_post",
+        ),
+        (
+            vec!["--label-column", "label.topic"],
+            "label column `label.topic` is not in the dataset",
+        ),
+        (
+            vec!["--lexicon", "/nonexistent/lex.toml"],
+            "/nonexistent/lex.toml",
+        ),
+        (vec!["--threshold", "2"], "--threshold 2"),
+    ] {
+        let (acts_s, out) = (p(&acts), p(&tmp.path().join("bad")));
+        let mut full = vec!["audit", "--acts", &acts_s];
+        full.extend(args.iter().copied());
+        full.extend(["--out", &out]);
+        let r = unravel(&full);
+        assert_ne!(r.code, 0, "{args:?}");
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
+    }
+}
