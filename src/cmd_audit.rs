@@ -67,6 +67,10 @@ pub struct AuditArgs {
     /// ... and the unit fires (> 0) on at least this many of the concept's tokens.
     #[arg(long, default_value_t = 10)]
     min_support: u64,
+    /// ... and its mean on the concept beats the rest by at least this many standard errors
+    /// (guards rare concepts against chance; 5 keeps chance passes below ~1 in 3 million tests).
+    #[arg(long, default_value_t = 5.0)]
+    min_z: f64,
     /// Top activations per unit for the top-k share (and the report's examples).
     #[arg(long, default_value_t = 50)]
     top_k: usize,
@@ -237,6 +241,7 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
         score: ScoreKind::parse(&a.score).map_err(|e| anyhow!(e))?,
         threshold: a.threshold,
         min_support: a.min_support,
+        min_z: a.min_z,
         top_k: a.top_k.max(1),
         related_overlap: a.related_overlap,
         cards: a.cards,
@@ -281,12 +286,13 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
 
     let r = &out.report;
     println!(
-        "{} tokens, {} concepts, score {} >= {} (support >= {}) in {:.1}s",
+        "{} tokens, {} concepts, score {} >= {} (support >= {}, z >= {}) in {:.1}s",
         r.tokens,
         r.concepts.len(),
         r.score,
         r.threshold,
         r.min_support,
+        r.min_z,
         t0.elapsed().as_secs_f64()
     );
     println!(

@@ -11,7 +11,8 @@
 //!   (a > 0 when that quantile is 0);
 //! - support: concept tokens on which a > 0.
 //!
-//! A concept passes when the chosen score ≥ threshold and support ≥ min_support. A unit is dead
+//! A concept passes when the chosen score ≥ threshold and support ≥ min_support, and survives
+//! the explain-away pass (see [`Audit::explain_away`]) when the unit passes several. A unit is dead
 //! when it is never > 0, polysemantic when two passing concepts are unrelated (overlap
 //! coefficient below `related_overlap`), monosemantic when some concept passes, unexplained
 //! otherwise.
@@ -84,6 +85,7 @@ pub struct AuditOptions {
     pub score: ScoreKind,
     pub threshold: f64,
     pub min_support: u64,
+    pub min_z: f64,
     pub top_k: usize,
     pub related_overlap: f64,
     /// Rows sampled (from evenly spaced row groups) to place the histogram bins.
@@ -107,6 +109,7 @@ impl Default for AuditOptions {
             score: ScoreKind::Selectivity,
             threshold: 0.3,
             min_support: 10,
+            min_z: 5.0,
             top_k: 50,
             related_overlap: 0.5,
             sample_rows: 32_768,
@@ -123,6 +126,8 @@ impl Default for AuditOptions {
 pub enum UnitSource {
     /// The dimensions of a hook.
     Neurons { hook: HookInfo },
+    /// Chosen dimensions of a hook (a subset of the neurons, for a second pass).
+    Columns { hook: HookInfo, columns: Vec<usize> },
     /// The features of an SAE reading `hook` (weights with any input scaling folded in).
     Features {
         hook: HookInfo,
@@ -134,13 +139,16 @@ pub enum UnitSource {
 impl UnitSource {
     fn hook(&self) -> &HookInfo {
         match self {
-            UnitSource::Neurons { hook } | UnitSource::Features { hook, .. } => hook,
+            UnitSource::Neurons { hook }
+            | UnitSource::Columns { hook, .. }
+            | UnitSource::Features { hook, .. } => hook,
         }
     }
 
     fn units(&self) -> usize {
         match self {
             UnitSource::Neurons { hook } => hook.d,
+            UnitSource::Columns { columns, .. } => columns.len(),
             UnitSource::Features { sae, .. } => sae.d_sae,
         }
     }
@@ -161,7 +169,48 @@ impl UnitSource {
                     });
                 out
             }
+            UnitSource::Columns { hook, columns } => {
+                let d = hook.d;
+                let rows = x.len() / d;
+                let mut out = vec![0f32; columns.len() * rows];
+                out.par_chunks_mut(rows.max(1))
+                    .zip(columns)
+                    .for_each(|(col, &u)| {
+                        for (r, v) in col.iter_mut().enumerate() {
+                            *v = x[r * d + u];
+                        }
+                    });
+                out
+            }
             UnitSource::Features { sae, .. } => sae.encode_feature_major(x),
+        }
+    }
+
+    /// The same source restricted to `units` (in that order).
+    fn subset(&self, units: &[usize]) -> UnitSource {
+        match self {
+            UnitSource::Neurons { hook } => UnitSource::Columns {
+                hook: hook.clone(),
+                columns: units.to_vec(),
+            },
+            UnitSource::Columns { hook, columns } => UnitSource::Columns {
+                hook: hook.clone(),
+                columns: units.iter().map(|&u| columns[u]).collect(),
+            },
+            UnitSource::Features { hook, sae, name } => {
+                let d = sae.d_in;
+                let mut sub = Sae::zeros(d, units.len(), sae.apply_b_dec_to_input);
+                for (i, &u) in units.iter().enumerate() {
+                    sub.w_enc[i * d..(i + 1) * d].copy_from_slice(&sae.w_enc[u * d..(u + 1) * d]);
+                    sub.b_enc[i] = sae.b_enc[u];
+                }
+                sub.b_dec.copy_from_slice(&sae.b_dec);
+                UnitSource::Features {
+                    hook: hook.clone(),
+                    sae: Box::new(sub),
+                    name: name.clone(),
+                }
+            }
         }
     }
 
@@ -169,6 +218,7 @@ impl UnitSource {
     fn activation(&self, unit: usize, x: &[f32]) -> f32 {
         match self {
             UnitSource::Neurons { .. } => x[unit],
+            UnitSource::Columns { columns, .. } => x[columns[unit]],
             UnitSource::Features { sae, .. } => {
                 let d = sae.d_in;
                 let w = &sae.w_enc[unit * d..(unit + 1) * d];
@@ -188,14 +238,14 @@ impl UnitSource {
 
     fn kind(&self) -> &'static str {
         match self {
-            UnitSource::Neurons { .. } => "neurons",
+            UnitSource::Neurons { .. } | UnitSource::Columns { .. } => "neurons",
             UnitSource::Features { .. } => "features",
         }
     }
 
     fn name(&self) -> String {
         match self {
-            UnitSource::Neurons { hook } => hook.name.clone(),
+            UnitSource::Neurons { hook } | UnitSource::Columns { hook, .. } => hook.name.clone(),
             UnitSource::Features { name, .. } => name.clone(),
         }
     }
@@ -222,6 +272,8 @@ struct UnitAcc {
     /// Rows with a ≠ 0 (zeros are added to their bin at the end).
     nonzero: u64,
     sum_pos: f64,
+    /// Σ max(a, 0)²: the spread of the unit, for the z of a difference of means.
+    sum_sq_pos: f64,
     sum_on: Vec<f64>,
     fires: u64,
     fires_on: Vec<u32>,
@@ -256,6 +308,7 @@ impl UnitAcc {
             hist_on: vec![0; concepts * (BINS + 1)],
             nonzero: 0,
             sum_pos: 0.0,
+            sum_sq_pos: 0.0,
             sum_on: vec![0.0; concepts],
             fires: 0,
             fires_on: vec![0; concepts],
@@ -278,6 +331,7 @@ impl UnitAcc {
             self.hist_all[bin] += 1;
             let pos = a.max(0.0) as f64;
             self.sum_pos += pos;
+            self.sum_sq_pos += pos * pos;
             let fires = a > 0.0;
             // Ties at T count (T is a sample value); with T = 0 the mask is simply a > 0.
             let active = if self.t > 0.0 { a >= self.t } else { a > 0.0 };
@@ -368,6 +422,7 @@ impl UnitAcc {
             self.top.iter().filter(|t| t.concepts >> c & 1 == 1).count() as f64
                 / self.top.len() as f64
         };
+        let z = self.z(mu_on - mu_off, count, off, n);
         let inter = self.active_on[c] as f64;
         let union = self.active as f64 + count as f64 - inter;
         let iou = if union > 0.0 { inter / union } else { 0.0 };
@@ -377,6 +432,25 @@ impl UnitAcc {
             topk,
             iou,
             support: self.fires_on[c] as u64,
+            z,
+        }
+    }
+
+    /// Standard errors of a difference of means of max(a, 0) between groups of `n1` and `n2`
+    /// tokens (out of `n`), with the unit's overall spread.
+    fn z(&self, diff: f64, n1: u64, n2: u64, n: u64) -> f64 {
+        if n1 == 0 || n2 == 0 || n == 0 {
+            return 0.0;
+        }
+        let mean = self.sum_pos / n as f64;
+        let var = (self.sum_sq_pos / n as f64 - mean * mean).max(0.0);
+        let se = (var * (1.0 / n1 as f64 + 1.0 / n2 as f64)).sqrt();
+        if se > 0.0 {
+            diff / se
+        } else if diff > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
         }
     }
 }
@@ -403,22 +477,27 @@ impl AuditOutput {
     pub fn scores_csv(&self) -> String {
         let r = &self.report;
         let mut out =
-            String::from("kind,unit,concept,selectivity,auroc,topk,iou,support,passes,class\n");
-        let kind = ScoreKind::parse(&r.score).unwrap_or(ScoreKind::Selectivity);
+            String::from("kind,unit,concept,selectivity,auroc,topk,iou,support,z,passes,class\n");
         for (side, table) in r.sides.iter().zip(&self.scores) {
             let nc = r.concepts.len();
             for (i, s) in table.iter().enumerate() {
                 let (unit, c) = (i / nc, i % nc);
-                let passes = kind.of(s) >= r.threshold && s.support >= r.min_support;
+                let name = &r.concepts[c].name;
+                // The final decision: threshold, support, z and the explain-away pass.
+                let passes = side.unit_results[unit]
+                    .concepts
+                    .iter()
+                    .any(|p| p.concept == *name);
                 out.push_str(&format!(
-                    "{},{unit},{},{:.6},{:.6},{:.6},{:.6},{},{},{}\n",
+                    "{},{unit},{},{:.6},{:.6},{:.6},{:.6},{},{:.3},{},{}\n",
                     side.kind,
-                    csv_field(&r.concepts[c].name),
+                    csv_field(name),
                     s.selectivity,
                     s.auroc,
                     s.topk,
                     s.iou,
                     s.support,
+                    s.z,
                     passes as u8,
                     side.unit_results[unit].class
                 ));
@@ -477,19 +556,18 @@ impl<'a> Audit<'a> {
     }
 
     /// Runs the audit. `progress` is called after every block.
-    pub fn run(&self, progress: Progress) -> crate::store::Result<AuditOutput> {
-        let hook = self.sides[0].hook().clone();
-        let nc = self.labeler.names().len();
-        let mut stream = BlockStream::new(
-            self.dataset,
-            Some(hook.clone()),
-            self.labeler.label_columns().to_vec(),
-        )?;
-        let mut accs: Vec<Vec<UnitAcc>> = self.bin_edges(&mut stream, &hook)?;
-        let mut counts = vec![0u64; nc];
-        let mut pair = vec![0u64; nc * nc];
-        let mut n = 0u64;
+    /// One pass over the scored rows, `ROWS_PER_CHUNK` at a time: `f(hook rows [rows, d],
+    /// concept sets, addresses)`. Labels (and their shuffle) are the same on every pass.
+    fn pass(
+        &self,
+        stream: &mut BlockStream,
+        progress: Progress,
+        mut f: impl FnMut(&[f32], &[u128], &[RowAddr]),
+    ) -> crate::store::Result<u64> {
+        let d = self.sides[0].hook().d;
+        stream.rewind();
         let total_groups = stream.row_groups();
+        let mut n = 0u64;
         let mut block_index = 0u64;
         'blocks: while let Some(block) = stream.next_block()? {
             let (mut masks, keep) = self.label(&block);
@@ -513,38 +591,55 @@ impl<'a> Audit<'a> {
                 if chunk.is_empty() {
                     break 'blocks;
                 }
-                let d = hook.d;
                 let x: Vec<f32> = chunk
                     .iter()
                     .flat_map(|&r| block.rows.acts[r * d..(r + 1) * d].iter().copied())
                     .collect();
                 let m: Vec<u128> = chunk.iter().map(|&r| masks[r]).collect();
                 let addr: Vec<RowAddr> = chunk.iter().map(|&r| block.addr[r]).collect();
-                for &bits in &m {
-                    let mut b = bits;
-                    while b != 0 {
-                        let c = b.trailing_zeros() as usize;
-                        b &= b - 1;
-                        counts[c] += 1;
-                        let mut o = bits;
-                        while o != 0 {
-                            let e = o.trailing_zeros() as usize;
-                            o &= o - 1;
-                            pair[c * nc + e] += 1;
-                        }
-                    }
-                }
+                f(&x, &m, &addr);
                 n += chunk.len() as u64;
-                let rows = chunk.len();
-                for (side, acc) in self.sides.iter().zip(accs.iter_mut()) {
-                    let a = side.activations(&x);
-                    acc.par_iter_mut()
-                        .zip(a.par_chunks(rows))
-                        .for_each(|(u, col)| u.add(col, &m, &addr, self.options.top_k));
-                }
             }
             progress(stream.position(), total_groups, n);
         }
+        Ok(n)
+    }
+
+    /// Runs the audit. `progress` is called after every block (of each pass).
+    pub fn run(&self, progress: Progress) -> crate::store::Result<AuditOutput> {
+        let hook = self.sides[0].hook().clone();
+        let nc = self.labeler.names().len();
+        let mut stream = BlockStream::new(
+            self.dataset,
+            Some(hook.clone()),
+            self.labeler.label_columns().to_vec(),
+        )?;
+        let mut accs: Vec<Vec<UnitAcc>> = self.bin_edges(&mut stream, &hook)?;
+        let mut counts = vec![0u64; nc];
+        let mut pair = vec![0u64; nc * nc];
+        let n = self.pass(&mut stream, progress, |x, m, addr| {
+            for &bits in m {
+                let mut b = bits;
+                while b != 0 {
+                    let c = b.trailing_zeros() as usize;
+                    b &= b - 1;
+                    counts[c] += 1;
+                    let mut o = bits;
+                    while o != 0 {
+                        let e = o.trailing_zeros() as usize;
+                        o &= o - 1;
+                        pair[c * nc + e] += 1;
+                    }
+                }
+            }
+            let rows = m.len();
+            for (side, acc) in self.sides.iter().zip(accs.iter_mut()) {
+                let a = side.activations(x);
+                acc.par_iter_mut()
+                    .zip(a.par_chunks(rows))
+                    .for_each(|(u, col)| u.add(col, m, addr, self.options.top_k));
+            }
+        })?;
         if n == 0 {
             return Err(crate::store::StoreError::Loader(format!(
                 "{}: no token rows to audit (all rows are special tokens?)",
@@ -567,9 +662,10 @@ impl<'a> Audit<'a> {
             let min = counts[a].min(counts[b]);
             min > 0 && pair[a * nc + b] as f64 / min as f64 >= self.options.related_overlap
         };
+        let explained = self.explain_away(&mut stream, progress, &accs, (&counts, n))?;
         let mut sides = vec![];
-        for (side, acc) in self.sides.iter().zip(&accs) {
-            let mut report = self.side_report(side, acc, &counts, n, &related);
+        for ((side, acc), explained) in self.sides.iter().zip(&accs).zip(&explained) {
+            let mut report = self.side_report(side, acc, (&counts, n), explained, &related);
             report.cards = self.cards(side, acc, &report, (&counts, n), &mut stream)?;
             sides.push(report);
         }
@@ -589,12 +685,138 @@ impl<'a> Audit<'a> {
             score: self.options.score.name().into(),
             threshold: self.options.threshold,
             min_support: self.options.min_support,
+            min_z: self.options.min_z,
             top_k: self.options.top_k,
             related_overlap: self.options.related_overlap,
             concepts,
             sides,
         };
         Ok(AuditOutput { report, scores })
+    }
+
+    fn passes(&self, s: &Scores) -> bool {
+        self.options.score.of(s) >= self.options.threshold
+            && s.support >= self.options.min_support
+            && s.z >= self.options.min_z
+    }
+
+    /// The explain-away test, a second pass over the units that pass two or more concepts: a
+    /// passing concept stays only when the unit still prefers it on the tokens that carry none
+    /// of the unit's other passing concepts (selectivity of those tokens against the tokens with
+    /// none of them ≥ threshold). Concepts that merely co-occur with the unit's real concept
+    /// fail it. When fewer than `min_support` such tokens exist the concept is kept (no
+    /// evidence either way). Returns, per side, unit → the bit set of concepts explained away.
+    fn explain_away(
+        &self,
+        stream: &mut BlockStream,
+        progress: Progress,
+        accs: &[Vec<UnitAcc>],
+        (counts, n): (&[u64], u64),
+    ) -> crate::store::Result<Vec<BTreeMap<usize, u128>>> {
+        // Per side: candidate units and their passing sets.
+        let candidates: Vec<Vec<(usize, u128)>> = accs
+            .iter()
+            .map(|acc| {
+                acc.iter()
+                    .enumerate()
+                    .filter_map(|(unit, u)| {
+                        let set = (0..counts.len())
+                            .filter(|&c| self.passes(&u.scores(c, counts[c], n)))
+                            .fold(0u128, |m, c| m | 1 << c);
+                        (set.count_ones() >= 2).then_some((unit, set))
+                    })
+                    .collect()
+            })
+            .collect();
+        if candidates.iter().all(|c| c.is_empty()) {
+            return Ok(vec![BTreeMap::new(); accs.len()]);
+        }
+        let subsets: Vec<UnitSource> = self
+            .sides
+            .iter()
+            .zip(&candidates)
+            .map(|(side, cand)| side.subset(&cand.iter().map(|c| c.0).collect::<Vec<_>>()))
+            .collect();
+        // Per candidate unit: Σ a⁺, tokens and firings on "only c" tokens, and on "none" tokens.
+        #[derive(Clone, Default)]
+        struct Cond {
+            sum_only: Vec<f64>,
+            n_only: Vec<u64>,
+            sum_none: f64,
+            n_none: u64,
+        }
+        let nc = counts.len();
+        let mut conds: Vec<Vec<Cond>> = candidates
+            .iter()
+            .map(|c| {
+                vec![
+                    Cond {
+                        sum_only: vec![0.0; nc],
+                        n_only: vec![0; nc],
+                        ..Cond::default()
+                    };
+                    c.len()
+                ]
+            })
+            .collect();
+        self.pass(stream, progress, |x, m, _| {
+            let rows = m.len();
+            for ((sub, cand), cond) in subsets.iter().zip(&candidates).zip(conds.iter_mut()) {
+                if cand.is_empty() {
+                    continue;
+                }
+                let a = sub.activations(x);
+                cond.par_iter_mut()
+                    .zip(cand.par_iter())
+                    .zip(a.par_chunks(rows))
+                    .for_each(|((k, &(_, set)), col)| {
+                        for (&v, &bits) in col.iter().zip(m) {
+                            let pos = v.max(0.0) as f64;
+                            let inter = bits & set;
+                            if inter == 0 {
+                                k.sum_none += pos;
+                                k.n_none += 1;
+                            } else if inter.count_ones() == 1 {
+                                let c = inter.trailing_zeros() as usize;
+                                k.sum_only[c] += pos;
+                                k.n_only[c] += 1;
+                            }
+                        }
+                    });
+            }
+        })?;
+        let t = self.options.threshold;
+        Ok(candidates
+            .iter()
+            .zip(&conds)
+            .zip(accs)
+            .map(|((cand, cond), accs_side)| {
+                let mut out = BTreeMap::new();
+                for (&(unit, set), k) in cand.iter().zip(cond) {
+                    let mu_none = k.sum_none / k.n_none.max(1) as f64;
+                    let mut dropped = 0u128;
+                    for c in (0..nc).filter(|&c| set >> c & 1 == 1) {
+                        if k.n_only[c] < self.options.min_support {
+                            continue;
+                        }
+                        let mu = k.sum_only[c] / k.n_only[c] as f64;
+                        let sel = if mu + mu_none > 0.0 {
+                            (mu - mu_none) / (mu + mu_none)
+                        } else {
+                            0.0
+                        };
+                        let z = accs_side[unit].z(mu - mu_none, k.n_only[c], k.n_none, n);
+                        if sel < t || z < self.options.min_z {
+                            dropped |= 1 << c;
+                        }
+                    }
+                    if dropped != 0 {
+                        out.insert(unit, dropped);
+                    }
+                }
+                out
+            })
+            .collect())
     }
 
     /// Concept sets of every row of a block, and the rows to score (not special).
@@ -670,8 +892,8 @@ impl<'a> Audit<'a> {
         &self,
         side: &UnitSource,
         acc: &[UnitAcc],
-        counts: &[u64],
-        n: u64,
+        (counts, n): (&[u64], u64),
+        explained: &BTreeMap<usize, u128>,
         related: &dyn Fn(usize, usize) -> bool,
     ) -> SideReport {
         let o = &self.options;
@@ -681,9 +903,10 @@ impl<'a> Audit<'a> {
         for (unit, u) in acc.iter().enumerate() {
             let mut passing: Vec<PassingConcept> = vec![];
             let mut ids = vec![];
+            let dropped = explained.get(&unit).copied().unwrap_or(0);
             for (c, &count) in counts.iter().enumerate() {
                 let s = u.scores(c, count, n);
-                if o.score.of(&s) >= o.threshold && s.support >= o.min_support {
+                if self.passes(&s) && dropped >> c & 1 == 0 {
                     passing.push(PassingConcept {
                         concept: self.labeler.names()[c].clone(),
                         scores: s,

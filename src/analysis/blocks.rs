@@ -103,6 +103,12 @@ impl<'a> BlockStream<'a> {
         self.plan.len()
     }
 
+    /// Starts again from the first row group.
+    pub fn rewind(&mut self) {
+        self.next = 0;
+        self.carry = None;
+    }
+
     /// Row groups read so far.
     pub fn position(&self) -> usize {
         self.next

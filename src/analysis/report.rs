@@ -22,6 +22,9 @@ pub struct AuditReport {
     pub threshold: f64,
     /// A concept passes only when the unit fires (> 0) on at least this many of its tokens.
     pub min_support: u64,
+    /// ... and its mean activation on the concept beats the rest by at least this many standard
+    /// errors (`Scores::z`).
+    pub min_z: f64,
     /// How many top activations per unit the `topk` share is taken over.
     pub top_k: usize,
     /// Two passing concepts whose overlap coefficient |A∩B| / min(|A|,|B|) is at least this are
@@ -113,6 +116,9 @@ pub struct Scores {
     pub iou: f64,
     /// Concept tokens on which the unit is > 0.
     pub support: u64,
+    /// (μ⁺_on − μ⁺_off) / (σ⁺ · √(1/n_on + 1/n_off)): how many standard errors the difference
+    /// of means is (σ⁺ = standard deviation of max(a, 0) over all tokens).
+    pub z: f64,
 }
 
 /// One unit shown in the report.

@@ -87,13 +87,14 @@ pub fn write_audit_svgs(report: &AuditReport, dir: &Path) -> std::io::Result<Vec
 /// Section 1: title and the audit's parameters.
 fn section_header(h: &mut String, r: &AuditReport) {
     h.push_str("<header>\n<h1>Polysemanticity audit</h1>\n<table class=\"kv\">\n");
-    let rows: [(&str, String); 9] = [
+    let rows: [(&str, String); 10] = [
         ("dataset", esc(&r.dataset)),
         ("model", esc(&r.model)),
         ("tokens", r.tokens.to_string()),
         ("score", esc(&r.score)),
         ("threshold", sig3(r.threshold)),
         ("min_support", r.min_support.to_string()),
+        ("min_z", r.min_z.to_string()),
         ("top_k", r.top_k.to_string()),
         ("related_overlap", sig3(r.related_overlap)),
         ("concepts", r.concepts.len().to_string()),
@@ -1014,6 +1015,7 @@ mod tests {
                         topk: 0.5,
                         iou: 0.25,
                         support: 40,
+                        z: 12.5,
                     },
                 })
                 .collect(),
@@ -1137,6 +1139,7 @@ mod tests {
             score: "selectivity".into(),
             threshold: 0.5,
             min_support: 5,
+            min_z: 5.0,
             top_k: 100,
             related_overlap: 0.8,
             concepts,
