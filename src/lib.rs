@@ -15,4 +15,5 @@ pub mod report;
 pub mod sae;
 pub mod store;
 pub mod synth;
+pub mod toy;
 pub mod trace;

@@ -15,7 +15,9 @@ use unravel::models::{Model, ModelOptions};
 use unravel::store::StorageDtype;
 use unravel::{extract, trace};
 
+mod cmd_analyze;
 mod cmd_audit;
+mod cmd_toy;
 mod cmd_train;
 
 #[derive(Parser)]
@@ -73,6 +75,13 @@ enum Command {
     /// scores.csv and an HTML report.
     #[command(after_help = cmd_audit::AUDIT_EXAMPLES)]
     Audit(cmd_audit::AuditArgs),
+    /// Superposition metrics of each hook: effective dimensionality, effective rank, sparsity,
+    /// interference, PCA; a per-layer table and plots.
+    #[command(after_help = cmd_analyze::ANALYZE_EXAMPLES)]
+    Analyze(cmd_analyze::AnalyzeArgs),
+    /// Anthropic's toy models of superposition: pentagon, sparse vs dense, importance, hidden sizes, WᵀW, phase diagram.
+    #[command(after_help = cmd_toy::TOY_EXAMPLES)]
+    Toy(cmd_toy::ToyArgs),
     /// Copy an activation dataset with planted features added to one hook (ground truth beside it).
     #[command(after_help = PLANT_EXAMPLES)]
     Plant(PlantArgs),
@@ -741,6 +750,8 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd_train::cmd_verify(a),
         Command::Plant(a) => cmd_plant(a),
         Command::Audit(a) => cmd_audit::cmd_audit(a),
+        Command::Analyze(a) => cmd_analyze::cmd_analyze(a),
+        Command::Toy(a) => cmd_toy::cmd_toy(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -363,3 +363,68 @@ fn concepts_on_real_gpt2_tokens() {
         assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
     }
 }
+
+/// `unravel analyze` on planted data whose answer is known: 8 features in 32 dims span 8
+/// dimensions (effective rank ≤ 8), 512 features in 32 dims fill the space.
+#[test]
+fn analyze_finds_the_planted_rank() {
+    let tmp = tempfile::tempdir().unwrap();
+    let low = tmp.path().join("low");
+    ok(&[
+        "synth",
+        "--features",
+        "8",
+        "--dims",
+        "32",
+        "--density",
+        "0.5",
+        "--tokens",
+        "8000",
+        "--out",
+        &p(&low),
+    ]);
+    let high = tmp.path().join("high");
+    ok(&[
+        "synth",
+        "--features",
+        "512",
+        "--dims",
+        "32",
+        "--density",
+        "0.1",
+        "--tokens",
+        "8000",
+        "--out",
+        &p(&high),
+    ]);
+    for (dir, lo, hi) in [(&low, 1, 8), (&high, 28, 32)] {
+        let out = tmp.path().join(format!("an-{lo}"));
+        let r = ok(&["analyze", "--acts", &p(dir), "--out", &p(&out)]);
+        assert!(r.stdout.contains("eff.rank"), "{}", r.stdout);
+        let a = json(&out.join("analysis.json"));
+        let m = &a["hooks"][0]["metrics"];
+        let rank = m["effective_rank"].as_u64().unwrap();
+        assert!((lo..=hi).contains(&rank), "rank {rank} not in {lo}..={hi}");
+        let pr = m["effective_dimensionality"].as_f64().unwrap();
+        assert!(pr <= hi as f64 + 1e-6 && pr >= 1.0, "PR {pr}");
+        assert_eq!(a["tokens"].as_u64(), Some(8000));
+        assert!(
+            out.join("spectrum-synthetic.svg").is_file() && out.join("pca-synthetic.svg").is_file()
+        );
+    }
+    let r = unravel(&[
+        "analyze",
+        "--acts",
+        &p(&low),
+        "--hooks",
+        "blocks.*",
+        "--out",
+        &p(&tmp.path().join("x")),
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("--hooks blocks.*: matches no hook"),
+        "{}",
+        r.stderr
+    );
+}

@@ -767,7 +767,9 @@ fn shipped_configs_parse() {
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap() {
         let path = e.unwrap().path();
-        if path.extension().is_some_and(|x| x == "toml") {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        // Toy-model and concept configs are checked by their own tests (tests/toy.rs, tests/audit.rs).
+        if name.ends_with(".toml") && !name.starts_with("toy-") && name != "concepts.toml" {
             let c = unravel::sae::PartialConfig::from_file(&path)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(

@@ -9,3 +9,4 @@ pub mod audit;
 pub mod blocks;
 pub mod concepts;
 pub mod report;
+pub mod superposition;

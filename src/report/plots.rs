@@ -78,3 +78,201 @@ pub fn recovery_scatter(
             .map_err(|e| e.to_string())
     })
 }
+
+/// Eigenvalue (or singular value) spectra, log scale, one line per named series.
+pub fn spectrum(
+    path: &Path,
+    series: &[(String, Vec<f64>)],
+    title: &str,
+    y_desc: &str,
+) -> Result<(), String> {
+    let n = series.iter().map(|s| s.1.len()).max().unwrap_or(1).max(2);
+    let floor = 1e-12f64;
+    let vals = series.iter().flat_map(|s| s.1.iter().map(|v| v.max(floor)));
+    let (lo, hi) = vals.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = if lo < hi {
+        (lo.log10() - 0.2, hi.log10() + 0.2)
+    } else {
+        (-1.0, 1.0)
+    };
+    atomic_svg(path, (760, 460), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(60)
+            .build_cartesian_2d(1f64..n as f64, lo..hi)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("index (largest first)")
+            .y_desc(y_desc)
+            .y_label_formatter(&|v| format!("1e{v:.0}"))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, (name, v)) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    v.iter()
+                        .enumerate()
+                        .map(|(k, &x)| ((k + 1) as f64, x.max(floor).log10())),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// A 2D scatter (e.g. PCA projections).
+pub fn scatter(
+    path: &Path,
+    points: &[[f32; 2]],
+    title: &str,
+    axes: (&str, &str),
+) -> Result<(), String> {
+    let ext = |k: usize| {
+        let (a, b) = points
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), p| (a.min(p[k]), b.max(p[k])));
+        if a < b {
+            (a - 0.05 * (b - a), b + 0.05 * (b - a))
+        } else {
+            (a - 1.0, a + 1.0)
+        }
+    };
+    let ((x0, x1), (y0, y1)) = if points.is_empty() {
+        ((-1.0, 1.0), (-1.0, 1.0))
+    } else {
+        (ext(0), ext(1))
+    };
+    atomic_svg(path, (560, 520), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(axes.0)
+            .y_desc(axes.1)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|p| Circle::new((p[0], p[1]), 2, BLUE.mix(0.4).filled())),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
+/// A square matrix in [−1, 1] as a heatmap (blue negative, red positive).
+pub fn heatmap(path: &Path, m: &[Vec<f32>], title: &str) -> Result<(), String> {
+    let k = m.len().max(1);
+    atomic_svg(path, (560, 560), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(40)
+            .build_cartesian_2d(0..k, 0..k)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(m.iter().enumerate().flat_map(|(i, row)| {
+                row.iter().enumerate().map(move |(j, &v)| {
+                    let v = v.clamp(-1.0, 1.0) as f64;
+                    let (r, g, b) = if v >= 0.0 {
+                        (255, (255.0 * (1.0 - v)) as u8, (255.0 * (1.0 - v)) as u8)
+                    } else {
+                        ((255.0 * (1.0 + v)) as u8, (255.0 * (1.0 + v)) as u8, 255)
+                    };
+                    Rectangle::new([(j, k - 1 - i), (j + 1, k - i)], RGBColor(r, g, b).filled())
+                })
+            }))
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
+/// Named values per layer as lines (e.g. effective rank / d and PR / d against layer).
+pub fn per_layer(
+    path: &Path,
+    layers: &[String],
+    series: &[(&str, Vec<f64>)],
+    title: &str,
+) -> Result<(), String> {
+    let n = layers.len().max(2);
+    let hi = series
+        .iter()
+        .flat_map(|s| s.1.iter().copied())
+        .fold(0.0f64, f64::max)
+        .max(1e-9)
+        * 1.1;
+    atomic_svg(path, (760, 460), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(60)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..(n - 1) as f64, 0f64..hi)
+            .map_err(|e| e.to_string())?;
+        let names = layers.to_vec();
+        chart
+            .configure_mesh()
+            .x_labels(n)
+            .x_label_formatter(&move |x| {
+                let i = x.round() as usize;
+                if (x - i as f64).abs() < 1e-6 {
+                    names.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc("hook")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, (name, v)) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    v.iter().enumerate().map(|(k, &y)| (k as f64, y)),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(name.to_string())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+            chart
+                .draw_series(
+                    v.iter()
+                        .enumerate()
+                        .map(|(k, &y)| Circle::new((k as f64, y), 3, color.filled())),
+                )
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())
+    })
+}

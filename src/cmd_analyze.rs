@@ -1,0 +1,227 @@
+//! `unravel analyze`: superposition metrics of every chosen hook of a dataset, one streaming pass;
+//! a per-layer table and plots.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+
+use unravel::analysis::superposition::{CovarianceAcc, HookMetrics};
+use unravel::report::plots;
+use unravel::store::Dataset;
+
+pub const ANALYZE_EXAMPLES: &str = "Examples:\n  \
+# every hook of a dataset: effective dimensionality, effective rank, sparsity, interference\n  \
+unravel analyze --acts acts/gpt2-resid --out analysis/gpt2-resid\n  \
+# one layer, 95% variance for the effective rank, at most 1M tokens\n  \
+unravel analyze --acts acts/gpt2-resid --hooks blocks.6.hook_resid_post --rank-threshold 0.95 --max-tokens 1000000 --out analysis/l6\n\n\
+Writes OUT/analysis.json (every number, eigenvalues included), OUT/layers.svg (effective rank / d\n\
+and participation ratio / d against hook), and per hook spectrum, PCA and correlation-heatmap SVGs.";
+
+#[derive(Args)]
+pub struct AnalyzeArgs {
+    /// Activation dataset folder.
+    #[arg(long, value_name = "DIR")]
+    acts: PathBuf,
+    /// Hook names or globs, comma separated (default: every hook of the dataset).
+    #[arg(long, value_name = "PATTERNS")]
+    hooks: Option<String>,
+    /// Fraction of the variance the effective rank must explain.
+    #[arg(long, default_value_t = 0.99)]
+    rank_threshold: f64,
+    /// |a| below this counts as zero for the sparsity.
+    #[arg(long, default_value_t = 1e-6)]
+    epsilon: f32,
+    /// Use at most this many tokens (special rows excluded).
+    #[arg(long)]
+    max_tokens: Option<u64>,
+    /// Rows projected for the PCA scatter.
+    #[arg(long, default_value_t = 2000)]
+    pca_points: usize,
+    /// Dimensions in the correlation heatmap.
+    #[arg(long, default_value_t = 64)]
+    heatmap_dims: usize,
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// The hooks matching the comma-separated patterns, in dataset order.
+fn select_hooks(ds: &Dataset, patterns: Option<&str>) -> Result<Vec<unravel::store::HookInfo>> {
+    let all = &ds.manifest().hooks;
+    let Some(p) = patterns else {
+        return Ok(all.clone());
+    };
+    let mut out = vec![];
+    for pat in p.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let glob = globset::Glob::new(pat)
+            .map_err(|e| anyhow!("--hooks {pat}: {e}"))?
+            .compile_matcher();
+        let hits: Vec<_> = all.iter().filter(|h| glob.is_match(&h.name)).collect();
+        if hits.is_empty() {
+            bail!(
+                "--hooks {pat}: matches no hook of the dataset (it has: {})",
+                all.iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        for h in hits {
+            if !out
+                .iter()
+                .any(|o: &unravel::store::HookInfo| o.name == h.name)
+            {
+                out.push(h.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
+    if !(a.rank_threshold > 0.0 && a.rank_threshold <= 1.0) {
+        bail!("--rank-threshold {}: must be in (0, 1]", a.rank_threshold);
+    }
+    let ds = Dataset::open(&a.acts).with_context(|| format!("--acts {}", a.acts.display()))?;
+    let hooks = select_hooks(&ds, a.hooks.as_deref())?;
+    let mut accs: Vec<CovarianceAcc> = hooks
+        .iter()
+        .map(|h| CovarianceAcc::new(h.d, a.epsilon, a.pca_points))
+        .collect();
+    let groups: usize = (0..ds.shard_count())
+        .map(|s| ds.shard_reader(s).map(|r| r.row_groups().len()))
+        .sum::<Result<usize, _>>()?;
+    let bar = crate::cmd_train::progress_bar(
+        "{spinner} analyze [{bar:30}] {pos}/{len} row groups  {msg}  {elapsed} ETA {eta}",
+    );
+    bar.set_length(groups as u64);
+    let t0 = std::time::Instant::now();
+    let mut tokens = 0u64;
+    'shards: for s in 0..ds.shard_count() {
+        let reader = ds.shard_reader(s)?;
+        for g in 0..reader.row_groups().len() {
+            let mut rows = 0;
+            for (hook, acc) in hooks.iter().zip(accs.iter_mut()) {
+                let r = reader.read_hook(hook, g, false)?;
+                let keep = match a.max_tokens {
+                    Some(max) => r.rows.min((max - tokens) as usize),
+                    None => r.rows,
+                };
+                acc.add(&r.values[..keep * hook.d]);
+                rows = keep;
+            }
+            tokens += rows as u64;
+            bar.inc(1);
+            bar.set_message(format!(
+                "{tokens} tokens, {:.0} tok/s",
+                tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+            ));
+            if a.max_tokens.is_some_and(|m| tokens >= m) {
+                break 'shards;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if tokens == 0 {
+        bail!("--acts {}: no token rows to analyze", a.acts.display());
+    }
+    let metrics: Vec<HookMetrics> = accs
+        .into_iter()
+        .map(|acc| acc.finish(a.rank_threshold, a.heatmap_dims))
+        .collect();
+
+    std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    let names: Vec<String> = hooks.iter().map(|h| h.name.clone()).collect();
+    let json = serde_json::json!({
+        "dataset": a.acts.display().to_string(),
+        "model": ds.manifest().model.id,
+        "tokens": tokens,
+        "hooks": names.iter().zip(&metrics).map(|(n, m)| serde_json::json!({"hook": n, "metrics": m})).collect::<Vec<_>>(),
+    });
+    let path = a.out.join("analysis.json");
+    unravel::io::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    let plot = |r: Result<(), String>| {
+        r.map_err(|e| anyhow!("writing plots into {}: {e}", a.out.display()))
+    };
+    for (name, m) in names.iter().zip(&metrics) {
+        let file = name.replace(['/', '*'], "_");
+        plot(plots::spectrum(
+            &a.out.join(format!("spectrum-{file}.svg")),
+            &[(name.clone(), m.eigenvalues.clone())],
+            &format!("{name}: covariance spectrum"),
+            "eigenvalue (log10)",
+        ))?;
+        plot(plots::scatter(
+            &a.out.join(format!("pca-{file}.svg")),
+            &m.pca_2d,
+            &format!("{name}: PCA"),
+            ("PC1", "PC2"),
+        ))?;
+        plot(plots::heatmap(
+            &a.out.join(format!("interference-{file}.svg")),
+            &m.correlation_block,
+            &format!(
+                "{name}: correlation, first {} dims",
+                m.correlation_block.len()
+            ),
+        ))?;
+    }
+    if names.len() > 1 {
+        plot(plots::per_layer(
+            &a.out.join("layers.svg"),
+            &names
+                .iter()
+                .map(|n| n.replace(".hook_", "."))
+                .collect::<Vec<_>>(),
+            &[
+                (
+                    "effective rank / d",
+                    metrics.iter().map(|m| m.rank_ratio).collect(),
+                ),
+                (
+                    "participation ratio / d",
+                    metrics
+                        .iter()
+                        .map(|m| m.effective_dimensionality / m.d as f64)
+                        .collect(),
+                ),
+            ],
+            "Effective rank and dimensionality per hook",
+        ))?;
+        plot(plots::spectrum(
+            &a.out.join("spectra.svg"),
+            &names
+                .iter()
+                .cloned()
+                .zip(metrics.iter().map(|m| m.eigenvalues.clone()))
+                .collect::<Vec<_>>(),
+            "Covariance spectra",
+            "eigenvalue (log10)",
+        ))?;
+    }
+    println!(
+        "{tokens} tokens of {} ({:.1}s); effective rank at {:.0}% of the variance:",
+        a.acts.display(),
+        t0.elapsed().as_secs_f64(),
+        100.0 * a.rank_threshold
+    );
+    println!(
+        "  {:<32} {:>6} {:>9} {:>6} {:>11} {:>9} {:>12}",
+        "hook", "units", "eff.rank", "ratio", "eff.dim(PR)", "sparsity", "interference"
+    );
+    for (name, m) in names.iter().zip(&metrics) {
+        println!(
+            "  {name:<32} {:>6} {:>9} {:>6.3} {:>11.2} {:>9.4} {:>12.4}",
+            m.d,
+            m.effective_rank,
+            m.rank_ratio,
+            m.effective_dimensionality,
+            m.sparsity,
+            m.interference
+        );
+    }
+    println!("wrote {}/analysis.json and plots", a.out.display());
+    Ok(())
+}
