@@ -14,15 +14,21 @@ pub const ANALYZE_EXAMPLES: &str = "Examples:\n  \
 # every hook of a dataset: effective dimensionality, effective rank, sparsity, interference\n  \
 unravel analyze --acts acts/gpt2-resid --out analysis/gpt2-resid\n  \
 # one layer, 95% variance for the effective rank, at most 1M tokens\n  \
-unravel analyze --acts acts/gpt2-resid --hooks blocks.6.hook_resid_post --rank-threshold 0.95 --max-tokens 1000000 --out analysis/l6\n\n\
+unravel analyze --acts acts/gpt2-resid --hooks blocks.6.hook_resid_post --rank-threshold 0.95 --max-tokens 1000000 --out analysis/l6\n  \
+# singular value spectra and effective rank of every weight matrix\n  \
+unravel analyze --weights gpt2 --out analysis/gpt2-weights\n\n\
 Writes OUT/analysis.json (every number, eigenvalues included), OUT/layers.svg (effective rank / d\n\
 and participation ratio / d against hook), and per hook spectrum, PCA and correlation-heatmap SVGs.";
 
 #[derive(Args)]
 pub struct AnalyzeArgs {
     /// Activation dataset folder.
-    #[arg(long, value_name = "DIR")]
-    acts: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "weights")]
+    acts: Option<PathBuf>,
+    /// Instead of activations: the singular value spectrum and effective rank of every weight
+    /// matrix of a model (local folder or hub repo id; read from the cache when offline).
+    #[arg(long, value_name = "MODEL", conflicts_with = "acts")]
+    weights: Option<String>,
     /// Hook names or globs, comma separated (default: every hook of the dataset).
     #[arg(long, value_name = "PATTERNS")]
     hooks: Option<String>,
@@ -79,11 +85,109 @@ fn select_hooks(ds: &Dataset, patterns: Option<&str>) -> Result<Vec<unravel::sto
     Ok(out)
 }
 
+/// `--weights`: every 2-D tensor of the model's safetensors files.
+fn analyze_weights(a: &AnalyzeArgs, spec: &str) -> Result<()> {
+    let files =
+        unravel::models::load::resolve(spec, &unravel::models::load::HubOptions::default(), true)
+            .map_err(|e| anyhow!("--weights {e}"))?;
+    if files.weights.is_empty() {
+        bail!("--weights {spec}: no safetensors weights found");
+    }
+    let mut rows = vec![];
+    for file in &files.weights {
+        let tensors = candle_core::safetensors::load(file, &candle_core::Device::Cpu)
+            .map_err(|e| anyhow!("--weights {}: {e}", file.display()))?;
+        for (name, t) in tensors {
+            let &[r, c] = t.dims() else { continue };
+            if r < 2 || c < 2 {
+                continue;
+            }
+            let w: Vec<f32> = t
+                .to_dtype(candle_core::DType::F32)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1())
+                .map_err(|e| anyhow!("--weights {}: tensor {name}: {e}", file.display()))?;
+            let (sv, rank) =
+                unravel::analysis::superposition::weight_spectrum(&w, r, c, a.rank_threshold);
+            rows.push((name, [r, c], sv, rank));
+        }
+    }
+    // Natural order: h.2 before h.10.
+    let key = |n: &str| -> Vec<(String, u64)> {
+        n.split('.')
+            .map(|p| {
+                p.parse::<u64>()
+                    .map_or((p.to_string(), 0), |v| (String::new(), v))
+            })
+            .collect()
+    };
+    rows.sort_by(|x, y| key(&x.0).cmp(&key(&y.0)));
+    std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    let json = serde_json::json!({
+        "model": files.id,
+        "rank_threshold": a.rank_threshold,
+        "matrices": rows.iter().map(|(n, s, sv, rank)| serde_json::json!({
+            "name": n, "shape": s, "effective_rank": rank,
+            "rank_ratio": *rank as f64 / s[0].min(s[1]) as f64, "singular_values": sv})).collect::<Vec<_>>(),
+    });
+    let path = a.out.join("weights.json");
+    unravel::io::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    // One spectrum per matrix kind (the name without its layer number), normalised by σ_max.
+    let mut kinds: std::collections::BTreeMap<String, Vec<(String, Vec<f64>)>> = Default::default();
+    for (n, _, sv, _) in &rows {
+        let kind: String = n
+            .split('.')
+            .filter(|p| p.parse::<u64>().is_err())
+            .collect::<Vec<_>>()
+            .join(".");
+        let top = sv.first().copied().unwrap_or(1.0).max(1e-30);
+        kinds
+            .entry(kind)
+            .or_default()
+            .push((n.clone(), sv.iter().map(|s| s / top).collect()));
+    }
+    for (kind, series) in &kinds {
+        plots::spectrum(
+            &a.out
+                .join(format!("weights-{}.svg", kind.replace(['/', '*'], "_"))),
+            series,
+            &format!("{kind}: singular values / largest"),
+            "σ / σ_max (log10)",
+        )
+        .map_err(|e| anyhow!("writing plots into {}: {e}", a.out.display()))?;
+    }
+    println!(
+        "{} weight matrices of {} (effective rank at {:.0}% of Σσ²):",
+        rows.len(),
+        files.id,
+        100.0 * a.rank_threshold
+    );
+    println!(
+        "  {:<44} {:>12} {:>9} {:>6}",
+        "matrix", "shape", "eff.rank", "ratio"
+    );
+    for (n, s, _, rank) in &rows {
+        println!(
+            "  {n:<44} {:>12} {rank:>9} {:>6.3}",
+            format!("{}x{}", s[0], s[1]),
+            *rank as f64 / s[0].min(s[1]) as f64
+        );
+    }
+    println!("wrote {}/weights.json and plots", a.out.display());
+    Ok(())
+}
+
 pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
     if !(a.rank_threshold > 0.0 && a.rank_threshold <= 1.0) {
         bail!("--rank-threshold {}: must be in (0, 1]", a.rank_threshold);
     }
-    let ds = Dataset::open(&a.acts).with_context(|| format!("--acts {}", a.acts.display()))?;
+    let acts = match (&a.acts, &a.weights) {
+        (_, Some(spec)) => return analyze_weights(a, spec),
+        (Some(acts), None) => acts,
+        (None, None) => bail!("give --acts DIR or --weights MODEL"),
+    };
+    let ds = Dataset::open(acts).with_context(|| format!("--acts {}", acts.display()))?;
     let hooks = select_hooks(&ds, a.hooks.as_deref())?;
     let mut accs: Vec<CovarianceAcc> = hooks
         .iter()
@@ -124,7 +228,7 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     if tokens == 0 {
-        bail!("--acts {}: no token rows to analyze", a.acts.display());
+        bail!("--acts {}: no token rows to analyze", acts.display());
     }
     let metrics: Vec<HookMetrics> = accs
         .into_iter()
@@ -134,7 +238,7 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let names: Vec<String> = hooks.iter().map(|h| h.name.clone()).collect();
     let json = serde_json::json!({
-        "dataset": a.acts.display().to_string(),
+        "dataset": acts.display().to_string(),
         "model": ds.manifest().model.id,
         "tokens": tokens,
         "hooks": names.iter().zip(&metrics).map(|(n, m)| serde_json::json!({"hook": n, "metrics": m})).collect::<Vec<_>>(),
@@ -203,7 +307,7 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
     }
     println!(
         "{tokens} tokens of {} ({:.1}s); effective rank at {:.0}% of the variance:",
-        a.acts.display(),
+        acts.display(),
         t0.elapsed().as_secs_f64(),
         100.0 * a.rank_threshold
     );

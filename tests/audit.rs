@@ -428,3 +428,54 @@ fn analyze_finds_the_planted_rank() {
         r.stderr
     );
 }
+
+/// `analyze --weights`: Σσ² of every matrix equals its squared Frobenius norm (read here
+/// independently from the safetensors file), and the spectrum is sorted.
+#[test]
+fn analyze_weights_spectra_keep_the_frobenius_norm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let model = format!("{root}/tests/fixtures/tiny-gpt2");
+    let out = tmp.path().join("w");
+    let r = ok(&["analyze", "--weights", &model, "--out", &p(&out)]);
+    assert!(
+        r.stdout.contains("transformer.h.1.mlp.c_fc.weight"),
+        "{}",
+        r.stdout
+    );
+    let a = json(&out.join("weights.json"));
+    let bytes = std::fs::read(format!("{model}/model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mats = a["matrices"].as_array().unwrap();
+    assert_eq!(
+        mats.len(),
+        st.tensors()
+            .iter()
+            .filter(|(_, t)| t.shape().len() == 2)
+            .count()
+    );
+    for m in mats {
+        let t = st.tensor(m["name"].as_str().unwrap()).unwrap();
+        let frob: f64 = t
+            .data()
+            .chunks(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
+            .map(|v| v * v)
+            .sum();
+        let sv: Vec<f64> = m["singular_values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let sum: f64 = sv.iter().map(|s| s * s).sum();
+        assert!(
+            (sum - frob).abs() < 1e-4 * frob,
+            "{}: {sum} vs {frob}",
+            m["name"]
+        );
+        assert!(sv.windows(2).all(|w| w[0] >= w[1]));
+        let rank = m["effective_rank"].as_u64().unwrap() as usize;
+        assert!(rank >= 1 && rank <= sv.len());
+    }
+}

@@ -280,6 +280,10 @@ mod tests {
         assert!(m.eigenvalues[k] < 1e-6 && (m.eigenvalues[0] - 1.0).abs() < 0.05);
     }
 
+    fn transpose(w: &[f32], r: usize, c: usize) -> Vec<f32> {
+        (0..c * r).map(|i| w[(i % r) * c + i / r]).collect()
+    }
+
     #[test]
     fn weight_spectrum_of_a_rank_two_matrix() {
         // w = 3·e1 f1ᵀ + 1·e2 f2ᵀ: singular values 3, 1, 0 ...; 99% of Σσ² needs both.
@@ -288,7 +292,12 @@ mod tests {
         w[0] = 3.0;
         w[c + 1] = 1.0;
         let (sv, rank) = weight_spectrum(&w, r, c, 0.99);
-        assert!((sv[0] - 3.0).abs() < 1e-9 && (sv[1] - 1.0).abs() < 1e-9 && sv[2].abs() < 1e-9);
+        assert!(
+            (sv[0] - 3.0).abs() < 1e-6 && (sv[1] - 1.0).abs() < 1e-6 && sv[2].abs() < 1e-6,
+            "{sv:?}"
+        );
+        let (wide, _) = weight_spectrum(&transpose(&w, r, c), c, r, 0.99);
+        assert!((wide[0] - 3.0).abs() < 1e-6 && (wide[1] - 1.0).abs() < 1e-6);
         assert_eq!(rank, 2);
         let (_, rank) = weight_spectrum(&w, r, c, 0.8);
         assert_eq!(rank, 1);
