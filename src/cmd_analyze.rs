@@ -121,7 +121,7 @@ fn analyze_weights(a: &AnalyzeArgs, spec: &str) -> Result<()> {
             })
             .collect()
     };
-    rows.sort_by(|x, y| key(&x.0).cmp(&key(&y.0)));
+    rows.sort_by_key(|x| key(&x.0));
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let json = serde_json::json!({
         "model": files.id,
