@@ -11,7 +11,7 @@ use candle_core::{DType, Tensor, D};
 use crate::models::hooks::HookSet;
 use crate::models::load::LoadError;
 use crate::models::tokenizer::TextTokenizer;
-use crate::models::{Arch, Model};
+use crate::models::Model;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -121,7 +121,7 @@ pub fn tokenize(
             // Encoders keep their closing [SEP]; decoders keep the first `max` tokens.
             let last = ids[ids.len() - 1];
             ids.truncate(max);
-            if model.arch() == Arch::DistilBert {
+            if !model.arch().is_causal() {
                 ids[max - 1] = last;
             }
         }

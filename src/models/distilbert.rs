@@ -66,23 +66,28 @@ fn d_range() -> f32 {
     0.02
 }
 
-struct Block {
+pub(super) struct Block {
     /// q_lin, k_lin and v_lin side by side: `[d, 3d]`.
-    qkv: Linear,
-    out_lin: Linear,
-    sa_layer_norm: LayerNorm,
-    lin1: Linear,
-    lin2: Linear,
-    output_layer_norm: LayerNorm,
+    pub(super) qkv: Linear,
+    pub(super) out_lin: Linear,
+    pub(super) sa_layer_norm: LayerNorm,
+    pub(super) lin1: Linear,
+    pub(super) lin2: Linear,
+    pub(super) output_layer_norm: LayerNorm,
 }
 
+/// A post-LayerNorm encoder: DistilBERT, and BERT (loaded by `bert.rs` into the same struct,
+/// with its token-type embedding).
 pub struct DistilBert {
     pub config: DistilBertConfig,
-    word_embeddings: Tensor,     // [vocab, d]
-    position_embeddings: Tensor, // [positions, d]
-    embed_ln: LayerNorm,
-    blocks: Vec<Block>,
-    act: Activation,
+    pub(super) word_embeddings: Tensor,     // [vocab, d]
+    pub(super) position_embeddings: Tensor, // [positions, d]
+    /// BERT only: the token-type-0 embedding `[d]`, added with the positions (every token is
+    /// type 0, Hugging Face's default).
+    pub(super) token_type: Option<Tensor>,
+    pub(super) embed_ln: LayerNorm,
+    pub(super) blocks: Vec<Block>,
+    pub(super) act: Activation,
 }
 
 impl DistilBert {
@@ -138,6 +143,7 @@ impl DistilBert {
                 &[c.max_position_embeddings, d],
                 Init::Normal(std),
             )?,
+            token_type: None,
             embed_ln: LayerNorm::load(w, "embeddings.LayerNorm", d, LN_EPS)?,
             blocks,
             act,
@@ -173,7 +179,11 @@ impl DistilBert {
                 logits: None,
             });
         }
-        let mut x = self.embed_ln.forward(&tok.broadcast_add(&pos)?)?; // [b, t, d]
+        let mut sum = tok.broadcast_add(&pos)?; // [b, t, d]
+        if let Some(tt) = &self.token_type {
+            sum = sum.broadcast_add(tt)?;
+        }
+        let mut x = self.embed_ln.forward(&sum)?; // [b, t, d]
         let key_mask = AttnMask {
             causal: false,
             keys: mask.to_vec(),

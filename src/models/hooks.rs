@@ -13,6 +13,13 @@
 //! | `blocks.{i}.hook_resid_post` | `resid_mid + mlp_out` | `output_layer_norm(resid_mid + mlp_out)` |
 //! | `ln_final.hook_normalized` | `ln_f(last resid_post)` = HF `last_hidden_state` | no final LayerNorm: the last `resid_post` = HF `last_hidden_state` |
 //!
+//! BERT (`BertModel`) is post-LayerNorm like DistilBERT and uses the DistilBERT column with its own
+//! module names: `q_lin/k_lin/v_lin` → `attention.self.{query,key,value}`, `out_lin` →
+//! `attention.output.dense`, `sa_layer_norm` → `attention.output.LayerNorm`, `lin1` →
+//! `intermediate.dense`, `lin2` → `output.dense`, `output_layer_norm` → `output.LayerNorm`; its
+//! block-0 input also adds the token-type-0 embedding inside the LayerNorm (`hook_embed` and
+//! `hook_pos_embed` stay the word and position embeddings alone).
+//!
 //! `ln_final.hook_normalized` is TransformerLens's value *after* the LayerNorm's weight and bias.
 //! Hugging Face's `hidden_states[i]` is `blocks.{i}.hook_resid_pre` for both models, except that
 //! GPT-2's last entry has `ln_f` applied (TransformerLens's `resid_post` does not).

@@ -4,6 +4,7 @@
 //! model from safetensors or random weights. `Model::forward` records any set of hooks
 //! (see [`hooks`]) and stops after the last block it needs.
 
+pub mod bert;
 pub mod distilbert;
 pub mod fused;
 pub mod gpt2;
@@ -25,6 +26,7 @@ use load::{LoadError, ModelFiles, Weights};
 pub enum Arch {
     Gpt2,
     DistilBert,
+    Bert,
 }
 
 impl Arch {
@@ -32,6 +34,7 @@ impl Arch {
         match self {
             Arch::Gpt2 => "gpt2",
             Arch::DistilBert => "distilbert",
+            Arch::Bert => "bert",
         }
     }
 
@@ -141,6 +144,8 @@ impl Default for ModelOptions {
 pub enum Model {
     Gpt2(Gpt2),
     DistilBert(DistilBert),
+    /// BERT loads into the shared post-LayerNorm encoder.
+    Bert(DistilBert),
 }
 
 #[derive(serde::Deserialize)]
@@ -177,6 +182,10 @@ impl Model {
                 let cfg: DistilBertConfig = load::read_json(&files.config)?;
                 Model::DistilBert(DistilBert::load(cfg, &mut w).map_err(named)?)
             }
+            Arch::Bert => {
+                let cfg: bert::BertConfig = load::read_json(&files.config)?;
+                Model::Bert(bert::load(cfg, &mut w).map_err(named)?)
+            }
         })
     }
 
@@ -184,27 +193,28 @@ impl Model {
         match self {
             Model::Gpt2(_) => Arch::Gpt2,
             Model::DistilBert(_) => Arch::DistilBert,
+            Model::Bert(_) => Arch::Bert,
         }
     }
 
     pub fn n_layers(&self) -> usize {
         match self {
             Model::Gpt2(m) => m.config.n_layer,
-            Model::DistilBert(m) => m.config.n_layers,
+            Model::DistilBert(m) | Model::Bert(m) => m.config.n_layers,
         }
     }
 
     pub fn d_model(&self) -> usize {
         match self {
             Model::Gpt2(m) => m.config.n_embd,
-            Model::DistilBert(m) => m.config.dim,
+            Model::DistilBert(m) | Model::Bert(m) => m.config.dim,
         }
     }
 
     pub fn d_mlp(&self) -> usize {
         match self {
             Model::Gpt2(m) => m.config.d_mlp(),
-            Model::DistilBert(m) => m.config.hidden_dim,
+            Model::DistilBert(m) | Model::Bert(m) => m.config.hidden_dim,
         }
     }
 
@@ -219,14 +229,14 @@ impl Model {
     pub fn max_positions(&self) -> usize {
         match self {
             Model::Gpt2(m) => m.config.n_positions,
-            Model::DistilBert(m) => m.config.max_position_embeddings,
+            Model::DistilBert(m) | Model::Bert(m) => m.config.max_position_embeddings,
         }
     }
 
     pub fn vocab_size(&self) -> usize {
         match self {
             Model::Gpt2(m) => m.config.vocab_size,
-            Model::DistilBert(m) => m.config.vocab_size,
+            Model::DistilBert(m) | Model::Bert(m) => m.config.vocab_size,
         }
     }
 
@@ -234,7 +244,7 @@ impl Model {
     pub fn pad_token_id(&self) -> u32 {
         match self {
             Model::Gpt2(m) => m.config.eos_token_id,
-            Model::DistilBert(m) => m.config.pad_token_id,
+            Model::DistilBert(m) | Model::Bert(m) => m.config.pad_token_id,
         }
     }
 
@@ -242,7 +252,7 @@ impl Model {
     pub fn device(&self) -> Device {
         match self {
             Model::Gpt2(m) => m.device(),
-            Model::DistilBert(m) => m.device(),
+            Model::DistilBert(m) | Model::Bert(m) => m.device(),
         }
     }
 
@@ -260,7 +270,7 @@ impl Model {
     ) -> Result<ForwardOutput> {
         match self {
             Model::Gpt2(m) => m.forward(ids, mask, hooks, logits),
-            Model::DistilBert(m) => m.forward(ids, mask, hooks),
+            Model::DistilBert(m) | Model::Bert(m) => m.forward(ids, mask, hooks),
         }
     }
 
@@ -279,7 +289,7 @@ impl Model {
                 out.logits
                     .ok_or_else(|| candle_core::Error::Msg("no logits".into()))
             }
-            Model::DistilBert(_) => Err(candle_core::Error::Msg(
+            Model::DistilBert(_) | Model::Bert(_) => Err(candle_core::Error::Msg(
                 "DistilBERT has no language-model head: CE/KL evaluation needs a GPT-2 model"
                     .into(),
             )),
@@ -294,12 +304,14 @@ fn detect_arch(config: &std::path::Path) -> std::result::Result<Arch, LoadError>
     match name.as_str() {
         "gpt2" => Ok(Arch::Gpt2),
         "distilbert" => Ok(Arch::DistilBert),
+        "bert" => Ok(Arch::Bert),
         _ if arch_names.starts_with("GPT2") => Ok(Arch::Gpt2),
         _ if arch_names.starts_with("DistilBert") => Ok(Arch::DistilBert),
+        _ if arch_names.starts_with("Bert") => Ok(Arch::Bert),
         other => Err(LoadError::BadConfig {
             file: config.into(),
             reason: format!(
-                "model_type `{other}` is not supported; unravel hooks gpt2 and distilbert models"
+                "model_type `{other}` is not supported; unravel hooks gpt2, distilbert and bert models"
             ),
         }),
     }
