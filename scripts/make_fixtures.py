@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
 """Build the tiny random test models and their reference activations.
 
-Makes tests/fixtures/{tiny-gpt2,tiny-distilbert}/ (Hugging Face model folders
-with a locally trained tokenizer) and tests/fixtures/reference/ (sentences.json
-plus one safetensors file of hook activations per model), and
+Makes tests/fixtures/{tiny-gpt2,tiny-distilbert,tiny-bert}/ (Hugging Face
+model folders with a locally trained tokenizer) and tests/fixtures/reference/
+(sentences.json plus one safetensors file of hook activations per model), and
 tests/fixtures/README.md. Fully offline and deterministic (fixed seeds).
 
-Run from the repository root:  python3 scripts/make_fixtures.py
+Run from the repository root:  python3 scripts/make_fixtures.py [--only NAME,...]
 Needs torch, transformers, tokenizers, safetensors. CI never runs this; the
 generated files are committed.
+
+Weights and tokenizers are bit-reproducible, but the reference activations may
+differ in the last bits between CPUs (different SIMD kernels). `--only tiny-bert`
+(comma-separated names from MODELS) rebuilds just those models' folders and
+reference files, leaving the other fixtures untouched; README.md and
+reference/sentences.json are always rewritten (their content is deterministic).
 """
 
+import argparse
 import json
 import math
 import os
@@ -32,6 +39,9 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from torch import nn
 from transformers import (
     AutoTokenizer,
+    BertConfig,
+    BertModel,
+    BertTokenizerFast,
     DistilBertConfig,
     DistilBertForMaskedLM,
     DistilBertTokenizerFast,
@@ -46,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures"
 GPT2_DIR = FIX / "tiny-gpt2"
 BERT_DIR = FIX / "tiny-distilbert"
+BERTM_DIR = FIX / "tiny-bert"
 REF_DIR = FIX / "reference"
 
 SEED = 1234
@@ -55,6 +66,9 @@ N_POS = 64
 D_MODEL = 32
 N_HEAD = 4
 D_MLP = 128
+D_MLP_BERT = 64  # tiny-bert's intermediate_size (differs from d_model * 4 on purpose)
+TYPE_VOCAB = 2
+MODELS = ["tiny-gpt2", "tiny-distilbert", "tiny-bert"]
 
 LINEAR_STD = 0.3  # Linear / Conv1D weights
 EMBED_STD = 0.5  # token and position embeddings
@@ -352,6 +366,25 @@ def bert_recorder(model: DistilBertForMaskedLM) -> Recorder:
     return r
 
 
+def bertmodel_recorder(model: BertModel) -> Recorder:
+    """Same hook names and meanings as bert_recorder (post-LN encoder)."""
+    r = Recorder()
+    emb = model.embeddings
+    r.out(emb.word_embeddings, "hook_embed")
+    r.out(emb.position_embeddings, "hook_pos_embed")  # token_type_embeddings are not recorded
+    for i, blk in enumerate(model.encoder.layer):
+        p = f"blocks.{i}."
+        r.inp(blk, p + "hook_resid_pre")
+        r.out(blk.attention.output.dense, p + "hook_attn_out")
+        r.out(blk.attention.output.LayerNorm, p + "hook_resid_mid")
+        r.out(blk.intermediate.dense, p + "mlp.hook_pre")
+        act = blk.intermediate.intermediate_act_fn
+        r.out(act if isinstance(act, nn.Module) else blk.intermediate, p + "mlp.hook_post")
+        r.out(blk.output.dense, p + "hook_mlp_out")
+        r.out(blk.output.LayerNorm, p + "hook_resid_post")
+    return r
+
+
 def hook_names(n_layer, final=True):
     names = ["hook_embed", "hook_pos_embed"]
     for i in range(n_layer):
@@ -507,6 +540,62 @@ def run_bert(model, tok):
     return tensors, worst
 
 
+@torch.no_grad()
+def run_bertmodel(model: BertModel, tok, texts=SENTENCES, atol=1e-5):
+    """Like run_bert, for a plain BertModel (token_type_ids left to HF's default: all 0).
+    Also used by scripts/make_minilm_reference.py."""
+    enc = tok(texts, padding=True, return_tensors="pt", return_attention_mask=True)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    B, T = ids.shape
+    D = model.config.hidden_size
+    L = model.config.num_hidden_layers
+    rec = bertmodel_recorder(model)
+    out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    acts = rec.acts
+    acts["hook_pos_embed"] = acts["hook_pos_embed"].expand(B, T, D)
+    acts["ln_final.hook_normalized"] = out.last_hidden_state.float().clone()
+    names = hook_names(L)
+    assert sorted(acts) == sorted(names), sorted(set(acts) ^ set(names))
+
+    hs = out.hidden_states
+    assert len(hs) == L + 1
+    for i in range(L):
+        p = f"blocks.{i}."
+        close(hs[i], acts[p + "hook_resid_pre"], 0, f"hidden_states[{i}]")
+        close(hs[i + 1], acts[p + "hook_resid_post"], 0, f"hidden_states[{i + 1}]")
+        close(acts[p + "mlp.hook_post"], gelu_erf(acts[p + "mlp.hook_pre"]), atol, "gelu(erf)")
+        blk = model.encoder.layer[i]
+        close(acts[p + "hook_resid_mid"], ln(blk.attention.output.LayerNorm, acts[p + "hook_attn_out"] + acts[p + "hook_resid_pre"]), atol, "attn ln")
+        close(acts[p + "hook_resid_post"], ln(blk.output.LayerNorm, acts[p + "hook_mlp_out"] + acts[p + "hook_resid_mid"]), atol, "out ln")
+        if i + 1 < L:
+            close(acts[p + "hook_resid_post"], acts[f"blocks.{i + 1}.hook_resid_pre"], 0, "post->pre")
+    emb = model.embeddings
+    assert emb.token_type_embeddings.weight.shape[0] >= 1
+    type0 = emb.token_type_embeddings.weight[0]
+    close(acts["blocks.0.hook_resid_pre"], ln(emb.LayerNorm, acts["hook_embed"] + type0 + acts["hook_pos_embed"]), atol, "emb ln (word + type 0 + pos)")
+    close(acts["ln_final.hook_normalized"], acts[f"blocks.{L - 1}.hook_resid_post"], 0, "ln_final")
+
+    lens = mask.sum(1)
+    worst = 0.0
+    for b, s in enumerate(texts):
+        n = int(lens[b])
+        e1 = tok(s, return_tensors="pt")
+        assert e1["input_ids"][0].tolist() == ids[b, :n].tolist()
+        rec.reset()
+        o1 = model(input_ids=e1["input_ids"])
+        single = dict(rec.acts)
+        single["hook_pos_embed"] = single["hook_pos_embed"].expand(1, n, D)
+        single["ln_final.hook_normalized"] = o1.last_hidden_state.float()
+        for k, v in acts.items():
+            worst = max(worst, close(v[b, :n], single[k][0], atol, f"single {k} row {b}"))
+    rec.remove()
+
+    tensors = {"input_ids": ids.long(), "attention_mask": mask.long()}
+    for k in names:
+        tensors[k] = acts[k]
+    return tensors, worst
+
+
 def metadata(model_name, pad_id, tok):
     return {
         "generator": SCRIPT,
@@ -575,17 +664,24 @@ CI never regenerates them; rerun the script only when the fixtures must change.
 - `tiny-distilbert/`: random-weight `DistilBertForMaskedLM` (3 layers, dim 32,
   4 heads, hidden_dim 128, 64 positions, erf gelu) + lowercase WordPiece
   `tokenizer.json` (vocab {info['bert_vocab']}, [PAD] = {info['bert_pad']}).
+- `tiny-bert/`: random-weight plain `BertModel` (3 layers, hidden 32, 4 heads,
+  intermediate {D_MLP_BERT}, 64 positions, {TYPE_VOCAB} token types, erf gelu, with the pooler) saved
+  without a key prefix (`embeddings.*`, `encoder.layer.*`, `pooler.*`), + the
+  same WordPiece `tokenizer.json` as tiny-distilbert.
 - `reference/sentences.json`: the {len(SENTENCES)} input texts.
-- `reference/tiny-gpt2.safetensors`, `reference/tiny-distilbert.safetensors`:
+- `reference/tiny-gpt2.safetensors`, `reference/tiny-distilbert.safetensors`,
+  `reference/tiny-bert.safetensors`:
   `input_ids`, `attention_mask` (i64 [B,T], right-padded batch) and f32 activations
   named by TransformerLens hook names (`hook_embed`, `blocks.{{i}}.hook_resid_pre`,
   ..., `ln_final.hook_normalized`; GPT-2 also `logits` [B,T,V] and `token_ce`
   [B,T]). Padded positions hold whatever HF computed there: compare real tokens only.
 
 Padding: GPT-2 rows are padded with `<|endoftext|>` (id {info['gpt2_eot']}; the saved
-tokenizer_config has no pad token, the script sets pad = eos), DistilBERT rows with
-`[PAD]` (id {info['bert_pad']}). GPT-2 gets no BOS; DistilBERT gets `[CLS] ... [SEP]`.
-LayerNorm eps: GPT-2 1e-5, DistilBERT 1e-12. HF ran with eager attention, f32, CPU.
+tokenizer_config has no pad token, the script sets pad = eos), DistilBERT and BERT rows
+with `[PAD]` (id {info['bert_pad']}). GPT-2 gets no BOS; (Distil)BERT gets `[CLS] ... [SEP]`.
+BERT ran with token_type_ids all 0 (HF default): its embedding LayerNorm input is
+`hook_embed + token_type_embeddings[0] + hook_pos_embed` (the type embedding has no hook).
+LayerNorm eps: GPT-2 1e-5, (Distil)BERT 1e-12. HF ran with eager attention, f32, CPU.
 
 Weights are deliberately large (Linear N(0,{LINEAR_STD}^2), embeddings N(0,{EMBED_STD}^2),
 biases and LayerNorm params perturbed by N(0,{BIAS_STD}^2)) so a dropped or
@@ -598,86 +694,136 @@ tokenizers {tokenizers.__version__}, safetensors {safetensors.__version__}.
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default=",".join(MODELS),
+                    help=f"comma-separated subset of {MODELS} to rebuild (default: all)")
+    only = [m for m in ap.parse_args().only.split(",") if m]
+    bad = sorted(set(only) - set(MODELS))
+    if bad:
+        ap.error(f"unknown model(s) {bad}; choose from {MODELS}")
+    everything = set(only) == set(MODELS)
+
     torch.manual_seed(SEED)
     np.random.seed(SEED)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     FIX.mkdir(parents=True, exist_ok=True)
-    if REF_DIR.exists():
+    if everything and REF_DIR.exists():
         shutil.rmtree(REF_DIR)
-    REF_DIR.mkdir(parents=True)
+    REF_DIR.mkdir(parents=True, exist_ok=True)
     all_texts = CORPUS + SENTENCES
+    refs, worsts = {}, {}
 
     # ---- GPT-2 ----
     raw = train_gpt2_tokenizer()
     eot = raw.token_to_id(ENDOFTEXT)
     gtok = GPT2TokenizerFast(tokenizer_object=raw, bos_token=ENDOFTEXT, eos_token=ENDOFTEXT, unk_token=ENDOFTEXT)
     V = len(gtok)
-    cfg = GPT2Config(
-        vocab_size=V,
-        n_positions=N_POS,
-        n_embd=D_MODEL,
-        n_layer=N_LAYER,
-        n_head=N_HEAD,
-        activation_function="gelu_new",
-        bos_token_id=eot,
-        eos_token_id=eot,
-    )
-    torch.manual_seed(SEED)
-    model = GPT2LMHeadModel(cfg).eval()
-    reinit(model, SEED + 1)
-    assert model.lm_head.weight is model.transformer.wte.weight
-    save_model(model, gtok, GPT2_DIR)
-    gtok = check_tokenizer(GPT2_DIR, all_texts)
-    gtok.pad_token = gtok.eos_token
-    gtok.padding_side = "right"
-    g = GPT2LMHeadModel.from_pretrained(str(GPT2_DIR), attn_implementation="eager", dtype=torch.float32).eval()
-    for (k, a), (k2, b) in zip(model.state_dict().items(), g.state_dict().items()):
-        assert k == k2 and torch.equal(a, b), k
-    gt, gworst = run_gpt2(g, gtok)
-    save_ref(gt, REF_DIR / "tiny-gpt2.safetensors", metadata("tiny-gpt2", gtok.pad_token_id, gtok))
+    if "tiny-gpt2" in only:
+        cfg = GPT2Config(
+            vocab_size=V,
+            n_positions=N_POS,
+            n_embd=D_MODEL,
+            n_layer=N_LAYER,
+            n_head=N_HEAD,
+            activation_function="gelu_new",
+            bos_token_id=eot,
+            eos_token_id=eot,
+        )
+        torch.manual_seed(SEED)
+        model = GPT2LMHeadModel(cfg).eval()
+        reinit(model, SEED + 1)
+        assert model.lm_head.weight is model.transformer.wte.weight
+        save_model(model, gtok, GPT2_DIR)
+        gtok = check_tokenizer(GPT2_DIR, all_texts)
+        gtok.pad_token = gtok.eos_token
+        gtok.padding_side = "right"
+        g = GPT2LMHeadModel.from_pretrained(str(GPT2_DIR), attn_implementation="eager", dtype=torch.float32).eval()
+        for (k, a), (k2, b) in zip(model.state_dict().items(), g.state_dict().items()):
+            assert k == k2 and torch.equal(a, b), k
+        gt, worsts["tiny-gpt2"] = run_gpt2(g, gtok)
+        save_ref(gt, REF_DIR / "tiny-gpt2.safetensors", metadata("tiny-gpt2", gtok.pad_token_id, gtok))
+        refs["tiny-gpt2"] = gt
 
     # ---- DistilBERT ----
     raw = train_bert_tokenizer()
-    btok = DistilBertTokenizerFast(tokenizer_object=raw)
-    VB = len(btok)
+    VB = len(DistilBertTokenizerFast(tokenizer_object=raw))
     pad = raw.token_to_id("[PAD]")
-    bcfg = DistilBertConfig(
-        vocab_size=VB,
-        max_position_embeddings=N_POS,
-        dim=D_MODEL,
-        n_layers=N_LAYER,
-        n_heads=N_HEAD,
-        hidden_dim=D_MLP,
-        activation="gelu",
-        pad_token_id=pad,
-        sinusoidal_pos_embds=False,
-    )
-    torch.manual_seed(SEED + 2)
-    bmodel = DistilBertForMaskedLM(bcfg).eval()
-    reinit(bmodel, SEED + 3)
-    assert bmodel.vocab_projector.weight is bmodel.distilbert.embeddings.word_embeddings.weight
-    save_model(bmodel, btok, BERT_DIR)
-    btok = check_tokenizer(BERT_DIR, all_texts)
-    btok.padding_side = "right"
-    assert btok.pad_token_id == pad
-    bm = DistilBertForMaskedLM.from_pretrained(str(BERT_DIR), attn_implementation="eager", dtype=torch.float32).eval()
-    for (k, a), (k2, b) in zip(bmodel.state_dict().items(), bm.state_dict().items()):
-        assert k == k2 and torch.equal(a, b), k
-    bt, bworst = run_bert(bm, btok)
-    save_ref(bt, REF_DIR / "tiny-distilbert.safetensors", metadata("tiny-distilbert", pad, btok))
+    if "tiny-distilbert" in only:
+        btok = DistilBertTokenizerFast(tokenizer_object=raw)
+        bcfg = DistilBertConfig(
+            vocab_size=VB,
+            max_position_embeddings=N_POS,
+            dim=D_MODEL,
+            n_layers=N_LAYER,
+            n_heads=N_HEAD,
+            hidden_dim=D_MLP,
+            activation="gelu",
+            pad_token_id=pad,
+            sinusoidal_pos_embds=False,
+        )
+        torch.manual_seed(SEED + 2)
+        bmodel = DistilBertForMaskedLM(bcfg).eval()
+        reinit(bmodel, SEED + 3)
+        assert bmodel.vocab_projector.weight is bmodel.distilbert.embeddings.word_embeddings.weight
+        save_model(bmodel, btok, BERT_DIR)
+        btok = check_tokenizer(BERT_DIR, all_texts)
+        btok.padding_side = "right"
+        assert btok.pad_token_id == pad
+        bm = DistilBertForMaskedLM.from_pretrained(str(BERT_DIR), attn_implementation="eager", dtype=torch.float32).eval()
+        for (k, a), (k2, b) in zip(bmodel.state_dict().items(), bm.state_dict().items()):
+            assert k == k2 and torch.equal(a, b), k
+        bt, worsts["tiny-distilbert"] = run_bert(bm, btok)
+        save_ref(bt, REF_DIR / "tiny-distilbert.safetensors", metadata("tiny-distilbert", pad, btok))
+        refs["tiny-distilbert"] = bt
+
+    # ---- BERT (plain BertModel, same tokenizer as DistilBERT) ----
+    if "tiny-bert" in only:
+        ttok = BertTokenizerFast(tokenizer_object=raw)
+        assert len(ttok) == VB
+        tcfg = BertConfig(
+            vocab_size=VB,
+            hidden_size=D_MODEL,
+            num_hidden_layers=N_LAYER,
+            num_attention_heads=N_HEAD,
+            intermediate_size=D_MLP_BERT,
+            hidden_act="gelu",
+            max_position_embeddings=N_POS,
+            type_vocab_size=TYPE_VOCAB,
+            layer_norm_eps=1e-12,
+            pad_token_id=pad,
+        )
+        torch.manual_seed(SEED + 4)
+        tmodel = BertModel(tcfg, add_pooling_layer=True).eval()
+        reinit(tmodel, SEED + 5)
+        save_model(tmodel, ttok, BERTM_DIR)
+        with safe_open(str(BERTM_DIR / "model.safetensors"), framework="pt") as f:
+            keys = list(f.keys())
+        assert all(k.split(".")[0] in ("embeddings", "encoder", "pooler") for k in keys), keys
+        assert any(k.startswith("pooler.") for k in keys) and "embeddings.position_ids" not in keys
+        ttok = check_tokenizer(BERTM_DIR, all_texts)
+        ttok.padding_side = "right"
+        assert ttok.pad_token_id == pad
+        tm = BertModel.from_pretrained(str(BERTM_DIR), attn_implementation="eager", dtype=torch.float32).eval()
+        for (k, a), (k2, b) in zip(tmodel.state_dict().items(), tm.state_dict().items()):
+            assert k == k2 and torch.equal(a, b), k
+        tt, worsts["tiny-bert"] = run_bertmodel(tm, ttok)
+        meta = dict(metadata("tiny-bert", pad, ttok), token_type_ids="all 0 (HF default; not stored)")
+        save_ref(tt, REF_DIR / "tiny-bert.safetensors", meta)
+        refs["tiny-bert"] = tt
 
     (REF_DIR / "sentences.json").write_text(json.dumps(SENTENCES, ensure_ascii=False, indent=2) + "\n")
     write_readme({"gpt2_vocab": V, "gpt2_eot": eot, "bert_vocab": VB, "bert_pad": pad})
 
     # ---- summary ----
     print(f"torch {torch.__version__}  transformers {transformers.__version__}  tokenizers {tokenizers.__version__}")
-    print(f"gpt2: vocab {V}, <|endoftext|>={eot} (pad), max padded-vs-single diff (abs, or rel where |x|>1) {gworst:.2e}")
-    print(f"distilbert: vocab {VB}, [PAD]={pad} [CLS]={raw.token_to_id('[CLS]')} [SEP]={raw.token_to_id('[SEP]')}, "
-          f"max padded-vs-single diff (abs, or rel where |x|>1) {bworst:.2e}")
-    for name, t in (("tiny-gpt2", gt), ("tiny-distilbert", bt)):
+    print(f"rebuilt: {only}")
+    print(f"gpt2 vocab {V}, <|endoftext|>={eot} (pad); wordpiece vocab {VB}, [PAD]={pad} "
+          f"[CLS]={raw.token_to_id('[CLS]')} [SEP]={raw.token_to_id('[SEP]')}")
+    for name, t in refs.items():
         m = t["attention_mask"].bool()
-        print(f"{name}: tokens per sentence {t['attention_mask'].sum(1).tolist()}")
+        print(f"{name}: max padded-vs-single diff (abs, or rel where |x|>1) {worsts[name]:.2e}; "
+              f"tokens per sentence {t['attention_mask'].sum(1).tolist()}")
         for k, v in t.items():
             print(f"  {k:32s} {str(v.dtype):14s} {list(v.shape)}")
         for i in range(N_LAYER):
@@ -685,7 +831,8 @@ def main():
             post = t[f"blocks.{i}.mlp.hook_post"][m]
             print(f"  layer {i}: mlp.hook_pre std {pre.std():.3f} mean|x| {pre.abs().mean():.3f} "
                   f"frac<0 {(pre < 0).float().mean():.2f}; mlp.hook_post mean|x| {post.abs().mean():.3f}")
-    if "token_ce" in gt:
+    if "tiny-gpt2" in refs:
+        gt = refs["tiny-gpt2"]
         m = gt["attention_mask"].bool()
         print(f"  gpt2 mean token_ce (nats, scored positions) {gt['token_ce'].sum() / (m.sum() - m.shape[0]):.3f}; "
               f"uniform would be {math.log(V):.3f}")

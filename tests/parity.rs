@@ -93,6 +93,47 @@ fn distilbert_every_hook_matches_hf_f32() {
     );
 }
 
+#[test]
+fn bert_every_hook_matches_hf_f32() {
+    compare_batch(
+        "tiny-bert",
+        &load_fixture("tiny-bert", DType::F32),
+        F32_TOL,
+        false,
+    );
+    compare_batch(
+        "tiny-bert",
+        &load_fixture("tiny-bert", DType::F16),
+        2e-2,
+        true,
+    );
+    compare_batch(
+        "tiny-bert",
+        &load_fixture("tiny-bert", DType::BF16),
+        8e-2,
+        true,
+    );
+}
+
+/// BERT checkpoints of task models (`BertForMaskedLM`, ...) carry a `bert.` prefix and extra
+/// heads; the pooler and `embeddings.position_ids` buffer are ignored.
+#[test]
+fn bert_loads_with_the_bert_prefix() {
+    let orig = fixture_tensors("tiny-bert");
+    assert!(orig.keys().all(|k| !k.starts_with("bert.")));
+    let mut prefixed: std::collections::HashMap<String, Tensor> = orig
+        .iter()
+        .map(|(k, v)| (format!("bert.{k}"), v.clone()))
+        .collect();
+    prefixed.insert(
+        "cls.predictions.bias".into(),
+        Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap(),
+    );
+    let d = tempfile::tempdir().unwrap();
+    write_variant("tiny-bert", d.path(), vec![prefixed]);
+    compare_batch("tiny-bert", &load_dir(d.path()).unwrap(), F32_TOL, false);
+}
+
 // Low precision: matmuls run in f16/bf16 (LayerNorm and softmax in f32), so errors grow with
 // magnitude; tolerances are relative to 1 + max|reference| of each tensor.
 #[test]
@@ -129,7 +170,7 @@ fn gpt2_and_distilbert_match_hf_in_bf16() {
 
 #[test]
 fn token_ids_match_hf_tokenizers_exactly() {
-    for name in ["tiny-gpt2", "tiny-distilbert"] {
+    for name in ["tiny-gpt2", "tiny-distilbert", "tiny-bert"] {
         let r = reference(name);
         let (ids, mask) = batch(&r);
         let ids = ids.to_vec2::<u32>().unwrap();
@@ -145,7 +186,7 @@ fn token_ids_match_hf_tokenizers_exactly() {
 /// Each sentence run alone (no padding) gives the padded batch's values on its tokens.
 #[test]
 fn padding_does_not_change_real_tokens() {
-    for name in ["tiny-gpt2", "tiny-distilbert"] {
+    for name in ["tiny-gpt2", "tiny-distilbert", "tiny-bert"] {
         let model = load_fixture(name, DType::F32);
         let r = reference(name);
         let (ids, mask) = batch(&r);

@@ -109,12 +109,18 @@ pub fn load(c: BertConfig, w: &mut Weights) -> Result<DistilBert, LoadError> {
     if c.type_vocab_size == 0 {
         return Err(bad("type_vocab_size is 0".into()));
     }
-    let act = Activation::from_hf(&c.hidden_act)
-        .ok_or_else(|| bad(format!("hidden_act `{}` is not supported (gelu, gelu_new, relu)", c.hidden_act)))?;
+    let act = Activation::from_hf(&c.hidden_act).ok_or_else(|| {
+        bad(format!(
+            "hidden_act `{}` is not supported (gelu, gelu_new, relu)",
+            c.hidden_act
+        ))
+    })?;
     let mut blocks = Vec::with_capacity(c.num_hidden_layers);
     for i in 0..c.num_hidden_layers {
         let p = format!("encoder.layer.{i}");
-        let lin = |name: &str, d_in, d_out| Linear::load_linear(w, &format!("{p}.{name}"), d_in, d_out, std);
+        let lin = |name: &str, d_in, d_out| {
+            Linear::load_linear(w, &format!("{p}.{name}"), d_in, d_out, std)
+        };
         blocks.push(Block {
             qkv: Linear::concat(&[
                 lin("attention.self.query", d, d)?,
@@ -135,7 +141,11 @@ pub fn load(c: BertConfig, w: &mut Weights) -> Result<DistilBert, LoadError> {
     )?;
     let token_type = token_types.get(0)?; // [d]
     Ok(DistilBert {
-        word_embeddings: w.get("embeddings.word_embeddings.weight", &[c.vocab_size, d], Init::Normal(std))?,
+        word_embeddings: w.get(
+            "embeddings.word_embeddings.weight",
+            &[c.vocab_size, d],
+            Init::Normal(std),
+        )?,
         position_embeddings: w.get(
             "embeddings.position_embeddings.weight",
             &[c.max_position_embeddings, d],

@@ -12,11 +12,20 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
+    /// Loads `tokenizer.json` with padding and truncation switched off, as Hugging Face's
+    /// tokenizer call does by default (some files, e.g. all-MiniLM-L6-v2's, have fixed padding
+    /// to 128 and truncation built in).
     pub fn from_file(path: &Path) -> Result<Self, LoadError> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| LoadError::BadConfig {
+        let bad = |e: String| LoadError::BadConfig {
             file: path.into(),
-            reason: format!("not a valid tokenizer.json: {e}"),
-        })?;
+            reason: e,
+        };
+        let mut inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| bad(format!("not a valid tokenizer.json: {e}")))?;
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| bad(format!("cannot switch truncation off: {e}")))?;
         Ok(TextTokenizer {
             inner,
             path: path.into(),
