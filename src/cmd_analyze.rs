@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
+use arrow_array::Array;
 use clap::Args;
 
 use unravel::analysis::superposition::{CovarianceAcc, HookMetrics};
@@ -41,6 +42,9 @@ pub struct AnalyzeArgs {
     /// Use at most this many tokens (special rows excluded).
     #[arg(long)]
     max_tokens: Option<u64>,
+    /// Colour the PCA scatter by this label column of the shards (e.g. label.sentiment).
+    #[arg(long, value_name = "COLUMN")]
+    color_by: Option<String>,
     /// Rows projected for the PCA scatter.
     #[arg(long, default_value_t = 2000)]
     pca_points: usize,
@@ -189,6 +193,19 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
     };
     let ds = Dataset::open(acts).with_context(|| format!("--acts {}", acts.display()))?;
     let hooks = select_hooks(&ds, a.hooks.as_deref())?;
+    if let Some(c) = &a.color_by {
+        if !ds.manifest().label_columns.contains(c) {
+            bail!(
+                "--color-by {c}: not a label column of the dataset (it has: {})",
+                if ds.manifest().label_columns.is_empty() {
+                    "none".into()
+                } else {
+                    ds.manifest().label_columns.join(", ")
+                }
+            );
+        }
+    }
+    let mut colors: Vec<String> = vec![];
     let mut accs: Vec<CovarianceAcc> = hooks
         .iter()
         .map(|h| CovarianceAcc::new(h.d, a.epsilon, a.pca_points))
@@ -206,6 +223,37 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
         let reader = ds.shard_reader(s)?;
         for g in 0..reader.row_groups().len() {
             let mut rows = 0;
+            if let Some(col) = a
+                .color_by
+                .as_deref()
+                .filter(|_| colors.len() < a.pca_points)
+            {
+                // The label of each non-special row, aligned with the PCA sample.
+                for batch in reader.read_columns(g, &["special", col])? {
+                    let sp = batch
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<arrow_array::BooleanArray>();
+                    let lab = batch
+                        .column(1)
+                        .as_any()
+                        .downcast_ref::<arrow_array::StringArray>();
+                    let (Some(sp), Some(lab)) = (sp, lab) else {
+                        bail!(
+                            "{}: unexpected column types for special / {col}",
+                            reader.path().display()
+                        )
+                    };
+                    for i in (0..sp.len()).filter(|&i| !sp.value(i)) {
+                        colors.push(if lab.is_null(i) {
+                            "(none)".into()
+                        } else {
+                            lab.value(i).to_string()
+                        });
+                    }
+                }
+                colors.truncate(a.pca_points);
+            }
             for (hook, acc) in hooks.iter().zip(accs.iter_mut()) {
                 let r = reader.read_hook(hook, g, false)?;
                 let keep = match a.max_tokens {
@@ -260,6 +308,9 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
         plot(plots::scatter(
             &a.out.join(format!("pca-{file}.svg")),
             &m.pca_2d,
+            a.color_by
+                .as_ref()
+                .map(|_| &colors[..colors.len().min(m.pca_2d.len())]),
             &format!("{name}: PCA"),
             ("PC1", "PC2"),
         ))?;

@@ -133,10 +133,12 @@ pub fn spectrum(
     })
 }
 
-/// A 2D scatter (e.g. PCA projections).
+/// A 2D scatter (e.g. PCA projections), coloured by category when `labels` is given (one per
+/// point; the 10 most common categories get colours and a legend, the rest are grey).
 pub fn scatter(
     path: &Path,
     points: &[[f32; 2]],
+    labels: Option<&[String]>,
     title: &str,
     axes: (&str, &str),
 ) -> Result<(), String> {
@@ -155,7 +157,18 @@ pub fn scatter(
     } else {
         (ext(0), ext(1))
     };
-    atomic_svg(path, (560, 520), |root| {
+    // Categories by frequency.
+    let mut top: Vec<(String, usize)> = vec![];
+    if let Some(l) = labels {
+        let mut counts = std::collections::BTreeMap::new();
+        for v in l {
+            *counts.entry(v.clone()).or_insert(0usize) += 1;
+        }
+        top = counts.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(10);
+    }
+    atomic_svg(path, (620, 520), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
@@ -169,14 +182,49 @@ pub fn scatter(
             .y_desc(axes.1)
             .draw()
             .map_err(|e| e.to_string())?;
+        let Some(l) = labels else {
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|p| Circle::new((p[0], p[1]), 2, BLUE.mix(0.4).filled())),
+                )
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        };
+        let other: Vec<&[f32; 2]> = points
+            .iter()
+            .zip(l)
+            .filter(|(_, v)| !top.iter().any(|(t, _)| t == *v))
+            .map(|(p, _)| p)
+            .collect();
         chart
             .draw_series(
-                points
+                other
                     .iter()
-                    .map(|p| Circle::new((p[0], p[1]), 2, BLUE.mix(0.4).filled())),
+                    .map(|p| Circle::new((p[0], p[1]), 2, BLACK.mix(0.15).filled())),
             )
             .map_err(|e| e.to_string())?;
-        Ok(())
+        for (i, (name, _)) in top.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .zip(l)
+                        .filter(|(_, v)| *v == name)
+                        .map(|(p, _)| Circle::new((p[0], p[1]), 2, color.mix(0.6).filled())),
+                )
+                .map_err(|e| e.to_string())?
+                .label(name.clone())
+                .legend(move |(x, y)| Circle::new((x + 6, y), 4, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())
     })
 }
 
