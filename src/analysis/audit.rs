@@ -922,10 +922,21 @@ impl<'a> Audit<'a> {
             });
             let passing: Vec<PassingConcept> = order.iter().map(|&i| passing[i].clone()).collect();
             let dead = u.fires == 0;
-            let unrelated_pair = ids
+            // A passing concept that lies inside a larger passing concept is subsumed by it
+            // (sentence_end and code inside punctuation): what is left must hold two concepts
+            // for the unit to be polysemantic.
+            let heads: Vec<usize> = ids
                 .iter()
-                .enumerate()
-                .any(|(i, &a)| ids[i + 1..].iter().any(|&b| !related(a, b)));
+                .copied()
+                .filter(|&c| {
+                    !ids.iter().any(|&p| {
+                        p != c
+                            && related(c, p)
+                            && (counts[p], p) > (counts[c], c)
+                    })
+                })
+                .collect();
+            let unrelated_pair = heads.len() >= 2;
             let class = if dead {
                 summary.dead += 1;
                 "dead"
