@@ -929,11 +929,8 @@ impl<'a> Audit<'a> {
                 .iter()
                 .copied()
                 .filter(|&c| {
-                    !ids.iter().any(|&p| {
-                        p != c
-                            && related(c, p)
-                            && (counts[p], p) > (counts[c], c)
-                    })
+                    !ids.iter()
+                        .any(|&p| p != c && related(c, p) && (counts[p], p) > (counts[c], c))
                 })
                 .collect();
             let unrelated_pair = heads.len() >= 2;
