@@ -24,7 +24,7 @@ mod cmd_train;
 #[command(
     name = "unravel",
     version,
-    about = "Take features out of superposition: hooked GPT-2 / DistilBERT on candle, activation shards, sparse autoencoders, polysemanticity audits.",
+    about = "Take features out of superposition: hooked GPT-2 / DistilBERT / BERT on candle, activation shards, sparse autoencoders, polysemanticity audits, superposition metrics, toy models.",
     after_help = "Examples:\n  \
 unravel trace --model gpt2 --text \"The cat sat on the mat\" --hooks 'blocks.*.hook_resid_post' --out acts.safetensors\n  \
 unravel trace --model tests/fixtures/tiny-distilbert --file texts.txt --hooks 'blocks.1.mlp.hook_post' --out acts.safetensors\n  \
@@ -32,7 +32,10 @@ unravel extract --model gpt2 --corpus data/corpus.jsonl --hooks 'blocks.6.hook_r
 unravel train --acts acts/gpt2-resid --expansion 8 --tokens 50000000 --out runs/l6\n  \
 unravel eval --sae runs/l6 --acts acts/gpt2-resid --model gpt2\n  \
 unravel synth --features 512 --dims 256 --density 0.1 --out synth/seed000 && unravel train --acts synth/seed000 --d-sae 1024 --tokens 1000000 --out runs/seed000\n  \
-unravel verify --truth synth/seed000 --sae runs/seed000 --min-mmcs 0.98\n\n\
+unravel verify --truth synth/seed000 --sae runs/seed000 --min-mmcs 0.98\n  \
+unravel audit --acts acts/gpt2-mlp3 --sae runs/mlp3 --concepts configs/concepts.toml --out audits/mlp3\n  \
+unravel analyze --acts acts/gpt2-resid --out analysis/gpt2-resid\n  \
+unravel toy --experiment pentagon\n\n\
 Run `unravel <command> --help` for each command's flags."
 )]
 struct Cli {
@@ -68,7 +71,7 @@ enum Command {
     /// Write a dataset of planted superposed features (same shard format) plus its ground truth.
     #[command(after_help = SYNTH_EXAMPLES)]
     Synth(SynthArgs),
-    /// Check an SAE against planted ground truth: MMCS, MCC (Hungarian), recovered fraction, duplicates.
+    /// Check an SAE (planted features: MMCS, MCC, recovered fraction) or an audit (planted neurons: precision, recall) against ground truth.
     #[command(after_help = cmd_train::VERIFY_EXAMPLES)]
     Verify(cmd_train::VerifyArgs),
     /// Which neurons / SAE features are polysemantic: score every unit x concept, write audit.json,
