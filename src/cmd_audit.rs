@@ -145,7 +145,9 @@ fn label_values(ds: &Dataset, columns: &[String]) -> Result<Vec<(String, Vec<Str
                             reader.path().display()
                         )
                     };
-                    let set = seen.get_mut(name).expect("initialised above");
+                    let Some(set) = seen.get_mut(name) else {
+                        continue;
+                    };
                     for v in strings.iter().flatten() {
                         if set.len() <= MAX_VALUES {
                             set.insert(v.to_string());

@@ -568,7 +568,11 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
 pub const VERIFY_EXAMPLES: &str = "Examples:\n  \
 unravel synth --features 512 --dims 256 --density 0.1 --tokens 1000000 --seed 7 --out synth/seed000\n  \
 unravel train --acts synth/seed000 --d-sae 1024 --tokens 1000000 --out runs/seed000\n  \
-unravel verify --truth synth/seed000 --sae runs/seed000 --min-mmcs 0.98\n\n\
+unravel verify --truth synth/seed000 --sae runs/seed000 --min-mmcs 0.98\n\n  \
+# planted polysemantic neurons: precision / recall of the audit\n  \
+unravel synth --neurons 256 --tokens 200000 --out synth/neurons\n  \
+unravel audit --acts synth/neurons --out audits/planted\n  \
+unravel verify --truth synth/neurons --audit audits/planted --min-precision 0.95 --min-recall 0.95\n\n\
 MMCS = mean over planted directions of the best cosine with any decoder row; MCC = mean |cos| under the\n\
 optimal one-to-one matching (Hungarian); recovered = fraction with best cosine >= --threshold.\n\
 With --min-mmcs / --min-mcc / --min-recovered / --max-dead it prints a PASS/FAIL table and exits 1 on

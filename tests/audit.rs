@@ -2,49 +2,11 @@
 //! with precision and recall ≥ 0.95, ≈0 found under shuffled labels, an SAE's features audited
 //! beside the neurons, concepts on real GPT-2 tokens, the report files, bad input.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
-use serde_json::Value;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn unravel(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_unravel"))
-        .args(args)
-        .env("RAYON_NUM_THREADS", "2")
-        .output()
-        .expect("run unravel");
-    let r = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    };
-    assert!(!r.stderr.contains("panicked"), "panic: {}", r.stderr);
-    r
-}
-
-fn ok(args: &[&str]) -> Run {
-    let r = unravel(args);
-    assert_eq!(
-        r.code, 0,
-        "unravel {args:?} failed:\n{}\n{}",
-        r.stdout, r.stderr
-    );
-    r
-}
-
-fn p(path: &Path) -> String {
-    path.display().to_string()
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use common::{json, ok, p, unravel};
 
 /// `unravel synth --neurons` with extra flags.
 fn planted_neurons(dir: &Path, extra: &[&str]) {
@@ -136,15 +98,18 @@ fn planted_polysemantic_neurons_are_found_with_their_concepts() {
     assert!(audit.join("rates.svg").is_file());
 
     // Failing thresholds fail the command (exit ≠ 0) with the table.
-    let r = unravel(&[
-        "verify",
-        "--truth",
-        &p(&acts),
-        "--audit",
-        &p(&audit),
-        "--min-recall",
-        "1.01",
-    ]);
+    let r = unravel(
+        &[
+            "verify",
+            "--truth",
+            &p(&acts),
+            "--audit",
+            &p(&audit),
+            "--min-recall",
+            "1.01",
+        ],
+        &[],
+    );
     assert_ne!(r.code, 0);
     assert!(
         r.stdout.contains("FAIL") && r.stderr.contains("verify failed: recall"),
@@ -357,7 +322,7 @@ fn concepts_on_real_gpt2_tokens() {
         let mut full = vec!["audit", "--acts", &acts_s];
         full.extend(args.iter().copied());
         full.extend(["--out", &out]);
-        let r = unravel(&full);
+        let r = unravel(&full, &[]);
         assert_ne!(r.code, 0, "{args:?}");
         assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
         assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
@@ -412,15 +377,18 @@ fn analyze_finds_the_planted_rank() {
             out.join("spectrum-synthetic.svg").is_file() && out.join("pca-synthetic.svg").is_file()
         );
     }
-    let r = unravel(&[
-        "analyze",
-        "--acts",
-        &p(&low),
-        "--hooks",
-        "blocks.*",
-        "--out",
-        &p(&tmp.path().join("x")),
-    ]);
+    let r = unravel(
+        &[
+            "analyze",
+            "--acts",
+            &p(&low),
+            "--hooks",
+            "blocks.*",
+            "--out",
+            &p(&tmp.path().join("x")),
+        ],
+        &[],
+    );
     assert_ne!(r.code, 0);
     assert!(
         r.stderr.contains("--hooks blocks.*: matches no hook"),

@@ -78,20 +78,6 @@ fn minilm_extract_train_audit() {
     let Some(dir) = model_dir() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_unravel"))
-            .args(args)
-            .env("RAYON_NUM_THREADS", "2")
-            .output()
-            .unwrap();
-        let (so, se) = (
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        );
-        assert!(out.status.success(), "unravel {args:?}:\n{so}\n{se}");
-        so
-    };
-    let p = |x: &Path| x.display().to_string();
     let corpus = tmp.path().join("corpus");
     std::fs::create_dir_all(&corpus).unwrap();
     std::fs::copy(
@@ -101,7 +87,7 @@ fn minilm_extract_train_audit() {
     .unwrap();
     std::fs::copy(format!("{root}/README.md"), corpus.join("readme.txt")).unwrap();
     let acts = tmp.path().join("acts");
-    run(&[
+    ok(&[
         "extract",
         "--model",
         &p(&dir),
@@ -123,7 +109,7 @@ fn minilm_extract_train_audit() {
         "cpu",
     ]);
     let sae = tmp.path().join("sae");
-    run(&[
+    ok(&[
         "train",
         "--acts",
         &p(&acts),
@@ -139,7 +125,7 @@ fn minilm_extract_train_audit() {
         &p(&sae),
     ]);
     let audit = tmp.path().join("audit");
-    let out = run(&[
+    let out = ok(&[
         "audit",
         "--acts",
         &p(&acts),
@@ -152,9 +138,12 @@ fn minilm_extract_train_audit() {
         "--out",
         &p(&audit),
     ]);
-    assert!(out.contains("neurons") && out.contains("features"), "{out}");
-    let a: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(audit.join("audit.json")).unwrap()).unwrap();
+    assert!(
+        out.stdout.contains("neurons") && out.stdout.contains("features"),
+        "{}",
+        out.stdout
+    );
+    let a = json(&audit.join("audit.json"));
     assert_eq!(a["sides"][0]["units"].as_u64(), Some(1536));
     assert_eq!(a["sides"][1]["units"].as_u64(), Some(3072));
     // Real text has word starts, punctuation and digits: the taggers fire (the model is

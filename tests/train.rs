@@ -1,8 +1,11 @@
 //! End-to-end `unravel train` / `unravel eval` on planted-feature datasets: recovery, exact
 //! resume after a crash, the SAELens export, known-answer evaluation, and bad input.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
+
+use common::{json, ok, p, unravel};
 
 use unravel::sae::checkpoint::load_saelens;
 use unravel::store::{
@@ -11,42 +14,6 @@ use unravel::store::{
 };
 use unravel::synth::planted::{mmcs, PlantedSpec};
 use unravel::synth::write_planted;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn unravel(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_unravel"))
-        .args(args)
-        .envs(env.iter().copied())
-        .env("RAYON_NUM_THREADS", "2")
-        .output()
-        .expect("run unravel");
-    let r = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    };
-    assert!(!r.stderr.contains("panicked"), "panic: {}", r.stderr);
-    r
-}
-
-fn ok(args: &[&str]) -> Run {
-    let r = unravel(args, &[]);
-    assert_eq!(
-        r.code, 0,
-        "unravel {args:?} failed:\n{}\n{}",
-        r.stdout, r.stderr
-    );
-    r
-}
-
-fn p(path: &Path) -> String {
-    path.display().to_string()
-}
 
 /// 48 planted features in 24 dims (2× superposition), ~2.4 active per token, 4 shards.
 fn planted(dir: &Path, tokens: u64) -> unravel::synth::PlantedTruth {
@@ -75,10 +42,6 @@ fn train_args<'a>(acts: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str
     }
     a.extend_from_slice(extra);
     a
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
@@ -867,7 +830,7 @@ fn ctrl_c_checkpoints_and_the_run_resumes_exactly() {
         "--checkpoint-every",
         "0",
     ];
-    let child = Command::new(env!("CARGO_BIN_EXE_unravel"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_unravel"))
         .args(train_args(&p(&acts), &p(&stopped), &extra))
         .env("RAYON_NUM_THREADS", "2")
         .stdout(std::process::Stdio::null())

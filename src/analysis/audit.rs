@@ -657,19 +657,16 @@ impl<'a> Audit<'a> {
                 base_rate: counts[c] as f64 / n as f64,
             })
             .collect();
-        // Two concepts are related when one mostly lies inside the other.
-        let related = |a: usize, b: usize| {
-            let min = counts[a].min(counts[b]);
-            min > 0 && pair[a * nc + b] as f64 / min as f64 >= self.options.related_overlap
+        // Concept c lies inside concept p when p is the larger and carries at least
+        // `related_overlap` of c's tokens (ties broken by index, so never both ways).
+        let inside = |c: usize, p: usize| {
+            c != p
+                && counts[c] > 0
+                && (counts[p], p) > (counts[c], c)
+                && pair[c * nc + p] as f64 / counts[c] as f64 >= self.options.related_overlap
         };
-        let explained = self.explain_away(&mut stream, progress, &accs, (&counts, n))?;
-        let mut sides = vec![];
-        for ((side, acc), explained) in self.sides.iter().zip(&accs).zip(&explained) {
-            let mut report = self.side_report(side, acc, (&counts, n), explained, &related);
-            report.cards = self.cards(side, acc, &report, (&counts, n), &mut stream)?;
-            sides.push(report);
-        }
-        let scores = accs
+        // Every unit × concept score, once: `[units, concepts]` per side.
+        let scores: Vec<Vec<Scores>> = accs
             .iter()
             .map(|acc| {
                 acc.par_iter()
@@ -677,6 +674,15 @@ impl<'a> Audit<'a> {
                     .collect()
             })
             .collect();
+        let explained = self.explain_away(&mut stream, progress, &accs, &scores, n)?;
+        let mut sides = vec![];
+        for (((side, acc), table), explained) in
+            self.sides.iter().zip(&accs).zip(&scores).zip(&explained)
+        {
+            let mut report = self.side_report(side, acc, table, n, explained, &inside);
+            report.cards = self.cards(side, acc, table, &report, &mut stream)?;
+            sides.push(report);
+        }
         let report = AuditReport {
             version: AUDIT_VERSION,
             dataset: self.dataset.dir().display().to_string(),
@@ -711,17 +717,20 @@ impl<'a> Audit<'a> {
         stream: &mut BlockStream,
         progress: Progress,
         accs: &[Vec<UnitAcc>],
-        (counts, n): (&[u64], u64),
+        scores: &[Vec<Scores>],
+        n: u64,
     ) -> crate::store::Result<Vec<BTreeMap<usize, u128>>> {
+        let nc = self.labeler.names().len();
         // Per side: candidate units and their passing sets.
-        let candidates: Vec<Vec<(usize, u128)>> = accs
+        let candidates: Vec<Vec<(usize, u128)>> = scores
             .iter()
-            .map(|acc| {
-                acc.iter()
+            .map(|table| {
+                table
+                    .chunks(nc)
                     .enumerate()
-                    .filter_map(|(unit, u)| {
-                        let set = (0..counts.len())
-                            .filter(|&c| self.passes(&u.scores(c, counts[c], n)))
+                    .filter_map(|(unit, row)| {
+                        let set = (0..nc)
+                            .filter(|&c| self.passes(&row[c]))
                             .fold(0u128, |m, c| m | 1 << c);
                         (set.count_ones() >= 2).then_some((unit, set))
                     })
@@ -745,7 +754,6 @@ impl<'a> Audit<'a> {
             sum_none: f64,
             n_none: u64,
         }
-        let nc = counts.len();
         let mut conds: Vec<Vec<Cond>> = candidates
             .iter()
             .map(|c| {
@@ -848,11 +856,7 @@ impl<'a> Audit<'a> {
         stream: &mut BlockStream,
         hook: &HookInfo,
     ) -> crate::store::Result<Vec<Vec<UnitAcc>>> {
-        let mut groups = vec![];
-        for s in 0..self.dataset.shard_count() {
-            let g = self.dataset.shard_reader(s)?.row_groups().len();
-            groups.extend((0..g).map(|g| (s, g)));
-        }
+        let groups = stream.plan().to_vec();
         let per_group = self.dataset.manifest().totals.rows as usize / groups.len().max(1);
         let want = self
             .options
@@ -892,10 +896,12 @@ impl<'a> Audit<'a> {
         &self,
         side: &UnitSource,
         acc: &[UnitAcc],
-        (counts, n): (&[u64], u64),
+        table: &[Scores],
+        n: u64,
         explained: &BTreeMap<usize, u128>,
-        related: &dyn Fn(usize, usize) -> bool,
+        inside: &dyn Fn(usize, usize) -> bool,
     ) -> SideReport {
+        let nc = self.labeler.names().len();
         let o = &self.options;
         let mut summary = Summary::default();
         let mut passing_histogram = vec![0u64; 6];
@@ -904,8 +910,7 @@ impl<'a> Audit<'a> {
             let mut passing: Vec<PassingConcept> = vec![];
             let mut ids = vec![];
             let dropped = explained.get(&unit).copied().unwrap_or(0);
-            for (c, &count) in counts.iter().enumerate() {
-                let s = u.scores(c, count, n);
+            for (c, &s) in table[unit * nc..(unit + 1) * nc].iter().enumerate() {
                 if self.passes(&s) && dropped >> c & 1 == 0 {
                     passing.push(PassingConcept {
                         concept: self.labeler.names()[c].clone(),
@@ -928,10 +933,7 @@ impl<'a> Audit<'a> {
             let heads: Vec<usize> = ids
                 .iter()
                 .copied()
-                .filter(|&c| {
-                    !ids.iter()
-                        .any(|&p| p != c && related(c, p) && (counts[p], p) > (counts[c], c))
-                })
+                .filter(|&c| !ids.iter().any(|&p| inside(c, p)))
                 .collect();
             let unrelated_pair = heads.len() >= 2;
             let class = if dead {
@@ -991,8 +993,8 @@ impl<'a> Audit<'a> {
         &self,
         side: &UnitSource,
         acc: &[UnitAcc],
+        table: &[Scores],
         report: &SideReport,
-        (counts, n): (&[u64], u64),
         stream: &mut BlockStream,
     ) -> crate::store::Result<Vec<Card>> {
         let o = &self.options;
@@ -1057,8 +1059,9 @@ impl<'a> Audit<'a> {
                         .collect(),
                 });
             }
-            let concept_scores = (0..n_concepts)
-                .map(|c| o.score.of(&u.scores(c, counts[c], n)))
+            let concept_scores = table[r.unit * n_concepts..(r.unit + 1) * n_concepts]
+                .iter()
+                .map(|s| o.score.of(s))
                 .collect();
             cards.push(Card {
                 unit: r.unit,

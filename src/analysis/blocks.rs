@@ -103,6 +103,11 @@ impl<'a> BlockStream<'a> {
         self.plan.len()
     }
 
+    /// The (shard, row group) pairs read, in order.
+    pub fn plan(&self) -> &[(usize, usize)] {
+        &self.plan
+    }
+
     /// Starts again from the first row group.
     pub fn rewind(&mut self) {
         self.next = 0;
@@ -116,11 +121,14 @@ impl<'a> BlockStream<'a> {
 
     /// Reads one row group without joining contexts across row groups.
     pub fn read_row_group(&mut self, shard: usize, group: usize) -> Result<Block> {
-        if self.reader.as_ref().map(|(s, _)| *s) != Some(shard) {
-            self.reader = Some((shard, self.dataset.shard_reader(shard)?));
-        }
-        let reader = &self.reader.as_ref().expect("just set").1;
-        let rows = reader.read_token_rows(group, self.hook.as_ref(), &self.labels)?;
+        // The open shard's reader is kept for the next row group of the same shard.
+        let reader = match self.reader.take() {
+            Some((s, r)) if s == shard => r,
+            _ => self.dataset.shard_reader(shard)?,
+        };
+        let rows = reader.read_token_rows(group, self.hook.as_ref(), &self.labels);
+        self.reader = Some((shard, reader));
+        let rows = rows?;
         let addr = (0..rows.context_id.len())
             .map(|r| RowAddr {
                 shard: shard as u32,

@@ -23,10 +23,9 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Exp1, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::planted::TRUTH_DIR;
+use super::planted::{synthetic_manifest, TRUTH_DIR};
 use crate::store::{
-    Bos, ContextBatch, CorpusInfo, DatasetWriter, HookInfo, Manifest, ModelInfo, StorageDtype,
-    StoreError, WriterOptions,
+    ContextBatch, DatasetWriter, HookInfo, StorageDtype, StoreError, WriterOptions,
 };
 
 /// The hook (column) name of planted-neuron datasets.
@@ -217,35 +216,18 @@ pub fn write_neurons(spec: &NeuronSpec, dir: &Path) -> crate::store::Result<Neur
     let label_columns: Vec<String> = (0..nc)
         .map(|c| format!("label.{}", NeuronSpec::concept_name(c)))
         .collect();
-    let mut manifest = Manifest::new(
-        ModelInfo {
-            id: format!(
-                "synthetic:neurons(n={n},concepts={nc},p={},seed={})",
-                spec.concept_density, spec.seed
-            ),
-            revision: None,
-            arch: "synthetic".into(),
-            config_sha256: String::new(),
-            weights_sha256: None,
-            random_weights: true,
-            seed: Some(spec.seed),
-        },
-        String::new(),
-        vec![HookInfo {
+    let mut manifest = synthetic_manifest(
+        format!(
+            "synthetic:neurons(n={n},concepts={nc},p={},seed={})",
+            spec.concept_density, spec.seed
+        ),
+        spec.seed,
+        HookInfo {
             name: NEURON_HOOK.into(),
             d: n,
             dtype: StorageDtype::F32,
-        }],
-        spec.ctx,
-        Bos::None,
-        CorpusInfo {
-            sources: vec![],
-            sha256: String::new(),
-            format: "synthetic".into(),
-            text_field: None,
-            documents: 0,
-            empty_documents: 0,
         },
+        spec.ctx,
     );
     manifest.label_columns = label_columns;
     let options = WriterOptions {

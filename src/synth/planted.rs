@@ -309,6 +309,33 @@ fn store_err(dir: &Path, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// The manifest of a synthetic dataset: no model, no corpus, one hook, no BOS.
+pub(crate) fn synthetic_manifest(id: String, seed: u64, hook: HookInfo, ctx: usize) -> Manifest {
+    Manifest::new(
+        ModelInfo {
+            id,
+            revision: None,
+            arch: "synthetic".into(),
+            config_sha256: String::new(),
+            weights_sha256: None,
+            random_weights: true,
+            seed: Some(seed),
+        },
+        String::new(),
+        vec![hook],
+        ctx,
+        Bos::None,
+        CorpusInfo {
+            sources: vec![],
+            sha256: String::new(),
+            format: "synthetic".into(),
+            text_field: None,
+            documents: 0,
+            empty_documents: 0,
+        },
+    )
+}
+
 /// Writes the dataset into `dir` and the truth into `dir/truth/`.
 pub fn write_planted(spec: &PlantedSpec, dir: &Path) -> crate::store::Result<PlantedTruth> {
     spec.check().map_err(|message| StoreError::Batch {
@@ -327,31 +354,14 @@ pub fn write_planted(spec: &PlantedSpec, dir: &Path) -> crate::store::Result<Pla
         d,
         dtype: spec.dtype,
     };
-    let manifest = Manifest::new(
-        ModelInfo {
-            id: format!(
-                "synthetic:planted(n={n},d={d},p={},seed={})",
-                spec.density, spec.seed
-            ),
-            revision: None,
-            arch: "synthetic".into(),
-            config_sha256: String::new(),
-            weights_sha256: None,
-            random_weights: true,
-            seed: Some(spec.seed),
-        },
-        String::new(),
-        vec![hook],
+    let manifest = synthetic_manifest(
+        format!(
+            "synthetic:planted(n={n},d={d},p={},seed={})",
+            spec.density, spec.seed
+        ),
+        spec.seed,
+        hook,
         spec.ctx,
-        Bos::None,
-        CorpusInfo {
-            sources: vec![],
-            sha256: String::new(),
-            format: "synthetic".into(),
-            text_field: None,
-            documents: 0,
-            empty_documents: 0,
-        },
     );
     let options = WriterOptions {
         shard_rows: spec.shard_tokens,

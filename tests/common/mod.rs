@@ -6,6 +6,49 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
+/// One run of the `unravel` binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the binary (2 threads, extra environment `env`); a panic fails the test.
+pub fn unravel(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_unravel"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("run unravel");
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    };
+    assert!(!r.stderr.contains("panicked"), "panic: {}", r.stderr);
+    r
+}
+
+/// Runs the binary and fails the test with its output unless it exits 0.
+pub fn ok(args: &[&str]) -> Run {
+    let r = unravel(args, &[]);
+    assert_eq!(
+        r.code, 0,
+        "unravel {args:?} failed:\n{}\n{}",
+        r.stdout, r.stderr
+    );
+    r
+}
+
+pub fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
