@@ -74,8 +74,8 @@ pub struct AuditArgs {
     /// Top activations per unit for the top-k share (and the report's examples).
     #[arg(long, default_value_t = 50)]
     top_k: usize,
-    /// Concepts overlapping at least this much (|A∩B| / min(|A|,|B|)) are related: together
-    /// they do not make a unit polysemantic.
+    /// A passing concept with at least this share of its tokens inside a larger passing concept
+    /// (|A∩B| / |A|) is subsumed by it and does not make the unit polysemantic.
     #[arg(long, default_value_t = 0.5)]
     related_overlap: f64,
     /// Units shown as cards in the report, per side.

@@ -13,9 +13,9 @@
 //!
 //! A concept passes when the chosen score ≥ threshold and support ≥ min_support, and survives
 //! the explain-away pass (see [`Audit::explain_away`]) when the unit passes several. A unit is dead
-//! when it is never > 0, polysemantic when two passing concepts are unrelated (overlap
-//! coefficient below `related_overlap`), monosemantic when some concept passes, unexplained
-//! otherwise.
+//! when it is never > 0, polysemantic when two passing concepts remain after those lying inside
+//! a larger passing concept (|A∩B| / |A| ≥ `related_overlap`) are subsumed by it, monosemantic
+//! when some concept passes, unexplained otherwise.
 //!
 //! Memory is bounded by units × concepts × bins, whatever the number of tokens: the quantile bin
 //! edges come from a sample of row groups read first.

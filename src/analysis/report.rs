@@ -27,8 +27,8 @@ pub struct AuditReport {
     pub min_z: f64,
     /// How many top activations per unit the `topk` share is taken over.
     pub top_k: usize,
-    /// Two passing concepts whose overlap coefficient |A∩B| / min(|A|,|B|) is at least this are
-    /// "related" (nested or co-occurring) and together do not make a unit polysemantic.
+    /// A passing concept A lies inside a larger passing concept B when |A∩B| / |A| is at least
+    /// this; it is then subsumed by B and does not count towards polysemanticity.
     pub related_overlap: f64,
     pub concepts: Vec<ConceptInfo>,
     /// One per kind of unit audited: `neurons` (a hook's dimensions) and/or `features` (an SAE).
