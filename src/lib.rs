@@ -11,6 +11,7 @@ pub mod extract;
 pub mod inspect;
 pub mod io;
 pub mod models;
+pub mod pipeline;
 pub mod report;
 pub mod sae;
 pub mod store;

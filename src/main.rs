@@ -17,6 +17,7 @@ use unravel::{extract, trace};
 
 mod cmd_analyze;
 mod cmd_audit;
+mod cmd_run;
 mod cmd_toy;
 mod cmd_train;
 
@@ -26,6 +27,7 @@ mod cmd_train;
     version,
     about = "Take features out of superposition: hooked GPT-2 / DistilBERT / BERT on candle, activation shards, sparse autoencoders, polysemanticity audits, superposition metrics, toy models.",
     after_help = "Examples:\n  \
+unravel run configs/demo.toml     # the whole pipeline on the embedded demo (no download)\n  \
 unravel trace --model gpt2 --text \"The cat sat on the mat\" --hooks 'blocks.*.hook_resid_post' --out acts.safetensors\n  \
 unravel trace --model tests/fixtures/tiny-distilbert --file texts.txt --hooks 'blocks.1.mlp.hook_post' --out acts.safetensors\n  \
 unravel extract --model gpt2 --corpus data/corpus.jsonl --hooks 'blocks.6.hook_resid_post' --out acts/gpt2-resid\n  \
@@ -45,6 +47,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a whole pipeline from one config: extract / synth → train → eval → audit → verify →
+    /// analyze, into one run folder with an index page; re-running resumes.
+    #[command(after_help = cmd_run::RUN_EXAMPLES)]
+    Run(cmd_run::RunArgs),
     /// Run a model on a few texts and write every requested hook to one safetensors file.
     #[command(after_help = TRACE_EXAMPLES)]
     Trace(TraceArgs),
@@ -743,6 +749,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Run(a) => cmd_run::cmd_run(a),
         Command::Trace(a) => cmd_trace(a),
         Command::Extract(a) => cmd_extract(a),
         Command::Inspect(a) => cmd_inspect(a),

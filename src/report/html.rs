@@ -856,7 +856,7 @@ fn badge(class: &str) -> String {
 /// Escapes text for HTML content, attribute values and XML alike. Also escapes `/` (so no URL,
 /// comment or closing tag can come out of report text) and turns control characters other than
 /// tab/newline into their visible Unicode pictures (they are invalid in XML).
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
@@ -931,7 +931,7 @@ fn file_safe(kind: &str) -> String {
     }
 }
 
-const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 :root { color-scheme: light; }
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
   margin: 0 auto; padding: 16px 28px 48px; max-width: 1500px; color: #222; background: #fafafa;

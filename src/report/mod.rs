@@ -2,4 +2,5 @@
 //! viewer renders the text), and the audit's self-contained HTML page (`html`).
 
 pub mod html;
+pub mod index;
 pub mod plots;

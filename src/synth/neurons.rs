@@ -237,13 +237,14 @@ pub fn write_neurons(spec: &NeuronSpec, dir: &Path) -> crate::store::Result<Neur
     let mut writer = DatasetWriter::create(dir, manifest, options)?;
     let contexts = spec.tokens.div_ceil(spec.ctx as u64);
     let mut c = 0u64;
+    let mut on = vec![false; nc];
+    let mut concept_rows = vec![0u64; nc];
     while c < contexts {
         let batch = 16u64.min(contexts - c);
         let rows = batch as usize * spec.ctx;
         let mut acts = vec![0f32; rows * n];
         let mut labels: Vec<Vec<Option<String>>> = vec![vec![None; rows]; nc];
         let mut tokens = Vec::with_capacity(rows);
-        let mut on = vec![false; nc];
         for (r, out) in acts.chunks_mut(n).enumerate() {
             for v in on.iter_mut() {
                 *v = rng.random_bool(spec.concept_density);
@@ -260,6 +261,7 @@ pub fn write_neurons(spec: &NeuronSpec, dir: &Path) -> crate::store::Result<Neur
             for (k, col) in labels.iter_mut().enumerate() {
                 if on[k] {
                     col[r] = Some("1".into());
+                    concept_rows[k] += 1;
                 }
             }
             tokens.push(if names.is_empty() {
@@ -313,7 +315,56 @@ pub fn write_neurons(spec: &NeuronSpec, dir: &Path) -> crate::store::Result<Neur
     let path = dir.join(TRUTH_DIR).join(NEURON_TRUTH_FILE);
     let json = serde_json::to_string_pretty(&truth).map_err(|e| bad(e.to_string()))?;
     crate::io::write_atomic(&path, json.as_bytes()).map_err(|e| StoreError::io(&path, e))?;
+    let frequencies: Vec<f32> = concept_rows
+        .iter()
+        .map(|&k| (k as f64 / (contexts * spec.ctx as u64) as f64) as f32)
+        .collect();
+    write_concept_directions(spec, &members, &frequencies, dir).map_err(bad)?;
     Ok(truth)
+}
+
+/// The concepts as planted features, for `verify --sae`: concept c adds the direction
+/// (w_{j,c} over its neurons j), normalised, to the neurons whenever it is on. Concepts no neuron
+/// responds to have no direction and are left out.
+fn write_concept_directions(
+    spec: &NeuronSpec,
+    members: &[Vec<(usize, f32)>],
+    frequencies: &[f32],
+    dir: &Path,
+) -> Result<(), String> {
+    use candle_core::{Device, Tensor};
+    let n = spec.neurons;
+    let mut directions = Vec::new();
+    let mut kept_freqs = Vec::new();
+    for (c, &freq) in frequencies.iter().enumerate() {
+        let mut v = vec![0f32; n];
+        for (j, m) in members.iter().enumerate() {
+            for &(k, w) in m {
+                if k == c {
+                    v[j] = w;
+                }
+            }
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            directions.extend(v.iter().map(|x| x / norm));
+            kept_freqs.push(freq);
+        }
+    }
+    let k = kept_freqs.len();
+    let to = |e: candle_core::Error| e.to_string();
+    let tensors = [
+        (
+            "directions",
+            Tensor::from_slice(&directions, (k, n), &Device::Cpu).map_err(to)?,
+        ),
+        (
+            "frequencies",
+            Tensor::from_slice(&kept_freqs, k, &Device::Cpu).map_err(to)?,
+        ),
+    ];
+    let path = dir.join(TRUTH_DIR).join(super::planted::TRUTH_FILE);
+    crate::io::write_safetensors(&path, &tensors).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Precision, recall and F1 of an audit against planted neurons.

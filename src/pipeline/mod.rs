@@ -1,0 +1,10 @@
+//! `unravel run`: one config chains the stages (extract / synth / plant → train → eval → audit →
+//! verify → analyze) into one run folder, skipping stages already complete, and ends with
+//! `summary.json` and an index page (`report::index`).
+//!
+//! `plan` turns the config into command lines, `state` tracks which stages are done, `summary`
+//! reads back each stage's key numbers and checks the thresholds. The binary runs the commands.
+
+pub mod plan;
+pub mod state;
+pub mod summary;

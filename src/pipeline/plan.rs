@@ -1,0 +1,662 @@
+//! A run config (TOML) → the stages to run, in pipeline order, each as an `unravel` command line.
+//!
+//! A section per stage kind — `[extract]`, `[synth]`, `[plant]`, `[train]`, `[eval]`, `[audit]`,
+//! `[analyze]` — whose keys are that command's flags (`d-sae = 1024` → `--d-sae 1024`; `true` →
+//! a bare flag; an array → the flag repeated). A kind may appear several times as an array of
+//! tables (`[[audit]]`), each with a `name`. Every stage writes to `RUN/<name>`; the runner fills
+//! in `--out`, `--acts` and `--sae` from references (`data = "synth"`, `sae = "train"`).
+//! Verification is automatic: every SAE trained on a dataset with planted features is checked
+//! against them, and every audit of planted neurons against their truth; `[verify]` holds the
+//! thresholds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use toml::{Table, Value};
+
+/// Stage kinds, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Extract,
+    Synth,
+    Plant,
+    Train,
+    Eval,
+    Audit,
+    Verify,
+    Analyze,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::Extract,
+        Kind::Synth,
+        Kind::Plant,
+        Kind::Train,
+        Kind::Eval,
+        Kind::Audit,
+        Kind::Verify,
+        Kind::Analyze,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Extract => "extract",
+            Kind::Synth => "synth",
+            Kind::Plant => "plant",
+            Kind::Train => "train",
+            Kind::Eval => "eval",
+            Kind::Audit => "audit",
+            Kind::Verify => "verify",
+            Kind::Analyze => "analyze",
+        }
+    }
+
+    /// Kinds that write an activation dataset.
+    fn makes_dataset(self) -> bool {
+        matches!(self, Kind::Extract | Kind::Synth | Kind::Plant)
+    }
+}
+
+/// What ground truth a dataset carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Truth {
+    None,
+    /// Planted directions (`synth`, `plant`, and the concepts of `synth --neurons`).
+    Features,
+    /// Planted neurons (`synth --neurons`): directions and the neuron classes.
+    Neurons,
+}
+
+/// One stage of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    pub name: String,
+    pub kind: Kind,
+    /// The command line after `unravel`.
+    pub args: Vec<String>,
+    /// The folder it writes.
+    pub out: PathBuf,
+    /// Names of the stages it reads.
+    pub inputs: Vec<String>,
+    /// Hash of the command line and of its inputs' fingerprints: a stage whose fingerprint
+    /// changed since it completed is run again.
+    pub fingerprint: String,
+    /// For verify stages: the stage checked.
+    pub checks: Option<String>,
+}
+
+/// A threshold from `[verify]`, applied to the verify stages it concerns.
+#[derive(Debug, Clone, Serialize)]
+pub struct Threshold {
+    pub key: String,
+    pub value: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub title: String,
+    pub description: String,
+    pub config: PathBuf,
+    pub run_dir: PathBuf,
+    pub stages: Vec<Stage>,
+    pub thresholds: Vec<Threshold>,
+}
+
+/// `[verify]` keys: the cosine threshold passed to `verify --sae`, and the checks.
+pub const VERIFY_KEYS: [&str; 8] = [
+    "threshold",
+    "min-mmcs",
+    "min-mcc",
+    "min-recovered",
+    "max-dead",
+    "min-precision",
+    "min-recall",
+    "min-concept-f1",
+];
+
+/// Keys the runner owns: a config may not set them.
+const OWNED: [&str; 3] = ["out", "resume", "json"];
+
+/// A dataset a stage can read.
+#[derive(Debug, Clone)]
+struct DatasetRef {
+    path: PathBuf,
+    truth: Truth,
+    /// The stage that writes it (None: an existing folder).
+    stage: Option<String>,
+}
+
+struct Builder<'a> {
+    config: &'a Path,
+    run_dir: PathBuf,
+    stages: Vec<Stage>,
+    datasets: BTreeMap<String, DatasetRef>,
+    /// Train stage name → the dataset it reads.
+    trains: Vec<(String, DatasetRef)>,
+    /// Audits of planted neurons: audit stage name → the dataset.
+    planted_audits: Vec<(String, DatasetRef)>,
+}
+
+/// Reads and plans a run config. `out` overrides `[run] out`.
+pub fn plan_file(config: &Path, out: Option<&Path>) -> Result<Plan, String> {
+    let text = std::fs::read_to_string(config).map_err(|e| {
+        format!(
+            "{}: {e}; give the path of a run config such as configs/demo.toml",
+            config.display()
+        )
+    })?;
+    plan(config, &text, out)
+}
+
+/// Plans a run from the text of its config.
+pub fn plan(config: &Path, text: &str, out: Option<&Path>) -> Result<Plan, String> {
+    let cfg = config.display();
+    let table: Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| format!("{cfg}: {}", e.message()))?;
+    for key in table.keys() {
+        if key != "run" && !Kind::ALL.iter().any(|k| k.as_str() == key) {
+            return Err(format!(
+                "{cfg}: unknown section [{key}]; expected run, extract, synth, plant, train, eval, audit, verify or analyze"
+            ));
+        }
+    }
+    let run = match table.get("run") {
+        Some(Value::Table(t)) => t.clone(),
+        Some(_) => return Err(format!("{cfg}: [run] must be a table")),
+        None => Table::new(),
+    };
+    let stem = config
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    for key in run.keys() {
+        if !["out", "title", "description"].contains(&key.as_str()) {
+            return Err(format!(
+                "{cfg}: [run] unknown key `{key}`; expected out, title or description"
+            ));
+        }
+    }
+    let string = |key: &str| -> Result<Option<String>, String> {
+        match run.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("{cfg}: [run] {key} must be a string")),
+        }
+    };
+    let run_dir = match (out, string("out")?) {
+        (Some(o), _) => o.to_path_buf(),
+        (None, Some(o)) => PathBuf::from(o),
+        (None, None) => Path::new("runs").join(&stem),
+    };
+    let mut b = Builder {
+        config,
+        run_dir: run_dir.clone(),
+        stages: vec![],
+        datasets: BTreeMap::new(),
+        trains: vec![],
+        planted_audits: vec![],
+    };
+    let mut thresholds = vec![];
+    let mut verify_args = vec![];
+    for kind in Kind::ALL {
+        let instances = instances(&table, kind, config)?;
+        if kind == Kind::Verify {
+            if instances.len() > 1 {
+                return Err(format!("{cfg}: [verify] may appear once"));
+            }
+            if let Some((_, t)) = instances.first() {
+                (thresholds, verify_args) = verify_section(t, config)?;
+            }
+            b.add_verify_stages(&verify_args)?;
+            continue;
+        }
+        for (name, t) in instances {
+            b.add(kind, name, &t)?;
+        }
+    }
+    if b.stages.is_empty() {
+        return Err(format!(
+            "{cfg}: no stages; add at least one of [extract], [synth], [train], [audit], [analyze] (see configs/demo.toml)"
+        ));
+    }
+    Ok(Plan {
+        title: string("title")?.unwrap_or(stem),
+        description: string("description")?.unwrap_or_default(),
+        config: config.to_path_buf(),
+        run_dir,
+        stages: b.stages,
+        thresholds,
+    })
+}
+
+/// The tables of one kind, with their names: `[kind]` or `[[kind]]`.
+fn instances(table: &Table, kind: Kind, config: &Path) -> Result<Vec<(String, Table)>, String> {
+    let k = kind.as_str();
+    let tables: Vec<Table> = match table.get(k) {
+        None => return Ok(vec![]),
+        Some(Value::Table(t)) => vec![t.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                Value::Table(t) => Ok(t.clone()),
+                _ => Err(format!(
+                    "{}: [[{k}]] entries must be tables",
+                    config.display()
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(format!("{}: [{k}] must be a table", config.display())),
+    };
+    let many = tables.len() > 1;
+    tables
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let name = match t.get("name") {
+                Some(Value::String(s)) => s.clone(),
+                Some(_) => return Err(format!("{}: [{k}] name must be a string", config.display())),
+                None if many => format!("{k}-{}", i + 1),
+                None => k.to_string(),
+            };
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!(
+                    "{}: [{k}] name `{name}`: use letters, digits, - and _ (it names the stage's folder)",
+                    config.display()
+                ));
+            }
+            Ok((name, t))
+        })
+        .collect()
+}
+
+/// `[verify]`: thresholds (checked by the runner) and the arguments passed to `verify --sae`.
+fn verify_section(t: &Table, config: &Path) -> Result<(Vec<Threshold>, Vec<String>), String> {
+    let mut thresholds = vec![];
+    let mut args = vec![];
+    for (key, v) in t {
+        let k = key.replace('_', "-");
+        if !VERIFY_KEYS.contains(&k.as_str()) {
+            return Err(format!(
+                "{}: [verify] unknown key `{key}`; expected {}",
+                config.display(),
+                VERIFY_KEYS.join(", ")
+            ));
+        }
+        let value = match v {
+            Value::Float(f) => *f,
+            Value::Integer(i) => *i as f64,
+            _ => {
+                return Err(format!(
+                    "{}: [verify] {key} must be a number",
+                    config.display()
+                ))
+            }
+        };
+        if k == "threshold" {
+            args.extend(["--threshold".to_string(), value.to_string()]);
+        } else {
+            thresholds.push(Threshold { key: k, value });
+        }
+    }
+    Ok((thresholds, args))
+}
+
+/// A TOML table → command-line flags, skipping `skip` (keys the runner interprets).
+fn flags(t: &Table, skip: &[&str], section: &str, config: &Path) -> Result<Vec<String>, String> {
+    let mut out = vec![];
+    for (key, v) in t {
+        let k = key.replace('_', "-");
+        if skip.contains(&k.as_str()) {
+            continue;
+        }
+        if OWNED.contains(&k.as_str()) {
+            return Err(format!(
+                "{}: [{section}] remove `{key}`: the run decides where stages write and resumes by itself",
+                config.display()
+            ));
+        }
+        let flag = format!("--{k}");
+        let scalar = |v: &Value| -> Result<String, String> {
+            match v {
+                Value::String(s) => Ok(s.clone()),
+                Value::Integer(i) => Ok(i.to_string()),
+                Value::Float(f) => Ok(f.to_string()),
+                _ => Err(format!(
+                    "{}: [{section}] {key}: expected a string, number, true/false or an array of them",
+                    config.display()
+                )),
+            }
+        };
+        match v {
+            Value::Boolean(true) => out.push(flag),
+            Value::Boolean(false) => {}
+            Value::Array(items) => {
+                for item in items {
+                    out.push(flag.clone());
+                    out.push(scalar(item)?);
+                }
+            }
+            other => {
+                out.push(flag);
+                out.push(scalar(other)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn path_arg(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The ground truth an existing dataset folder carries.
+fn truth_of(dir: &Path) -> Truth {
+    let t = dir.join(crate::synth::planted::TRUTH_DIR);
+    if t.join(crate::synth::neurons::NEURON_TRUTH_FILE).is_file() {
+        Truth::Neurons
+    } else if t.join(crate::synth::planted::TRUTH_FILE).is_file() {
+        Truth::Features
+    } else {
+        Truth::None
+    }
+}
+
+fn fingerprint(kind: Kind, args: &[String], inputs: &[&Stage]) -> String {
+    let mut h = Sha256::new();
+    h.update(kind.as_str());
+    for a in args {
+        h.update([0]);
+        h.update(a.as_bytes());
+    }
+    for s in inputs {
+        h.update([1]);
+        h.update(s.fingerprint.as_bytes());
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+impl Builder<'_> {
+    fn err(&self, section: &str, msg: impl std::fmt::Display) -> String {
+        format!("{}: [{section}] {msg}", self.config.display())
+    }
+
+    /// The dataset named by `key` (a stage name or a folder), or the default.
+    fn dataset(
+        &self,
+        t: &Table,
+        section: &str,
+        default: Option<DatasetRef>,
+    ) -> Result<DatasetRef, String> {
+        match t.get("data") {
+            Some(Value::String(s)) => {
+                if let Some(d) = self.datasets.get(s) {
+                    return Ok(d.clone());
+                }
+                let path = PathBuf::from(s);
+                if path.join(crate::store::MANIFEST_FILE).is_file() {
+                    return Ok(DatasetRef {
+                        truth: truth_of(&path),
+                        path,
+                        stage: None,
+                    });
+                }
+                Err(self.err(
+                    section,
+                    format!(
+                        "data = \"{s}\": neither a dataset stage of this run ({}) nor a dataset folder",
+                        self.dataset_names()
+                    ),
+                ))
+            }
+            Some(_) => Err(self.err(section, "data must be a string (a stage name or a folder)")),
+            None => default.ok_or_else(|| {
+                self.err(
+                    section,
+                    "no dataset to read: add an [extract] or [synth] section, or set data = \"FOLDER\"",
+                )
+            }),
+        }
+    }
+
+    fn dataset_names(&self) -> String {
+        if self.datasets.is_empty() {
+            "none".into()
+        } else {
+            self.datasets.keys().cloned().collect::<Vec<_>>().join(", ")
+        }
+    }
+
+    /// The default dataset for training: the last planted one, else the last synthetic, else the
+    /// last extracted (later stages build on earlier ones).
+    fn default_train_data(&self) -> Option<DatasetRef> {
+        let of = |k: Kind| {
+            self.stages
+                .iter()
+                .rev()
+                .find(|s| s.kind == k)
+                .and_then(|s| self.datasets.get(&s.name).cloned())
+        };
+        of(Kind::Plant)
+            .or_else(|| of(Kind::Synth))
+            .or_else(|| of(Kind::Extract))
+    }
+
+    fn first_extract(&self) -> Option<DatasetRef> {
+        self.stages
+            .iter()
+            .find(|s| s.kind == Kind::Extract)
+            .and_then(|s| self.datasets.get(&s.name).cloned())
+    }
+
+    fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    fn push(
+        &mut self,
+        name: String,
+        kind: Kind,
+        args: Vec<String>,
+        inputs: Vec<String>,
+        checks: Option<String>,
+    ) -> Result<(), String> {
+        if self.stage(&name).is_some() {
+            return Err(format!(
+                "{}: two stages are named `{name}`; give one a different name",
+                self.config.display()
+            ));
+        }
+        let input_stages: Vec<&Stage> = inputs.iter().filter_map(|n| self.stage(n)).collect();
+        let fingerprint = fingerprint(kind, &args, &input_stages);
+        self.stages.push(Stage {
+            out: self.run_dir.join(&name),
+            name,
+            kind,
+            args,
+            inputs,
+            fingerprint,
+            checks,
+        });
+        Ok(())
+    }
+
+    fn add(&mut self, kind: Kind, name: String, t: &Table) -> Result<(), String> {
+        let section = kind.as_str();
+        let out = self.run_dir.join(&name);
+        let mut args = vec![section.to_string()];
+        let mut inputs = vec![];
+        let input_of = |d: &DatasetRef, inputs: &mut Vec<String>| {
+            if let Some(s) = &d.stage {
+                inputs.push(s.clone());
+            }
+        };
+        match kind {
+            Kind::Extract | Kind::Synth => {
+                args.extend(flags(t, &["name"], section, self.config)?);
+            }
+            Kind::Plant => {
+                let d = self.dataset(t, section, self.first_extract())?;
+                input_of(&d, &mut inputs);
+                args.extend(["--acts".into(), path_arg(&d.path)]);
+                args.extend(flags(t, &["name", "data"], section, self.config)?);
+            }
+            Kind::Train => {
+                let d = self.dataset(t, section, self.default_train_data())?;
+                input_of(&d, &mut inputs);
+                args.extend(["--acts".into(), path_arg(&d.path)]);
+                args.extend(flags(t, &["name", "data", "acts"], section, self.config)?);
+                self.trains.push((name.clone(), d));
+            }
+            Kind::Eval => {
+                let (train, d) = self.sae_ref(t, section, None)?.ok_or_else(|| {
+                    self.err(
+                        section,
+                        "there is no SAE to evaluate: add a [train] section",
+                    )
+                })?;
+                inputs.push(train.clone());
+                input_of(&d, &mut inputs);
+                args.extend([
+                    "--sae".into(),
+                    path_arg(&self.run_dir.join(&train)),
+                    "--acts".into(),
+                    path_arg(&d.path),
+                    "--json".into(),
+                    path_arg(&out.join("eval.json")),
+                ]);
+                args.extend(flags(t, &["name", "data", "sae"], section, self.config)?);
+            }
+            Kind::Audit => {
+                let default = self
+                    .trains
+                    .last()
+                    .map(|(_, d)| d.clone())
+                    .or_else(|| self.default_train_data());
+                let d = self.dataset(t, section, default)?;
+                input_of(&d, &mut inputs);
+                args.extend(["--acts".into(), path_arg(&d.path)]);
+                if let Some((train, _)) = self.sae_ref(t, section, Some(&d))? {
+                    inputs.push(train.clone());
+                    args.extend(["--sae".into(), path_arg(&self.run_dir.join(&train))]);
+                }
+                args.extend(flags(t, &["name", "data", "sae"], section, self.config)?);
+                if d.truth == Truth::Neurons {
+                    self.planted_audits.push((name.clone(), d));
+                }
+            }
+            Kind::Analyze => {
+                let default = self.first_extract().or_else(|| self.default_train_data());
+                let d = self.dataset(t, section, default)?;
+                input_of(&d, &mut inputs);
+                args.extend(["--acts".into(), path_arg(&d.path)]);
+                args.extend(flags(t, &["name", "data"], section, self.config)?);
+            }
+            Kind::Verify => unreachable!("verify stages are added by add_verify_stages"),
+        }
+        if kind != Kind::Eval {
+            // (eval writes one file: --json above)
+            args.extend(["--out".into(), path_arg(&out)]);
+        }
+        if kind.makes_dataset() {
+            let truth = match kind {
+                Kind::Synth if t.contains_key("neurons") => Truth::Neurons,
+                Kind::Synth | Kind::Plant => Truth::Features,
+                _ => Truth::None,
+            };
+            self.datasets.insert(
+                name.clone(),
+                DatasetRef {
+                    path: out.clone(),
+                    truth,
+                    stage: Some(name.clone()),
+                },
+            );
+        }
+        self.push(name, kind, args, inputs, None)
+    }
+
+    /// The SAE a stage reads: `sae = "STAGE"`, `sae = false` (none), or by default the last
+    /// train stage (for an audit: the last one trained on the audited dataset).
+    fn sae_ref(
+        &self,
+        t: &Table,
+        section: &str,
+        audited: Option<&DatasetRef>,
+    ) -> Result<Option<(String, DatasetRef)>, String> {
+        match t.get("sae") {
+            Some(Value::Boolean(false)) => Ok(None),
+            Some(Value::String(s)) => self
+                .trains
+                .iter()
+                .find(|(n, _)| n == s)
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| {
+                    self.err(
+                        section,
+                        format!(
+                            "sae = \"{s}\": no [train] stage of that name (an SAE folder outside the run: run `unravel {section}` directly)"
+                        ),
+                    )
+                }),
+            Some(_) => Err(self.err(section, "sae must be a train stage's name or false")),
+            None => Ok(self
+                .trains
+                .iter()
+                .rev()
+                .find(|(_, d)| audited.is_none_or(|a| a.path == d.path))
+                .cloned()),
+        }
+    }
+
+    /// A verify stage for every SAE trained on planted features and every audit of planted
+    /// neurons.
+    fn add_verify_stages(&mut self, extra: &[String]) -> Result<(), String> {
+        for (train, d) in self.trains.clone() {
+            if d.truth == Truth::None {
+                continue;
+            }
+            let name = format!("verify-{train}");
+            let mut args = vec![
+                "verify".to_string(),
+                "--truth".into(),
+                path_arg(&d.path),
+                "--sae".into(),
+                path_arg(&self.run_dir.join(&train)),
+                "--json".into(),
+                path_arg(&self.run_dir.join(&name).join("verify.json")),
+            ];
+            args.extend(extra.iter().cloned());
+            let mut inputs = vec![train.clone()];
+            inputs.extend(d.stage.clone());
+            self.push(name, Kind::Verify, args, inputs, Some(train))?;
+        }
+        for (audit, d) in self.planted_audits.clone() {
+            let name = format!("verify-{audit}");
+            let args = vec![
+                "verify".to_string(),
+                "--truth".into(),
+                path_arg(&d.path),
+                "--audit".into(),
+                path_arg(&self.run_dir.join(&audit)),
+                "--json".into(),
+                path_arg(&self.run_dir.join(&name).join("verify.json")),
+            ];
+            let mut inputs = vec![audit.clone()];
+            inputs.extend(d.stage.clone());
+            self.push(name, Kind::Verify, args, inputs, Some(audit))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,246 @@
+//! The run's index page: what ran, the checks, each stage's key numbers and figures, and links to
+//! everything in the run folder (audit reports, logs, plots). Relative links only, so the folder
+//! can be moved or archived whole.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::html::{esc, CSS};
+use crate::pipeline::summary::{StageSummary, Summary};
+
+const EXTRA_CSS: &str = r#"
+.pass { background: #2e7d32; } .fail { background: #c62828; } .none { background: #777; }
+.stage { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px 14px; margin: 12px 0; }
+.stage h3 { margin: 0 0 6px; }
+.stage img { max-width: 560px; width: 100%; background: #fff; border: 1px solid #e3e3e3; margin: 6px 12px 0 0; }
+pre.cmd { white-space: pre-wrap; word-break: break-all; background: #f4f4f4; padding: 6px 8px; margin: 6px 0;
+  font-size: 12px; border-radius: 4px; }
+"#;
+
+/// Renders the page.
+pub fn render_index(s: &Summary) -> String {
+    let mut h = String::with_capacity(1 << 15);
+    h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    let _ = writeln!(h, "<title>unravel run: {}</title>", esc(&s.title));
+    let _ = writeln!(h, "<style>{CSS}{EXTRA_CSS}</style>\n</head>\n<body>");
+    let _ = writeln!(h, "<h1>{}</h1>", esc(&s.title));
+    if !s.description.is_empty() {
+        let _ = writeln!(h, "<p class=\"note\">{}</p>", esc(&s.description));
+    }
+    let (class, verdict) = match (s.checks.is_empty(), s.passed) {
+        (true, _) => ("none", "no checks".to_string()),
+        (false, true) => ("pass", format!("all {} checks pass", s.checks.len())),
+        (false, false) => (
+            "fail",
+            format!(
+                "{} of {} checks fail",
+                s.checks.iter().filter(|c| !c.pass).count(),
+                s.checks.len()
+            ),
+        ),
+    };
+    let _ = writeln!(
+        h,
+        "<p><span class=\"badge {class}\">{}</span> &nbsp; config <code>{}</code> &nbsp; run folder <code>{}</code> &nbsp; <a href=\"summary.json\">summary.json</a></p>",
+        esc(&verdict),
+        esc(&s.config),
+        esc(&s.run_dir)
+    );
+    checks_table(&mut h, s);
+    h.push_str("<h2>Results</h2>\n");
+    for st in &s.stages {
+        stage_card(&mut h, st);
+    }
+    stages_table(&mut h, s);
+    h.push_str("</body>\n</html>\n");
+    h
+}
+
+/// Writes the page to `RUN/index.html`, atomically.
+pub fn write_index(s: &Summary, run_dir: &Path) -> std::io::Result<()> {
+    crate::io::write_atomic(&run_dir.join("index.html"), render_index(s).as_bytes())
+}
+
+fn checks_table(h: &mut String, s: &Summary) {
+    if s.checks.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Checks against planted ground truth</h2>\n<table class=\"grid\">\n");
+    h.push_str(
+        "<tr><th>stage</th><th>check</th><th>value</th><th>threshold</th><th>result</th></tr>\n",
+    );
+    for c in &s.checks {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{:.4}</td><td>{}</td><td><span class=\"badge {}\">{}</span></td></tr>",
+            esc(&c.stage),
+            esc(&c.check),
+            c.value,
+            esc(&c.threshold),
+            if c.pass { "pass" } else { "fail" },
+            if c.pass { "PASS" } else { "FAIL" }
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// A number as people read it: fractions and rates as percentages, floats to 4 digits.
+fn show(key: &str, v: &Value) -> String {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if key.ends_with("_frac") || key.ends_with("_rate") || key == "recovered" {
+                format!("{:.1}%", x * 100.0)
+            } else if x.abs() >= 1000.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.4}")
+            }
+        }
+        Value::Number(n) => n.to_string(),
+        Value::String(t) => t.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "–".into(),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| match x {
+                Value::Object(o) => o
+                    .get("name")
+                    .map(|n| show("", n))
+                    .unwrap_or_else(|| x.to_string()),
+                _ => show("", x),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, x)| format!("{k} {}", show(k, x)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// A table with one row per object of `rows`, columns `cols` (key, heading).
+fn grid(h: &mut String, rows: &[Value], cols: &[(&str, &str)]) {
+    h.push_str("<table class=\"grid\"><tr>");
+    for (_, head) in cols {
+        let _ = write!(h, "<th>{}</th>", esc(head));
+    }
+    h.push_str("</tr>\n");
+    for r in rows {
+        h.push_str("<tr>");
+        for (k, _) in cols {
+            let _ = write!(h, "<td class=\"num\">{}</td>", esc(&show(k, &r[*k])));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+}
+
+fn stage_card(h: &mut String, st: &StageSummary) {
+    let _ = writeln!(
+        h,
+        "<div class=\"stage\" id=\"{0}\"><h3>{0} <span class=\"dim\">({1})</span></h3>",
+        esc(&st.name),
+        esc(st.kind_str())
+    );
+    let r = &st.results;
+    match st.kind_str() {
+        "audit" => {
+            let sides = r["sides"].as_array().cloned().unwrap_or_default();
+            let _ = writeln!(
+                h,
+                "<p>{} tokens, {} concepts, {} ≥ {}</p>",
+                esc(&show("tokens", &r["tokens"])),
+                esc(&show("", &r["concepts"])),
+                esc(&show("", &r["score"])),
+                esc(&show("", &r["threshold"]))
+            );
+            grid(
+                h,
+                &sides,
+                &[
+                    ("kind", "units"),
+                    ("hook", "hook"),
+                    ("units", "count"),
+                    ("polysemantic", "polysemantic"),
+                    ("polysemantic_rate", "rate"),
+                    ("monosemantic", "monosemantic"),
+                    ("unexplained", "unexplained"),
+                    ("dead", "dead"),
+                ],
+            );
+        }
+        "analyze" => {
+            let hooks = r["hooks"].as_array().cloned().unwrap_or_default();
+            grid(
+                h,
+                &hooks,
+                &[
+                    ("hook", "hook"),
+                    ("d", "d"),
+                    ("effective_rank", "eff. rank"),
+                    ("rank_ratio", "ratio"),
+                    ("effective_dimensionality", "eff. dim (PR)"),
+                    ("sparsity", "sparsity"),
+                    ("interference", "interference"),
+                ],
+            );
+        }
+        _ => {
+            h.push_str("<table class=\"kv\">\n");
+            for (k, v) in r.as_object().into_iter().flatten() {
+                if v.is_null() || k == "of" {
+                    continue;
+                }
+                let _ = writeln!(
+                    h,
+                    "<tr><th>{}</th><td>{}</td></tr>",
+                    esc(k),
+                    esc(&show(k, v))
+                );
+            }
+            h.push_str("</table>\n");
+        }
+    }
+    {
+        h.push_str("<p>");
+        for (label, href) in &st.links {
+            let _ = write!(h, "<a href=\"{}\">{}</a> &nbsp; ", esc(href), esc(label));
+        }
+        let _ = writeln!(
+            h,
+            "<a href=\"{}\">output folder</a> &nbsp; <a href=\"{}\">log</a></p>",
+            esc(&st.out),
+            esc(&st.log)
+        );
+    }
+    for f in &st.figures {
+        let _ = write!(
+            h,
+            "<a href=\"{0}\"><img src=\"{0}\" alt=\"{0}\"></a>",
+            esc(f)
+        );
+    }
+    h.push_str("</div>\n");
+}
+
+fn stages_table(h: &mut String, s: &Summary) {
+    h.push_str("<h2>Stages</h2>\n<p class=\"note\">Each stage is one <code>unravel</code> command; run it by hand to repeat or vary one step. Re-running <code>unravel run</code> skips completed stages and resumes an interrupted one.</p>\n");
+    h.push_str("<table class=\"grid\">\n<tr><th>#</th><th>stage</th><th>status</th><th>time</th><th>command</th></tr>\n");
+    for (i, st) in s.stages.iter().enumerate() {
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"num\">{}</td><td><a href=\"#{1}\">{1}</a></td><td>{2}</td><td class=\"num\">{3:.1} s</td><td><pre class=\"cmd\">{4}</pre></td></tr>",
+            i + 1,
+            esc(&st.name),
+            esc(&st.status),
+            st.seconds,
+            esc(&st.command)
+        );
+    }
+    h.push_str("</table>\n");
+}
