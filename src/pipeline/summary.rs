@@ -82,7 +82,7 @@ fn dataset_numbers(dir: &Path) -> Value {
         "tokens": m["totals"]["tokens"],
         "contexts": m["totals"]["contexts"],
         "shards": m["shards"].as_array().map(|s| s.len()),
-        "bytes": m["shards"].as_array().map(|s| s.iter().filter_map(|s| s["bytes"].as_u64()).sum::<u64>()),
+        "size_mb": m["shards"].as_array().map(|s| s.iter().filter_map(|s| s["bytes"].as_u64()).sum::<u64>() as f64 / 1e6),
         "label_columns": m["label_columns"],
     })
 }
@@ -116,7 +116,6 @@ pub fn key_numbers(plan: &Plan, stage: &Stage) -> (Value, Vec<(String, String)>,
             v
         }
         Kind::Train => {
-            fig(out.join("verify.svg"));
             let e = read_json(&out.join("eval.json")).unwrap_or(Value::Null);
             let c = read_json(&out.join("cfg.json")).unwrap_or(Value::Null);
             json!({
@@ -175,6 +174,12 @@ pub fn key_numbers(plan: &Plan, stage: &Stage) -> (Value, Vec<(String, String)>,
                     "dead_frac": dead, "duplicated_pairs": v["duplicated_pairs"],
                 })
             } else {
+                if let Some(audit) = arg(stage, "--audit") {
+                    links.push((
+                        "audit report".into(),
+                        rel(run, &Path::new(audit).join("report.html")),
+                    ));
+                }
                 json!({
                     "of": "audit",
                     "precision": v["polysemantic"]["precision"], "recall": v["polysemantic"]["recall"],

@@ -12,6 +12,10 @@ use crate::pipeline::summary::{StageSummary, Summary};
 
 const EXTRA_CSS: &str = r#"
 .pass { background: #2e7d32; } .fail { background: #c62828; } .none { background: #777; }
+.tiles { display: flex; flex-wrap: wrap; gap: 14px; margin: 14px 0; }
+.tile { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px 16px; min-width: 220px; }
+.tile .big { font-size: 28px; font-weight: 700; }
+.tile .what { color: #444; font-weight: 600; }
 .stage { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px 14px; margin: 12px 0; }
 .stage h3 { margin: 0 0 6px; }
 .stage img { max-width: 560px; width: 100%; background: #fff; border: 1px solid #e3e3e3; margin: 6px 12px 0 0; }
@@ -49,6 +53,7 @@ pub fn render_index(s: &Summary) -> String {
         esc(&s.config),
         esc(&s.run_dir)
     );
+    headline(&mut h, s);
     checks_table(&mut h, s);
     h.push_str("<h2>Results</h2>\n");
     for st in &s.stages {
@@ -62,6 +67,80 @@ pub fn render_index(s: &Summary) -> String {
 /// Writes the page to `RUN/index.html`, atomically.
 pub fn write_index(s: &Summary, run_dir: &Path) -> std::io::Result<()> {
     crate::io::write_atomic(&run_dir.join("index.html"), render_index(s).as_bytes())
+}
+
+/// The few numbers a reader wants first, as tiles.
+fn headline(h: &mut String, s: &Summary) {
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let mut tiles: Vec<(String, String, String)> = vec![];
+    for st in &s.stages {
+        let r = &st.results;
+        match (st.kind_str(), r["of"].as_str()) {
+            ("verify", Some("sae")) => tiles.push((
+                format!("planted features recovered ({})", st.name),
+                format!("{:.1}%", f(&r["recovered"]) * 100.0),
+                format!(
+                    "MMCS {:.3}, MCC {:.3}, {} planted",
+                    f(&r["mmcs"]),
+                    f(&r["mcc"]),
+                    show("", &r["planted"])
+                ),
+            )),
+            ("verify", _) => tiles.push((
+                format!("audit vs planted neurons ({})", st.name),
+                format!("P {:.2} · R {:.2}", f(&r["precision"]), f(&r["recall"])),
+                format!(
+                    "concept F1 {:.3}, {} planted polysemantic",
+                    f(&r["concept_f1"]),
+                    show("", &r["planted_polysemantic"])
+                ),
+            )),
+            ("audit", _) => {
+                let sides = r["sides"].as_array().cloned().unwrap_or_default();
+                let rate = |k: &str| {
+                    sides
+                        .iter()
+                        .find(|x| x["kind"] == k)
+                        .map(|x| format!("{:.1}%", f(&x["polysemantic_rate"]) * 100.0))
+                };
+                let (big, sub) = match (rate("neurons"), rate("features")) {
+                    (Some(n), Some(ft)) => {
+                        (format!("{n} → {ft}"), "neurons → SAE features".to_string())
+                    }
+                    (Some(n), None) => (n, "of neurons".to_string()),
+                    (None, Some(ft)) => (ft, "of SAE features".to_string()),
+                    (None, None) => continue,
+                };
+                tiles.push((format!("polysemantic ({})", st.name), big, sub));
+            }
+            ("train", _) => tiles.push((
+                format!("SAE ({})", st.name),
+                format!("EV {:.3}", f(&r["ev"])),
+                format!(
+                    "L0 {:.1}, dead {:.1}%, {} → {}",
+                    f(&r["l0"]),
+                    f(&r["dead_frac"]) * 100.0,
+                    show("", &r["d_in"]),
+                    show("", &r["d_sae"])
+                ),
+            )),
+            _ => {}
+        }
+    }
+    if tiles.is_empty() {
+        return;
+    }
+    h.push_str("<div class=\"tiles\">\n");
+    for (what, big, sub) in tiles {
+        let _ = writeln!(
+            h,
+            "<div class=\"tile\"><div class=\"what\">{}</div><div class=\"big\">{}</div><div class=\"dim\">{}</div></div>",
+            esc(&what),
+            esc(&big),
+            esc(&sub)
+        );
+    }
+    h.push_str("</div>\n");
 }
 
 fn checks_table(h: &mut String, s: &Summary) {
