@@ -164,8 +164,22 @@ fn run_child(args: &[String], log: &Path, interrupted: &AtomicBool) -> Result<()
     }
 }
 
-pub fn cmd_run(a: &RunArgs) -> Result<()> {
+/// Checks a command line the way `unravel` would parse it; the message is clap's first line.
+pub type ArgCheck = fn(&[String]) -> std::result::Result<(), String>;
+
+pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
     let plan = plan_file(&a.config, a.out.as_deref()).map_err(|e| anyhow!(e))?;
+    for stage in &plan.stages {
+        check(&stage.args).map_err(|e| {
+            anyhow!(
+                "{}: [{}] {e} (keys are the flags of `unravel {}`; see `unravel {} --help`)",
+                a.config.display(),
+                stage.name,
+                stage.kind.as_str(),
+                stage.kind.as_str()
+            )
+        })?;
+    }
     let run = plan.run_dir.clone();
     println!(
         "run {}: {} stages -> {}",

@@ -739,6 +739,22 @@ fn cmd_merge(a: &MergeArgs) -> Result<()> {
     Ok(())
 }
 
+/// Parses `unravel ARGS` without running it: `unravel run` checks every stage's flags before
+/// starting any (a typo in a config fails at once, not after hours of extraction).
+fn check_args(args: &[String]) -> std::result::Result<(), String> {
+    match Cli::try_parse_from(std::iter::once("unravel").chain(args.iter().map(String::as_str))) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e
+            .render()
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("invalid arguments")
+            .trim_start_matches("error: ")
+            .to_string()),
+    }
+}
+
 fn main() -> ExitCode {
     // Die quietly on a closed pipe (`unravel verify ... | head`) like other Unix tools, instead of
     // panicking in println!.
@@ -749,7 +765,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Run(a) => cmd_run::cmd_run(a),
+        Command::Run(a) => cmd_run::cmd_run(a, check_args),
         Command::Trace(a) => cmd_trace(a),
         Command::Extract(a) => cmd_extract(a),
         Command::Inspect(a) => cmd_inspect(a),

@@ -298,3 +298,38 @@ fn dry_run_prints_the_commands_and_writes_nothing() {
     );
     assert!(!run.exists());
 }
+
+#[test]
+fn every_shipped_run_config_plans_and_its_flags_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    for (config, stages) in [
+        ("configs/demo.toml", 9),
+        ("configs/gpt2-small.toml", 9),
+        ("configs/gpt2-small-cuda.toml", 9),
+        ("configs/distilbert.toml", 9),
+    ] {
+        let r = ok(&[
+            "run",
+            config,
+            "--dry-run",
+            "--out",
+            &p(&dir.path().join("r")),
+        ]);
+        assert!(
+            r.stdout.contains(&format!("[{stages}/{stages}]")),
+            "{config}: {}",
+            r.stdout
+        );
+    }
+    // A misspelt flag is caught before anything runs.
+    let cfg = dir.path().join("typo.toml");
+    std::fs::write(&cfg, "[synth]\nneurons = 8\ntokenz = 100\n").unwrap();
+    let r = unravel(&["run", &p(&cfg), "--out", &p(&dir.path().join("t"))], &[]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("[synth] unexpected argument '--tokenz'"),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.path().join("t").exists());
+}
