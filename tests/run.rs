@@ -307,6 +307,7 @@ fn every_shipped_run_config_plans_and_its_flags_parse() {
         ("configs/gpt2-small.toml", 9),
         ("configs/gpt2-small-cuda.toml", 9),
         ("configs/distilbert.toml", 9),
+        ("configs/minilm.toml", 8),
     ] {
         let r = ok(&[
             "run",

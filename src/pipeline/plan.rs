@@ -660,3 +660,134 @@ impl Builder<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(text: &str) -> Plan {
+        plan(Path::new("c.toml"), text, Some(Path::new("R"))).unwrap()
+    }
+
+    fn args<'a>(p: &'a Plan, name: &str) -> &'a [String] {
+        &p.stages.iter().find(|s| s.name == name).unwrap().args
+    }
+
+    #[test]
+    fn keys_become_flags_and_the_runner_fills_in_paths() {
+        let p = planned(
+            "[synth]\nneurons = 8\nsave-activations = true\nnoise = 0.5\n\
+             [train]\nd_sae = 16\n[[audit]]\nregex = [\"a=x\", \"b=y\"]\nno-neurons = false\n",
+        );
+        assert_eq!(
+            args(&p, "synth"),
+            [
+                "synth",
+                "--neurons",
+                "8",
+                "--noise",
+                "0.5",
+                "--save-activations",
+                "--out",
+                "R/synth"
+            ]
+        );
+        assert_eq!(
+            args(&p, "train"),
+            ["train", "--acts", "R/synth", "--d-sae", "16", "--out", "R/train"]
+        );
+        assert_eq!(
+            args(&p, "audit"),
+            [
+                "audit", "--acts", "R/synth", "--sae", "R/train", "--regex", "a=x", "--regex",
+                "b=y", "--out", "R/audit"
+            ]
+        );
+        // Planted neurons: the SAE is checked against the concept directions, the audit against
+        // the neurons.
+        let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["synth", "train", "audit", "verify-train", "verify-audit"]
+        );
+        assert_eq!(
+            args(&p, "verify-audit"),
+            [
+                "verify",
+                "--truth",
+                "R/synth",
+                "--audit",
+                "R/audit",
+                "--json",
+                "R/verify-audit/verify.json"
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_pick_the_planted_dataset_for_training_and_the_extracted_one_for_analysis() {
+        let p = planned(
+            "[extract]\nmodel = \"m\"\ncorpus = \"c\"\nhooks = \"h\"\n[plant]\nfeatures = 4\n\
+             [train]\n[eval]\n[analyze]\n[verify]\nthreshold = 0.8\nmin-mcc = 0.5\n",
+        );
+        assert_eq!(args(&p, "plant")[..3], ["plant", "--acts", "R/extract"]);
+        assert_eq!(args(&p, "train")[..3], ["train", "--acts", "R/plant"]);
+        assert_eq!(
+            args(&p, "eval"),
+            [
+                "eval",
+                "--sae",
+                "R/train",
+                "--acts",
+                "R/plant",
+                "--json",
+                "R/eval/eval.json"
+            ]
+        );
+        assert_eq!(args(&p, "analyze")[..3], ["analyze", "--acts", "R/extract"]);
+        assert_eq!(
+            args(&p, "verify-train")[7..],
+            ["--threshold".to_string(), "0.8".to_string()]
+        );
+        assert_eq!(p.thresholds.len(), 1);
+        assert_eq!(p.thresholds[0].key, "min-mcc");
+        // No SAE on the extracted data: an audit of it gets none unless asked.
+        let p = planned("[extract]\nmodel = \"m\"\ncorpus = \"c\"\nhooks = \"h\"\n[synth]\n[train]\ndata = \"synth\"\n[audit]\ndata = \"extract\"\n");
+        assert!(!args(&p, "audit").contains(&"--sae".to_string()));
+    }
+
+    #[test]
+    fn a_changed_setting_changes_the_fingerprints_of_that_stage_and_its_readers_only() {
+        let base = "[synth]\nneurons = 8\n[train]\nl1-coefficient = 5\n[audit]\n[analyze]\n";
+        let a = planned(base);
+        let b = planned(&base.replace("= 5", "= 4"));
+        let fp = |p: &Plan, n: &str| {
+            p.stages
+                .iter()
+                .find(|s| s.name == n)
+                .unwrap()
+                .fingerprint
+                .clone()
+        };
+        assert_eq!(fp(&a, "synth"), fp(&b, "synth"));
+        assert_eq!(fp(&a, "analyze"), fp(&b, "analyze"));
+        for n in ["train", "audit", "verify-train", "verify-audit"] {
+            assert_ne!(fp(&a, n), fp(&b, n), "{n}");
+        }
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = |t: &str| plan(Path::new("c.toml"), t, None).unwrap_err();
+        assert!(err("[eval]\n").contains("[eval] there is no SAE to evaluate"));
+        assert!(err("[synth]\n[[audit]]\nname = \"a b\"\n").contains("name `a b`"));
+        assert!(
+            err("[synth]\n[[audit]]\nname = \"x\"\n[[audit]]\nname = \"x\"\n")
+                .contains("two stages are named `x`")
+        );
+        assert!(err("[synth]\n[train]\nresume = true\n").contains("[train] remove `resume`"));
+        assert!(err("[synth]\n[audit]\nsae = \"nope\"\n").contains("sae = \"nope\""));
+        assert!(err("[run]\nout = 3\n[synth]\n").contains("[run] out must be a string"));
+        assert!(err("[synth]\nx = { a = 1 }\n").contains("[synth] x: expected"));
+    }
+}
