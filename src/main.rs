@@ -395,18 +395,21 @@ unravel extract --model gpt2 --corpus data/corpus.jsonl --hooks 'blocks.*.hook_r
 # machine 3 of 8 (a Slurm array or Kubernetes indexed job), then join the parts\n  \
 unravel extract ... --part 3/8 --out acts/gpt2-resid\n  \
 unravel merge-manifests acts/gpt2-resid\n\n  \
+# a Hugging Face hub dataset as the corpus (cached; HF_HUB_OFFLINE=1 reads the cache only)\n  \
+unravel extract --model gpt2 --corpus 'hf://datasets/NeelNanda/pile-10k' --hooks blocks.6.hook_resid_post --max-tokens 10000000 --out acts/gpt2-l6\n\n  \
 # DistilBERT MLP neurons with a document label carried to every token\n  \
 unravel extract --model tests/fixtures/tiny-distilbert --corpus reviews.jsonl --label-field sentiment \\\n      \
 --hooks 'blocks.*.mlp.hook_post' --out acts/distil-mlp\n\n\
 Corpus: a folder or glob of .txt files (one document each), a .jsonl file (--text-field, default `text`),\n\
-or parquet files with a text column. Shards: shard-00000.parquet ... with columns context_id, position,\n\
+parquet files with a text column, or hf://datasets/OWNER/NAME[@REV][/GLOB] (a hub dataset's files). Shards: shard-00000.parquet ... with columns context_id, position,\n\
 token_id, token, special, label.*, and one fixed_size_list column per hook; manifest.json beside them.";
 
 #[derive(Args)]
 struct ExtractArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Corpus: folder or glob of .txt files, a .jsonl file, or .parquet file(s)/folder.
+    /// Corpus: folder or glob of .txt files, a .jsonl file, .parquet file(s)/folder, or a hub
+    /// dataset hf://datasets/OWNER/NAME[@REVISION][/GLOB].
     #[arg(long, value_name = "PATH")]
     corpus: PathBuf,
     /// JSON field / parquet column holding the text.

@@ -898,3 +898,115 @@ fn separator_at_a_context_start_is_dropped_after_bos_or_cls() {
         .all(|c| c.tokens[3] == 0 && c.special == [false, false, false, true]));
     assert_eq!(packer.stats().dropped_tail_tokens, 3);
 }
+
+/// A hub cache laid out as hf-hub writes it, with one dataset repo of two parquet files.
+fn fake_hub_dataset(root: &Path, texts: &[&str]) -> PathBuf {
+    let repo = root.join("hub/datasets--acme--reviews");
+    let commit = "89abcdef0123456789abcdef0123456789abcdef";
+    fs::create_dir_all(repo.join("refs")).unwrap();
+    fs::write(repo.join("refs/main"), commit).unwrap();
+    let snap = repo.join("snapshots").join(commit).join("plain_text");
+    fs::create_dir_all(&snap).unwrap();
+    let t: Vec<Option<&str>> = texts.iter().copied().map(Some).collect();
+    let l: Vec<Option<i64>> = (0..texts.len() as i64).map(|i| Some(i % 2)).collect();
+    write_parquet(
+        &snap.join("train-00000-of-00001.parquet"),
+        &t,
+        &l,
+        Compression::SNAPPY,
+    );
+    write_parquet(
+        &snap.join("test-00000-of-00001.parquet"),
+        &t[..2],
+        &l[..2],
+        Compression::SNAPPY,
+    );
+    snap.join("train-00000-of-00001.parquet")
+}
+
+fn unravel_env(args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_unravel"));
+    c.args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .env("HF_HUB_OFFLINE", "1");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn hub_datasets_are_read_from_the_hub_cache_offline_like_local_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let hf = dir.path().join("hf");
+    let owned = sample_texts(40);
+    let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let local = fake_hub_dataset(&hf, &texts);
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-gpt2");
+    let model = model.to_string_lossy().into_owned();
+    let extract = |corpus: &str, out: &Path| {
+        let o = out.to_string_lossy().into_owned();
+        unravel_env(
+            &[
+                "extract",
+                "--model",
+                &model,
+                "--corpus",
+                corpus,
+                "--label-field",
+                "label",
+                "--hooks",
+                "blocks.0.hook_resid_post",
+                "--ctx",
+                "32",
+                "--out",
+                &o,
+            ],
+            &[("HF_HOME", &hf)],
+        )
+    };
+    let tokens = |out: &Path| {
+        let m: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+        m["totals"]["tokens"].as_u64().unwrap()
+    };
+    // The train split by glob, against the same file read locally.
+    let hub_out = dir.path().join("hub-acts");
+    let r = extract(
+        "hf://datasets/acme/reviews/plain_text/train-*.parquet",
+        &hub_out,
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let local_out = dir.path().join("local-acts");
+    let r = extract(&local.to_string_lossy(), &local_out);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(tokens(&hub_out), tokens(&local_out));
+    assert!(tokens(&hub_out) > 200);
+    // The default glob takes every parquet file: both splits, in path order (test before train).
+    let both = dir.path().join("both");
+    let r = extract("hf://datasets/acme/reviews", &both);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(tokens(&both) > tokens(&hub_out));
+
+    // A glob that picks nothing, and a repo that is not cached, fail with one clear line.
+    let r = extract(
+        "hf://datasets/acme/reviews/nope/*.parquet",
+        &dir.path().join("x"),
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(
+        err.contains("hf://datasets/acme/reviews/nope/*.parquet")
+            && err.contains("no file matches")
+            && err.contains("plain_text/train-00000-of-00001.parquet"),
+        "{err}"
+    );
+    let r = extract("hf://datasets/acme/missing", &dir.path().join("y"));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(
+        err.contains("not in the hub cache") && err.contains("HF_HUB_OFFLINE"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

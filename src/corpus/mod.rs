@@ -7,7 +7,7 @@
 //! ```
 //!
 //! - [`source`]: which files a corpus spec (folder, glob or file) names, in a fixed order, and the
-//!   corpus hash.
+//!   corpus hash; [`hub`]: `hf://datasets/...` specs, through the Hugging Face hub cache.
 //! - [`read`]: [`Corpus`] and the streaming document readers (txt, jsonl, parquet).
 //! - [`pack`]: [`Packer`], the BOS / separator rules and the scale-out and resume helpers.
 //! - [`token_text`]: [`TokenText`], the readable text of each token id for the shards.
@@ -17,6 +17,7 @@
 
 use std::path::PathBuf;
 
+pub mod hub;
 pub mod pack;
 mod parquet;
 pub mod read;

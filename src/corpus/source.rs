@@ -73,7 +73,9 @@ pub fn resolve(spec: &Path) -> Result<(CorpusFormat, Vec<Source>)> {
     };
     let is_glob = spec_text.contains(['*', '?', '[']);
 
-    let (base, files) = if is_glob {
+    let (base, files) = if let Some(hub_spec) = super::hub::parse(&spec_text) {
+        super::hub::files(&hub_spec.map_err(&bad)?).map_err(&bad)?
+    } else if is_glob {
         glob_files(spec, &spec_text)?
     } else if spec.is_dir() {
         let mut files = Vec::new();
