@@ -7,7 +7,12 @@ hidden states, 2 threads, alternating rounds so both see the same machine state.
 measurement runs in its own process (so peak RSS is per implementation).
 
     cargo build --release --example forward_bench
-    python3 scripts/bench_forward.py [--rounds 3] [--iters 5]
+    python3 scripts/bench_forward.py [--rounds 5] [--iters 5] [--bin PATH]
+
+Two figures per model, because this VM's speed drifts by up to 30% over minutes: the ratio of the
+median tok/s over all rounds, and the median of the per-round ratios (each round runs PyTorch then
+unravel back to back, so a slow drift cancels within the pair). Best-iteration times are printed
+too: the least disturbed run each side managed.
 
 Needs torch and transformers (pip install torch transformers); never run in CI.
 Prints a Markdown table for BENCHMARKS.md.
@@ -69,8 +74,9 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--bin", default=BIN, help="forward_bench binary (to compare builds)")
     a = ap.parse_args()
-    if not os.path.exists(BIN):
+    if not os.path.exists(a.bin):
         sys.exit("build first: cargo build --release --example forward_bench")
     env = dict(os.environ, RAYON_NUM_THREADS="2", OMP_NUM_THREADS="2")
     import torch, transformers  # noqa: E401  (versions for the table)
@@ -80,7 +86,7 @@ def main():
         res = {"pytorch": [], "unravel": []}
         for r in range(a.rounds):
             res["pytorch"].append(run([sys.executable, "-c", TORCH_CHILD, cfg, str(a.batch), str(a.seq), str(a.iters)], env))
-            res["unravel"].append(run([BIN, cfg, str(a.batch), str(a.seq), hooks, str(a.iters)], env))
+            res["unravel"].append(run([a.bin, cfg, str(a.batch), str(a.seq), hooks, str(a.iters)], env))
             print(f"{name} round {r}: pytorch {res['pytorch'][-1]['tokens_per_s']:.0f} tok/s, "
                   f"unravel {res['unravel'][-1]['tokens_per_s']:.0f} tok/s", file=sys.stderr)
         tp = {k: statistics.median(x["tokens_per_s"] for x in v) for k, v in res.items()}
@@ -89,11 +95,15 @@ def main():
 
     print(f"\ntorch {torch.__version__}, transformers {transformers.__version__}, "
           f"batch {a.batch} x {a.seq}, 2 threads, {a.rounds} rounds x {a.iters} iterations (median)\n")
-    print("| model | PyTorch tok/s | unravel tok/s | ratio | PyTorch peak RSS | unravel peak RSS |")
-    print("|---|---|---|---|---|---|")
+    print("| model | PyTorch tok/s | unravel tok/s | ratio of medians | median per-round ratio "
+          "| best-iteration ratio | PyTorch peak RSS | unravel peak RSS |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, tp, rss, res in rows:
+        paired = statistics.median(u["tokens_per_s"] / p["tokens_per_s"]
+                                   for p, u in zip(res["pytorch"], res["unravel"]))
+        best = min(x["best_s"] for x in res["pytorch"]) / min(x["best_s"] for x in res["unravel"])
         print(f"| {name} | {tp['pytorch']:.0f} | {tp['unravel']:.0f} | {tp['unravel'] / tp['pytorch']:.2f}x "
-              f"| {rss['pytorch']:.0f} MB | {rss['unravel']:.0f} MB |")
+              f"| {paired:.2f}x | {best:.2f}x | {rss['pytorch']:.0f} MB | {rss['unravel']:.0f} MB |")
     print("\nper round (tok/s):")
     for name, tp, rss, res in rows:
         print(f"  {name}: pytorch {[round(x['tokens_per_s']) for x in res['pytorch']]}, "

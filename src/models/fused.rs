@@ -15,6 +15,8 @@ use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
 };
 use gemm::{gemm, Parallelism};
+
+use super::rows;
 use rayon::prelude::*;
 
 /// Which keys each query may attend to: key padding (1 = token, 0 = padding) and causality.
@@ -62,7 +64,7 @@ fn threads() -> Parallelism {
 
 /// `dst[m,n] (+)= lhs[m,k] · rhs[k,n]` with explicit (row, column) strides of each operand.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul(
+pub fn matmul(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
     accumulate: bool,
@@ -239,16 +241,11 @@ impl CustomOp3 for TwoPassLayerNorm {
         let d = w.len();
         let eps = self.0;
         let mut dst = vec![0f32; x.len()];
-        dst.par_chunks_mut(d)
-            .zip(x.par_chunks(d))
-            .for_each(|(out, row)| {
-                let mean = row.iter().sum::<f32>() / d as f32;
-                let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-                let inv = 1.0 / (var + eps).sqrt();
-                for (((o, v), w), b) in out.iter_mut().zip(row).zip(&w).zip(&b) {
-                    *o = (v - mean) * inv * w + b;
-                }
-            });
+        // Blocks of rows per rayon task: one row alone is too little work to schedule.
+        let block = d.max(1) * 32;
+        dst.par_chunks_mut(block)
+            .zip(x.par_chunks(block))
+            .for_each(|(out, rows)| rows::layer_norm_rows(rows, &w, &b, eps, out));
         Ok((CpuStorage::F32(dst), xl.shape().clone()))
     }
 }
@@ -339,7 +336,15 @@ impl CustomOp3 for FusedAttention<'_> {
         let (vp, vbs, vrs) = view(vs, vl, "v")?;
         let mut out = vec![0f32; b * t * d];
         let op = out.as_mut_ptr() as usize;
-        let (causal, scale, keys) = (self.mask.causal, self.scale, &self.mask.keys);
+        let (causal, scale) = (self.mask.causal, self.scale);
+        // Per batch row: 0 for a real key, −∞ for padding (added to the scores before softmax).
+        let key_bias: Vec<Vec<f32>> = (self.mask.keys.iter())
+            .map(|r| {
+                r.iter()
+                    .map(|&k| if k == 1 { 0.0 } else { f32::NEG_INFINITY })
+                    .collect()
+            })
+            .collect();
         (0..b * h).into_par_iter().for_each_init(
             || vec![0f32; t * t],
             |scores, bh| {
@@ -375,27 +380,7 @@ impl CustomOp3 for FusedAttention<'_> {
                         Parallelism::None,
                     );
                 }
-                let key_ok = &keys[bi];
-                for (i, row) in scores.chunks_mut(t).enumerate() {
-                    let visible = |j: usize| key_ok[j] == 1 && (!causal || j <= i);
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, s) in row.iter().enumerate() {
-                        if visible(j) && *s > max {
-                            max = *s;
-                        }
-                    }
-                    if max == f32::NEG_INFINITY {
-                        row.fill(0.0); // a padding query with nothing visible: output 0
-                        continue;
-                    }
-                    let mut sum = 0f32;
-                    for (j, s) in row.iter_mut().enumerate() {
-                        *s = if visible(j) { (*s - max).exp() } else { 0.0 };
-                        sum += *s;
-                    }
-                    let inv = 1.0 / sum;
-                    row.iter_mut().for_each(|s| *s *= inv);
-                }
+                rows::masked_softmax_rows(scores, &key_bias[bi], causal);
                 unsafe {
                     // out [t, hd] (row stride d) = probs [t, t] · v [t, hd]
                     gemm(

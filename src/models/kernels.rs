@@ -3,7 +3,7 @@
 //!
 //! candle's own `gelu()` / `gelu_erf()` run a single-threaded scalar loop that calls libm per
 //! element. Here each element goes through a branch-free polynomial formulation that LLVM
-//! auto-vectorises (AVX2+FMA picked at run time on x86_64) and chunks are spread over the global
+//! auto-vectorises (AVX-512 or AVX2+FMA picked at run time on x86_64) and chunks are spread over the global
 //! rayon pool.
 //!
 //! The arithmetic is done in f64 on purpose: in the negative tail GELU behaves like
@@ -142,6 +142,11 @@ where
 fn gelu_slice<O: OutElem>(kind: GeluKind, xs: &[f32], ys: &mut [O]) {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU features this function is compiled for were detected just above.
+            unsafe { gelu_slice_avx512(kind, xs, ys) };
+            return;
+        }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU features this function is compiled for were detected just above.
             unsafe { gelu_slice_avx2_fma(kind, xs, ys) };
@@ -150,6 +155,12 @@ fn gelu_slice<O: OutElem>(kind: GeluKind, xs: &[f32], ys: &mut [O]) {
     }
     // aarch64 always has a fused multiply-add instruction; elsewhere keep separate mul + add.
     gelu_slice_generic::<{ cfg!(target_arch = "aarch64") }, O>(kind, xs, ys)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+fn gelu_slice_avx512<O: OutElem>(kind: GeluKind, xs: &[f32], ys: &mut [O]) {
+    gelu_slice_generic::<true, O>(kind, xs, ys)
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod kernels;
 pub mod layers;
 pub mod load;
+pub mod rows;
 pub mod tokenizer;
 
 use candle_core::{DType, Device, Result, Tensor};
