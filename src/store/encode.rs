@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, SchemaRef};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
@@ -14,6 +14,8 @@ use parquet::errors::{ParquetError, Result};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use rayon::prelude::*;
+
+use super::f16_chunk;
 
 /// Input bytes (Arrow arrays) buffered before encoding, unless a row group alone is larger.
 const FLUSH_BYTES: usize = 128 << 20;
@@ -28,6 +30,12 @@ fn values_per_row(field: &Field) -> usize {
         DataType::FixedSizeList(_, n) => (*n).max(1) as usize,
         _ => 1,
     }
+}
+
+/// One encoded column chunk: by parquet-rs's Arrow writer, or by [`f16_chunk`] for f16 hooks.
+enum Chunk {
+    Arrow(ArrowColumnChunk),
+    Raw(f16_chunk::RawChunk),
 }
 
 /// Buffers record batches and writes them as row groups, encoded in parallel.
@@ -106,10 +114,16 @@ impl<W: Write + Send> RowGroupEncoder<W> {
             jobs.extend(writers.into_iter().enumerate().map(|(f, w)| (g, f, w)));
         }
         let schema = &self.schema;
-        let chunks: Vec<ArrowColumnChunk> = jobs
+        let (descr, props) = (self.file.schema_descr(), self.file.properties());
+        let chunks: Vec<Chunk> = jobs
             .into_par_iter()
             .map(|(g, f, mut writer)| {
                 let field = schema.field(f);
+                let parts: Vec<ArrayRef> = groups[g].iter().map(|b| b.column(f).clone()).collect();
+                let column = descr.column(f);
+                if parts.iter().all(|p| f16_chunk::applies(p, &column, props)) {
+                    return f16_chunk::encode(&parts, column, props).map(Chunk::Raw);
+                }
                 let step = (SLICE_VALUES / values_per_row(field)).max(1);
                 for batch in &groups[g] {
                     let column = batch.column(f);
@@ -120,14 +134,17 @@ impl<W: Write + Send> RowGroupEncoder<W> {
                         }
                     }
                 }
-                writer.close()
+                writer.close().map(Chunk::Arrow)
             })
             .collect::<Result<_>>()?;
         let mut chunks = chunks.into_iter();
         for _ in &groups {
             let mut row_group = self.file.next_row_group()?;
             for chunk in chunks.by_ref().take(fields) {
-                chunk.append_to_row_group(&mut row_group)?;
+                match chunk {
+                    Chunk::Arrow(c) => c.append_to_row_group(&mut row_group)?,
+                    Chunk::Raw(c) => row_group.append_column(&c.bytes, c.close)?,
+                }
             }
             row_group.close()?;
         }

@@ -40,6 +40,7 @@
 
 mod encode;
 mod error;
+mod f16_chunk;
 mod loader;
 mod manifest;
 mod reader;
