@@ -27,7 +27,7 @@ use crate::models::hooks::HookSet;
 use crate::models::load::ModelFiles;
 use crate::models::{Arch, Model};
 use crate::store::{
-    Bos, ContextBatch, CorpusInfo, DatasetWriter, HookInfo, Manifest, ModelInfo, Part,
+    self, Bos, ContextBatch, CorpusInfo, DatasetWriter, HookInfo, Manifest, ModelInfo, Part,
     StorageDtype, StoreError, WriterOptions,
 };
 
@@ -100,6 +100,10 @@ pub struct StageTimings {
     pub forward: f64,
     /// Building rows, f16/bf16 conversion, parquet encoding, zstd, sha256, manifest saves.
     pub write: f64,
+    /// CPU time of that writing: the writer thread's own plus its encoding jobs on rayon's pool.
+    /// Unlike `write` (wall time inside the writer), it does not grow when the writer waits for
+    /// a core the forward pass holds.
+    pub write_cpu: f64,
 }
 
 /// The BOS policy a model uses when the user does not choose one.
@@ -236,7 +240,7 @@ fn run_inner(
         .join()
         .map_err(|_| ExtractError::Thread("writer"))?;
     // The writer's error explains a closed channel better than the forward's.
-    let (mut writer, write_secs) = written?;
+    let (mut writer, write_secs, write_cpu) = written?;
     let forward_secs = forward_result?;
     let (pack, pack_secs) = pack?;
     if writer.manifest().totals.rows == 0 && pack.tokens == 0 {
@@ -246,7 +250,11 @@ fn run_inner(
     m.corpus.documents = pack.documents;
     m.corpus.empty_documents = pack.empty_skipped;
     let t_finish = Instant::now();
+    let (cpu_finish, encode_finish) = (store::thread_cpu_secs(), store::encode_cpu_secs());
     let manifest = writer.finish()?;
+    let write_cpu = write_cpu
+        + (store::thread_cpu_secs() - cpu_finish)
+        + (store::encode_cpu_secs() - encode_finish);
     let rows_this_run = manifest.totals.rows - rows_before;
     Ok(ExtractReport {
         manifest,
@@ -257,6 +265,7 @@ fn run_inner(
             pack: pack_secs,
             forward: forward_secs,
             write: write_secs + t_finish.elapsed().as_secs_f64(),
+            write_cpu,
         },
     })
 }
@@ -389,7 +398,8 @@ fn pack_batches(
 /// One batch after the forward pass: its contexts and, per hook, `rows × d` f32 values.
 struct Forwarded {
     contexts: Vec<Context>,
-    hooks: Vec<Vec<f32>>,
+    /// One contiguous f32 CPU tensor per hook: the writer reads them in place (no copy).
+    hooks: Vec<Tensor>,
 }
 
 /// Main thread: runs the model on each batch and hands the values to the writer.
@@ -422,7 +432,7 @@ fn forward_batches(
                 v.to_dtype(DType::F32)?
                     .to_device(&candle_core::Device::Cpu)?
                     .flatten_all()?
-                    .to_vec1::<f32>()
+                    .contiguous()
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         rows += (contexts.len() * t) as u64;
@@ -441,13 +451,28 @@ fn forward_batches(
     Ok(busy)
 }
 
+/// The values of a contiguous f32 CPU tensor, borrowed from its storage.
+fn cpu_f32_slice<'a>(
+    storage: &'a candle_core::Storage,
+    layout: &candle_core::Layout,
+) -> Result<&'a [f32], ExtractError> {
+    match (storage, layout.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, z))) => Ok(&v[a..z]),
+        _ => Err(candle_core::Error::Msg(
+            "hook values: expected a contiguous f32 CPU tensor".into(),
+        )
+        .into()),
+    }
+}
+
 /// Writer thread: turns batches into shard rows.
 fn write_batches(
     mut writer: DatasetWriter,
     token_text: TokenText,
     rx: Receiver<Forwarded>,
-) -> Result<(DatasetWriter, f64), ExtractError> {
+) -> Result<(DatasetWriter, f64, f64), ExtractError> {
     let mut busy = 0.0;
+    let (cpu0, encode0) = (store::thread_cpu_secs(), store::encode_cpu_secs());
     for f in rx {
         let started = Instant::now();
         let rows: usize = f.contexts.iter().map(|c| c.tokens.len()).sum();
@@ -470,7 +495,15 @@ fn write_batches(
                 column.extend(c.label_column(field).map(|v| v.map(str::to_string)));
             }
         }
-        let hook_slices: Vec<&[f32]> = f.hooks.iter().map(Vec::as_slice).collect();
+        let guards = f
+            .hooks
+            .iter()
+            .map(|t| t.storage_and_layout())
+            .collect::<Vec<_>>();
+        let hook_slices = guards
+            .iter()
+            .map(|(storage, layout)| cpu_f32_slice(storage, layout))
+            .collect::<Result<Vec<&[f32]>, _>>()?;
         writer.write_batch(&ContextBatch {
             context_ids: &context_ids,
             positions: &positions,
@@ -482,5 +515,6 @@ fn write_batches(
         })?;
         busy += started.elapsed().as_secs_f64();
     }
-    Ok((writer, busy))
+    let cpu = (store::thread_cpu_secs() - cpu0) + (store::encode_cpu_secs() - encode0);
+    Ok((writer, busy, cpu))
 }

@@ -702,13 +702,15 @@ fn cmd_extract(a: &ExtractArgs) -> Result<()> {
         a.out.display()
     );
     println!(
-        "busy time: forward {:.1}s ({:.0}% of wall), tokenize+pack {:.1}s ({:.0}%), write {:.1}s ({:.0}%), overlapped on separate threads",
+        "busy time: forward {:.1}s ({:.0}% of wall), tokenize+pack {:.1}s ({:.0}%), write {:.1}s ({:.0}%), overlapped on separate threads; write CPU {:.1}s ({:.0}% of wall)",
         t.forward,
         100.0 * t.forward / wall,
         t.pack,
         100.0 * t.pack / wall,
         t.write,
-        100.0 * t.write / wall
+        100.0 * t.write / wall,
+        t.write_cpu,
+        100.0 * t.write_cpu / wall
     );
     Ok(())
 }

@@ -1,14 +1,18 @@
-//! Parallel parquet encoding: the same file `ArrowWriter` would write (same schema, embedded
-//! Arrow schema, row groups of exactly `row_group_rows` rows), but the column chunks of several
-//! row groups are encoded at once on rayon's pool. parquet-rs encodes a column on one thread at
-//! about 30–40k rows/s for a d=768 hook (list levels, a struct per float16 value, zstd), so a
-//! single-threaded writer would hold back a GPU forward pass.
+//! Streaming parallel parquet encoding: the same file `ArrowWriter` would write (same schema,
+//! embedded Arrow schema, row groups of exactly `row_group_rows` rows), but every incoming batch
+//! is encoded at once, its columns in parallel on rayon's pool, into the open row group's column
+//! writers. So encoding overlaps whatever produces the batches (the forward pass), and only the
+//! last batch is left to encode when the shard closes.
+//!
+//! Float16 hook columns go through [`f16_chunk`] (pages laid out by hand); every other column
+//! through parquet-rs's Arrow column writers.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, SchemaRef};
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::properties::WriterProperties;
@@ -17,12 +21,25 @@ use rayon::prelude::*;
 
 use super::f16_chunk;
 
-/// Input bytes (Arrow arrays) buffered before encoding, unless a row group alone is larger.
-const FLUSH_BYTES: usize = 128 << 20;
-
-/// Values handed to a column writer at once: parquet-rs materialises a 24-byte struct per
-/// float16 value, and whole row groups would cost fresh, page-faulting allocations.
+/// Values handed to an Arrow column writer at once: parquet-rs materialises a struct per value,
+/// and whole batches would cost large fresh, page-faulting allocations.
 const SLICE_VALUES: usize = 1 << 18;
+
+/// CPU nanoseconds of all encoding jobs run on rayon's pool, process-wide (for reports).
+static ENCODE_CPU_NANOS: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn cpu_secs() -> f64 {
+    ENCODE_CPU_NANOS.load(Ordering::Relaxed) as f64 * 1e-9
+}
+
+/// Runs `job`, adding the CPU time of the thread it ran on to [`ENCODE_CPU_NANOS`].
+fn timed<T>(job: impl FnOnce() -> T) -> T {
+    let start = super::thread_cpu_secs();
+    let out = job();
+    let nanos = ((super::thread_cpu_secs() - start) * 1e9).max(0.0);
+    ENCODE_CPU_NANOS.fetch_add(nanos as u64, Ordering::Relaxed);
+    out
+}
 
 /// Values per row of a column (d for a hook's fixed-size list).
 fn values_per_row(field: &Field) -> usize {
@@ -32,151 +49,160 @@ fn values_per_row(field: &Field) -> usize {
     }
 }
 
-/// One encoded column chunk: by parquet-rs's Arrow writer, or by [`f16_chunk`] for f16 hooks.
-enum Chunk {
-    Arrow(ArrowColumnChunk),
-    Raw(f16_chunk::RawChunk),
+/// One column of the open row group.
+enum ColumnWriter {
+    Arrow(Box<ArrowColumnWriter>),
+    F16(f16_chunk::ChunkWriter),
 }
 
-/// Buffers record batches and writes them as row groups, encoded in parallel.
+/// Encodes record batches into row groups as they arrive.
 pub(crate) struct RowGroupEncoder<W: Write + Send> {
     file: SerializedFileWriter<W>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
     row_group_rows: usize,
-    /// Rows buffered before a flush: whole row groups, up to one per thread and FLUSH_BYTES.
-    flush_rows: usize,
-    pending: Vec<RecordBatch>,
-    pending_rows: usize,
+    /// The open row group's column writers (created on its first row) and its row count.
+    open: Option<Vec<ColumnWriter>>,
+    open_rows: usize,
     row_groups: usize,
 }
 
 impl<W: Write + Send> RowGroupEncoder<W> {
-    /// An encoder writing `schema` to `sink`. `row_bytes` (input bytes per row) sizes the buffer.
+    /// An encoder writing `schema` to `sink` in row groups of `row_group_rows` rows.
     pub(crate) fn try_new(
         sink: W,
         schema: SchemaRef,
         props: WriterProperties,
         row_group_rows: usize,
-        row_bytes: usize,
     ) -> Result<Self> {
         // ArrowWriter embeds the Arrow schema in the footer metadata; then we take over.
         let (file, factory) =
             ArrowWriter::try_new(sink, schema.clone(), Some(props))?.into_serialized_writer()?;
-        let by_threads = rayon::current_num_threads().max(1);
-        let by_bytes = FLUSH_BYTES / (row_bytes.max(1) * row_group_rows);
         Ok(RowGroupEncoder {
             file,
             factory,
             schema,
-            row_group_rows,
-            flush_rows: row_group_rows * by_threads.min(by_bytes).max(1),
-            pending: vec![],
-            pending_rows: 0,
+            row_group_rows: row_group_rows.max(1),
+            open: None,
+            open_rows: 0,
             row_groups: 0,
         })
     }
 
-    /// Appends rows; encodes and writes whole row groups once enough are buffered.
+    /// Encodes `batch` into the open row group, closing each row group as it fills.
     pub(crate) fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        self.pending_rows += batch.num_rows();
-        self.pending.push(batch);
-        if self.pending_rows >= self.flush_rows {
-            self.flush(false)?;
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let take = (self.row_group_rows - self.open_rows).min(batch.num_rows() - offset);
+            let part = batch.slice(offset, take);
+            let schema = &self.schema;
+            let mut columns = match self.open.take() {
+                Some(c) => c,
+                None => new_row_group(&self.factory, &self.file, schema, self.row_groups)?,
+            };
+            columns
+                .par_iter_mut()
+                .enumerate()
+                .try_for_each(|(f, column)| {
+                    timed(|| write_column(column, schema.field(f), &part, f))
+                })?;
+            self.open = Some(columns);
+            self.open_rows += take;
+            offset += take;
+            if self.open_rows == self.row_group_rows {
+                self.close_row_group()?;
+            }
         }
         Ok(())
     }
 
-    /// Writes everything buffered (the last row group may be short), the footer, and returns
-    /// the sink.
+    /// Closes the last (possibly short) row group, writes the footer and returns the sink.
     pub(crate) fn finish(mut self) -> Result<W> {
-        self.flush(true)?;
+        self.close_row_group()?;
         self.file.into_inner()
     }
 
-    /// Cuts the buffer into row groups (keeping a partial one unless `last`), encodes their
-    /// column chunks in parallel and appends them in order.
-    fn flush(&mut self, last: bool) -> Result<()> {
-        let groups = self.take_row_groups(last);
-        if groups.is_empty() {
+    /// Closes the open row group's columns in parallel and appends them in order.
+    fn close_row_group(&mut self) -> Result<()> {
+        let Some(columns) = self.open.take() else {
             return Ok(());
-        }
-        let fields = self.schema.fields().len();
-        let mut jobs = Vec::with_capacity(groups.len() * fields);
-        for (g, _) in groups.iter().enumerate() {
-            let writers = self.factory.create_column_writers(self.row_groups + g)?;
-            if writers.len() != fields {
-                return Err(ParquetError::General(format!(
-                    "expected one leaf column per field, got {} for {fields} fields",
-                    writers.len()
-                )));
-            }
-            jobs.extend(writers.into_iter().enumerate().map(|(f, w)| (g, f, w)));
-        }
-        let schema = &self.schema;
-        let (descr, props) = (self.file.schema_descr(), self.file.properties());
-        let chunks: Vec<Chunk> = jobs
+        };
+        let chunks: Vec<Chunk> = columns
             .into_par_iter()
-            .map(|(g, f, mut writer)| {
-                let field = schema.field(f);
-                let parts: Vec<ArrayRef> = groups[g].iter().map(|b| b.column(f).clone()).collect();
-                let column = descr.column(f);
-                if parts.iter().all(|p| f16_chunk::applies(p, &column, props)) {
-                    return f16_chunk::encode(&parts, column, props).map(Chunk::Raw);
-                }
-                let step = (SLICE_VALUES / values_per_row(field)).max(1);
-                for batch in &groups[g] {
-                    let column = batch.column(f);
-                    for start in (0..column.len()).step_by(step) {
-                        let slice = column.slice(start, step.min(column.len() - start));
-                        for leaf in compute_leaves(field, &slice)? {
-                            writer.write(&leaf)?;
-                        }
-                    }
-                }
-                writer.close().map(Chunk::Arrow)
+            .map(|c| {
+                timed(|| match c {
+                    ColumnWriter::Arrow(w) => w.close().map(Chunk::Arrow),
+                    ColumnWriter::F16(w) => w.close().map(Chunk::F16),
+                })
             })
             .collect::<Result<_>>()?;
-        let mut chunks = chunks.into_iter();
-        for _ in &groups {
-            let mut row_group = self.file.next_row_group()?;
-            for chunk in chunks.by_ref().take(fields) {
-                match chunk {
-                    Chunk::Arrow(c) => c.append_to_row_group(&mut row_group)?,
-                    Chunk::Raw(c) => row_group.append_column(&c.bytes, c.close)?,
-                }
+        let mut row_group = self.file.next_row_group()?;
+        for chunk in chunks {
+            match chunk {
+                Chunk::Arrow(c) => c.append_to_row_group(&mut row_group)?,
+                Chunk::F16(c) => row_group.append_column(&c.bytes, c.close)?,
             }
-            row_group.close()?;
         }
-        self.row_groups += groups.len();
+        row_group.close()?;
+        self.row_groups += 1;
+        self.open_rows = 0;
         Ok(())
     }
+}
 
-    /// Removes whole row groups (and with `last`, the rest) from the buffer.
-    fn take_row_groups(&mut self, last: bool) -> Vec<Vec<RecordBatch>> {
-        let mut groups = vec![];
-        let mut current = vec![];
-        let mut current_rows = 0;
-        for batch in std::mem::take(&mut self.pending) {
-            let mut offset = 0;
-            while offset < batch.num_rows() {
-                let take = (self.row_group_rows - current_rows).min(batch.num_rows() - offset);
-                current.push(batch.slice(offset, take));
-                current_rows += take;
-                offset += take;
-                if current_rows == self.row_group_rows {
-                    groups.push(std::mem::take(&mut current));
-                    current_rows = 0;
+/// A closed column chunk.
+enum Chunk {
+    Arrow(parquet::arrow::arrow_writer::ArrowColumnChunk),
+    F16(f16_chunk::RawChunk),
+}
+
+/// One writer per field (each field is one leaf column): the f16 page writer where it applies.
+fn new_row_group<W: Write + Send>(
+    factory: &ArrowRowGroupWriterFactory,
+    file: &SerializedFileWriter<W>,
+    schema: &SchemaRef,
+    index: usize,
+) -> Result<Vec<ColumnWriter>> {
+    let writers = factory.create_column_writers(index)?;
+    let fields = schema.fields().len();
+    if writers.len() != fields {
+        return Err(ParquetError::General(format!(
+            "expected one leaf column per field, got {} for {fields} fields",
+            writers.len()
+        )));
+    }
+    let (descr, props) = (file.schema_descr(), file.properties());
+    Ok(writers
+        .into_iter()
+        .enumerate()
+        .map(|(f, w)| {
+            let column = descr.column(f);
+            match f16_chunk::ChunkWriter::new(schema.field(f), column, props) {
+                Some(fast) => ColumnWriter::F16(fast),
+                None => ColumnWriter::Arrow(Box::new(w)),
+            }
+        })
+        .collect())
+}
+
+fn write_column(
+    column: &mut ColumnWriter,
+    field: &Field,
+    batch: &RecordBatch,
+    f: usize,
+) -> Result<()> {
+    let array = batch.column(f);
+    match column {
+        ColumnWriter::F16(w) => w.write(array),
+        ColumnWriter::Arrow(w) => {
+            let step = (SLICE_VALUES / values_per_row(field)).max(1);
+            for start in (0..array.len()).step_by(step) {
+                let slice = array.slice(start, step.min(array.len() - start));
+                for leaf in compute_leaves(field, &slice)? {
+                    w.write(&leaf)?;
                 }
             }
+            Ok(())
         }
-        if current_rows > 0 && last {
-            groups.push(current);
-            current_rows = 0;
-        } else {
-            self.pending = current;
-        }
-        self.pending_rows = current_rows;
-        groups
     }
 }

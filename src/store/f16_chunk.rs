@@ -12,9 +12,9 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float16Type;
 use arrow_array::{Array, ArrayRef};
-use arrow_schema::DataType;
+use arrow_schema::{DataType, Field};
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
@@ -43,108 +43,155 @@ fn codec(props: &WriterProperties, descr: &ColumnDescPtr) -> Option<Option<i32>>
     }
 }
 
-/// Whether `column` (one arrow column of a row group) can take the fast path: a fixed-size list
-/// of Float16 without nulls, in a leaf column with one repetition level, and a codec we handle.
-pub(crate) fn applies(column: &ArrayRef, descr: &ColumnDescPtr, props: &WriterProperties) -> bool {
-    let DataType::FixedSizeList(item, _) = column.data_type() else {
-        return false;
-    };
-    *item.data_type() == DataType::Float16
-        && column.null_count() == 0
-        && column.as_fixed_size_list().values().null_count() == 0
-        && descr.max_rep_level() == 1
-        && (1..=255).contains(&descr.max_def_level())
-        && codec(props, descr).is_some()
+/// One row group's column chunk of a non-nullable fixed-size list of non-nullable Float16,
+/// written page by page as rows arrive.
+pub(crate) struct ChunkWriter {
+    descr: ColumnDescPtr,
+    zstd_level: Option<i32>,
+    d: usize,
+    rows_per_page: usize,
+    /// Value bytes of rows not yet in a page.
+    pending: Vec<u8>,
+    /// Reused page body (levels + values) before compression.
+    body: Vec<u8>,
+    sink: TrackedWrite<Vec<u8>>,
+    offsets: OffsetIndexBuilder,
+    rows: usize,
+    compressed: i64,
+    uncompressed: i64,
 }
 
-/// Encodes the row group's slices `parts` of one f16 list column (every part passed [`applies`]).
-pub(crate) fn encode(
-    parts: &[ArrayRef],
-    descr: ColumnDescPtr,
-    props: &WriterProperties,
-) -> Result<RawChunk> {
-    let level = codec(props, &descr)
-        .ok_or_else(|| ParquetError::General("f16 chunk: unsupported codec".into()))?;
-    let d = match parts.first().map(|p| p.data_type()) {
-        Some(DataType::FixedSizeList(_, d)) => (*d).max(1) as usize,
-        _ => 1,
-    };
-    // The values' bytes in row order: PLAIN is little-endian, like arrow's buffers here.
-    let mut values: Vec<u8> = Vec::new();
-    for part in parts {
-        let list = part.as_fixed_size_list();
-        let f16 = list.values().as_primitive::<Float16Type>().values();
-        if cfg!(target_endian = "little") {
-            values.extend_from_slice(f16.inner().as_slice());
-        } else {
-            f16.iter()
-                .for_each(|v| values.extend_from_slice(&v.to_le_bytes()));
-        }
+impl ChunkWriter {
+    /// A writer for `field`'s leaf column `descr`, or `None` where this layout does not apply
+    /// (another type, nullable, another repetition, or a codec or encoding it does not write).
+    pub(crate) fn new(
+        field: &Field,
+        descr: ColumnDescPtr,
+        props: &WriterProperties,
+    ) -> Option<ChunkWriter> {
+        let DataType::FixedSizeList(item, d) = field.data_type() else {
+            return None;
+        };
+        let fits = *item.data_type() == DataType::Float16
+            && !item.is_nullable()
+            && !field.is_nullable()
+            && descr.max_rep_level() == 1
+            && (1..=255).contains(&descr.max_def_level());
+        let zstd_level = codec(props, &descr).filter(|_| fits)?;
+        let d = (*d).max(1) as usize;
+        Some(ChunkWriter {
+            descr,
+            zstd_level,
+            d,
+            rows_per_page: (PAGE_BYTES / (2 * d)).max(1),
+            pending: Vec::new(),
+            body: Vec::new(),
+            sink: TrackedWrite::new(Vec::new()),
+            offsets: OffsetIndexBuilder::new(),
+            rows: 0,
+            compressed: 0,
+            uncompressed: 0,
+        })
     }
-    let rows = values.len() / (2 * d);
-    let rows_per_page = (PAGE_BYTES / (2 * d)).max(1);
 
-    let mut sink = TrackedWrite::new(Vec::new());
-    let mut offsets = OffsetIndexBuilder::new();
-    let (mut compressed, mut uncompressed) = (0i64, 0i64);
-    {
-        let mut writer = SerializedPageWriter::new(&mut sink);
-        let mut body = Vec::with_capacity(PAGE_BYTES + 64);
-        for first in (0..rows).step_by(rows_per_page) {
-            let n_rows = rows_per_page.min(rows - first);
-            body.clear();
-            page_levels(&mut body, n_rows, d, descr.max_def_level() as u8);
-            body.extend_from_slice(&values[first * 2 * d..(first + n_rows) * 2 * d]);
-            let buf = match level {
-                Some(level) => Bytes::from(
-                    zstd::bulk::compress(&body, level)
-                        .map_err(|e| ParquetError::General(format!("zstd: {e}")))?,
-                ),
-                None => Bytes::copy_from_slice(&body),
-            };
-            let page = Page::DataPage {
-                buf,
-                num_values: (n_rows * d) as u32,
-                encoding: Encoding::PLAIN,
-                def_level_encoding: Encoding::RLE,
-                rep_level_encoding: Encoding::RLE,
-                statistics: None,
-            };
-            let spec = writer.write_page(CompressedPage::new(page, body.len()))?;
-            offsets.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
-            offsets.append_row_count(n_rows as i64);
-            compressed += spec.compressed_size as i64;
-            uncompressed += spec.uncompressed_size as i64;
+    /// Appends the rows of `column` (this field's arrow column), writing every full page.
+    pub(crate) fn write(&mut self, column: &ArrayRef) -> Result<()> {
+        if column.null_count() > 0 {
+            return Err(ParquetError::General(
+                "f16 chunk: nulls in a non-nullable column".into(),
+            ));
         }
-        writer.close()?;
+        // PLAIN is little-endian, like arrow's buffers on every target we build.
+        let values = column
+            .as_fixed_size_list()
+            .values()
+            .as_primitive::<Float16Type>()
+            .values();
+        if cfg!(target_endian = "little") {
+            self.pending.extend_from_slice(values.inner().as_slice());
+        } else {
+            values
+                .iter()
+                .for_each(|v| self.pending.extend_from_slice(&v.to_le_bytes()));
+        }
+        let page_bytes = self.rows_per_page * 2 * self.d;
+        let full = self.pending.len() / page_bytes * page_bytes;
+        let mut pending = std::mem::take(&mut self.pending);
+        for page in pending[..full].chunks_exact(page_bytes) {
+            self.write_page(page)?;
+        }
+        pending.drain(..full);
+        self.pending = pending;
+        Ok(())
     }
-    let compression = match level {
-        Some(l) => Compression::ZSTD(
-            parquet::basic::ZstdLevel::try_new(l)
-                .map_err(|e| ParquetError::General(e.to_string()))?,
-        ),
-        None => Compression::UNCOMPRESSED,
-    };
-    let metadata = ColumnChunkMetaData::builder(descr)
-        .set_compression(compression)
-        .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
-        .set_num_values((rows * d) as i64)
-        .set_total_compressed_size(compressed)
-        .set_total_uncompressed_size(uncompressed)
-        .set_data_page_offset(0)
-        .build()?;
-    let bytes = Bytes::from(sink.into_inner()?);
-    Ok(RawChunk {
-        close: ColumnCloseResult {
-            bytes_written: bytes.len() as u64,
-            rows_written: rows as u64,
-            metadata,
-            bloom_filter: None,
-            column_index: None,
-            offset_index: Some(offsets.build()),
-        },
-        bytes,
-    })
+
+    /// One data page holding the rows whose value bytes are `values`.
+    fn write_page(&mut self, values: &[u8]) -> Result<()> {
+        let rows = values.len() / (2 * self.d);
+        self.body.clear();
+        page_levels(
+            &mut self.body,
+            rows,
+            self.d,
+            self.descr.max_def_level() as u8,
+        );
+        self.body.extend_from_slice(values);
+        let buf = match self.zstd_level {
+            Some(level) => zstd::bulk::compress(&self.body, level)
+                .map(Bytes::from)
+                .map_err(|e| ParquetError::General(format!("zstd: {e}")))?,
+            None => Bytes::copy_from_slice(&self.body),
+        };
+        let page = Page::DataPage {
+            buf,
+            num_values: (rows * self.d) as u32,
+            encoding: Encoding::PLAIN,
+            def_level_encoding: Encoding::RLE,
+            rep_level_encoding: Encoding::RLE,
+            statistics: None,
+        };
+        let spec = SerializedPageWriter::new(&mut self.sink)
+            .write_page(CompressedPage::new(page, self.body.len()))?;
+        self.offsets
+            .append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+        self.offsets.append_row_count(rows as i64);
+        self.compressed += spec.compressed_size as i64;
+        self.uncompressed += spec.uncompressed_size as i64;
+        self.rows += rows;
+        Ok(())
+    }
+
+    /// Writes the last (short) page and returns the chunk with its metadata.
+    pub(crate) fn close(mut self) -> Result<RawChunk> {
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            self.write_page(&pending)?;
+        }
+        let compression = match self.zstd_level {
+            Some(l) => Compression::ZSTD(ZstdLevel::try_new(l)?),
+            None => Compression::UNCOMPRESSED,
+        };
+        let metadata = ColumnChunkMetaData::builder(self.descr)
+            .set_compression(compression)
+            .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
+            .set_num_values((self.rows * self.d) as i64)
+            .set_total_compressed_size(self.compressed)
+            .set_total_uncompressed_size(self.uncompressed)
+            .set_data_page_offset(0)
+            .build()?;
+        let bytes = Bytes::from(self.sink.into_inner()?);
+        Ok(RawChunk {
+            close: ColumnCloseResult {
+                bytes_written: bytes.len() as u64,
+                rows_written: self.rows as u64,
+                metadata,
+                bloom_filter: None,
+                column_index: None,
+                offset_index: Some(self.offsets.build()),
+            },
+            bytes,
+        })
+    }
 }
 
 /// The v1 page's level sections for `rows` full lists of `d` values: repetition levels
@@ -193,7 +240,6 @@ mod tests {
     use half::f16;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::arrow::ArrowWriter;
-    use parquet::basic::ZstdLevel;
 
     use super::super::encode::RowGroupEncoder;
     use super::*;
@@ -232,8 +278,7 @@ mod tests {
         let batches: Vec<RecordBatch> = (0..5).map(|i| batch(&schema, i * 1000, 1000, d)).collect();
 
         let mut ours =
-            RowGroupEncoder::try_new(Vec::new(), schema.clone(), props.clone(), 4096, d * 2)
-                .unwrap();
+            RowGroupEncoder::try_new(Vec::new(), schema.clone(), props.clone(), 4096).unwrap();
         let mut reference = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).unwrap();
         for b in &batches {
             ours.write(b.clone()).unwrap();

@@ -65,3 +65,25 @@ pub use shard::{
 pub(crate) use shuffle::mix as mix_seed;
 pub use stats::{HookStats, RunningStats};
 pub use writer::{DatasetWriter, WriterOptions, DEFAULT_SHARD_ROWS};
+
+/// CPU seconds the calling thread has used (0 where the platform has no per-thread clock).
+pub fn thread_cpu_secs() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime only writes into the timespec we own.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
+        }
+    }
+    0.0
+}
+
+/// CPU seconds spent so far, in this process, encoding parquet column chunks on rayon's pool
+/// (the work writers hand off their own thread). For reports of where extraction time goes.
+pub fn encode_cpu_secs() -> f64 {
+    encode::cpu_secs()
+}

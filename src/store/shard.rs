@@ -168,14 +168,7 @@ impl ShardWriterBuilder {
             hasher: Sha256::new(),
             bytes: 0,
         };
-        let row_bytes = 32
-            + self
-                .hooks
-                .iter()
-                .map(|h| h.d * h.dtype.bytes())
-                .sum::<usize>();
-        let encoder =
-            RowGroupEncoder::try_new(sink, schema.clone(), props, self.row_group_rows, row_bytes);
+        let encoder = RowGroupEncoder::try_new(sink, schema.clone(), props, self.row_group_rows);
         let writer = match encoder {
             Ok(w) => w,
             Err(e) => {
