@@ -77,17 +77,19 @@ def run_unravel(corpus, out, tokens):
         sys.exit(p.stderr)
     tps = float(re.search(r"\(([\d.]+) tokens/s\)", p.stdout).group(1))
     busy = re.search(r"forward [\d.]+s \((\d+)% of wall\), tokenize\+pack [\d.]+s \((\d+)%\), write [\d.]+s \((\d+)%\)", p.stdout)
+    cpu = re.search(r"write CPU [\d.]+s \((\d+)% of wall\)", p.stdout)
     rss = int(re.search(r"MAXRSS_KB (\d+)", p.stderr).group(1)) / 1024
     size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
     return {"tokens_per_s": tps, "peak_rss_mb": rss, "forward_pct": int(busy.group(1)),
-            "pack_pct": int(busy.group(2)), "write_pct": int(busy.group(3)), "bytes": size, "stdout": p.stdout}
+            "pack_pct": int(busy.group(2)), "write_pct": int(busy.group(3)),
+            "write_cpu_pct": int(cpu.group(1)), "bytes": size, "stdout": p.stdout}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=16384)
     ap.add_argument("--large-tokens", type=int, default=65536)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     if not os.path.exists(BIN):
         sys.exit("build first: cargo build --release")
@@ -114,8 +116,13 @@ def main():
     print("|---|---|---|")
     print(f"| PyTorch forward only (hidden states to f16) | {pt:.0f} | 1.00x |")
     print(f"| unravel extract, end to end | {un['tokens_per_s']:.0f} | {un['tokens_per_s'] / pt:.2f}x |")
+    paired = sorted(u["tokens_per_s"] / t["tokens_per_s"] for t, u in zip(torch_runs, ours))[len(ours) // 2]
+    print(f"\nmedian per-round ratio (each round runs both back to back): {paired:.2f}x; "
+          f"per round: pytorch {[round(x['tokens_per_s']) for x in torch_runs]}, "
+          f"unravel {[round(x['tokens_per_s']) for x in ours]}")
     print(f"\nunravel busy time as % of wall: forward {un['forward_pct']}%, tokenize+pack {un['pack_pct']}%, "
-          f"write {un['write_pct']}% (separate threads, overlapping); "
+          f"write {un['write_pct']}% (separate threads, overlapping); write CPU time (writer thread + its "
+          f"encoding jobs) {un['write_cpu_pct']}% of wall, per round {[x['write_cpu_pct'] for x in ours]}; "
           f"{un['bytes'] / a.tokens:.0f} bytes/token on disk")
     print(f"\npeak RSS: {un['peak_rss_mb']:.0f} MB at {a.tokens} tokens, "
           f"{large['peak_rss_mb']:.0f} MB at {a.large_tokens} tokens "

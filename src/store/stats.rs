@@ -67,13 +67,17 @@ impl RunningStats {
             if !k {
                 continue;
             }
-            let mut sq = 0.0f64;
-            for (s, &x) in sum.iter_mut().zip(row) {
-                let x = x as f64;
-                *s += x;
-                sq += x * x;
+            // Eight partial sums of squares: one serial chain of d dependent adds was the
+            // slowest part of the writer thread.
+            let mut sq = [0.0f64; 8];
+            for (s8, x8) in sum.chunks_mut(8).zip(row.chunks(8)) {
+                for ((s, &x), q) in s8.iter_mut().zip(x8).zip(&mut sq) {
+                    let x = x as f64;
+                    *s += x;
+                    *q += x * x;
+                }
             }
-            sum_norm += sq.sqrt();
+            sum_norm += sq.iter().sum::<f64>().sqrt();
             count += 1;
         }
         for (total, s) in self.sum.iter_mut().zip(&sum) {
