@@ -52,7 +52,7 @@ fn values_per_row(field: &Field) -> usize {
 /// One column of the open row group.
 enum ColumnWriter {
     Arrow(Box<ArrowColumnWriter>),
-    F16(f16_chunk::ChunkWriter),
+    F16(Box<f16_chunk::ChunkWriter>),
 }
 
 /// Encodes record batches into row groups as they arrive.
@@ -178,7 +178,7 @@ fn new_row_group<W: Write + Send>(
         .map(|(f, w)| {
             let column = descr.column(f);
             match f16_chunk::ChunkWriter::new(schema.field(f), column, props) {
-                Some(fast) => ColumnWriter::F16(fast),
+                Some(fast) => ColumnWriter::F16(Box::new(fast)),
                 None => ColumnWriter::Arrow(Box::new(w)),
             }
         })
