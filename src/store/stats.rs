@@ -67,8 +67,8 @@ impl RunningStats {
             if !k {
                 continue;
             }
-            // Eight partial sums of squares: one serial chain of d dependent adds was the
-            // slowest part of the writer thread.
+            // Eight partial sums of squares: one serial chain of d dependent f64 adds cannot
+            // be vectorised, and this runs on the writer thread for every stored value.
             let mut sq = [0.0f64; 8];
             for (s8, x8) in sum.chunks_mut(8).zip(row.chunks(8)) {
                 for ((s, &x), q) in s8.iter_mut().zip(x8).zip(&mut sq) {
