@@ -9,6 +9,8 @@
 //! zstd-compressed as a whole. The chunk (with its offset index) is spliced into the row group
 //! like any encoded column, so readers see the same schema and encodings ArrowWriter would write.
 
+use std::cell::RefCell;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float16Type;
 use arrow_array::{Array, ArrayRef};
@@ -137,7 +139,7 @@ impl ChunkWriter {
         );
         self.body.extend_from_slice(values);
         let buf = match self.zstd_level {
-            Some(level) => zstd::bulk::compress(&self.body, level)
+            Some(level) => compress(&self.body, level)
                 .map(Bytes::from)
                 .map_err(|e| ParquetError::General(format!("zstd: {e}")))?,
             None => Bytes::copy_from_slice(&self.body),
@@ -192,6 +194,29 @@ impl ChunkWriter {
             bytes,
         })
     }
+}
+
+thread_local! {
+    /// This thread's zstd context and its level. A fresh context per 1 MiB page would allocate
+    /// and clear its match tables (about a megabyte) every page; the encoding threads reuse one.
+    static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+}
+
+/// `body` zstd-compressed at `level` with this thread's reused context.
+fn compress(body: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    ZSTD.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        match &mut *slot {
+            Some((l, c)) if *l == level => c.compress(body),
+            _ => {
+                let mut c = zstd::bulk::Compressor::new(level)?;
+                let out = c.compress(body);
+                *slot = Some((level, c));
+                out
+            }
+        }
+    })
 }
 
 /// The v1 page's level sections for `rows` full lists of `d` values: repetition levels
