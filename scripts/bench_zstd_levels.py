@@ -4,7 +4,7 @@ columns, cut into 1 MiB pages as the writer compresses them (src/store/f16_chunk
 
     python3 scripts/bench_zstd_levels.py DATASET_DIR [--levels=-1,1,2,3] [--mb 40]
 
-DATASET_DIR is an `unravel extract --store-dtype f16` output. Needs pyarrow and numpy; prints
+DATASET_DIR is an `unravel extract --store-dtype f16` output. Needs pyarrow; prints
 one line per level: compressed/raw bytes and single-thread compression MB/s (best of 3).
 """
 import argparse
@@ -12,7 +12,6 @@ import glob
 import os
 import time
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -26,11 +25,15 @@ def main():
     shards = sorted(glob.glob(os.path.join(a.dataset, "*.parquet")))
     if not shards:
         raise SystemExit(f"{a.dataset}: no .parquet shards; run unravel extract first")
-    table = pq.read_table(shards[0])
-    hooks = [c for c in table.column_names if c.startswith(("blocks.", "ln_final.", "embed", "pos_embed"))]
+    # Hook columns are the fixed-size lists; only f16 ones are written as these pages.
+    schema = pq.read_schema(shards[0])
+    hooks = [f.name for f in schema
+             if pa.types.is_fixed_size_list(f.type) and f.type.value_type == pa.float16()]
+    if not hooks:
+        raise SystemExit(f"{shards[0]}: no f16 hook columns; extract with --store-dtype f16")
+    table = pq.read_table(shards[0], columns=hooks)
     raw = b"".join(
-        np.asarray(table.column(c).combine_chunks().flatten()).astype(np.float16).tobytes()
-        for c in hooks
+        table.column(c).combine_chunks().flatten().to_numpy().tobytes() for c in hooks
     )[: a.mb << 20]
     pages = [raw[i : i + (1 << 20)] for i in range(0, len(raw), 1 << 20)]
     print(f"{len(raw) / 2**20:.0f} MiB of f16 values from {len(hooks)} hook columns of {shards[0]}")
