@@ -13,6 +13,7 @@ pub mod kernels;
 pub mod layers;
 pub mod load;
 pub mod rows;
+mod split;
 pub mod tokenizer;
 
 use candle_core::{DType, Device, Result, Tensor};
@@ -262,6 +263,7 @@ impl Model {
     }
 
     /// Runs right-padded `ids [b, t]` (u32) with `mask` (1 = token, 0 = padding) and records `hooks`.
+    /// On the CPU, a batch of at least one sequence per thread is split by sequence across threads.
     pub fn forward(
         &self,
         ids: &Tensor,
@@ -269,10 +271,11 @@ impl Model {
         hooks: &HookSet,
         logits: bool,
     ) -> Result<ForwardOutput> {
-        match self {
+        let forward = |ids: &Tensor, mask: &[Vec<u8>]| match self {
             Model::Gpt2(m) => m.forward(ids, mask, hooks, logits),
             Model::DistilBert(m) | Model::Bert(m) => m.forward(ids, mask, hooks),
-        }
+        };
+        split::by_sequence(ids, mask, forward).unwrap_or_else(|| forward(ids, mask))
     }
 
     /// GPT-2 logits `[b, t, vocab]` with one hook point's value replaced (see [`Splice`]).
