@@ -179,9 +179,9 @@ impl DistilBert {
                 logits: None,
             });
         }
-        let mut sum = tok.broadcast_add(&pos)?; // [b, t, d]
+        let mut sum = fused::add(&tok, &pos)?; // [b, t, d]
         if let Some(tt) = &self.token_type {
-            sum = sum.broadcast_add(tt)?;
+            sum = fused::add(&sum, tt)?;
         }
         let mut x = self.embed_ln.forward(&sum)?; // [b, t, d]
         let key_mask = AttnMask {
@@ -202,7 +202,7 @@ impl DistilBert {
             let heads = fused::attention(&q, &k, &v, c.n_heads, scale, &key_mask)?; // [b, t, d]
             let attn_out = blk.out_lin.forward(&heads)?;
             rec.record(HookPoint::AttnOut(i), &attn_out);
-            let resid_mid = blk.sa_layer_norm.forward(&(attn_out + &x)?)?;
+            let resid_mid = blk.sa_layer_norm.forward(&fused::add(&attn_out, &x)?)?;
             rec.record(HookPoint::ResidMid(i), &resid_mid);
             let pre = blk.lin1.forward(&resid_mid)?; // [b, t, d_mlp]
             rec.record(HookPoint::MlpPre(i), &pre);
@@ -210,7 +210,9 @@ impl DistilBert {
             rec.record(HookPoint::MlpPost(i), &post);
             let mlp_out = blk.lin2.forward(&post)?; // [b, t, d]
             rec.record(HookPoint::MlpOut(i), &mlp_out);
-            x = blk.output_layer_norm.forward(&(mlp_out + resid_mid)?)?;
+            x = blk
+                .output_layer_norm
+                .forward(&fused::add(&mlp_out, &resid_mid)?)?;
             rec.record(HookPoint::ResidPost(i), &x);
         }
         if n_blocks == c.n_layers {
