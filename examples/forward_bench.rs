@@ -12,7 +12,6 @@ use unravel::models::load::{self, HubOptions};
 use unravel::models::{Model, ModelOptions};
 
 fn main() -> anyhow::Result<()> {
-    unravel::process::keep_freed_memory(); // as the unravel binary does
     let args: Vec<String> = std::env::args().collect();
     let config = args
         .get(1)

@@ -8,7 +8,6 @@
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
-    unravel::process::keep_freed_memory(); // as the unravel binary does
     let iters: usize = std::env::args().nth(1).map_or(Ok(20), |s| s.parse())?;
     // (m, n, k): rows = 1024 tokens; GPT-2's fused qkv, attention out, MLP in, MLP out.
     let shapes = [

@@ -10,7 +10,6 @@ use std::time::Instant;
 use unravel::store::{Dataset, Loader, LoaderConfig};
 
 fn main() {
-    unravel::process::keep_freed_memory(); // as the unravel binary does
     let args: Vec<String> = std::env::args().collect();
     let dir = args
         .get(1)

@@ -128,7 +128,6 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn main() {
-    unravel::process::keep_freed_memory(); // as the unravel binary does
     let a = parse();
     std::fs::create_dir_all(&a.work).unwrap();
     let (d, s) = (a.d_in, a.d_sae);

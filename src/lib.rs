@@ -12,7 +12,6 @@ pub mod inspect;
 pub mod io;
 pub mod models;
 pub mod pipeline;
-pub mod process;
 pub mod report;
 pub mod sae;
 pub mod store;

@@ -768,7 +768,6 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    unravel::process::keep_freed_memory();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(a) => cmd_run::cmd_run(a, check_args),
