@@ -19,6 +19,7 @@ use candle_core::{
 };
 use gemm::{gemm, Parallelism};
 
+use super::kernels::PAR_CHUNK;
 use super::rows;
 use rayon::prelude::*;
 
@@ -208,9 +209,6 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 struct RepeatAdd;
 
-/// Output elements per rayon task.
-const ADD_CHUNK: usize = 16 * 1024;
-
 impl CustomOp2 for RepeatAdd {
     fn name(&self) -> &'static str {
         "repeat-add"
@@ -234,10 +232,10 @@ impl CustomOp2 for RepeatAdd {
         let n = x.len();
         let mut out: Vec<f32> = Vec::with_capacity(n);
         out.spare_capacity_mut()[..n]
-            .par_chunks_mut(ADD_CHUNK)
-            .zip(x.par_chunks(ADD_CHUNK))
+            .par_chunks_mut(PAR_CHUNK)
+            .zip(x.par_chunks(PAR_CHUNK))
             .enumerate()
-            .for_each(|(i, (o, x))| repeat_add(o, x, y, i * ADD_CHUNK));
+            .for_each(|(i, (o, x))| repeat_add(o, x, y, i * PAR_CHUNK));
         // SAFETY: `repeat_add` writes every element of each chunk, so all `n` slots.
         unsafe { out.set_len(n) };
         Ok((CpuStorage::F32(out), l1.shape().clone()))

@@ -91,7 +91,7 @@ impl CustomOp1 for GeluOp {
 }
 
 /// Elements per rayon task: large enough to amortise scheduling, small enough to balance.
-const PAR_CHUNK: usize = 16 * 1024;
+pub(crate) const PAR_CHUNK: usize = 16 * 1024;
 /// Elements converted per step for f16/bf16 (two f32 stack buffers of this size).
 const HALF_BLOCK: usize = 1024;
 

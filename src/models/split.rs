@@ -3,8 +3,8 @@
 //! Why: splitting every op across threads (GEMM tiles, attention heads, rows of LayerNorm) puts a
 //! barrier after each op, and on a shared host a thread that loses its core for a moment stalls
 //! the others at every one of those barriers. Giving each thread its own sequences leaves one
-//! join per batch. Measured at batch 8 × 128 on 2 threads: +9–34% tokens/s on GPT-2 small and
-//! +34–45% on DistilBERT-base, alternating runs on one host (BENCHMARKS.md).
+//! join per batch. Measured at batch 8 × 128 on 2 threads, alternating both paths in one loop:
+//! +15–20% tokens/s on GPT-2 small, +24–31% on DistilBERT-base (BENCHMARKS.md).
 //!
 //! Each group runs inside a single-thread rayon pool, so every rayon-parallel op inside the
 //! forward (our fused kernels, the `gemm` calls) runs serially on that pool's thread.
@@ -104,13 +104,11 @@ fn join(parts: Vec<ForwardOutput>) -> Result<ForwardOutput> {
         .enumerate()
         .map(|(i, (point, _))| Ok((*point, cat(parts.iter().map(|p| &p.hooks[i].1).collect())?)))
         .collect::<Result<Vec<_>>>()?;
-    let logits = match first.logits {
-        Some(_) => Some(cat(parts
-            .iter()
-            .filter_map(|p| p.logits.as_ref())
-            .collect())?),
-        None => None,
-    };
+    let logits = first
+        .logits
+        .as_ref()
+        .map(|_| cat(parts.iter().filter_map(|p| p.logits.as_ref()).collect()))
+        .transpose()?;
     Ok(ForwardOutput { hooks, logits })
 }
 
