@@ -115,12 +115,57 @@ fn try_write_contexts(
     base: u64,
     local: std::ops::Range<u64>,
 ) -> unravel::store::Result<()> {
+    try_write_contexts_in_parts(w, base, local, &[10])
+}
+
+/// As [`try_write_contexts`], each batch of 10 handed to the writer as parts of `parts`
+/// contexts (summing to 10), the way extract's forward workers return it.
+fn try_write_contexts_in_parts(
+    w: &mut DatasetWriter,
+    base: u64,
+    local: std::ops::Range<u64>,
+    parts: &[usize],
+) -> unravel::store::Result<()> {
     let all: Vec<u64> = local.collect();
     for chunk in all.chunks(10) {
+        let columns = Columns::new(base, chunk);
+        let mut start = 0;
+        let mut batches = vec![];
+        for &n in parts {
+            let end = (start + n).min(chunk.len());
+            if end > start {
+                batches.push(columns.part(start, end));
+            }
+            start = end;
+        }
+        let refs: Vec<Vec<&[f32]>> = batches
+            .iter()
+            .map(|p| p.acts.iter().map(|v| v.as_slice()).collect())
+            .collect();
+        let batches: Vec<ContextBatch> =
+            batches.iter().zip(&refs).map(|(p, r)| p.batch(r)).collect();
+        w.write_batches(&batches)?;
+    }
+    Ok(())
+}
+
+/// The rows of some contexts, owned.
+struct Columns {
+    ids: Vec<u64>,
+    pos: Vec<u32>,
+    tids: Vec<u32>,
+    toks: Vec<String>,
+    special: Vec<bool>,
+    labels: Vec<Vec<Option<String>>>,
+    acts: Vec<Vec<f32>>,
+}
+
+impl Columns {
+    fn new(base: u64, contexts: &[u64]) -> Self {
         let (mut ids, mut pos, mut tids, mut toks, mut special, mut parity) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
         let mut acts: Vec<Vec<f32>> = vec![vec![]; 3];
-        for &c in chunk {
+        for &c in contexts {
             for p in 0..CTX {
                 ids.push(base + c);
                 pos.push(p);
@@ -144,19 +189,47 @@ fn try_write_contexts(
                 }
             }
         }
-        let refs: Vec<&[f32]> = acts.iter().map(|v| v.as_slice()).collect();
         let labels = vec![parity];
-        w.write_batch(&ContextBatch {
-            context_ids: &ids,
-            positions: &pos,
-            token_ids: &tids,
-            tokens: &toks,
-            special: &special,
-            labels: &labels,
-            hooks: &refs,
-        })?;
+        Columns {
+            ids,
+            pos,
+            tids,
+            toks,
+            special,
+            labels,
+            acts,
+        }
     }
-    Ok(())
+
+    /// Contexts `start..end` of these.
+    fn part(&self, start: usize, end: usize) -> Columns {
+        let rows = start * CTX as usize..end * CTX as usize;
+        Columns {
+            ids: self.ids[rows.clone()].to_vec(),
+            pos: self.pos[rows.clone()].to_vec(),
+            tids: self.tids[rows.clone()].to_vec(),
+            toks: self.toks[rows.clone()].to_vec(),
+            special: self.special[rows.clone()].to_vec(),
+            labels: vec![self.labels[0][rows.clone()].to_vec()],
+            acts: hooks()
+                .iter()
+                .zip(&self.acts)
+                .map(|(h, a)| a[rows.start * h.d..rows.end * h.d].to_vec())
+                .collect(),
+        }
+    }
+
+    fn batch<'a>(&'a self, hooks: &'a [&'a [f32]]) -> ContextBatch<'a> {
+        ContextBatch {
+            context_ids: &self.ids,
+            positions: &self.pos,
+            token_ids: &self.tids,
+            tokens: &self.toks,
+            special: &self.special,
+            labels: &self.labels,
+            hooks,
+        }
+    }
 }
 
 /// The standard dataset: 150 contexts in 3 shards of 800 rows, row groups of 128 rows.
@@ -680,6 +753,32 @@ fn an_interrupted_extraction_resumes_to_identical_shards() {
         assert!((a - b).abs() < 1e-12);
     }
     Dataset::open(dir.path()).unwrap().verify().unwrap();
+}
+
+/// extract hands the writer each batch as its forward workers' groups: the shards must not
+/// depend on the split. With shards of ≥ 45 contexts, closing after a part of 7 would end the
+/// first shard at context 47; closing after the whole batch ends it at 50, as unsplit.
+#[test]
+fn a_batch_written_in_parts_gives_the_same_shards() {
+    let opts = || WriterOptions {
+        shard_rows: 45 * CTX as usize,
+        ..options()
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let mut w = DatasetWriter::create(whole.path(), header(CTX as usize), opts()).unwrap();
+    write_contexts(&mut w, 0, 0..CONTEXTS);
+    let expected = w.finish().unwrap();
+    let rows: Vec<u64> = expected.shards.iter().map(|s| s.rows).collect();
+    assert_eq!(rows, vec![800, 800, 800]);
+
+    let parts = tempfile::tempdir().unwrap();
+    let mut w = DatasetWriter::create(parts.path(), header(CTX as usize), opts()).unwrap();
+    try_write_contexts_in_parts(&mut w, 0, 0..CONTEXTS, &[7, 3]).unwrap();
+    let split = w.finish().unwrap();
+    assert_eq!(
+        split.shards, expected.shards,
+        "same rows, same bytes, same hashes"
+    );
 }
 
 #[test]

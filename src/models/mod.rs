@@ -13,7 +13,7 @@ pub mod kernels;
 pub mod layers;
 pub mod load;
 pub mod rows;
-mod split;
+pub mod split;
 pub mod tokenizer;
 
 use candle_core::{DType, Device, Result, Tensor};

@@ -33,8 +33,23 @@ fn pools() -> &'static [ThreadPool] {
     })
 }
 
+/// How many forward threads there are: callers that pipeline their own work (extract) run one
+/// worker per thread, each on its own sequences, with [`on_thread`].
+pub fn threads() -> usize {
+    pools().len().max(1)
+}
+
+/// Runs `f` on forward thread `i` (`i < threads()`): inside it every rayon-parallel op runs
+/// serially on that thread, and [`crate::models::Model::forward`] does not split the batch again.
+pub fn on_thread<R: Send>(i: usize, f: impl FnOnce() -> R + Send) -> R {
+    match pools().get(i) {
+        Some(pool) => pool.install(f),
+        None => f(),
+    }
+}
+
 /// Contiguous `(start, len)` groups of `b` sequences, sizes differing by at most one.
-fn groups(b: usize, parts: usize) -> Vec<(usize, usize)> {
+pub(crate) fn groups(b: usize, parts: usize) -> Vec<(usize, usize)> {
     let (base, extra) = (b / parts, b % parts);
     let mut start = 0;
     (0..parts)
@@ -49,12 +64,16 @@ fn groups(b: usize, parts: usize) -> Vec<(usize, usize)> {
 
 /// Runs `forward` on groups of the batch's sequences, one group per thread, and joins the
 /// outputs along the batch axis. `None` when there is nothing to gain: one thread, or fewer
-/// sequences than threads (then the ops themselves run in parallel instead).
+/// sequences than threads (then the ops themselves run in parallel instead), or already on a
+/// single forward thread (see [`on_thread`]).
 pub(crate) fn by_sequence(
     ids: &Tensor,
     mask: &[Vec<u8>],
     forward: impl Fn(&Tensor, &[Vec<u8>]) -> Result<ForwardOutput> + Sync,
 ) -> Option<Result<ForwardOutput>> {
+    if rayon::current_num_threads() < 2 {
+        return None;
+    }
     on_pools(pools(), ids, mask, forward)
 }
 

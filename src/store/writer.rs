@@ -170,6 +170,20 @@ impl DatasetWriter {
     /// Appends whole contexts; closes the shard (and saves the manifest) once it holds at least
     /// `shard_rows` rows.
     pub fn write_batch(&mut self, batch: &ContextBatch) -> Result<()> {
+        self.write_batches(std::slice::from_ref(batch))
+    }
+
+    /// Appends the parts of one batch (consecutive whole contexts) to the same shard, as
+    /// [`DatasetWriter::write_batch`] would the whole batch: the shard is closed only after the
+    /// last part, so shard boundaries do not depend on how the batch was split.
+    pub fn write_batches(&mut self, parts: &[ContextBatch]) -> Result<()> {
+        for (i, part) in parts.iter().enumerate() {
+            self.write_part(part, i + 1 == parts.len())?;
+        }
+        Ok(())
+    }
+
+    fn write_part(&mut self, batch: &ContextBatch, last: bool) -> Result<()> {
         if self.failed {
             return Err(StoreError::Batch {
                 path: self.dir.clone(),
@@ -187,7 +201,7 @@ impl DatasetWriter {
                 });
             }
         }
-        let result = self.write_inner(batch);
+        let result = self.write_inner(batch, last);
         if matches!(result, Err(ref e) if !matches!(e, StoreError::Batch { .. })) {
             self.failed = true;
             self.current = None;
@@ -195,7 +209,7 @@ impl DatasetWriter {
         result
     }
 
-    fn write_inner(&mut self, batch: &ContextBatch) -> Result<()> {
+    fn write_inner(&mut self, batch: &ContextBatch, last: bool) -> Result<()> {
         let shard = match self.current.as_mut() {
             Some(s) => s,
             None => {
@@ -212,7 +226,7 @@ impl DatasetWriter {
                 stats.push_rows(values, &keep);
             }
         }
-        if shard.rows() >= self.shard_rows as u64 {
+        if last && shard.rows() >= self.shard_rows as u64 {
             self.finish_shard()?;
         }
         Ok(())
