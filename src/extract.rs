@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
@@ -456,18 +456,20 @@ fn forward_batches(
         1
     };
     let (work_tx, work_rx) = sync_channel::<Work>(workers);
-    let work_rx = Mutex::new(work_rx);
+    // Shared by the workers alone: when the last one stops, the receiver goes and the
+    // dispatcher's next send fails instead of waiting for room forever.
+    let work_rx = Arc::new(Mutex::new(work_rx));
     let (done_tx, done_rx) = channel::<Done>();
     let (slot_tx, slot_rx) = sync_channel::<()>(IN_FLIGHT);
     std::thread::scope(|s| {
         s.spawn(move || dispatch(batches, work_tx, slot_tx, workers));
         let handles: Vec<_> = (0..workers)
             .map(|i| {
-                let (done_tx, work_rx) = (done_tx.clone(), &work_rx);
+                let (done_tx, work_rx) = (done_tx.clone(), Arc::clone(&work_rx));
                 s.spawn(move || forward_worker(i, workers, model, hooks, work_rx, done_tx))
             })
             .collect();
-        drop(done_tx);
+        drop((done_tx, work_rx));
         // Returning (even early, on an error) drops the receivers, which stops the other stages.
         let collected = collect(done_rx, slot_rx, tx, rows_before, total_rows, progress);
         let busy: f64 = handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum();
@@ -510,7 +512,7 @@ fn forward_worker(
     workers: usize,
     model: &Model,
     hooks: &HookSet,
-    work: &Mutex<Receiver<Work>>,
+    work: Arc<Mutex<Receiver<Work>>>,
     done: Sender<Done>,
 ) -> f64 {
     let mut busy = 0.0;

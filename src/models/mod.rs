@@ -13,7 +13,7 @@ pub mod kernels;
 pub mod layers;
 pub mod load;
 pub mod rows;
-pub mod split;
+pub(crate) mod split;
 pub mod tokenizer;
 
 use candle_core::{DType, Device, Result, Tensor};

@@ -7,7 +7,9 @@
 //! +15–20% tokens/s on GPT-2 small, +24–31% on DistilBERT-base (BENCHMARKS.md).
 //!
 //! Each group runs inside a single-thread rayon pool, so every rayon-parallel op inside the
-//! forward (our fused kernels, the `gemm` calls) runs serially on that pool's thread.
+//! forward (our fused kernels, the `gemm` calls) runs serially on that pool's thread. `extract`
+//! goes one step further: it runs its own workers on these pools ([`threads`], [`on_thread`])
+//! with no join between batches at all.
 
 use std::sync::OnceLock;
 
