@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Alternates `unravel extract` builds (or environments) on the same corpus, round by round, and
-# prints tokens/s, peak RSS, minor page faults and CPU time of each run: an A/B on this noisy
-# machine only means something when both sides run interleaved.
+# prints tokens/s, the writer's CPU time, peak RSS, minor page faults and CPU time of each run:
+# an A/B on this noisy machine only means something when both sides run interleaved.
 #
 #   scripts/ab_extract.sh ROUNDS TOKENS SHARD_TOKENS NAME=BINARY[|ENV=VALUE ...] ...
 #   scripts/ab_extract.sh 3 16384 65536 old=/tmp/unravel-old new=target/release/unravel
@@ -27,6 +27,6 @@ for r in $(seq "$rounds"); do
       --tokenizer tests/fixtures/tiny-gpt2/tokenizer.json --corpus "$work/corpus.jsonl" \
       --hooks 'blocks.0.hook_resid_pre,blocks.*.hook_resid_post' --ctx 128 --batch 8 \
       --max-tokens "$tokens" --store-dtype f16 --device cpu --shard-tokens "$shard" --out "$work/out" 2>&1)
-    echo "round $r $name: $(grep -o '[0-9.]* tokens/s' <<<"$out" | tail -1), $(grep -o 'peak RSS.*' <<<"$out")"
+    echo "round $r $name: $(grep -o '[0-9.]* tokens/s' <<<"$out" | tail -1), $(grep -o 'write CPU [^)]*)' <<<"$out"), $(grep -o 'peak RSS.*' <<<"$out")"
   done
 done

@@ -52,10 +52,11 @@ pub(crate) struct ChunkWriter {
     zstd_level: Option<i32>,
     d: usize,
     rows_per_page: usize,
-    /// Value bytes of rows not yet in a page.
-    pending: Vec<u8>,
-    /// Reused page body (levels + values) before compression.
+    /// The page being filled: the level sections of a full page (the same for every full
+    /// page), then the value bytes of the rows that will fill it. Values go straight here.
     body: Vec<u8>,
+    /// Length of `body`'s level sections.
+    levels_len: usize,
     sink: TrackedWrite<Vec<u8>>,
     offsets: OffsetIndexBuilder,
     rows: usize,
@@ -81,13 +82,17 @@ impl ChunkWriter {
             && (1..=255).contains(&descr.max_def_level());
         let zstd_level = codec(props, &descr).filter(|_| fits)?;
         let d = (*d).max(1) as usize;
+        let rows_per_page = (PAGE_BYTES / (2 * d)).max(1);
+        let mut body = Vec::with_capacity(PAGE_BYTES + 64 * 1024);
+        page_levels(&mut body, rows_per_page, d, descr.max_def_level() as u8);
+        let levels_len = body.len();
         Some(ChunkWriter {
             descr,
             zstd_level,
             d,
-            rows_per_page: (PAGE_BYTES / (2 * d)).max(1),
-            pending: Vec::new(),
-            body: Vec::new(),
+            rows_per_page,
+            body,
+            levels_len,
             sink: TrackedWrite::new(Vec::new()),
             offsets: OffsetIndexBuilder::new(),
             rows: 0,
@@ -103,41 +108,38 @@ impl ChunkWriter {
                 "f16 chunk: nulls in a non-nullable column".into(),
             ));
         }
-        // PLAIN is little-endian, like arrow's buffers on every target we build.
         let values = column
             .as_fixed_size_list()
             .values()
             .as_primitive::<Float16Type>()
             .values();
-        if cfg!(target_endian = "little") {
-            self.pending.extend_from_slice(values.inner().as_slice());
-        } else {
-            values
-                .iter()
-                .for_each(|v| self.pending.extend_from_slice(&v.to_le_bytes()));
-        }
         let page_bytes = self.rows_per_page * 2 * self.d;
-        let full = self.pending.len() / page_bytes * page_bytes;
-        let mut pending = std::mem::take(&mut self.pending);
-        for page in pending[..full].chunks_exact(page_bytes) {
-            self.write_page(page)?;
+        // PLAIN is little-endian, like arrow's buffers on every target we build.
+        let le_bytes;
+        let mut bytes: &[u8] = if cfg!(target_endian = "little") {
+            values.inner().as_slice()
+        } else {
+            le_bytes = values
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>();
+            &le_bytes
+        };
+        while !bytes.is_empty() {
+            let room = page_bytes - (self.body.len() - self.levels_len);
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            self.body.extend_from_slice(now);
+            bytes = rest;
+            if self.body.len() - self.levels_len == page_bytes {
+                self.write_page(self.rows_per_page)?;
+                self.body.truncate(self.levels_len);
+            }
         }
-        pending.drain(..full);
-        self.pending = pending;
         Ok(())
     }
 
-    /// One data page holding the rows whose value bytes are `values`.
-    fn write_page(&mut self, values: &[u8]) -> Result<()> {
-        let rows = values.len() / (2 * self.d);
-        self.body.clear();
-        page_levels(
-            &mut self.body,
-            rows,
-            self.d,
-            self.descr.max_def_level() as u8,
-        );
-        self.body.extend_from_slice(values);
+    /// Compresses `body` (levels and values of `rows` rows) and appends it as one data page.
+    fn write_page(&mut self, rows: usize) -> Result<()> {
         let buf = match self.zstd_level {
             Some(level) => compress(&self.body, level)
                 .map(Bytes::from)
@@ -165,9 +167,20 @@ impl ChunkWriter {
 
     /// Writes the last (short) page and returns the chunk with its metadata.
     pub(crate) fn close(mut self) -> Result<RawChunk> {
-        if !self.pending.is_empty() {
-            let pending = std::mem::take(&mut self.pending);
-            self.write_page(&pending)?;
+        let value_bytes = self.body.len() - self.levels_len;
+        if value_bytes > 0 {
+            // A short page: its level sections are shorter than a full page's.
+            let rows = value_bytes / (2 * self.d);
+            let values = self.body.split_off(self.levels_len);
+            self.body.clear();
+            page_levels(
+                &mut self.body,
+                rows,
+                self.d,
+                self.descr.max_def_level() as u8,
+            );
+            self.body.extend_from_slice(&values);
+            self.write_page(rows)?;
         }
         let compression = match self.zstd_level {
             Some(l) => Compression::ZSTD(ZstdLevel::try_new(l)?),

@@ -1,6 +1,6 @@
 //! Running per-hook statistics over non-special rows: count, mean vector and mean L2 norm.
-//! Sums are kept in f64 (each batch is summed locally first, then added), so a billion rows
-//! lose no more than ~1e-9 relative precision.
+//! Sums are kept in f64 and each batch is summed into a fresh accumulator first, then merged, so
+//! a billion rows lose no more than ~1e-9 relative precision.
 
 use serde::{Deserialize, Serialize};
 
@@ -54,37 +54,22 @@ impl RunningStats {
         self.count
     }
 
-    /// Adds the rows of `values` (`rows × d`, row-major) whose `keep` flag is true.
-    pub fn push_rows(&mut self, values: &[f32], keep: &[bool]) {
-        let d = self.d();
-        if d == 0 {
-            return;
-        }
-        let mut sum = vec![0.0f64; d];
-        let mut sum_norm = 0.0f64;
-        let mut count = 0u64;
-        for (row, &k) in values.chunks_exact(d).zip(keep) {
-            if !k {
-                continue;
+    /// Adds one row of `d` values (a shorter row adds to the first components only). To keep
+    /// precision over billions of rows, push a batch's rows into a fresh accumulator and
+    /// [`RunningStats::merge`] it into the running one.
+    pub fn push_row(&mut self, row: &[f32]) {
+        // Eight partial sums of squares: one serial chain of d dependent f64 adds cannot be
+        // vectorised, and this runs on the writer thread for every stored value.
+        let mut sq = [0.0f64; 8];
+        for (s8, x8) in self.sum.chunks_mut(8).zip(row.chunks(8)) {
+            for ((s, &x), q) in s8.iter_mut().zip(x8).zip(&mut sq) {
+                let x = x as f64;
+                *s += x;
+                *q += x * x;
             }
-            // Eight partial sums of squares: one serial chain of d dependent f64 adds cannot
-            // be vectorised, and this runs on the writer thread for every stored value.
-            let mut sq = [0.0f64; 8];
-            for (s8, x8) in sum.chunks_mut(8).zip(row.chunks(8)) {
-                for ((s, &x), q) in s8.iter_mut().zip(x8).zip(&mut sq) {
-                    let x = x as f64;
-                    *s += x;
-                    *q += x * x;
-                }
-            }
-            sum_norm += sq.iter().sum::<f64>().sqrt();
-            count += 1;
         }
-        for (total, s) in self.sum.iter_mut().zip(&sum) {
-            *total += s;
-        }
-        self.sum_norm += sum_norm;
-        self.count += count;
+        self.sum_norm += sq.iter().sum::<f64>().sqrt();
+        self.count += 1;
     }
 
     /// Adds another accumulator of the same width.
@@ -119,10 +104,23 @@ impl RunningStats {
 mod tests {
     use super::*;
 
+    /// The rows of `values` (`rows × d`) whose `keep` flag is true.
+    fn push_rows(s: &mut RunningStats, values: &[f32], keep: &[bool]) {
+        for (row, &k) in values.chunks_exact(s.d()).zip(keep) {
+            if k {
+                s.push_row(row);
+            }
+        }
+    }
+
     #[test]
     fn mean_and_norm_skip_unkept_rows() {
         let mut s = RunningStats::new(2);
-        s.push_rows(&[3.0, 4.0, 100.0, 100.0, 0.0, 2.0], &[true, false, true]);
+        push_rows(
+            &mut s,
+            &[3.0, 4.0, 100.0, 100.0, 0.0, 2.0],
+            &[true, false, true],
+        );
         let st = s.stats();
         assert_eq!(st.count, 2);
         assert_eq!(st.mean, vec![1.5, 3.0]);
@@ -133,11 +131,11 @@ mod tests {
     fn merge_equals_accumulating_everything() {
         let rows = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
         let mut all = RunningStats::new(2);
-        all.push_rows(&rows, &[true; 3]);
+        push_rows(&mut all, &rows, &[true; 3]);
         let mut a = RunningStats::new(2);
-        a.push_rows(&rows[..2], &[true]);
+        push_rows(&mut a, &rows[..2], &[true]);
         let mut b = RunningStats::new(2);
-        b.push_rows(&rows[2..], &[true, true]);
+        push_rows(&mut b, &rows[2..], &[true, true]);
         // Round trip through the stored form, as merging manifests does.
         let mut merged = RunningStats::from_stats(&a.stats());
         merged.merge(&RunningStats::from_stats(&b.stats())).unwrap();

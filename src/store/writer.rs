@@ -46,10 +46,8 @@ pub struct DatasetWriter {
     builder: ShardWriterBuilder,
     shard_rows: usize,
     current: Option<ShardWriter>,
-    /// Statistics of the shards in the manifest.
+    /// Statistics of the shards in the manifest (the open shard keeps its own).
     committed: BTreeMap<String, RunningStats>,
-    /// Statistics of the shard being written (committed when it finishes).
-    pending: BTreeMap<String, RunningStats>,
     /// Set after a failed write: the in-memory state no longer matches the disk.
     failed: bool,
 }
@@ -124,16 +122,14 @@ impl DatasetWriter {
             .label_columns(manifest.label_columns.clone())
             .row_group_rows(options.row_group_rows)
             .zstd_level(options.zstd_level);
-        let fresh = |m: &Manifest| {
-            m.hooks
-                .iter()
-                .map(|h| (h.name.clone(), RunningStats::new(h.d)))
-                .collect::<BTreeMap<_, _>>()
-        };
+        let committed = manifest
+            .hooks
+            .iter()
+            .map(|h| (h.name.clone(), RunningStats::new(h.d)))
+            .collect();
         DatasetWriter {
             dir: dir.to_path_buf(),
-            committed: fresh(&manifest),
-            pending: fresh(&manifest),
+            committed,
             manifest,
             builder,
             shard_rows: options.shard_rows.max(1),
@@ -163,8 +159,8 @@ impl DatasetWriter {
 
     /// Non-special rows stored so far, the unfinished shard included (for token budgets).
     pub fn tokens_written(&self) -> u64 {
-        let pending = self.pending.values().next().map_or(0, |s| s.count());
-        self.manifest.totals.tokens + pending
+        let open = self.current.as_ref().and_then(|s| s.stats().first());
+        self.manifest.totals.tokens + open.map_or(0, RunningStats::count)
     }
 
     /// Appends whole contexts; closes the shard (and saves the manifest) once it holds at least
@@ -220,12 +216,6 @@ impl DatasetWriter {
         };
         shard.write_batch(batch)?;
         self.manifest.complete = false;
-        let keep: Vec<bool> = batch.special.iter().map(|s| !s).collect();
-        for (hook, values) in self.manifest.hooks.iter().zip(batch.hooks) {
-            if let Some(stats) = self.pending.get_mut(&hook.name) {
-                stats.push_rows(values, &keep);
-            }
-        }
         if last && shard.rows() >= self.shard_rows as u64 {
             self.finish_shard()?;
         }
@@ -240,15 +230,17 @@ impl DatasetWriter {
         if shard.rows() == 0 {
             return Ok(()); // dropping it removes its .tmp
         }
+        let stats = shard.stats().to_vec();
         let info = shard.finish()?;
-        for (name, pending) in &mut self.pending {
-            if let Some(committed) = self.committed.get_mut(name) {
-                committed.merge(pending).map_err(|m| StoreError::Batch {
-                    path: self.dir.clone(),
-                    message: m,
-                })?;
+        for (hook, shard_stats) in self.manifest.hooks.iter().zip(&stats) {
+            if let Some(committed) = self.committed.get_mut(&hook.name) {
+                committed
+                    .merge(shard_stats)
+                    .map_err(|m| StoreError::Batch {
+                        path: self.dir.clone(),
+                        message: m,
+                    })?;
             }
-            *pending = RunningStats::new(pending.d());
         }
         self.manifest.record_shard(info, &self.committed);
         self.manifest.save(&self.dir)
