@@ -57,6 +57,9 @@ pub(crate) struct ChunkWriter {
     body: Vec<u8>,
     /// Length of `body`'s level sections.
     levels_len: usize,
+    /// The compressed page's buffer, taken back after each page: a fresh megabyte per page
+    /// is page faults on the way in and TLB-flushing unmaps on the way out.
+    page_out: Vec<u8>,
     sink: TrackedWrite<Vec<u8>>,
     offsets: OffsetIndexBuilder,
     rows: usize,
@@ -93,6 +96,7 @@ impl ChunkWriter {
             rows_per_page,
             body,
             levels_len,
+            page_out: Vec::new(),
             sink: TrackedWrite::new(Vec::new()),
             offsets: OffsetIndexBuilder::new(),
             rows: 0,
@@ -140,12 +144,15 @@ impl ChunkWriter {
 
     /// Compresses `body` (levels and values of `rows` rows) and appends it as one data page.
     fn write_page(&mut self, rows: usize) -> Result<()> {
-        let buf = match self.zstd_level {
-            Some(level) => compress(&self.body, level)
-                .map(Bytes::from)
+        let mut out = std::mem::take(&mut self.page_out);
+        out.clear();
+        match self.zstd_level {
+            Some(level) => compress(&self.body, level, &mut out)
                 .map_err(|e| ParquetError::General(format!("zstd: {e}")))?,
-            None => Bytes::copy_from_slice(&self.body),
-        };
+            None => out.extend_from_slice(&self.body),
+        }
+        let buf = Bytes::from(out);
+        let ours = buf.clone();
         let page = Page::DataPage {
             buf,
             num_values: (rows * self.d) as u32,
@@ -156,6 +163,8 @@ impl ChunkWriter {
         };
         let spec = SerializedPageWriter::new(&mut self.sink)
             .write_page(CompressedPage::new(page, self.body.len()))?;
+        // The page writer has dropped its handle, so this is the only one: no copy.
+        self.page_out = ours.try_into_mut().map(Vec::from).unwrap_or_default();
         self.offsets
             .append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
         self.offsets.append_row_count(rows as i64);
@@ -216,18 +225,17 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-/// `body` zstd-compressed at `level` with this thread's reused context.
-fn compress(body: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+/// `body` zstd-compressed at `level` into `out`, with this thread's reused context.
+fn compress(body: &[u8], level: i32, out: &mut Vec<u8>) -> std::io::Result<()> {
+    out.reserve(zstd::zstd_safe::compress_bound(body.len()));
     ZSTD.with(|slot| {
         let mut slot = slot.borrow_mut();
+        if !matches!(&*slot, Some((l, _)) if *l == level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
         match &mut *slot {
-            Some((l, c)) if *l == level => c.compress(body),
-            _ => {
-                let mut c = zstd::bulk::Compressor::new(level)?;
-                let out = c.compress(body);
-                *slot = Some((level, c));
-                out
-            }
+            Some((_, c)) => c.compress_to_buffer(body, out).map(|_| ()),
+            None => Err(std::io::Error::other("no zstd context")),
         }
     })
 }
