@@ -14,6 +14,7 @@ pub mod models;
 pub mod pipeline;
 pub mod report;
 pub mod sae;
+mod simd;
 pub mod store;
 pub mod synth;
 pub mod toy;

@@ -10,23 +10,7 @@
 /// Independent accumulators per reduction: one AVX-512 register, or two AVX2 registers.
 const LANES: usize = 16;
 
-/// Picks the widest instruction set this CPU has and runs `$body::<FMA>(args)` compiled for it.
-macro_rules! dispatch {
-    ($avx512:ident, $avx2:ident, $body:ident, ($($arg:expr),*)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU features the function is compiled for were detected above.
-                return unsafe { $avx512($($arg),*) };
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY: as above.
-                return unsafe { $avx2($($arg),*) };
-            }
-        }
-        $body($($arg),*)
-    }};
-}
+use crate::simd::dispatch;
 
 // ---- LayerNorm ---------------------------------------------------------------------------------
 

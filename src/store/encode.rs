@@ -65,6 +65,8 @@ pub(crate) struct RowGroupEncoder<W: Write + Send> {
     open: Option<Vec<ColumnWriter>>,
     open_rows: usize,
     row_groups: usize,
+    /// Buffers of the last row group's f16 chunks, for the next one's.
+    spare: Vec<f16_chunk::Buffers>,
 }
 
 impl<W: Write + Send> RowGroupEncoder<W> {
@@ -86,6 +88,7 @@ impl<W: Write + Send> RowGroupEncoder<W> {
             open: None,
             open_rows: 0,
             row_groups: 0,
+            spare: Vec::new(),
         })
     }
 
@@ -98,7 +101,13 @@ impl<W: Write + Send> RowGroupEncoder<W> {
             let schema = &self.schema;
             let mut columns = match self.open.take() {
                 Some(c) => c,
-                None => new_row_group(&self.factory, &self.file, schema, self.row_groups)?,
+                None => new_row_group(
+                    &self.factory,
+                    &self.file,
+                    schema,
+                    self.row_groups,
+                    &mut self.spare,
+                )?,
             };
             columns
                 .par_iter_mut()
@@ -140,7 +149,7 @@ impl<W: Write + Send> RowGroupEncoder<W> {
         for chunk in chunks {
             match chunk {
                 Chunk::Arrow(c) => c.append_to_row_group(&mut row_group)?,
-                Chunk::F16(c) => row_group.append_column(&c.bytes, c.close)?,
+                Chunk::F16(c) => self.spare.push(c.append_to(&mut row_group)?),
             }
         }
         row_group.close()?;
@@ -162,6 +171,7 @@ fn new_row_group<W: Write + Send>(
     file: &SerializedFileWriter<W>,
     schema: &SchemaRef,
     index: usize,
+    spare: &mut Vec<f16_chunk::Buffers>,
 ) -> Result<Vec<ColumnWriter>> {
     let writers = factory.create_column_writers(index)?;
     let fields = schema.fields().len();
@@ -177,7 +187,7 @@ fn new_row_group<W: Write + Send>(
         .enumerate()
         .map(|(f, w)| {
             let column = descr.column(f);
-            match f16_chunk::ChunkWriter::new(schema.field(f), column, props) {
+            match f16_chunk::ChunkWriter::new(schema.field(f), column, props, spare) {
                 Some(fast) => ColumnWriter::F16(Box::new(fast)),
                 None => ColumnWriter::Arrow(Box::new(w)),
             }

@@ -10,6 +10,7 @@
 //! like any encoded column, so readers see the same schema and encodings ArrowWriter would write.
 
 use std::cell::RefCell;
+use std::io::Write;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float16Type;
@@ -22,7 +23,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{ColumnChunkMetaData, OffsetIndexBuilder};
 use parquet::file::properties::WriterProperties;
-use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::file::writer::{SerializedPageWriter, SerializedRowGroupWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
 /// Uncompressed value bytes per data page (parquet-rs's default page size limit).
@@ -30,8 +31,34 @@ const PAGE_BYTES: usize = 1 << 20;
 
 /// An encoded column chunk, ready for `SerializedRowGroupWriter::append_column`.
 pub(crate) struct RawChunk {
-    pub bytes: Bytes,
-    pub close: ColumnCloseResult,
+    bytes: Bytes,
+    close: ColumnCloseResult,
+    /// The writer's page buffers, for the next row group's writer.
+    spare: Buffers,
+}
+
+impl RawChunk {
+    /// Appends the chunk to `row_group`, then returns the buffers it was built in (its bytes
+    /// among them, no longer shared once written) for [`ChunkWriter::new`] to reuse.
+    pub(crate) fn append_to<W: Write + Send>(
+        self,
+        row_group: &mut SerializedRowGroupWriter<'_, W>,
+    ) -> Result<Buffers> {
+        row_group.append_column(&self.bytes, self.close)?;
+        let mut spare = self.spare;
+        spare.sink = self.bytes.try_into_mut().map(Vec::from).unwrap_or_default();
+        Ok(spare)
+    }
+}
+
+/// A chunk writer's buffers: a row group's chunk is ~12 MB per hook, and fresh buffers for
+/// every row group cost page faults (zeroing, cgroup charging) on the way in and TLB-flushing
+/// unmaps on the way out; the encoder hands them from one row group's writers to the next.
+#[derive(Default)]
+pub(crate) struct Buffers {
+    body: Vec<u8>,
+    page_out: Vec<u8>,
+    sink: Vec<u8>,
 }
 
 /// The compression this writer can apply itself, or `None` (use the generic path).
@@ -57,8 +84,7 @@ pub(crate) struct ChunkWriter {
     body: Vec<u8>,
     /// Length of `body`'s level sections.
     levels_len: usize,
-    /// The compressed page's buffer, taken back after each page: a fresh megabyte per page
-    /// is page faults on the way in and TLB-flushing unmaps on the way out.
+    /// The compressed page's buffer, taken back after each page.
     page_out: Vec<u8>,
     sink: TrackedWrite<Vec<u8>>,
     offsets: OffsetIndexBuilder,
@@ -70,10 +96,12 @@ pub(crate) struct ChunkWriter {
 impl ChunkWriter {
     /// A writer for `field`'s leaf column `descr`, or `None` where this layout does not apply
     /// (another type, nullable, another repetition, or a codec or encoding it does not write).
+    /// It takes its buffers from `spare` when there are some.
     pub(crate) fn new(
         field: &Field,
         descr: ColumnDescPtr,
         props: &WriterProperties,
+        spare: &mut Vec<Buffers>,
     ) -> Option<ChunkWriter> {
         let DataType::FixedSizeList(item, d) = field.data_type() else {
             return None;
@@ -86,7 +114,14 @@ impl ChunkWriter {
         let zstd_level = codec(props, &descr).filter(|_| fits)?;
         let d = (*d).max(1) as usize;
         let rows_per_page = (PAGE_BYTES / (2 * d)).max(1);
-        let mut body = Vec::with_capacity(PAGE_BYTES + 64 * 1024);
+        let Buffers {
+            mut body,
+            page_out,
+            mut sink,
+        } = spare.pop().unwrap_or_default();
+        body.clear();
+        body.reserve(PAGE_BYTES + 64 * 1024);
+        sink.clear();
         page_levels(&mut body, rows_per_page, d, descr.max_def_level() as u8);
         let levels_len = body.len();
         Some(ChunkWriter {
@@ -96,8 +131,8 @@ impl ChunkWriter {
             rows_per_page,
             body,
             levels_len,
-            page_out: Vec::new(),
-            sink: TrackedWrite::new(Vec::new()),
+            page_out,
+            sink: TrackedWrite::new(sink),
             offsets: OffsetIndexBuilder::new(),
             rows: 0,
             compressed: 0,
@@ -204,7 +239,13 @@ impl ChunkWriter {
             .set_data_page_offset(0)
             .build()?;
         let bytes = Bytes::from(self.sink.into_inner()?);
+        let spare = Buffers {
+            body: self.body,
+            page_out: self.page_out,
+            sink: Vec::new(),
+        };
         Ok(RawChunk {
+            spare,
             close: ColumnCloseResult {
                 bytes_written: bytes.len() as u64,
                 rows_written: self.rows as u64,

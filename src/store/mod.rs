@@ -46,6 +46,7 @@ mod manifest;
 mod reader;
 mod schema;
 mod shard;
+mod shard_file;
 mod shuffle;
 mod stats;
 mod writer;

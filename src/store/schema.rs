@@ -13,6 +13,8 @@ use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
+use super::stats::RunningStats;
+
 /// Column of the context id (UInt64).
 pub(crate) const CONTEXT_ID: &str = "context_id";
 /// Column of the position within the context (UInt32).
@@ -163,35 +165,61 @@ pub(crate) enum EncodeError {
 }
 
 /// Converts `rows × d` f32 values into the hook's Arrow column in one pass, row by row: each row
-/// is checked against the dtype's range, shown to `visit(row, values)` (statistics) and
-/// converted while it is still in cache. Separate passes read every value from memory three
-/// times, and the writer thread's time is what this saves.
+/// is checked against the dtype's range, added to `stats` unless its `skip` flag is set (special
+/// tokens), and converted while it is still in cache. Separate passes read every value from
+/// memory three times, and the writer thread's time is what this saves. The loop is compiled
+/// for AVX-512 and AVX2 too and picked at run time ([`crate::simd`]).
 pub(crate) fn encode_hook(
     hook: &HookInfo,
     values: &[f32],
-    mut visit: impl FnMut(usize, &[f32]),
+    skip: &[bool],
+    stats: &mut RunningStats,
+) -> Result<ArrayRef, EncodeError> {
+    crate::simd::dispatch!(
+        encode_hook_avx512,
+        encode_hook_avx2,
+        encode_hook_body,
+        (hook, values, skip, stats)
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+fn encode_hook_avx512(
+    hook: &HookInfo,
+    values: &[f32],
+    skip: &[bool],
+    stats: &mut RunningStats,
+) -> Result<ArrayRef, EncodeError> {
+    encode_hook_body(hook, values, skip, stats)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn encode_hook_avx2(
+    hook: &HookInfo,
+    values: &[f32],
+    skip: &[bool],
+    stats: &mut RunningStats,
+) -> Result<ArrayRef, EncodeError> {
+    encode_hook_body(hook, values, skip, stats)
+}
+
+#[inline(always)]
+fn encode_hook_body(
+    hook: &HookInfo,
+    values: &[f32],
+    skip: &[bool],
+    stats: &mut RunningStats,
 ) -> Result<ArrayRef, EncodeError> {
     let d = hook.d.max(1);
     let max = hook.dtype.max_finite();
-    let mut each_row = |out_rows: &mut dyn FnMut(usize, &[f32])| -> Result<(), EncodeError> {
-        for (r, row) in values.chunks(d).enumerate() {
-            // No early exit: the whole row is one vectorised reduction.
-            if row.iter().fold(false, |bad, &x| bad | unstorable(x, max)) {
-                let value = row.iter().copied().find(|&x| unstorable(x, max));
-                return Err(EncodeError::Unstorable {
-                    row: r,
-                    value: value.unwrap_or(f32::NAN),
-                });
-            }
-            visit(r, row);
-            out_rows(r, row);
-        }
-        Ok(())
-    };
     let items: ArrayRef = match hook.dtype {
         StorageDtype::F32 => {
             let mut out = Vec::with_capacity(values.len());
-            each_row(&mut |_, row| out.extend_from_slice(row))?;
+            each_row(values, d, max, skip, stats, |_, row| {
+                out.extend_from_slice(row)
+            })?;
             Arc::new(PrimitiveArray::<Float32Type>::new(
                 ScalarBuffer::from(out),
                 None,
@@ -199,7 +227,9 @@ pub(crate) fn encode_hook(
         }
         StorageDtype::F16 => {
             let mut half = vec![f16::ZERO; values.len()];
-            each_row(&mut |r, row| half[r * d..r * d + row.len()].convert_from_f32_slice(row))?;
+            each_row(values, d, max, skip, stats, |r, row| {
+                half[r * d..r * d + row.len()].convert_from_f32_slice(row)
+            })?;
             Arc::new(PrimitiveArray::<Float16Type>::new(
                 ScalarBuffer::from(half),
                 None,
@@ -207,7 +237,7 @@ pub(crate) fn encode_hook(
         }
         StorageDtype::Bf16 => {
             let mut bits = vec![0u16; values.len()];
-            each_row(&mut |r, row| {
+            each_row(values, d, max, skip, stats, |r, row| {
                 bits[r * d..r * d + row.len()]
                     .reinterpret_cast_mut::<bf16>()
                     .convert_from_f32_slice(row)
@@ -223,7 +253,37 @@ pub(crate) fn encode_hook(
     Ok(Arc::new(list))
 }
 
+/// For each `d`-wide row of `values`: the range check, the statistics, then `store`. `store`
+/// is generic, not `dyn`, so it is inlined into (and vectorised with) the caller's instruction
+/// set.
+#[inline(always)]
+fn each_row(
+    values: &[f32],
+    d: usize,
+    max: f32,
+    skip: &[bool],
+    stats: &mut RunningStats,
+    mut store: impl FnMut(usize, &[f32]),
+) -> Result<(), EncodeError> {
+    for (r, row) in values.chunks(d).enumerate() {
+        // No early exit: the whole row is one vectorised reduction.
+        if row.iter().fold(false, |bad, &x| bad | unstorable(x, max)) {
+            let value = row.iter().copied().find(|&x| unstorable(x, max));
+            return Err(EncodeError::Unstorable {
+                row: r,
+                value: value.unwrap_or(f32::NAN),
+            });
+        }
+        if !skip.get(r).copied().unwrap_or(false) {
+            stats.push_row(row);
+        }
+        store(r, row);
+    }
+    Ok(())
+}
+
 /// Whether a dtype whose largest finite magnitude is `max` cannot hold `x` (NaN, ±inf, overflow).
+#[inline(always)]
 fn unstorable(x: f32, max: f32) -> bool {
     x.is_nan() | (x.abs() > max)
 }
@@ -344,7 +404,7 @@ mod tests {
         let keep = [true, false, true];
         for dtype in [StorageDtype::F16, StorageDtype::Bf16, StorageDtype::F32] {
             let h = hook(dtype);
-            let column = encode_hook(&h, &values, |_, _| {}).unwrap();
+            let column = encode_hook(&h, &values, &[], &mut RunningStats::new(3)).unwrap();
             let mut out = vec![];
             decode_hook(column.as_ref(), &h, Some(&keep), &mut out).unwrap();
             // All values are exactly representable in every dtype.
@@ -355,7 +415,12 @@ mod tests {
     #[test]
     fn values_a_dtype_cannot_hold_are_refused_with_their_row() {
         let rows = |bad: f32| [0.0f32, 1.0, 2.0, 3.0, bad, 5.0, 6.0, 7.0, 8.0];
-        let refused = |dtype, bad| match encode_hook(&hook(dtype), &rows(bad), |_, _| {}) {
+        let refused = |dtype, bad| match encode_hook(
+            &hook(dtype),
+            &rows(bad),
+            &[],
+            &mut RunningStats::new(3),
+        ) {
             Err(EncodeError::Unstorable { row, value }) => Some((row, value.to_bits())),
             _ => None,
         };
@@ -382,19 +447,34 @@ mod tests {
     }
 
     #[test]
-    fn every_row_is_visited_once_in_order_before_conversion() {
-        let values = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let mut seen = vec![];
-        encode_hook(&hook(StorageDtype::F16), &values, |r, row| {
-            seen.push((r, row.to_vec()))
-        })
+    fn statistics_count_unskipped_rows_at_full_precision() {
+        // 1 + 2^-12 rounds to 1.0 in f16: the mean must still see it exactly.
+        let x = 1.0 + 2f32.powi(-12);
+        let values = [x, 2.0, 3.0, 100.0, 100.0, 100.0, 3.0, 4.0, 0.0];
+        let mut stats = RunningStats::new(3);
+        encode_hook(
+            &hook(StorageDtype::F16),
+            &values,
+            &[false, true, false],
+            &mut stats,
+        )
         .unwrap();
-        assert_eq!(seen, [(0, vec![1.0, 2.0, 3.0]), (1, vec![4.0, 5.0, 6.0])]);
+        let s = stats.stats();
+        assert_eq!(s.count, 2);
+        assert_eq!(s.mean, [(x as f64 + 3.0) / 2.0, 3.0, 1.5]);
+        let norms = ((x as f64).powi(2) + 13.0).sqrt() + 5.0;
+        assert!((s.mean_norm - norms / 2.0).abs() < 1e-12, "{}", s.mean_norm);
     }
 
     #[test]
     fn decode_refuses_a_wrong_width() {
-        let column = encode_hook(&hook(StorageDtype::F32), &[0.0; 6], |_, _| {}).unwrap();
+        let column = encode_hook(
+            &hook(StorageDtype::F32),
+            &[0.0; 6],
+            &[],
+            &mut RunningStats::new(3),
+        )
+        .unwrap();
         let wide = HookInfo {
             d: 2,
             ..hook(StorageDtype::F32)

@@ -24,7 +24,6 @@
 //! drop before `finish` removes it.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,12 +33,12 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::encode::RowGroupEncoder;
 use super::error::{Result, StoreError};
 use super::manifest::{FORMAT, FORMAT_VERSION};
 use super::schema::{encode_hook, shard_schema, EncodeError, HookInfo, StorageDtype, ITEM, TOKEN};
+use super::shard_file::{ShardFile, Written};
 use super::stats::RunningStats;
 
 /// Rows per parquet row group unless the builder says otherwise: the loader's shuffle unit.
@@ -164,13 +163,8 @@ impl ShardWriterBuilder {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
         let props = self.properties(path)?;
-        let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        let sink = ShardFile::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         let schema = shard_schema(&self.hooks, &self.label_columns);
-        let sink = HashingWriter {
-            file: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
         let encoder = RowGroupEncoder::try_new(sink, schema.clone(), props, self.row_group_rows);
         let writer = match encoder {
             Ok(w) => w,
@@ -233,37 +227,12 @@ pub(crate) fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Bytes gathered before each write to the shard file. parquet-rs splices finished column
-/// chunks into the file 8 KiB at a time; one system call per 8 KiB was ~3% of the writer's CPU.
-const WRITE_BUFFER_BYTES: usize = 1 << 20;
-
-/// A `Write` that hashes and counts the bytes on their way to the file, so `finish` needs no
-/// second read of the shard.
-struct HashingWriter {
-    file: BufWriter<File>,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl Write for HashingWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
 /// Writes one shard; see the module docs. Create it with [`ShardWriter::builder`].
 pub struct ShardWriter {
     path: PathBuf,
     tmp: PathBuf,
     /// None once finished or after a failed write.
-    writer: Option<RowGroupEncoder<HashingWriter>>,
+    writer: Option<RowGroupEncoder<ShardFile>>,
     schema: arrow_schema::SchemaRef,
     hooks: Vec<HookInfo>,
     label_columns: Vec<String>,
@@ -412,11 +381,7 @@ impl ShardWriter {
             )));
         }
         for ((hook, values), stats) in self.hooks.iter().zip(b.hooks).zip(stats) {
-            let column = encode_hook(hook, values, |row, x| {
-                if !b.special[row] {
-                    stats.push_row(x);
-                }
-            });
+            let column = encode_hook(hook, values, b.special, stats);
             columns.push(column.map_err(|e| match e {
                 EncodeError::Arrow(source) => arrow(source),
                 EncodeError::Unstorable { row, value } => StoreError::Batch {
@@ -457,20 +422,19 @@ impl ShardWriter {
                 });
             }
         };
-        let HashingWriter {
-            file,
-            hasher,
-            bytes,
-        } = sink;
         // Writes out the last buffered bytes (a full disk shows up here or in the fsync).
-        let synced = file
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|file| file.sync_all());
-        if let Err(e) = synced.and_then(|()| std::fs::rename(&self.tmp, &self.path)) {
-            self.abort();
-            return Err(StoreError::io(&self.tmp, e));
-        }
+        let written = sink.finish();
+        let renamed = match written {
+            Ok(w) => std::fs::rename(&self.tmp, &self.path).map(|()| w),
+            Err(e) => Err(e),
+        };
+        let Written { sha256, bytes } = match renamed {
+            Ok(w) => w,
+            Err(e) => {
+                self.abort();
+                return Err(StoreError::io(&self.tmp, e));
+            }
+        };
         sync_dir(&self.path);
         let file = self
             .path
@@ -484,7 +448,7 @@ impl ShardWriter {
             special_rows: self.special_rows,
             first_context_id: self.first_context_id.unwrap_or(0),
             last_context_id: self.last_context_id.unwrap_or(0),
-            sha256: hex::encode(hasher.finalize()),
+            sha256: hex::encode(sha256),
             bytes,
         })
     }

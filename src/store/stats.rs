@@ -57,6 +57,7 @@ impl RunningStats {
     /// Adds one row of `d` values (a shorter row adds to the first components only). To keep
     /// precision over billions of rows, push a batch's rows into a fresh accumulator and
     /// [`RunningStats::merge`] it into the running one.
+    #[inline(always)] // into the writer's AVX2/AVX-512 builds of its row loop
     pub fn push_row(&mut self, row: &[f32]) {
         // Eight partial sums of squares: one serial chain of d dependent f64 adds cannot be
         // vectorised, and this runs on the writer thread for every stored value.
