@@ -125,6 +125,12 @@ impl<W: Write + Send> RowGroupEncoder<W> {
         Ok(())
     }
 
+    /// Capacities of the chunk buffers kept for the next row group (for tests).
+    #[cfg(test)]
+    pub(crate) fn spare_chunk_capacities(&self) -> Vec<usize> {
+        self.spare.iter().map(|b| b.sink_capacity()).collect()
+    }
+
     /// Closes the last (possibly short) row group, writes the footer and returns the sink.
     pub(crate) fn finish(mut self) -> Result<W> {
         self.close_row_group()?;

@@ -61,6 +61,13 @@ pub(crate) struct Buffers {
     sink: Vec<u8>,
 }
 
+impl Buffers {
+    #[cfg(test)]
+    pub(crate) fn sink_capacity(&self) -> usize {
+        self.sink.capacity()
+    }
+}
+
 /// The compression this writer can apply itself, or `None` (use the generic path).
 fn codec(props: &WriterProperties, descr: &ColumnDescPtr) -> Option<Option<i32>> {
     let plain = matches!(props.encoding(descr.path()), None | Some(Encoding::PLAIN));
@@ -404,6 +411,33 @@ mod tests {
         assert_eq!(fa.len(), 5000 * d);
         assert_eq!(fa, fb);
         assert_eq!(a[0].schema(), b[0].schema());
+    }
+
+    #[test]
+    fn a_closed_row_group_hands_its_chunk_buffers_to_the_next() {
+        let d = 300;
+        let item = Arc::new(Field::new("item", DataType::Float16, false));
+        let field = Field::new("h", DataType::FixedSizeList(item, d as i32), false);
+        let schema = Arc::new(Schema::new(vec![field]));
+        let props = WriterProperties::builder()
+            .set_compression(Compression::UNCOMPRESSED)
+            .set_dictionary_enabled(false)
+            .build();
+        let mut encoder =
+            RowGroupEncoder::try_new(Vec::new(), schema.clone(), props, 1000).unwrap();
+        encoder.write(batch(&schema, 0, 1000, d)).unwrap();
+        let kept = encoder.spare_chunk_capacities();
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0] >= 1000 * d * 2, "{kept:?}"); // the whole uncompressed chunk
+        encoder.write(batch(&schema, 1000, 500, d)).unwrap();
+        assert!(encoder.spare_chunk_capacities().is_empty()); // taken by the open row group
+        assert_eq!(
+            read_all(encoder.finish().unwrap())
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>(),
+            1500
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow_array::types::{Float16Type, Float32Type, UInt16Type};
 use arrow_array::{Array, ArrayRef, FixedSizeListArray, PrimitiveArray};
-use arrow_buffer::ScalarBuffer;
+use arrow_buffer::{Buffer, MutableBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use half::{bf16, f16};
@@ -174,12 +174,13 @@ pub(crate) fn encode_hook(
     values: &[f32],
     skip: &[bool],
     stats: &mut RunningStats,
+    storage: MutableBuffer,
 ) -> Result<ArrayRef, EncodeError> {
     crate::simd::dispatch!(
         encode_hook_avx512,
         encode_hook_avx2,
         encode_hook_body,
-        (hook, values, skip, stats)
+        (hook, values, skip, stats, storage)
     )
 }
 
@@ -190,8 +191,9 @@ fn encode_hook_avx512(
     values: &[f32],
     skip: &[bool],
     stats: &mut RunningStats,
+    storage: MutableBuffer,
 ) -> Result<ArrayRef, EncodeError> {
-    encode_hook_body(hook, values, skip, stats)
+    encode_hook_body(hook, values, skip, stats, storage)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -201,8 +203,9 @@ fn encode_hook_avx2(
     values: &[f32],
     skip: &[bool],
     stats: &mut RunningStats,
+    storage: MutableBuffer,
 ) -> Result<ArrayRef, EncodeError> {
-    encode_hook_body(hook, values, skip, stats)
+    encode_hook_body(hook, values, skip, stats, storage)
 }
 
 #[inline(always)]
@@ -211,39 +214,45 @@ fn encode_hook_body(
     values: &[f32],
     skip: &[bool],
     stats: &mut RunningStats,
+    storage: MutableBuffer,
 ) -> Result<ArrayRef, EncodeError> {
     let d = hook.d.max(1);
     let max = hook.dtype.max_finite();
+    // The values go into `storage` (a previous batch's, when the caller has one): a fresh
+    // allocation per batch and hook is zeroed page by page by the kernel, then unmapped.
+    let mut buf = storage;
+    buf.clear();
+    buf.resize(values.len() * hook.dtype.bytes(), 0);
     let items: ArrayRef = match hook.dtype {
         StorageDtype::F32 => {
-            let mut out = Vec::with_capacity(values.len());
-            each_row(values, d, max, skip, stats, |_, row| {
-                out.extend_from_slice(row)
+            let out = buf.typed_data_mut::<f32>();
+            each_row(values, d, max, skip, stats, |r, row| {
+                out[r * d..r * d + row.len()].copy_from_slice(row)
             })?;
             Arc::new(PrimitiveArray::<Float32Type>::new(
-                ScalarBuffer::from(out),
+                ScalarBuffer::from(Buffer::from(buf)),
                 None,
             ))
         }
         StorageDtype::F16 => {
-            let mut half = vec![f16::ZERO; values.len()];
+            let half = buf.typed_data_mut::<f16>();
             each_row(values, d, max, skip, stats, |r, row| {
                 half[r * d..r * d + row.len()].convert_from_f32_slice(row)
             })?;
             Arc::new(PrimitiveArray::<Float16Type>::new(
-                ScalarBuffer::from(half),
+                ScalarBuffer::from(Buffer::from(buf)),
                 None,
             ))
         }
         StorageDtype::Bf16 => {
-            let mut bits = vec![0u16; values.len()];
+            let bits = buf.typed_data_mut::<u16>();
             each_row(values, d, max, skip, stats, |r, row| {
                 bits[r * d..r * d + row.len()]
                     .reinterpret_cast_mut::<bf16>()
                     .convert_from_f32_slice(row)
             })?;
             Arc::new(PrimitiveArray::<UInt16Type>::new(
-                ScalarBuffer::from(bits),
+                ScalarBuffer::from(Buffer::from(buf)),
                 None,
             ))
         }
@@ -404,7 +413,9 @@ mod tests {
         let keep = [true, false, true];
         for dtype in [StorageDtype::F16, StorageDtype::Bf16, StorageDtype::F32] {
             let h = hook(dtype);
-            let column = encode_hook(&h, &values, &[], &mut RunningStats::new(3)).unwrap();
+            // Storage reused from a longer batch: stale bytes must not leak into the column.
+            let stale = MutableBuffer::from(vec![0xffu8; 100]);
+            let column = encode_hook(&h, &values, &[], &mut RunningStats::new(3), stale).unwrap();
             let mut out = vec![];
             decode_hook(column.as_ref(), &h, Some(&keep), &mut out).unwrap();
             // All values are exactly representable in every dtype.
@@ -420,6 +431,7 @@ mod tests {
             &rows(bad),
             &[],
             &mut RunningStats::new(3),
+            MutableBuffer::new(0),
         ) {
             Err(EncodeError::Unstorable { row, value }) => Some((row, value.to_bits())),
             _ => None,
@@ -457,6 +469,7 @@ mod tests {
             &values,
             &[false, true, false],
             &mut stats,
+            MutableBuffer::new(0),
         )
         .unwrap();
         let s = stats.stats();
@@ -473,6 +486,7 @@ mod tests {
             &[0.0; 6],
             &[],
             &mut RunningStats::new(3),
+            MutableBuffer::new(0),
         )
         .unwrap();
         let wide = HookInfo {

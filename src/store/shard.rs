@@ -27,7 +27,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_buffer::{Buffer, MutableBuffer};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -181,6 +183,7 @@ impl ShardWriterBuilder {
             hooks: self.hooks.clone(),
             label_columns: self.label_columns.clone(),
             stats: self.hooks.iter().map(|h| RunningStats::new(h.d)).collect(),
+            spare: Vec::new(),
             rows: 0,
             contexts: 0,
             special_rows: 0,
@@ -238,6 +241,8 @@ pub struct ShardWriter {
     label_columns: Vec<String>,
     /// Per hook, statistics of the rows written (see [`ShardWriter::stats`]).
     stats: Vec<RunningStats>,
+    /// Hook value buffers of the last batch, handed back once it was encoded, for the next.
+    spare: Vec<MutableBuffer>,
     rows: u64,
     contexts: u64,
     special_rows: u64,
@@ -281,6 +286,13 @@ impl ShardWriter {
         let mut batch_stats: Vec<RunningStats> =
             self.hooks.iter().map(|h| RunningStats::new(h.d)).collect();
         let record = self.record_batch(batch, &mut batch_stats)?;
+        // Our handles on the hook value buffers: once the encoder has dropped the batch they
+        // are the only ones, and the next batch reuses the memory.
+        let lent: Vec<Buffer> = record.columns()[record.num_columns() - self.hooks.len()..]
+            .iter()
+            .filter_map(|c| c.as_fixed_size_list_opt())
+            .filter_map(|list| list.values().to_data().buffers().first().cloned())
+            .collect();
         // Counted before the write: a failed write leaves the writer unusable anyway.
         for (total, stats) in self.stats.iter_mut().zip(&batch_stats) {
             total.merge(stats).map_err(|message| StoreError::Batch {
@@ -304,6 +316,8 @@ impl ShardWriter {
                 source,
             });
         }
+        self.spare
+            .extend(lent.into_iter().filter_map(|b| b.into_mutable().ok()));
         self.rows += batch.rows() as u64;
         self.contexts += summary.contexts;
         self.special_rows += batch.special.iter().filter(|&&s| s).count() as u64;
@@ -363,7 +377,11 @@ impl ShardWriter {
 
     /// The Arrow record batch of `b` (already validated); adds each hook's non-special rows to
     /// its `stats` on the way. Refuses a value the storage dtype cannot hold.
-    fn record_batch(&self, b: &ContextBatch, stats: &mut [RunningStats]) -> Result<RecordBatch> {
+    fn record_batch(
+        &mut self,
+        b: &ContextBatch,
+        stats: &mut [RunningStats],
+    ) -> Result<RecordBatch> {
         let arrow = |source| StoreError::Arrow {
             path: self.path.clone(),
             source,
@@ -381,7 +399,8 @@ impl ShardWriter {
             )));
         }
         for ((hook, values), stats) in self.hooks.iter().zip(b.hooks).zip(stats) {
-            let column = encode_hook(hook, values, b.special, stats);
+            let storage = self.spare.pop().unwrap_or_else(|| MutableBuffer::new(0));
+            let column = encode_hook(hook, values, b.special, stats, storage);
             columns.push(column.map_err(|e| match e {
                 EncodeError::Arrow(source) => arrow(source),
                 EncodeError::Unstorable { row, value } => StoreError::Batch {
@@ -546,5 +565,38 @@ mod tests {
         assert!(e.contains("jumps"), "{e}");
         let e = context_runs(&[4], &[0], Some(4)).unwrap_err();
         assert!(e.contains("does not increase"), "{e}");
+    }
+
+    #[test]
+    fn hook_value_buffers_come_back_for_the_next_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let hooks: Vec<HookInfo> = [StorageDtype::F16, StorageDtype::Bf16, StorageDtype::F32]
+            .into_iter()
+            .enumerate()
+            .map(|(i, dtype)| HookInfo {
+                name: format!("h{i}"),
+                d: 4,
+                dtype,
+            })
+            .collect();
+        let path = dir.path().join("shard-00000.parquet");
+        let mut writer = ShardWriter::builder(hooks).create(&path).unwrap();
+        let acts: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        let tokens = ["a".to_string(), "b".to_string()];
+        for id in [0, 1] {
+            writer
+                .write_batch(&ContextBatch {
+                    context_ids: &[id, id],
+                    positions: &[0, 1],
+                    token_ids: &[1, 2],
+                    tokens: &tokens,
+                    special: &[false, false],
+                    labels: &[],
+                    hooks: &[&acts, &acts, &acts],
+                })
+                .unwrap();
+            assert_eq!(writer.spare.len(), 3);
+        }
+        assert_eq!(writer.finish().unwrap().rows, 4);
     }
 }
