@@ -8,14 +8,15 @@
 #   scripts/ab_extract.sh 1 16384 65536 "mi=target/release/unravel|MIMALLOC_ALLOW_THP=0"
 #
 # GPT-2 small with random weights, the 13 residual hooks, ctx 128, batch 8, f16, 2 threads (the
-# settings of scripts/bench_extract.py), on bench_extract's synthetic corpus (400 documents).
+# settings of scripts/bench_extract.py), on bench_extract's synthetic corpus (400 documents, or
+# DOCS=N: 1 200 hold 131 072 tokens).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=$1 tokens=$2 shard=$3
 shift 3
 work=$(mktemp -d /tmp/unravel-ab.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-python3 -c "import sys; sys.path.insert(0, 'scripts'); import bench_extract as b; b.write_corpus('$work/corpus.jsonl', 400)"
+python3 -c "import sys; sys.path.insert(0, 'scripts'); import bench_extract as b; b.write_corpus('$work/corpus.jsonl', ${DOCS:-400})"
 for r in $(seq "$rounds"); do
   for v in "$@"; do
     name=${v%%=*} rest=${v#*=}
