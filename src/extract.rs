@@ -69,6 +69,8 @@ pub struct ExtractPlan {
     pub batch: usize,
     /// Rows per shard (a shard closes after the batch that reaches it).
     pub shard_tokens: usize,
+    /// zstd level of the shards; 0 stores them uncompressed.
+    pub zstd_level: i32,
     pub out: PathBuf,
     pub resume: bool,
     /// 1-based (index, count).
@@ -177,6 +179,7 @@ fn run_inner(
     )?;
     let options = WriterOptions {
         shard_rows: plan.shard_tokens.max(plan.ctx),
+        zstd_level: plan.zstd_level,
         ..WriterOptions::default()
     };
     let out_manifest = plan.out.join(header.file_name());

@@ -376,6 +376,56 @@ fn values_round_trip_in_every_dtype() {
 }
 
 #[test]
+fn zstd_level_0_stores_every_column_uncompressed_with_the_same_rows() {
+    let (zstd_dir, zstd) = dataset();
+    let plain_dir = tempfile::tempdir().unwrap();
+    let options = WriterOptions {
+        zstd_level: 0,
+        ..options()
+    };
+    let mut w = DatasetWriter::create(plain_dir.path(), header(CTX as usize), options).unwrap();
+    write_contexts(&mut w, 0, 0..CONTEXTS);
+    w.finish().unwrap();
+    let plain = Dataset::open(plain_dir.path()).unwrap();
+    plain.verify().unwrap();
+
+    let reader = SerializedFileReader::new(File::open(plain.shard_path(0)).unwrap()).unwrap();
+    let rg = reader.metadata().row_group(0);
+    for i in 0..rg.num_columns() {
+        assert_eq!(
+            rg.column(i).compression(),
+            Compression::UNCOMPRESSED,
+            "column {i}"
+        );
+    }
+    let size = |d: &Path| -> u64 {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    assert!(size(plain_dir.path()) > size(zstd_dir.path()));
+    for hook in hooks() {
+        let a = zstd
+            .shard_reader(1)
+            .unwrap()
+            .read_hook(&hook, 2, true)
+            .unwrap();
+        let b = plain
+            .shard_reader(1)
+            .unwrap()
+            .read_hook(&hook, 2, true)
+            .unwrap();
+        assert_eq!(a.rows, b.rows);
+        assert_eq!(bits_of(&a.values), bits_of(&b.values), "{}", hook.name);
+    }
+}
+
+fn bits_of(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
 fn the_generic_parquet_reader_sees_columns_rows_and_encodings() {
     let (_tmp, ds) = dataset();
     let reader = SerializedFileReader::new(File::open(ds.shard_path(0)).unwrap()).unwrap();

@@ -121,19 +121,23 @@ impl ShardWriterBuilder {
         self
     }
 
-    /// zstd compression level (default [`DEFAULT_ZSTD_LEVEL`]).
+    /// zstd compression level, 1–22 (default [`DEFAULT_ZSTD_LEVEL`]); 0 writes uncompressed.
     pub fn zstd_level(mut self, level: i32) -> Self {
         self.zstd_level = level;
         self
     }
 
-    /// The parquet writer properties: zstd; dictionaries only for strings; no statistics and
+    /// The parquet writer properties: zstd (or none); dictionaries only for strings; no statistics and
     /// (f32, bf16) BYTE_STREAM_SPLIT for hook values.
     fn properties(&self, path: &Path) -> Result<WriterProperties> {
-        let level =
-            ZstdLevel::try_new(self.zstd_level).map_err(|e| StoreError::parquet(path, e))?;
+        let compression = match self.zstd_level {
+            0 => Compression::UNCOMPRESSED,
+            level => Compression::ZSTD(
+                ZstdLevel::try_new(level).map_err(|e| StoreError::parquet(path, e))?,
+            ),
+        };
         let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
+            .set_compression(compression)
             .set_dictionary_enabled(false)
             .set_column_dictionary_enabled(ColumnPath::from(TOKEN), true)
             .set_max_row_group_row_count(Some(self.row_group_rows))

@@ -25,7 +25,7 @@ pub struct WriterOptions {
     pub shard_rows: usize,
     /// Rows per parquet row group.
     pub row_group_rows: usize,
-    /// zstd level.
+    /// zstd level (1–22); 0 stores shards uncompressed.
     pub zstd_level: i32,
 }
 
