@@ -219,10 +219,14 @@ fn encode_hook_body(
     let d = hook.d.max(1);
     let max = hook.dtype.max_finite();
     // The values go into `storage` (a previous batch's, when the caller has one): a fresh
-    // allocation per batch and hook is zeroed page by page by the kernel, then unmapped.
+    // allocation per batch and hook is zeroed page by page by the kernel, then unmapped. Every
+    // byte is overwritten below, so storage of the right length is not cleared first.
     let mut buf = storage;
-    buf.clear();
-    buf.resize(values.len() * hook.dtype.bytes(), 0);
+    let len = values.len() * hook.dtype.bytes();
+    if buf.len() != len {
+        buf.clear();
+        buf.resize(len, 0);
+    }
     let items: ArrayRef = match hook.dtype {
         StorageDtype::F32 => {
             let out = buf.typed_data_mut::<f32>();
@@ -413,13 +417,17 @@ mod tests {
         let keep = [true, false, true];
         for dtype in [StorageDtype::F16, StorageDtype::Bf16, StorageDtype::F32] {
             let h = hook(dtype);
-            // Storage reused from a longer batch: stale bytes must not leak into the column.
-            let stale = MutableBuffer::from(vec![0xffu8; 100]);
-            let column = encode_hook(&h, &values, &[], &mut RunningStats::new(3), stale).unwrap();
-            let mut out = vec![];
-            decode_hook(column.as_ref(), &h, Some(&keep), &mut out).unwrap();
-            // All values are exactly representable in every dtype.
-            assert_eq!(out, [0.5, -1.25, 3.0, -7.0, 0.0, 1.0], "{dtype}");
+            // Storage reused from a longer batch or one of the same size: stale bytes must not
+            // leak into the column.
+            for stale in [100, values.len() * dtype.bytes()] {
+                let stale = MutableBuffer::from(vec![0xffu8; stale]);
+                let column =
+                    encode_hook(&h, &values, &[], &mut RunningStats::new(3), stale).unwrap();
+                let mut out = vec![];
+                decode_hook(column.as_ref(), &h, Some(&keep), &mut out).unwrap();
+                // All values are exactly representable in every dtype.
+                assert_eq!(out, [0.5, -1.25, 3.0, -7.0, 0.0, 1.0], "{dtype}");
+            }
         }
     }
 
