@@ -348,6 +348,17 @@ mod tests {
         RecordBatch::try_new(schema.clone(), vec![Arc::new(list)]).unwrap()
     }
 
+    /// The schema of one non-nullable f16 hook of width `d`, and writer properties.
+    fn one_hook(d: usize, compression: Compression) -> (Arc<Schema>, WriterProperties) {
+        let item = Arc::new(Field::new("item", DataType::Float16, false));
+        let field = Field::new("h", DataType::FixedSizeList(item, d as i32), false);
+        let props = WriterProperties::builder()
+            .set_compression(compression)
+            .set_dictionary_enabled(false)
+            .build();
+        (Arc::new(Schema::new(vec![field])), props)
+    }
+
     fn read_all(bytes: Vec<u8>) -> Vec<RecordBatch> {
         ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
             .unwrap()
@@ -362,13 +373,7 @@ mod tests {
         // d = 300: 1747 rows per page, so 4096-row groups hold three pages, the last one short;
         // 5000 rows leave a short second row group.
         let d = 300;
-        let item = Arc::new(Field::new("item", DataType::Float16, false));
-        let field = Field::new("h", DataType::FixedSizeList(item, d as i32), false);
-        let schema = Arc::new(Schema::new(vec![field]));
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
-            .set_dictionary_enabled(false)
-            .build();
+        let (schema, props) = one_hook(d, Compression::ZSTD(ZstdLevel::try_new(3).unwrap()));
         let batches: Vec<RecordBatch> = (0..5).map(|i| batch(&schema, i * 1000, 1000, d)).collect();
 
         let mut ours =
@@ -416,13 +421,7 @@ mod tests {
     #[test]
     fn a_closed_row_group_hands_its_chunk_buffers_to_the_next() {
         let d = 300;
-        let item = Arc::new(Field::new("item", DataType::Float16, false));
-        let field = Field::new("h", DataType::FixedSizeList(item, d as i32), false);
-        let schema = Arc::new(Schema::new(vec![field]));
-        let props = WriterProperties::builder()
-            .set_compression(Compression::UNCOMPRESSED)
-            .set_dictionary_enabled(false)
-            .build();
+        let (schema, props) = one_hook(d, Compression::UNCOMPRESSED);
         let mut encoder =
             RowGroupEncoder::try_new(Vec::new(), schema.clone(), props, 1000).unwrap();
         encoder.write(batch(&schema, 0, 1000, d)).unwrap();

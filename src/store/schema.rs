@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow_array::types::{Float16Type, Float32Type, UInt16Type};
 use arrow_array::{Array, ArrayRef, FixedSizeListArray, PrimitiveArray};
-use arrow_buffer::{Buffer, MutableBuffer, ScalarBuffer};
+use arrow_buffer::{Buffer, MutableBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use half::{bf16, f16};
@@ -227,26 +227,18 @@ fn encode_hook_body(
         buf.clear();
         buf.resize(len, 0);
     }
-    let items: ArrayRef = match hook.dtype {
+    match hook.dtype {
         StorageDtype::F32 => {
             let out = buf.typed_data_mut::<f32>();
             each_row(values, d, max, skip, stats, |r, row| {
                 out[r * d..r * d + row.len()].copy_from_slice(row)
-            })?;
-            Arc::new(PrimitiveArray::<Float32Type>::new(
-                ScalarBuffer::from(Buffer::from(buf)),
-                None,
-            ))
+            })?
         }
         StorageDtype::F16 => {
             let half = buf.typed_data_mut::<f16>();
             each_row(values, d, max, skip, stats, |r, row| {
                 half[r * d..r * d + row.len()].convert_from_f32_slice(row)
-            })?;
-            Arc::new(PrimitiveArray::<Float16Type>::new(
-                ScalarBuffer::from(Buffer::from(buf)),
-                None,
-            ))
+            })?
         }
         StorageDtype::Bf16 => {
             let bits = buf.typed_data_mut::<u16>();
@@ -254,12 +246,14 @@ fn encode_hook_body(
                 bits[r * d..r * d + row.len()]
                     .reinterpret_cast_mut::<bf16>()
                     .convert_from_f32_slice(row)
-            })?;
-            Arc::new(PrimitiveArray::<UInt16Type>::new(
-                ScalarBuffer::from(Buffer::from(buf)),
-                None,
-            ))
+            })?
         }
+    }
+    let stored = Buffer::from(buf);
+    let items: ArrayRef = match hook.dtype {
+        StorageDtype::F32 => Arc::new(PrimitiveArray::<Float32Type>::new(stored.into(), None)),
+        StorageDtype::F16 => Arc::new(PrimitiveArray::<Float16Type>::new(stored.into(), None)),
+        StorageDtype::Bf16 => Arc::new(PrimitiveArray::<UInt16Type>::new(stored.into(), None)),
     };
     let list = FixedSizeListArray::try_new(item_field(hook.dtype), hook.d as i32, items, None)
         .map_err(EncodeError::Arrow)?;
