@@ -32,10 +32,11 @@
 //! `{"unravel.dtype": "float16" | "bfloat16" | "float32"}` to tell them apart (numpy:
 //! `(u16.astype(np.uint32) << 16).view(np.float32)`).
 //!
-//! Encodings: zstd (level 1 by default; `--zstd-level`, 0 for none) everywhere; dictionary encoding only for `token` and label columns;
-//! no statistics on hook values. f32 and bf16 hook values use BYTE_STREAM_SPLIT (it groups the
-//! exponent bytes so zstd can compress them); f16 values stay PLAIN because DuckDB cannot read
-//! BYTE_STREAM_SPLIT on FIXED_LEN_BYTE_ARRAY columns. Row groups hold 8192 rows by default; the
+//! Encodings: zstd (level 1 by default; `--zstd-level`, 0 for none) everywhere; dictionary
+//! encoding only for `token` and label columns; no statistics on hook values. f32 and bf16 hook
+//! values use BYTE_STREAM_SPLIT (it groups the exponent bytes so zstd can compress them); f16
+//! values stay PLAIN because DuckDB cannot read BYTE_STREAM_SPLIT on FIXED_LEN_BYTE_ARRAY
+//! columns. Row groups hold 8192 rows by default; the
 //! loader shuffles at row-group granularity.
 
 mod encode;

@@ -127,8 +127,8 @@ impl ShardWriterBuilder {
         self
     }
 
-    /// The parquet writer properties: zstd (or none); dictionaries only for strings; no statistics and
-    /// (f32, bf16) BYTE_STREAM_SPLIT for hook values.
+    /// The parquet writer properties: zstd (or none); dictionaries only for strings; no
+    /// statistics and (f32, bf16) BYTE_STREAM_SPLIT for hook values.
     fn properties(&self, path: &Path) -> Result<WriterProperties> {
         let compression = match self.zstd_level {
             0 => Compression::UNCOMPRESSED,
