@@ -278,13 +278,11 @@ fn compress(body: &[u8], level: i32, out: &mut Vec<u8>) -> std::io::Result<()> {
     out.reserve(zstd::zstd_safe::compress_bound(body.len()));
     ZSTD.with(|slot| {
         let mut slot = slot.borrow_mut();
-        if !matches!(&*slot, Some((l, _)) if *l == level) {
-            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
-        }
-        match &mut *slot {
-            Some((_, c)) => c.compress_to_buffer(body, out).map(|_| ()),
-            None => Err(std::io::Error::other("no zstd context")),
-        }
+        let compressor = match &mut *slot {
+            Some((l, c)) if *l == level => c,
+            other => &mut other.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+        };
+        compressor.compress_to_buffer(body, out).map(|_| ())
     })
 }
 
