@@ -26,6 +26,8 @@ pub struct AnalyzeArgs {
     /// Activation dataset folder.
     #[arg(long, value_name = "DIR", required_unless_present = "weights")]
     acts: Option<PathBuf>,
+    #[command(flatten)]
+    read: crate::read_args::ReadArgs,
     /// Instead of activations: the singular value spectrum and effective rank of every weight
     /// matrix of a model (local folder or hub repo id; read from the cache when offline).
     #[arg(long, value_name = "MODEL", conflicts_with = "acts")]
@@ -191,7 +193,8 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
         (Some(acts), None) => acts,
         (None, None) => bail!("give --acts DIR or --weights MODEL"),
     };
-    let ds = Dataset::open(acts).with_context(|| format!("--acts {}", acts.display()))?;
+    let ds = Dataset::open_with(acts, a.read.options())
+        .with_context(|| format!("--acts {}", acts.display()))?;
     let hooks = select_hooks(&ds, a.hooks.as_deref())?;
     if let Some(c) = &a.color_by {
         if !ds.manifest().label_columns.contains(c) {
@@ -210,6 +213,7 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
         .iter()
         .map(|h| CovarianceAcc::new(h.d, a.epsilon, a.pca_points))
         .collect();
+    ds.check_shards(&(0..ds.shard_count()).collect::<Vec<_>>())?;
     let groups: usize = (0..ds.shard_count())
         .map(|s| ds.shard_reader(s).map(|r| r.row_groups().len()))
         .sum::<Result<usize, _>>()?;

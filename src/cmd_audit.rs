@@ -31,6 +31,8 @@ pub struct AuditArgs {
     /// Activation dataset folder (from `unravel extract`, `synth` or `plant`).
     #[arg(long, value_name = "DIR")]
     acts: PathBuf,
+    #[command(flatten)]
+    read: crate::read_args::ReadArgs,
     /// Audit the neurons (dimensions) of this hook. Default: the SAE's hook, or the dataset's
     /// only hook.
     #[arg(long, value_name = "NAME")]
@@ -178,7 +180,8 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let ds = Dataset::open(&a.acts).with_context(|| format!("--acts {}", a.acts.display()))?;
+    let ds = Dataset::open_with(&a.acts, a.read.options())
+        .with_context(|| format!("--acts {}", a.acts.display()))?;
     let manifest = ds.manifest();
     let synthetic = manifest.model.arch == "synthetic";
     let cfg = concept_config(a, synthetic)?;

@@ -13,6 +13,8 @@ use unravel::sae::train::{self, EvalRecord, TrainObserver};
 use unravel::sae::SaeError;
 use unravel::store::Dataset;
 
+use crate::read_args::ReadArgs;
+
 pub const TRAIN_EXAMPLES: &str = "Examples:\n  \
 # GPT-2 layer 6 residual stream, 8x expansion, 50M tokens (april-2024 recipe)\n  \
 unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --expansion 8 --tokens 50000000 --out runs/l6\n\n  \
@@ -96,9 +98,8 @@ pub struct TrainArgs {
     /// Shuffle window in tokens (default 65536).
     #[arg(long)]
     shuffle_buffer: Option<usize>,
-    /// Drop rows holding NaN/Inf instead of stopping.
-    #[arg(long)]
-    skip_nonfinite: bool,
+    #[command(flatten)]
+    read: ReadArgs,
     /// Start from this SAELens-layout SAE: a folder, or OWNER/REPO[/SUBFOLDER] on the hub.
     #[arg(long, value_name = "DIR_OR_HUB")]
     from: Option<String>,
@@ -131,7 +132,8 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every,
             dead_window: self.dead_window,
             shuffle_buffer: self.shuffle_buffer,
-            skip_nonfinite: self.skip_nonfinite.then_some(true),
+            skip_nonfinite: self.read.skip_nonfinite.then_some(true),
+            allow_incomplete: self.read.allow_incomplete.then_some(true),
             from: self.from.clone(),
             ..Default::default()
         })
@@ -147,8 +149,8 @@ fn parse_engine(s: &str) -> Result<EngineChoice> {
     }
 }
 
-fn hooks_of(acts: &Path) -> Result<Vec<(String, usize)>> {
-    let ds = Dataset::open(acts)?;
+fn hooks_of(acts: &Path, read: &ReadArgs) -> Result<Vec<(String, usize)>> {
+    let ds = Dataset::open_with(acts, read.options())?;
     Ok(ds
         .manifest()
         .hooks
@@ -264,7 +266,7 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
             let Some(acts) = p.acts.clone() else {
                 bail!("--acts DIR is required (an activation dataset from `unravel extract`)")
             };
-            let cfg = TrainConfig::resolve(p, &hooks_of(&acts)?)?;
+            let cfg = TrainConfig::resolve(p, &hooks_of(&acts, &a.read)?)?;
             (cfg, out.clone(), false)
         }
     };
@@ -358,6 +360,7 @@ fn partial_from(c: &TrainConfig) -> PartialConfig {
         resample_every: Some(c.resample_every),
         resample_inputs: Some(c.resample_inputs),
         skip_nonfinite: Some(c.skip_nonfinite),
+        allow_incomplete: Some(c.allow_incomplete),
         include_special: Some(c.include_special),
         engine: Some(c.engine),
         device: Some(c.device.clone()),
@@ -409,6 +412,8 @@ pub struct EvalArgs {
     /// Contexts for the CE/KL evaluation.
     #[arg(long, default_value_t = 64)]
     contexts: usize,
+    #[command(flatten)]
+    read: ReadArgs,
 }
 
 pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
@@ -418,7 +423,7 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     };
     let sae_dir = checkpoint::locate_saelens(&a.sae, &hub)?;
     let loaded = checkpoint::load_saelens(&sae_dir)?;
-    let ds = Dataset::open(&a.acts)?;
+    let ds = Dataset::open_with(&a.acts, a.read.options())?;
     let hooks: Vec<(String, usize)> = ds
         .manifest()
         .hooks
@@ -437,6 +442,8 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
         d_sae: Some(loaded.sae.d_sae),
         tokens: Some(4096),
         device: Some(a.device.clone()),
+        skip_nonfinite: Some(a.read.skip_nonfinite),
+        allow_incomplete: Some(a.read.allow_incomplete),
         ..Default::default()
     };
     let cfg = TrainConfig::resolve(partial, &hooks)?;
@@ -477,6 +484,12 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
         shards.len(),
         secs
     );
+    if ds.nonfinite_rows_dropped() > 0 {
+        println!(
+            "  dropped {} rows holding NaN/Inf (--skip-nonfinite)",
+            ds.nonfinite_rows_dropped()
+        );
+    }
     println!("  {:<12} {:>12}", "metric", "value");
     for (k, v) in [
         ("EV", format!("{:.5}", rec.ev)),

@@ -43,9 +43,9 @@ pub fn summary(ds: &Dataset) -> String {
         bytes as f64 / 1e6,
         bytes as f64 / m.totals.rows.max(1) as f64,
         if m.complete {
-            ""
+            String::new()
         } else {
-            "  INCOMPLETE: resume the extraction"
+            format!("  INCOMPLETE: {}", crate::store::completion_hint(m))
         }
     );
     let _ = writeln!(

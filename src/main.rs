@@ -20,6 +20,7 @@ mod cmd_audit;
 mod cmd_run;
 mod cmd_toy;
 mod cmd_train;
+mod read_args;
 
 #[derive(Parser)]
 #[command(
@@ -126,10 +127,12 @@ struct PlantArgs {
     /// Output dataset folder.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    #[command(flatten)]
+    read: read_args::ReadArgs,
 }
 
 fn cmd_plant(a: &PlantArgs) -> Result<()> {
-    let ds = unravel::store::Dataset::open(&a.acts)?;
+    let ds = unravel::store::Dataset::open_with(&a.acts, a.read.options())?;
     let hooks = &ds.manifest().hooks;
     let hook = match (&a.hook, hooks.as_slice()) {
         (Some(h), _) => h.clone(),
@@ -165,8 +168,16 @@ fn cmd_plant(a: &PlantArgs) -> Result<()> {
         relative_magnitude: a.magnitude,
         seed: a.seed,
     };
+    // Damaged source shards fail here, before anything is written.
+    ds.check_shards(&(0..ds.shard_count()).collect::<Vec<_>>())?;
     let t0 = std::time::Instant::now();
-    let truth = unravel::synth::plant::plant(&ds, &spec, &a.out)?;
+    let created = !a.out.exists();
+    let truth = unravel::synth::plant::plant(&ds, &spec, &a.out).inspect_err(|_| {
+        // A failed plant cannot be resumed: leave no partial dataset behind in a folder it made.
+        if created {
+            let _ = std::fs::remove_dir_all(&a.out);
+        }
+    })?;
     println!(
         "planted {} features into {hook} ({:.2} active per token) in {:.1}s -> {}",
         truth.n_features,
@@ -722,7 +733,12 @@ fn cmd_extract(a: &ExtractArgs) -> Result<()> {
 }
 
 fn cmd_inspect(a: &InspectArgs) -> Result<()> {
-    let ds = unravel::store::Dataset::open(&a.dir)?;
+    // Inspecting shows an incomplete dataset (the summary says so) rather than refusing it.
+    let options = unravel::store::ReadOptions {
+        allow_incomplete: true,
+        skip_nonfinite: false,
+    };
+    let ds = unravel::store::Dataset::open_with(&a.dir, options)?;
     print!("{}", unravel::inspect::summary(&ds));
     if a.verify {
         ds.verify()?;
@@ -793,8 +809,25 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line. Library errors often repeat their source in their own
+/// message (`{0}` and `#[source]`), so a cause already said is not said again.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
 }

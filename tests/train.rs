@@ -524,6 +524,7 @@ fn dataset_with_nan(dir: &Path) {
         writer.write(b).unwrap();
     }
     writer.close().unwrap();
+    common::rerecord_shard(dir, "shard-00001.parquet");
 }
 
 #[test]

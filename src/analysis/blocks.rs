@@ -83,6 +83,7 @@ impl<'a> BlockStream<'a> {
     /// Every row group of every shard, in order.
     pub fn new(dataset: &'a Dataset, hook: Option<HookInfo>, labels: Vec<String>) -> Result<Self> {
         let mut plan = vec![];
+        dataset.check_shards(&(0..dataset.shard_count()).collect::<Vec<_>>())?;
         for s in 0..dataset.shard_count() {
             let groups = dataset.shard_reader(s)?.row_groups().len();
             plan.extend((0..groups).map(|g| (s, g)));

@@ -91,6 +91,7 @@ pub struct PartialConfig {
     pub resample_every: Option<u64>,
     pub resample_inputs: Option<usize>,
     pub skip_nonfinite: Option<bool>,
+    pub allow_incomplete: Option<bool>,
     pub include_special: Option<bool>,
     pub engine: Option<EngineChoice>,
     pub device: Option<String>,
@@ -145,6 +146,7 @@ impl PartialConfig {
             resample_every,
             resample_inputs,
             skip_nonfinite,
+            allow_incomplete,
             include_special,
             engine,
             device,
@@ -206,6 +208,9 @@ pub struct TrainConfig {
     pub resample_inputs: usize,
     /// Drop rows with NaN/Inf activations instead of stopping.
     pub skip_nonfinite: bool,
+    /// Train on a dataset whose manifest says it is incomplete.
+    #[serde(default)]
+    pub allow_incomplete: bool,
     /// Train on special-token rows (BOS/CLS/SEP) too.
     pub include_special: bool,
     pub engine: EngineChoice,
@@ -293,6 +298,7 @@ impl TrainConfig {
                 .unwrap_or(if april { 0 } else { tokens / 4 }),
             resample_inputs: p.resample_inputs.unwrap_or(16_384),
             skip_nonfinite: p.skip_nonfinite.unwrap_or(false),
+            allow_incomplete: p.allow_incomplete.unwrap_or(false),
             include_special: p.include_special.unwrap_or(false),
             engine: p.engine.unwrap_or(EngineChoice::Auto),
             device: p.device.unwrap_or_else(|| "auto".into()),
@@ -377,6 +383,14 @@ impl TrainConfig {
             1.0
         };
         (self.l1_coefficient as f64 * f) as f32
+    }
+
+    /// How the trainer reads its dataset.
+    pub fn read_options(&self) -> crate::store::ReadOptions {
+        crate::store::ReadOptions {
+            allow_incomplete: self.allow_incomplete,
+            skip_nonfinite: self.skip_nonfinite,
+        }
     }
 
     /// What the step needs of the recipe.

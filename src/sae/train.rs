@@ -123,43 +123,6 @@ fn manifest_sha(dataset: &Dataset) -> Result<String> {
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
-/// Counts NaN/Inf values in a batch.
-fn nonfinite_rows(x: &[f32], d: usize) -> Vec<usize> {
-    x.chunks(d)
-        .enumerate()
-        .filter(|(_, r)| r.iter().any(|v| !v.is_finite()))
-        .map(|(i, _)| i)
-        .collect()
-}
-
-/// The shards (file names) whose `hook` column holds NaN/Inf values, for the error message.
-fn shards_with_nonfinite(dataset: &Dataset, hook: &str, shards: &[usize]) -> Vec<String> {
-    let mut bad = vec![];
-    for &s in shards {
-        let Ok(reader) = dataset.shard_reader(s) else {
-            continue;
-        };
-        let Ok(info) = dataset.hook(hook) else {
-            continue;
-        };
-        for rg in 0..reader.row_groups().len() {
-            if let Ok(rows) = reader.read_hook(info, rg, true) {
-                if rows.values.iter().any(|v| !v.is_finite()) {
-                    bad.push(
-                        reader
-                            .path()
-                            .file_name()
-                            .map(|n| n.to_string_lossy().to_string())
-                            .unwrap_or_default(),
-                    );
-                    break;
-                }
-            }
-        }
-    }
-    bad
-}
-
 /// How many trailing shards to hold out: `eval_shards`, plus more while they hold fewer than
 /// `eval_tokens` rows (a dataset's last shard is often a small remainder), keeping at least half
 /// of the shards for training.
@@ -261,26 +224,9 @@ pub fn evaluate(
         };
         let rows = rows.min((max_tokens - acc.tokens) as usize);
         x.truncate(rows * d);
-        let bad = nonfinite_rows(&x, d);
-        let mut rows = rows;
-        if !bad.is_empty() {
-            if !cfg.skip_nonfinite {
-                let names = shards_with_nonfinite(dataset, &cfg.hook, shards);
-                return Err(SaeError::Data(format!(
-                    "{} evaluation rows of hook {} hold NaN/Inf values (shards: {}); fix the data or pass --skip-nonfinite",
-                    bad.len(), cfg.hook, names.join(", ")
-                )));
-            }
-            x = x
-                .chunks(d)
-                .enumerate()
-                .filter(|(i, _)| bad.binary_search(i).is_err())
-                .flat_map(|(_, r)| r.iter().copied())
-                .collect();
-            rows -= bad.len();
-            if rows == 0 {
-                continue;
-            }
+        // Rows holding NaN/Inf were refused, or dropped (--skip-nonfinite), by the reader.
+        if rows == 0 {
+            continue;
         }
         let xs: Vec<f32> = x.iter().map(|v| v * scale).collect();
         let r = engine.reconstruct(&xs, rows)?;
@@ -370,7 +316,7 @@ pub fn train(
     observer: &mut dyn TrainObserver,
     interrupt: &AtomicBool,
 ) -> Result<TrainSummary> {
-    let dataset = Dataset::open(&cfg.acts)?;
+    let dataset = Dataset::open_with(&cfg.acts, cfg.read_options())?;
     let hook = dataset.hook(&cfg.hook)?.clone();
     if hook.d != cfg.d_in {
         return Err(SaeError::Config(format!(
@@ -588,36 +534,17 @@ pub fn train(
     let started = Instant::now();
     let mut window_started = Instant::now();
     let mut window_tokens_at_start = counters.tokens;
+    let skipped_before = counters.skipped_rows;
     while counters.step < total {
         if interrupt.load(Ordering::Relaxed) {
             save(engine.as_ref(), &features, &counters, &loader, observer)?;
             return Err(SaeError::Interrupted);
         }
-        let Some((mut x, mut rows)) = loader.next_rows()? else {
+        let Some((mut x, rows)) = loader.next_rows()? else {
             return Err(SaeError::Data("the training loader ended early".into()));
         };
-        let bad = nonfinite_rows(&x, d);
-        if !bad.is_empty() {
-            if !cfg.skip_nonfinite {
-                let shards = shards_with_nonfinite(&dataset, &cfg.hook, &info.train_shards);
-                return Err(SaeError::Data(format!(
-                    "{} rows of a batch of hook {} hold NaN/Inf values (shards: {}); fix the data or pass --skip-nonfinite to drop such rows",
-                    bad.len(), cfg.hook, if shards.is_empty() { "unknown".into() } else { shards.join(", ") }
-                )));
-            }
-            counters.skipped_rows += bad.len() as u64;
-            let keep: Vec<f32> = x
-                .chunks(d)
-                .enumerate()
-                .filter(|(i, _)| bad.binary_search(i).is_err())
-                .flat_map(|(_, r)| r.iter().copied())
-                .collect();
-            x = keep;
-            rows -= bad.len();
-            if rows == 0 {
-                continue;
-            }
-        }
+        // Rows holding NaN/Inf were refused, or dropped (--skip-nonfinite), by the reader.
+        counters.skipped_rows = skipped_before + dataset.nonfinite_rows_dropped();
         x.iter_mut().for_each(|v| *v *= scale);
         let lr = cfg.lr_at(counters.step);
         let lam = cfg.l1_at(counters.step);

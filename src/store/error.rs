@@ -56,6 +56,32 @@ pub enum StoreError {
         /// The hash of the bytes on disk.
         actual: String,
     },
+    /// The dataset's manifest says `complete: false`.
+    #[error(
+        "{dir}: the dataset is incomplete (manifest.json says complete: false); {hint}; or pass \
+         --allow-incomplete to read the shards it has"
+    )]
+    Incomplete {
+        /// The dataset folder.
+        dir: PathBuf,
+        /// How to complete it, by the command that wrote it.
+        hint: String,
+    },
+    /// Hook values holding NaN or ±Inf.
+    #[error(
+        "{path}: hook {hook} holds NaN/Inf values ({rows} rows of row group {row_group}); \
+         re-create the dataset, or pass --skip-nonfinite to drop such rows"
+    )]
+    NonFinite {
+        /// The shard at fault.
+        path: PathBuf,
+        /// The hook column.
+        hook: String,
+        /// Rows holding NaN/Inf in that row group.
+        rows: usize,
+        /// The row group.
+        row_group: usize,
+    },
     /// A shard's content does not match the manifest (columns, types, sizes).
     #[error("{path}: {message}")]
     Format {

@@ -327,6 +327,7 @@ impl Loader {
                 s.fingerprint
             )));
         }
+        dataset.check_shards(&shards)?;
         let mut readers = Vec::with_capacity(shards.len());
         let mut units = vec![];
         let mut rows_per_epoch = 0u64;

@@ -42,6 +42,7 @@
 mod encode;
 mod error;
 mod f16_chunk;
+mod integrity;
 mod loader;
 mod manifest;
 mod reader;
@@ -53,6 +54,8 @@ mod stats;
 mod writer;
 
 pub use error::{Result, StoreError};
+pub use integrity::{completion_hint, ReadOptions};
+pub(crate) use integrity::{nonfinite_rows, remove_rows};
 pub use loader::{Loader, LoaderConfig, LoaderMode, LoaderState, DEFAULT_SHUFFLE_BUFFER};
 pub use manifest::{
     merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part, Totals, FORMAT,

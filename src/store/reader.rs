@@ -2,8 +2,9 @@
 //! bytes are read and decoded (a hook column plus `special`), one row group at a time.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use arrow_array::{Array, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Schema};
@@ -12,9 +13,9 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 
 use super::error::{Result, StoreError};
+use super::integrity::{self, ReadOptions};
 use super::manifest::Manifest;
 use super::schema::{decode_hook, HookInfo, CONTEXT_ID, FIXED_COLUMNS, POSITION, SPECIAL, TOKEN};
 
@@ -22,21 +23,34 @@ use super::schema::{decode_hook, HookInfo, CONTEXT_ID, FIXED_COLUMNS, POSITION, 
 /// the allocator's free lists (whole row groups at once cost page faults on every read).
 const READ_BATCH_ROWS: usize = 1024;
 
-/// A dataset folder: its manifest and shards.
+/// A dataset folder: its manifest and shards, read under one [`ReadOptions`]. Every read goes
+/// through the checks of [`super::integrity`] (complete, shard bytes, finite values).
 #[derive(Debug, Clone)]
 pub struct Dataset {
     dir: PathBuf,
     manifest: Manifest,
+    options: ReadOptions,
+    /// Rows dropped for NaN/Inf (with `skip_nonfinite`), over every reader of this dataset.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Dataset {
-    /// Loads `dir/manifest.json` and checks that every listed shard exists. Files the manifest
-    /// does not list (leftover `.tmp` files, other runs' shards) are ignored.
+    /// Opens `dir` strictly: an incomplete dataset and NaN/Inf values are refused.
     pub fn open(dir: &Path) -> Result<Dataset> {
+        Dataset::open_with(dir, ReadOptions::default())
+    }
+
+    /// Loads `dir/manifest.json`, refuses an incomplete dataset unless `options` allow it, and
+    /// checks that every listed shard exists. Files the manifest does not list (leftover `.tmp`
+    /// files, other runs' shards, lock files) are ignored.
+    pub fn open_with(dir: &Path, options: ReadOptions) -> Result<Dataset> {
         let manifest = Manifest::load(dir)?;
+        integrity::check_complete(dir, &manifest, options)?;
         let dataset = Dataset {
             dir: dir.to_path_buf(),
             manifest,
+            options,
+            dropped: Arc::default(),
         };
         for i in 0..dataset.shard_count() {
             let path = dataset.shard_path(i);
@@ -48,6 +62,31 @@ impl Dataset {
             }
         }
         Ok(dataset)
+    }
+
+    /// The options it is read with.
+    pub fn options(&self) -> ReadOptions {
+        self.options
+    }
+
+    /// Rows dropped so far for holding NaN/Inf values (only with `skip_nonfinite`).
+    pub fn nonfinite_rows_dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Hashes the given shards (in parallel) unless this process already checked them: commands
+    /// that open many shards at once call this first so the check runs on every core.
+    pub fn check_shards(&self, shards: &[usize]) -> Result<()> {
+        let results: Vec<Result<()>> = shards
+            .par_iter()
+            .map(|&i| self.check_shard_bytes(i))
+            .collect();
+        results.into_iter().collect()
+    }
+
+    fn check_shard_bytes(&self, i: usize) -> Result<()> {
+        let info = &self.manifest.shards[i];
+        integrity::check_shard_once(&self.shard_path(i), &info.sha256, info.bytes)
     }
 
     /// The folder.
@@ -116,14 +155,7 @@ impl Dataset {
     pub fn verify_shard(&self, i: usize) -> Result<()> {
         let info = &self.manifest.shards[i];
         let path = self.shard_path(i);
-        let (sha256, bytes) = hash_file(&path)?;
-        if sha256 != info.sha256 || bytes != info.bytes {
-            return Err(StoreError::Checksum {
-                path,
-                expected: format!("{} ({} bytes)", info.sha256, info.bytes),
-                actual: format!("{sha256} ({bytes} bytes)"),
-            });
-        }
+        integrity::check_shard(&path, &info.sha256, info.bytes)?;
         let reader = self.shard_reader(i)?;
         let rows: usize = reader.row_groups().iter().sum();
         if rows as u64 != info.rows {
@@ -135,27 +167,14 @@ impl Dataset {
         Ok(())
     }
 
-    /// Opens shard `i`: reads its footer and checks its columns against the manifest.
+    /// Opens shard `i`: checks its bytes (once per process), reads its footer and checks its
+    /// columns against the manifest.
     pub fn shard_reader(&self, i: usize) -> Result<ShardReader> {
-        ShardReader::open(&self.shard_path(i), &self.manifest)
+        self.check_shard_bytes(i)?;
+        let mut reader = ShardReader::open(&self.shard_path(i), &self.manifest)?;
+        reader.skip_nonfinite = self.options.skip_nonfinite.then(|| self.dropped.clone());
+        Ok(reader)
     }
-}
-
-/// sha256 (hex) and length of a file, streamed.
-fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(|e| StoreError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), total))
 }
 
 /// Rows of one hook read from one row group, decoded to f32.
@@ -175,6 +194,8 @@ pub struct ShardReader {
     path: PathBuf,
     metadata: ArrowReaderMetadata,
     row_groups: Vec<usize>,
+    /// Drop rows holding NaN/Inf (counting them here) instead of refusing them.
+    skip_nonfinite: Option<Arc<AtomicU64>>,
 }
 
 impl ShardReader {
@@ -194,6 +215,7 @@ impl ShardReader {
             path: path.to_path_buf(),
             metadata,
             row_groups,
+            skip_nonfinite: None,
         })
     }
 
@@ -253,10 +275,55 @@ impl ShardReader {
         row_group: usize,
         include_special: bool,
     ) -> Result<HookRows> {
+        self.read_hook_checked(hook, row_group, include_special, true)
+    }
+
+    /// Every row of one hook of one row group, NaN/Inf included: for a copy of the whole row
+    /// group, whose caller applies [`ShardReader::nonfinite_policy`] to the rows of all hooks.
+    pub(crate) fn read_hook_unchecked(
+        &self,
+        hook: &HookInfo,
+        row_group: usize,
+    ) -> Result<HookRows> {
+        self.read_hook_checked(hook, row_group, true, false)
+    }
+
+    /// What a caller reading several hooks at once does with `bad` rows (holding NaN/Inf in
+    /// `hook`): an error when the dataset is read strictly; `Ok` (rows counted as dropped, to be
+    /// removed by the caller) with `skip_nonfinite`.
+    pub(crate) fn nonfinite_policy(
+        &self,
+        hook: &HookInfo,
+        row_group: usize,
+        bad: usize,
+    ) -> Result<()> {
+        match &self.skip_nonfinite {
+            _ if bad == 0 => Ok(()),
+            Some(dropped) => {
+                dropped.fetch_add(bad as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            None => Err(StoreError::NonFinite {
+                path: self.path.clone(),
+                hook: hook.name.clone(),
+                rows: bad,
+                row_group,
+            }),
+        }
+    }
+
+    fn read_hook_checked(
+        &self,
+        hook: &HookInfo,
+        row_group: usize,
+        include_special: bool,
+        check: bool,
+    ) -> Result<HookRows> {
         let batches = self.read_columns(row_group, &[SPECIAL, &hook.name])?;
         let bad = |m: String| StoreError::format(&self.path, m);
         let mut values = Vec::with_capacity(self.row_groups[row_group] * hook.d);
         for batch in &batches {
+            let start = values.len();
             let keep: Option<Vec<bool>> = if include_special {
                 None
             } else {
@@ -270,6 +337,9 @@ impl ShardReader {
                 .column_by_name(&hook.name)
                 .ok_or_else(|| bad(format!("has no column {}", hook.name)))?;
             decode_hook(column.as_ref(), hook, keep.as_deref(), &mut values).map_err(bad)?;
+            if check {
+                self.finite_or_dropped(hook, row_group, &mut values, start)?;
+            }
         }
         Ok(HookRows {
             d: hook.d,
@@ -354,10 +424,67 @@ impl ShardReader {
                     .extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i).to_string())));
             }
             if let Some(h) = hook {
+                let (start, first_row) = (out.acts.len(), out.acts.len() / h.d.max(1));
                 decode_hook(col(&h.name)?.as_ref(), h, None, &mut out.acts).map_err(bad)?;
+                let dropped = self.finite_or_dropped(h, row_group, &mut out.acts, start)?;
+                if !dropped.is_empty() {
+                    let rows: Vec<usize> = dropped.iter().map(|r| first_row + r).collect();
+                    out.remove_rows(&rows);
+                }
             }
         }
         Ok(out)
+    }
+
+    /// The check every decoded hook value passes: rows `values[start..]` holding NaN/Inf are
+    /// refused, or removed (and counted) when the dataset is read with `skip_nonfinite`.
+    /// Returns the removed rows, relative to `start`.
+    fn finite_or_dropped(
+        &self,
+        hook: &HookInfo,
+        row_group: usize,
+        values: &mut Vec<f32>,
+        start: usize,
+    ) -> Result<Vec<usize>> {
+        let bad = integrity::nonfinite_rows(&values[start..], hook.d);
+        if bad.is_empty() {
+            return Ok(bad);
+        }
+        let Some(dropped) = &self.skip_nonfinite else {
+            return Err(StoreError::NonFinite {
+                path: self.path.clone(),
+                hook: hook.name.clone(),
+                rows: bad.len(),
+                row_group,
+            });
+        };
+        let mut tail = values.split_off(start);
+        integrity::remove_rows(&mut tail, hook.d, &bad);
+        values.extend_from_slice(&tail);
+        dropped.fetch_add(bad.len() as u64, Ordering::Relaxed);
+        Ok(bad)
+    }
+}
+
+impl TokenRows {
+    /// Removes rows (sorted indices) from every column except `acts`, which the caller has
+    /// already compacted.
+    fn remove_rows(&mut self, rows: &[usize]) {
+        let drop: std::collections::HashSet<usize> = rows.iter().copied().collect();
+        fn retain<T>(v: &mut Vec<T>, drop: &std::collections::HashSet<usize>) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                !drop.contains(&(i - 1))
+            });
+        }
+        retain(&mut self.context_id, &drop);
+        retain(&mut self.position, &drop);
+        retain(&mut self.token, &drop);
+        retain(&mut self.special, &drop);
+        for column in &mut self.labels {
+            retain(column, &drop);
+        }
     }
 }
 

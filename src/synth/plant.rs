@@ -13,7 +13,10 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Exp1, StandardNormal};
 
 use super::planted::{PlantedTruth, TRUTH_DIR, TRUTH_FILE};
-use crate::store::{ContextBatch, Dataset, DatasetWriter, Manifest, StoreError, WriterOptions};
+use crate::store::{
+    nonfinite_rows, remove_rows, ContextBatch, Dataset, DatasetWriter, Manifest, StoreError,
+    WriterOptions,
+};
 
 /// What to plant, where.
 #[derive(Debug, Clone)]
@@ -76,6 +79,7 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
             (vec![], vec![], vec![], vec![], vec![]);
         let mut labels: Vec<Vec<Option<String>>> = vec![vec![]; m.label_columns.len()];
         let mut hooks: Vec<Vec<f32>> = vec![vec![]; m.hooks.len()];
+        let mut bad_contexts = std::collections::HashSet::new();
         for rg in 0..reader.row_groups().len() {
             let mut cols = vec!["context_id", "position", "token_id", "token", "special"];
             cols.extend(m.label_columns.iter().map(String::as_str));
@@ -109,8 +113,28 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
                     );
                 }
             }
+            // Rows holding NaN/Inf in any hook are refused, or (--skip-nonfinite) their whole
+            // contexts are left out of the copy: the writer keeps contexts whole.
+            let first = ids.len() - reader.row_groups()[rg];
             for (h, info) in m.hooks.iter().enumerate() {
-                hooks[h].extend(reader.read_hook(info, rg, true)?.values);
+                let values = reader.read_hook_unchecked(info, rg)?.values;
+                let rows = nonfinite_rows(&values, info.d);
+                reader.nonfinite_policy(info, rg, rows.len())?;
+                bad_contexts.extend(rows.iter().map(|r| ids[first + r]));
+                hooks[h].extend(values);
+            }
+        }
+        if !bad_contexts.is_empty() {
+            let keep: Vec<bool> = ids.iter().map(|c| !bad_contexts.contains(c)).collect();
+            retain(&keep, &mut ids);
+            retain(&keep, &mut pos);
+            retain(&keep, &mut tids);
+            retain(&keep, &mut toks);
+            retain(&keep, &mut special);
+            labels.iter_mut().for_each(|l| retain(&keep, l));
+            for (h, info) in m.hooks.iter().enumerate() {
+                let drop: Vec<usize> = (0..keep.len()).filter(|&r| !keep[r]).collect();
+                remove_rows(&mut hooks[h], info.d, &drop);
             }
         }
         let target = m
@@ -177,4 +201,10 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
         d,
         max_cosine,
     })
+}
+
+/// Keeps the elements of `v` whose `keep` flag is set.
+fn retain<T>(keep: &[bool], v: &mut Vec<T>) {
+    let mut k = keep.iter();
+    v.retain(|_| *k.next().unwrap_or(&false));
 }
