@@ -178,6 +178,7 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
         }
         return Ok(());
     }
+    let _lock = unravel::folder_lock::lock_output("--out", &a.out, "audit")?;
     let ds = Dataset::open(&a.acts).with_context(|| format!("--acts {}", a.acts.display()))?;
     let manifest = ds.manifest();
     let synthetic = manifest.model.arch == "synthetic";

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use unravel::device::{parse_device, parse_dtype};
+use unravel::folder_lock::{lock_output, lock_output_part};
 use unravel::models::hooks::HookSet;
 use unravel::models::load::{self, HubOptions};
 use unravel::models::tokenizer::TextTokenizer;
@@ -152,6 +153,7 @@ fn cmd_plant(a: &PlantArgs) -> Result<()> {
     {
         bail!("--features must be >= 1, --density in (0, 1], --magnitude > 0");
     }
+    let _lock = lock_output("--out", &a.out, "plant")?;
     if a.out.join(unravel::store::MANIFEST_FILE).exists() {
         bail!(
             "--out {}: already holds a dataset; choose another folder",
@@ -314,6 +316,7 @@ struct SynthArgs {
 }
 
 fn cmd_synth(a: &SynthArgs) -> Result<()> {
+    let _lock = lock_output("--out", &a.out, "synth")?;
     if a.out.join(unravel::store::MANIFEST_FILE).exists() {
         bail!(
             "--out {}: already holds a dataset; choose another folder",
@@ -653,6 +656,10 @@ fn cmd_extract(a: &ExtractArgs) -> Result<()> {
         .as_deref()
         .map(unravel::corpus::parse_part)
         .transpose()?;
+    let _lock = match part {
+        Some((i, _)) => lock_output_part("--out", &a.out, &format!("p{i:02}"), "extract")?,
+        None => lock_output("--out", &a.out, "extract")?,
+    };
     let (model, files) = a.model.load()?;
     let hooks = HookSet::select(&a.hooks, model.n_layers()).context("--hooks")?;
     let tokenizer = a.model.tokenizer_path(&files)?;
@@ -735,6 +742,7 @@ fn cmd_inspect(a: &InspectArgs) -> Result<()> {
 }
 
 fn cmd_merge(a: &MergeArgs) -> Result<()> {
+    let _lock = lock_output("merge-manifests", &a.dir, "merge-manifests")?;
     let parts = if a.parts.is_empty() {
         vec![a.dir.clone()]
     } else {
