@@ -251,7 +251,7 @@ fn kill_9_of_run_takes_its_stage_with_it_and_the_rerun_completes() {
     std::fs::write(
         &cfg,
         "[synth]\nneurons = 24\nconcepts = 6\ntokens = 20000\nseed = 3\nshard-tokens = 5000\n\n\
-         [train]\nexpansion = 2\ntokens = 3000000\nlr = 1e-3\ncheckpoint-every = 20\neval-tokens = 4096\n",
+         [train]\nexpansion = 2\ntokens = 3000000\nlr = 1e-3\ncheckpoint-every = 100000\neval-tokens = 4096\n",
     )
     .unwrap();
     let args = ["run", &p(&cfg), "--out", &p(&run)];
@@ -275,7 +275,7 @@ fn kill_9_of_run_takes_its_stage_with_it_and_the_rerun_completes() {
     runner.wait().unwrap();
     let t0 = Instant::now();
     let mut left = processes_mentioning(&p(&run));
-    while !left.is_empty() && t0.elapsed() < Duration::from_secs(5) {
+    while !left.is_empty() && t0.elapsed() < Duration::from_secs(2) {
         std::thread::sleep(Duration::from_millis(20));
         left = processes_mentioning(&p(&run));
     }
