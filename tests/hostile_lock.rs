@@ -37,7 +37,11 @@ fn wait_for(child: &mut Child, what: &str, mut cond: impl FnMut() -> bool) {
 
 /// The pid written into a folder's lock file, if any.
 fn lock_pid(dir: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(dir.join(".unravel.lock")).ok()?;
+    lock_pid_in(&dir.join(".unravel.lock"))
+}
+
+fn lock_pid_in(file: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(file).ok()?;
     text.split_whitespace().next()?.parse().ok()
 }
 
@@ -224,6 +228,33 @@ fn two_extract_resumes_race_no_more_and_a_killed_holder_blocks_nothing() {
         !out.join(".unravel.lock").exists(),
         "a finished run removes its lock file"
     );
+}
+
+#[test]
+fn extract_parts_share_a_folder_but_not_a_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(dir.path(), 20000);
+    let out = dir.path().join("acts");
+    let part = |p: &str, max: Option<&str>| {
+        let mut a = extract_args(&corpus, &out);
+        a.extend(["--part".into(), p.into()]);
+        if let Some(m) = max {
+            a.extend(["--max-tokens".into(), m.into()]);
+        }
+        a
+    };
+    let mut first = bin().args(part("1/2", None)).spawn().unwrap();
+    let pid = first.id();
+    wait_for(&mut first, "its lock", || {
+        lock_pid_in(&out.join(".unravel-p01.lock")) == Some(pid)
+    });
+    let other = run_in_repo(&part("2/2", Some("2048")));
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    assert!(out.join("manifest-p02.json").is_file());
+    assert!(first.try_wait().unwrap().is_none(), "part 1 ended too soon");
+    assert_in_use(&run_in_repo(&part("1/2", Some("2048"))), pid, "extract");
+    first.kill().unwrap();
+    first.wait().unwrap();
 }
 
 /// Processes whose command line mentions `needle`.
