@@ -188,6 +188,7 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
     if !(a.rank_threshold > 0.0 && a.rank_threshold <= 1.0) {
         bail!("--rank-threshold {}: must be in (0, 1]", a.rank_threshold);
     }
+    let _lock = unravel::folder_lock::lock_output("--out", &a.out, "analyze")?;
     let acts = match (&a.acts, &a.weights) {
         (_, Some(spec)) => return analyze_weights(a, spec),
         (Some(acts), None) => acts,

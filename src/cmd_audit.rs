@@ -180,6 +180,7 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
         }
         return Ok(());
     }
+    let _lock = unravel::folder_lock::lock_output("--out", &a.out, "audit")?;
     let ds = Dataset::open_with(&a.acts, a.read.options())
         .with_context(|| format!("--acts {}", a.acts.display()))?;
     let manifest = ds.manifest();

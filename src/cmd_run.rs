@@ -112,7 +112,9 @@ fn run_child(args: &[String], log: &Path, interrupted: &AtomicBool) -> Result<()
         std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
     let file = Arc::new(std::sync::Mutex::new(file));
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut child = Command::new(&exe)
+    let mut command = Command::new(&exe);
+    die_with_parent(&mut command);
+    let mut child = command
         .args(args)
         .stdout(Stdio::piped())
         .stderr(if tty {
@@ -164,6 +166,32 @@ fn run_child(args: &[String], log: &Path, interrupted: &AtomicBool) -> Result<()
     }
 }
 
+/// Makes the stage process die with this one, even on `kill -9` (Linux: a parent-death signal),
+/// so a re-run never races a survivor. The signal fires when the spawning thread ends: stages are
+/// spawned from the main thread, whose end is the process's.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // Safety: the closure runs in the child between fork and exec and calls only prctl and
+    // getppid, both async-signal-safe; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl: then nothing would ever signal us.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut Command) {}
+
 /// Checks a command line the way `unravel` would parse it; the message is clap's first line.
 pub type ArgCheck = fn(&[String]) -> std::result::Result<(), String>;
 
@@ -187,6 +215,12 @@ pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
         plan.stages.len(),
         run.display()
     );
+    // Held to the end: a second `unravel run` into this folder fails at once.
+    let _lock = if a.dry_run {
+        None
+    } else {
+        Some(unravel::folder_lock::lock_output("--out", &run, "run")?)
+    };
     if !a.dry_run {
         std::fs::create_dir_all(&run)
             .with_context(|| format!("--out {}: cannot create the run folder", run.display()))?;
@@ -206,6 +240,13 @@ pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
     let mut seconds = vec![0.0; n];
     for (i, stage) in plan.stages.iter().enumerate() {
         let header = format!("[{}/{n}] {}", i + 1, stage.name);
+        if interrupted.load(Ordering::SeqCst) {
+            bail!(
+                "interrupted before stage {}; run `unravel run {}` again to continue",
+                stage.name,
+                a.config.display()
+            );
+        }
         match action(&plan, stage, a.dry_run)? {
             Action::Skip(done) => {
                 println!("{header}: done ({:.1}s), skipped", done.seconds);

@@ -106,6 +106,7 @@ pub fn cmd_toy(a: &ToyArgs) -> Result<()> {
         .clone()
         .or(file.out.as_ref().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("toy").join(experiment.name()));
+    let _lock = unravel::folder_lock::lock_output("--out", &out, "toy")?;
 
     let bar =
         progress_bar("[{elapsed_precise}] {bar:25} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}");

@@ -270,6 +270,8 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
             (cfg, out.clone(), false)
         }
     };
+    let flag = if resume { "--resume" } else { "--out" };
+    let _lock = unravel::folder_lock::lock_output(flag, &dir, "train")?;
     let interrupt = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupt.clone();
@@ -422,6 +424,10 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
         ..Default::default()
     };
     let sae_dir = checkpoint::locate_saelens(&a.sae, &hub)?;
+    let _lock = match &a.json {
+        Some(f) => unravel::folder_lock::lock_output_file("--json", f, "eval")?,
+        None => unravel::folder_lock::lock_output("--sae", &sae_dir, "eval")?,
+    };
     let loaded = checkpoint::load_saelens(&sae_dir)?;
     let ds = Dataset::open_with(&a.acts, a.read.options())?;
     let hooks: Vec<(String, usize)> = ds
@@ -669,6 +675,7 @@ fn verify_audit(a: &VerifyArgs, audit_dir: &std::path::Path) -> Result<()> {
     let truth = NeuronTruth::load(&a.truth).map_err(|e| {
         anyhow::anyhow!("--truth {e} (planted neurons come from `unravel synth --neurons`)")
     })?;
+    let _lock = unravel::folder_lock::lock_output("--audit", audit_dir, "verify")?;
     let path = audit_dir.join("audit.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("--audit {}: run `unravel audit` first", path.display()))?;
@@ -763,6 +770,7 @@ pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
     let (truth, freqs, d) =
         unravel::synth::verify::read_truth(&a.truth).map_err(|e| anyhow::anyhow!("--truth {e}"))?;
     let dir = checkpoint::locate_saelens(sae, &unravel::models::load::HubOptions::default())?;
+    let _lock = unravel::folder_lock::lock_output("--sae", &dir, "verify")?;
     let loaded = checkpoint::load_saelens(&dir)?;
     if loaded.sae.d_in != d {
         bail!(

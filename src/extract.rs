@@ -133,7 +133,10 @@ pub fn run(
     plan: &ExtractPlan,
     progress: impl FnMut(Progress),
 ) -> Result<ExtractReport, ExtractError> {
-    let existed = std::fs::read_dir(&plan.out).is_ok_and(|mut d| d.next().is_some());
+    let existed = std::fs::read_dir(&plan.out).is_ok_and(|d| {
+        d.flatten()
+            .any(|e| !crate::folder_lock::is_lock_file(&e.file_name()))
+    });
     let result = run_inner(model, files, tokenizer_json, random_seed, plan, progress);
     if result.is_err() && !plan.resume && !existed {
         let nothing_stored = Manifest::load(&plan.out).is_ok_and(|m| m.shards.is_empty())

@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod corpus;
 pub mod device;
 pub mod extract;
+pub mod folder_lock;
 pub mod inspect;
 pub mod io;
 pub mod models;

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use unravel::device::{parse_device, parse_dtype};
+use unravel::folder_lock::{lock_output, lock_output_part};
 use unravel::models::hooks::HookSet;
 use unravel::models::load::{self, HubOptions};
 use unravel::models::tokenizer::TextTokenizer;
@@ -155,6 +156,8 @@ fn cmd_plant(a: &PlantArgs) -> Result<()> {
     {
         bail!("--features must be >= 1, --density in (0, 1], --magnitude > 0");
     }
+    let created = !a.out.exists();
+    let _lock = lock_output("--out", &a.out, "plant")?;
     if a.out.join(unravel::store::MANIFEST_FILE).exists() {
         bail!(
             "--out {}: already holds a dataset; choose another folder",
@@ -171,7 +174,6 @@ fn cmd_plant(a: &PlantArgs) -> Result<()> {
     // Damaged source shards fail here, before anything is written.
     ds.check_shards(&(0..ds.shard_count()).collect::<Vec<_>>())?;
     let t0 = std::time::Instant::now();
-    let created = !a.out.exists();
     let truth = unravel::synth::plant::plant(&ds, &spec, &a.out).inspect_err(|_| {
         // A failed plant cannot be resumed: leave no partial dataset behind in a folder it made.
         if created {
@@ -325,6 +327,7 @@ struct SynthArgs {
 }
 
 fn cmd_synth(a: &SynthArgs) -> Result<()> {
+    let _lock = lock_output("--out", &a.out, "synth")?;
     if a.out.join(unravel::store::MANIFEST_FILE).exists() {
         bail!(
             "--out {}: already holds a dataset; choose another folder",
@@ -664,6 +667,10 @@ fn cmd_extract(a: &ExtractArgs) -> Result<()> {
         .as_deref()
         .map(unravel::corpus::parse_part)
         .transpose()?;
+    let _lock = match part {
+        Some((i, _)) => lock_output_part("--out", &a.out, &format!("p{i:02}"), "extract")?,
+        None => lock_output("--out", &a.out, "extract")?,
+    };
     let (model, files) = a.model.load()?;
     let hooks = HookSet::select(&a.hooks, model.n_layers()).context("--hooks")?;
     let tokenizer = a.model.tokenizer_path(&files)?;
@@ -751,6 +758,7 @@ fn cmd_inspect(a: &InspectArgs) -> Result<()> {
 }
 
 fn cmd_merge(a: &MergeArgs) -> Result<()> {
+    let _lock = lock_output("merge-manifests", &a.dir, "merge-manifests")?;
     let parts = if a.parts.is_empty() {
         vec![a.dir.clone()]
     } else {

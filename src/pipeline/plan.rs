@@ -154,12 +154,31 @@ pub fn plan_file(config: &Path, out: Option<&Path>) -> Result<Plan, String> {
     plan(config, &text, out)
 }
 
+/// A TOML syntax error on one line, as compilers write it: `FILE:LINE:COL: message`.
+pub fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', "; ");
+    let Some(span) = e.span() else {
+        return format!("{}: {message}", file.display());
+    };
+    let before = &text.as_bytes()[..span.start.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    format!("{}:{line}:{col}: {message}", file.display())
+}
+
 /// Plans a run from the text of its config.
 pub fn plan(config: &Path, text: &str, out: Option<&Path>) -> Result<Plan, String> {
     let cfg = config.display();
     let table: Table = text
         .parse()
-        .map_err(|e: toml::de::Error| format!("{cfg}: {}", e.message()))?;
+        .map_err(|e: toml::de::Error| toml_error(config, text, &e))?;
     for key in table.keys() {
         if key != "run" && !Kind::ALL.iter().any(|k| k.as_str() == key) {
             return Err(format!(
@@ -774,6 +793,16 @@ mod tests {
         for n in ["train", "audit", "verify-train", "verify-audit"] {
             assert_ne!(fp(&a, n), fp(&b, n), "{n}");
         }
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        let err = |t: &str| plan(Path::new("c.toml"), t, None).unwrap_err();
+        let e = err("[synth]\nneurons = 8\ntokens = = 5\n");
+        assert!(e.starts_with("c.toml:3:10: "), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let e = err("# é\n[synth\n");
+        assert!(e.starts_with("c.toml:2:"), "{e}");
     }
 
     #[test]
