@@ -209,8 +209,9 @@ impl LongLine {
             c.skip_value()?;
         }
         c.end_of_line()?;
-        self.end = Some(c.pos);
-        Ok(c.pos)
+        let end = c.pos;
+        self.end = Some(end);
+        Ok(end)
     }
 
     fn cursor<'a>(&'a self, reader: &'a mut BufReader<File>) -> Cursor<'a> {

@@ -302,7 +302,7 @@ impl Pieces {
                 found = !self.pending[checked..].trim_start().is_empty();
                 checked = self.pending.len();
             }
-            if !found && self.pending.trim().is_empty() {
+            if !found && self.text_done {
                 self.stats.empty_skipped += 1;
                 self.drain()?;
                 continue;
