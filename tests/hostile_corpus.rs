@@ -313,10 +313,7 @@ fn extract_of_a_huge_one_line_document_stores_whole_document_tokens() {
     for i in 0..ds.shard_count() {
         let reader = ds.shard_reader(i).unwrap();
         for g in 0..reader.row_groups().len() {
-            for b in reader
-                .read_columns(g, &["token_id", "special"])
-                .unwrap()
-            {
+            for b in reader.read_columns(g, &["token_id", "special"]).unwrap() {
                 let ids = b.column(0).as_any().downcast_ref::<UInt32Array>().unwrap();
                 let special = b.column(1).as_any().downcast_ref::<BooleanArray>().unwrap();
                 for j in 0..b.num_rows() {

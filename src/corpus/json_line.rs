@@ -105,11 +105,13 @@ impl LongLine {
                             c.literal(b"null")?;
                             text = Some(None);
                         }
-                        other => return Err(c.bad_value(format!(
+                        other => {
+                            return Err(c.bad_value(format!(
                             "field `{}` is {}, not a string; pick the text field with --text-field",
                             options.text_field,
                             kind(other)
-                        ))),
+                        )))
+                        }
                     }
                 } else if let Some(i) = options.label_fields.iter().position(|f| *f == key) {
                     labels[i] = c.label(&key, lossy, stats)?;
@@ -381,10 +383,7 @@ impl Cursor<'_> {
             if buf.is_empty() {
                 return Err(self.bad("the line ends inside a string"));
             }
-            let mut run = buf
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                .unwrap_or(buf.len());
+            let mut run = plain_run(buf);
             if let Some(raw) = &mut raw {
                 run = run.min(max.saturating_sub(raw.len()).max(1));
                 raw.extend_from_slice(&buf[..run]);
@@ -502,6 +501,24 @@ impl Cursor<'_> {
     }
 }
 
+/// Length of the leading bytes of a string body that need no attention (not a quote, a
+/// backslash or a control character). Checks 32 bytes per step, which the compiler turns into a
+/// few vector instructions: skipping a 100 MB text to find a label after it runs at memory speed.
+fn plain_run(buf: &[u8]) -> usize {
+    let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+    let mut i = 0;
+    while let Some(block) = buf.get(i..i + 32) {
+        if block.iter().fold(false, |any, &b| any | special(b)) {
+            break;
+        }
+        i += 32;
+    }
+    i + buf[i..]
+        .iter()
+        .position(|&b| special(b))
+        .unwrap_or(buf.len() - i)
+}
+
 /// What a value that starts with this byte is, for messages.
 fn kind(first: Option<u8>) -> &'static str {
     match first {
@@ -575,6 +592,18 @@ fn unescape(raw: &str, out: &mut String) -> std::result::Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_run_stops_at_the_first_quote_backslash_or_control_byte() {
+        let mut text = vec![b'a'; 100];
+        assert_eq!(plain_run(&text), 100);
+        for (at, b) in [(0, b'"'), (31, b'\\'), (32, b'\n'), (70, 0x1F), (99, b'"')] {
+            let saved = text[at];
+            text[at] = b;
+            assert_eq!(plain_run(&text), at);
+            text[at] = saved;
+        }
+    }
 
     #[test]
     fn unescape_decodes_every_escape() {
