@@ -90,7 +90,10 @@ pub struct Progress {
 #[derive(Clone, Debug)]
 pub struct ExtractReport {
     pub manifest: Manifest,
+    /// Rows stored by this run: text tokens and the BOS / separator tokens the packer placed.
     pub rows_this_run: u64,
+    /// Text (non-special) tokens stored by this run: the dataset's `totals.tokens` grew by this.
+    pub tokens_this_run: u64,
     /// Wall time of the whole run.
     pub seconds: f64,
     pub pack: PackStats,
@@ -160,6 +163,14 @@ fn run_inner(
     let t0 = Instant::now();
     let bos = plan.bos.unwrap_or_else(|| default_bos(model.arch()));
     check_bos(model.arch(), bos)?;
+    check_sizes(plan)?;
+    PackOptions {
+        ctx: plan.ctx,
+        bos,
+        max_tokens: plan.max_tokens,
+        start_context_id: 0,
+    }
+    .validate()?;
     if plan.ctx > model.max_positions() {
         return Err(ExtractError::BadOption {
             flag: "--ctx",
@@ -200,10 +211,12 @@ fn run_inner(
         DatasetWriter::create(&plan.out, header, options)?
     };
     let rows_before = writer.manifest().totals.rows;
+    let tokens_before = writer.manifest().totals.tokens;
     if writer.manifest().complete {
         return Ok(ExtractReport {
             manifest: writer.manifest().clone(),
             rows_this_run: 0,
+            tokens_this_run: 0,
             seconds: t0.elapsed().as_secs_f64(),
             pack: PackStats::default(),
             timings: StageTimings::default(),
@@ -229,7 +242,7 @@ fn run_inner(
     let (ctx_tx, ctx_rx) = sync_channel::<Vec<Context>>(4);
     let (out_tx, out_rx) = sync_channel::<Forwarded>(2);
     let part = plan.part;
-    let batch = plan.batch.max(1);
+    let batch = plan.batch;
 
     let packer_thread = std::thread::spawn(move || pack_batches(packer, part, batch, ctx_tx));
     let writer_thread = std::thread::spawn(move || write_batches(writer, token_text, out_rx));
@@ -267,9 +280,11 @@ fn run_inner(
         + (store::thread_cpu_secs() - cpu_finish)
         + (store::encode_cpu_secs() - encode_finish);
     let rows_this_run = manifest.totals.rows - rows_before;
+    let tokens_this_run = manifest.totals.tokens - tokens_before;
     Ok(ExtractReport {
         manifest,
         rows_this_run,
+        tokens_this_run,
         seconds: t0.elapsed().as_secs_f64(),
         pack,
         timings: StageTimings {
@@ -279,6 +294,24 @@ fn run_inner(
             write_cpu,
         },
     })
+}
+
+/// Refuses batch and shard sizes of 0 (a batch of no context would never end).
+fn check_sizes(plan: &ExtractPlan) -> Result<(), ExtractError> {
+    if plan.batch == 0 {
+        return Err(ExtractError::BadOption {
+            flag: "--batch",
+            reason: "is 0; give the number of contexts per forward pass (1 or more; default 8)"
+                .into(),
+        });
+    }
+    if plan.shard_tokens == 0 {
+        return Err(ExtractError::BadOption {
+            flag: "--shard-tokens",
+            reason: "is 0; give the rows per shard (1 or more; default 65536)".into(),
+        });
+    }
+    Ok(())
 }
 
 fn check_bos(arch: Arch, bos: BosPolicy) -> Result<(), ExtractError> {

@@ -701,9 +701,18 @@ fn cmd_extract(a: &ExtractArgs) -> Result<()> {
         resume: a.resume,
         part,
     };
-    let bar = cmd_train::progress_bar(
-        "{spinner} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} tokens  {per_sec}  ETA {eta}",
-    );
+    // Without --max-tokens the corpus's length in tokens is unknown until it is read: a spinner
+    // with the rate, no bar and no ETA.
+    let bar = if a.max_tokens.is_some() {
+        cmd_train::progress_bar(
+            "{spinner} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
+        )
+    } else {
+        let bar =
+            cmd_train::progress_bar("{spinner} [{elapsed_precise}] {human_pos} rows  {per_sec}");
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    };
     let seed = a.model.random_weights.then_some(a.model.seed);
     let report = extract::run(&model, &files, &tokenizer, seed, &plan, |p| {
         if let Some(t) = p.total_rows {
@@ -715,9 +724,14 @@ fn cmd_extract(a: &ExtractArgs) -> Result<()> {
     let m = &report.manifest;
     let t = &report.timings;
     let wall = report.seconds.max(1e-9);
+    // Text tokens first: the number `unravel run`'s summary and `inspect` show (totals.tokens);
+    // rows add the BOS / separator tokens the packer placed. The rate counts rows.
     println!(
-        "extracted {} tokens this run ({} in the dataset, {} contexts, {} shards) in {:.1}s ({:.0} tokens/s) -> {}",
+        "extracted {} text tokens this run ({} rows with {} BOS/separator tokens; dataset: {} text tokens, {} rows, {} contexts, {} shards) in {:.1}s ({:.0} tokens/s) -> {}",
+        report.tokens_this_run,
         report.rows_this_run,
+        report.rows_this_run - report.tokens_this_run,
+        m.totals.tokens,
         m.totals.rows,
         m.totals.contexts,
         m.shards.len(),

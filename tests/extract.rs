@@ -350,5 +350,5 @@ fn resume_with_other_settings_is_refused_with_the_difference() {
     args.push("--resume");
     let r = bin().args(&args).output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    assert!(String::from_utf8_lossy(&r.stdout).contains("extracted 0 tokens this run"));
+    assert!(String::from_utf8_lossy(&r.stdout).contains("extracted 0 text tokens this run"));
 }

@@ -18,6 +18,7 @@
 use std::path::PathBuf;
 
 pub mod hub;
+mod json_line;
 pub mod pack;
 mod parquet;
 pub mod read;
@@ -27,7 +28,7 @@ pub mod token_text;
 pub use pack::{
     load_tokenizer, parse_part, part_owns, BosPolicy, Context, PackOptions, PackStats, Packer,
 };
-pub use read::{Corpus, CorpusOptions, Document, Documents, ReadStats};
+pub use read::{Corpus, CorpusOptions, Document, Documents, Piece, Pieces, ReadStats};
 pub use source::{CorpusFormat, Source};
 pub use token_text::TokenText;
 

@@ -1,10 +1,14 @@
 //! Tokenize documents and pack the token stream into fixed-length contexts, deterministically.
 //!
 //! Documents are tokenized without the tokenizer's own special tokens (`add_special_tokens =
-//! false`, padding and truncation switched off) in chunks of up to [`CHUNK_DOCS`] documents,
-//! in parallel (`encode_batch_fast`, rayon; order kept). Their tokens are joined into one
-//! stream with a separator token between consecutive documents; the packer cuts the stream into
-//! slices and places the special tokens of the [`BosPolicy`]:
+//! false`, padding and truncation switched off), a piece at a time (see [`super::read::Pieces`]:
+//! pieces of at most 16 KiB, cut where the tokens are those of the whole document), in chunks of
+//! up to [`CHUNK_PIECES`] pieces or [`CHUNK_BYTES`] bytes, in parallel (`encode_batch_fast`,
+//! rayon; order kept). A chunk is tokenized only when the stream runs short of a context, so
+//! memory is bounded by the chunk size whatever the documents' lengths, and reading stops at
+//! `max_tokens`. Their tokens are joined into one stream with a separator token between
+//! consecutive documents; the packer cuts the stream into slices and places the special tokens
+//! of the [`BosPolicy`]:
 //!
 //! | policy | stream separator | context (`ctx` tokens) |
 //! |---|---|---|
@@ -40,14 +44,14 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::read::{Document, Documents};
+use super::read::{Documents, Piece, Pieces};
 use super::{CorpusError, Result};
 
-/// Documents tokenized per `encode_batch` call.
-pub const CHUNK_DOCS: usize = 256;
-/// A chunk also closes once its texts reach this many bytes, so a chunk of long documents stays
-/// small in memory.
-pub const CHUNK_BYTES: usize = 8 << 20;
+/// Pieces (documents, or parts of long ones) tokenized per `encode_batch` call.
+pub const CHUNK_PIECES: usize = 256;
+/// A chunk also closes once its texts reach this many bytes: the tokenizer holds about 20 bytes
+/// per text byte while it works, so this bounds its memory (a few MB) whatever the documents.
+pub const CHUNK_BYTES: usize = 256 << 10;
 
 /// Where the packer puts special tokens (see the module docs for the exact rules).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,7 +199,8 @@ impl Context {
 /// Counts kept while packing (the manifest's totals).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PackStats {
-    /// Non-empty documents read (with `max_tokens`, up to one chunk beyond the last context).
+    /// Non-empty documents read, whole or in part (with `max_tokens`, up to one chunk beyond the
+    /// last context).
     pub documents: u64,
     /// Empty or whitespace-only documents skipped by the reader.
     pub empty_skipped: u64,
@@ -269,7 +274,7 @@ struct StreamToken {
 
 /// Iterator of [`Context`]s over a document stream. After an error it yields nothing more.
 pub struct Packer {
-    documents: Documents,
+    pieces: Pieces,
     tokenizer: Arc<Tokenizer>,
     tokenizer_path: PathBuf,
     options: PackOptions,
@@ -282,6 +287,8 @@ pub struct Packer {
     stream: VecDeque<StreamToken>,
     /// A document has entered the stream (so the next one is preceded by a separator).
     any_document: bool,
+    /// The document being tokenized (its pieces share it) and its tokens so far.
+    current: Option<(Arc<DocTag>, u64)>,
     documents_done: bool,
     next_id: u64,
     stats: PackStats,
@@ -319,7 +326,7 @@ impl Packer {
         let last = last.map(lookup).transpose()?;
         Ok(Packer {
             label_count: documents.label_fields().len(),
-            documents,
+            pieces: documents.into_pieces(),
             tokenizer,
             tokenizer_path: tokenizer_json.into(),
             max_contexts: options.max_contexts(),
@@ -329,6 +336,7 @@ impl Packer {
             last,
             stream: VecDeque::new(),
             any_document: false,
+            current: None,
             documents_done: false,
             next_id: 0,
             stats: PackStats::default(),
@@ -348,7 +356,7 @@ impl Packer {
 
     /// Counts so far (final once the iterator has returned `None`).
     pub fn stats(&self) -> PackStats {
-        let read = self.documents.stats();
+        let read = self.pieces.stats();
         PackStats {
             documents: read.documents,
             empty_skipped: read.empty_skipped,
@@ -424,16 +432,16 @@ impl Packer {
         context
     }
 
-    /// Tokenizes the next chunk of documents into the stream.
+    /// Tokenizes the next chunk of pieces into the stream.
     fn refill(&mut self) -> Result<()> {
-        let mut chunk: Vec<Document> = Vec::with_capacity(CHUNK_DOCS);
+        let mut chunk: Vec<Piece> = Vec::with_capacity(CHUNK_PIECES);
         let mut bytes = 0;
-        while chunk.len() < CHUNK_DOCS && bytes < CHUNK_BYTES {
-            match self.documents.next() {
-                Some(document) => {
-                    let document = document?;
-                    bytes += document.text.len();
-                    chunk.push(document);
+        while chunk.len() < CHUNK_PIECES && bytes < CHUNK_BYTES {
+            match self.pieces.next() {
+                Some(piece) => {
+                    let piece = piece?;
+                    bytes += piece.text.len();
+                    chunk.push(piece);
                 }
                 None => {
                     self.documents_done = true;
@@ -441,45 +449,64 @@ impl Packer {
                 }
             }
         }
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        let texts: Vec<&str> = chunk.iter().map(|d| d.text.as_str()).collect();
-        let encodings = self
-            .tokenizer
-            .encode_batch_fast(texts, false)
-            .map_err(|e| CorpusError::Tokenizer {
-                file: self.tokenizer_path.clone(),
-                reason: format!(
-                    "cannot tokenize documents {}..={} ({e})",
-                    chunk[0].index,
-                    chunk[chunk.len() - 1].index
-                ),
-            })?;
-        for (document, encoding) in chunk.into_iter().zip(encodings) {
+        let texts: Vec<&str> = chunk.iter().map(|p| p.text.as_str()).collect();
+        let encodings = if texts.is_empty() {
+            Vec::new()
+        } else {
+            self.tokenizer
+                .encode_batch_fast(texts, false)
+                .map_err(|e| CorpusError::Tokenizer {
+                    file: self.tokenizer_path.clone(),
+                    reason: format!(
+                        "cannot tokenize documents {}..={} ({e})",
+                        chunk[0].index,
+                        chunk[chunk.len() - 1].index
+                    ),
+                })?
+        };
+        for (piece, encoding) in chunk.into_iter().zip(encodings) {
+            if let Some(labels) = piece.labels {
+                self.end_document();
+                let tag = Arc::new(DocTag {
+                    index: piece.index,
+                    labels,
+                });
+                self.current = Some((tag, 0));
+            }
             let ids = encoding.get_ids();
+            let Some((tag, tokens)) = &mut self.current else {
+                continue; // unreachable: a document's first piece carries its labels
+            };
             if ids.is_empty() {
-                self.stats.documents_without_tokens += 1;
                 continue;
             }
-            if self.any_document {
+            // The separator goes before a document's first token, so a document without
+            // tokens adds none.
+            if *tokens == 0 && self.any_document {
                 self.stream.push_back(StreamToken {
                     id: self.separator,
                     doc: None,
                 });
             }
             self.any_document = true;
+            *tokens += ids.len() as u64;
             self.stats.tokens += ids.len() as u64;
-            let tag = Arc::new(DocTag {
-                index: document.index,
-                labels: document.labels,
-            });
             self.stream.extend(ids.iter().map(|&id| StreamToken {
                 id,
                 doc: Some(tag.clone()),
             }));
         }
+        if self.documents_done {
+            self.end_document();
+        }
         Ok(())
+    }
+
+    /// Counts the document just tokenized if it gave no token.
+    fn end_document(&mut self) {
+        if let Some((_, 0)) = self.current.take() {
+            self.stats.documents_without_tokens += 1;
+        }
     }
 
     /// Drops the partial tail; an error if the corpus gave no context at all.
@@ -490,8 +517,8 @@ impl Packer {
         if self.next_id > 0 {
             return Ok(None);
         }
-        let spec = self.documents.spec().to_string();
-        let read = self.documents.stats();
+        let spec = self.pieces.spec().to_string();
+        let read = self.pieces.stats();
         Err(if self.stats.tokens == 0 {
             CorpusError::NoTokens {
                 spec,

@@ -1,7 +1,18 @@
-//! [`Corpus`]: a corpus spec opened for reading, and [`Documents`], its documents streamed one at
-//! a time (bounded memory: one file of a .txt corpus, one line of a .jsonl file, one record batch
-//! of a parquet file at a time). A document itself is held whole, with its tokens, while it is
-//! packed: split a multi-GB text into several files.
+//! [`Corpus`]: a corpus spec opened for reading; [`Pieces`], its text streamed in pieces of at most
+//! [`PIECE_BYTES`] bytes, and [`Documents`], the same stream joined back into whole documents.
+//!
+//! Memory stays bounded whatever the corpus: a .txt file is read [`PIECE_BYTES`] at a time, a
+//! .jsonl line longer than [`LONG_LINE`] bytes is parsed in place in the file (see
+//! [`super::json_line`]), and a parquet file one record batch at a time. The packer reads
+//! [`Pieces`], so one document of any length (a 100 MB single-line text) is tokenized a piece
+//! at a time, and reading stops as soon as `--max-tokens` is reached.
+//!
+//! A piece ends where whitespace follows a non-whitespace character (see [`cut_point`]): for
+//! GPT-2's byte-level BPE and BERT's WordPiece every such place is also a boundary of the
+//! tokenizer's own pre-tokenization, so tokenizing piece by piece gives exactly the tokens of
+//! the whole document. Only a run of more than [`PIECE_BYTES`] bytes without such a place (a
+//! megabyte-long "word", or of whitespace) is cut at a character boundary inside it; the tokens
+//! at that cut may differ from whole-document tokenization.
 //!
 //! - `.txt`: one document per file; a UTF-8 byte-order mark is dropped.
 //! - `.jsonl`: one JSON object per line; the text is the string field `text_field`; each of
@@ -17,13 +28,14 @@
 //! the corpus (file order, then line or row order) and leads back to the source.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
+use super::json_line::LongLine;
 use super::parquet::ParquetReader;
 use super::source::{corpus_sha256, resolve, CorpusFormat, Source};
 use super::{CorpusError, Result};
@@ -150,6 +162,14 @@ impl Corpus {
     /// A fresh stream of the documents, from the first file.
     pub fn documents(&self) -> Documents {
         Documents {
+            pieces: self.pieces(),
+            ahead: None,
+        }
+    }
+
+    /// A fresh stream of the documents' text in pieces, from the first file.
+    pub fn pieces(&self) -> Pieces {
+        Pieces {
             spec: self.spec.clone(),
             format: self.format,
             sources: self.sources.clone(),
@@ -159,12 +179,42 @@ impl Corpus {
             next_index: 0,
             stats: ReadStats::default(),
             finished: false,
+            pending: String::new(),
+            text_done: true,
+            in_document: None,
         }
     }
 }
 
-/// The documents of a corpus, in order, one at a time. After an error it yields nothing more.
-pub struct Documents {
+/// Longest piece of text handed to the tokenizer at once (see [`cut_point`]).
+pub const PIECE_BYTES: usize = 16 << 10;
+
+/// A .jsonl line longer than this is parsed in place in the file, its text read a piece at a
+/// time, instead of being read whole.
+pub const LONG_LINE: usize = 1 << 20;
+
+/// Leading whitespace read, at most, to tell an empty (whitespace-only) document from one with
+/// text; a document that starts with more whitespace than this counts as non-empty.
+const MAX_LEADING_WHITESPACE: usize = 1 << 20;
+
+/// Bytes the readers take from a file at least per call (so a piece never waits on tiny reads).
+const MIN_READ: usize = 4096;
+
+/// A piece of a document's text, at most [`PIECE_BYTES`] bytes (plus a few bytes, to end on a
+/// character).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// The document's `Document::index`.
+    pub index: u64,
+    /// The document's labels on its first piece; `None` on the pieces that continue it.
+    pub labels: Option<Vec<Option<String>>>,
+    /// The text (never empty).
+    pub text: String,
+}
+
+/// The documents' text, in order, in pieces (see the module docs). After an error it yields
+/// nothing more.
+pub struct Pieces {
     spec: String,
     format: CorpusFormat,
     sources: Arc<[Source]>,
@@ -174,9 +224,22 @@ pub struct Documents {
     next_index: u64,
     stats: ReadStats,
     finished: bool,
+    /// Text read but not yet handed out.
+    pending: String,
+    /// The reader has no more text of the current record.
+    text_done: bool,
+    /// The document being handed out, while it has text left.
+    in_document: Option<u64>,
 }
 
-/// One record as a reader found it, before the empty check.
+/// The start of one record as a reader found it, before the empty check.
+pub(super) struct Head {
+    pub labels: Vec<Option<String>>,
+    /// False for a null text.
+    pub has_text: bool,
+}
+
+/// One record read whole (parquet), before the empty check.
 pub(super) struct Record {
     /// `None` for a null text.
     pub text: Option<String>,
@@ -187,19 +250,18 @@ pub(super) struct Record {
 
 /// The reader of the file being read.
 enum Reader {
-    /// A .txt file is one record, handed out once.
-    Txt(Option<Record>),
+    Txt(TxtReader),
     Jsonl(JsonlReader),
-    Parquet(Box<ParquetReader>),
+    Parquet(Box<ParquetReader>, Held),
 }
 
-impl Documents {
+impl Pieces {
     /// Counts so far.
     pub fn stats(&self) -> ReadStats {
         self.stats
     }
 
-    /// The label fields, in the order of `Document::labels`.
+    /// The label fields, in the order of `Piece::labels`.
     pub fn label_fields(&self) -> &[String] {
         &self.options.label_fields
     }
@@ -209,10 +271,101 @@ impl Documents {
         &self.spec
     }
 
-    /// The next record of the corpus, opening files as needed; `None` at the end.
-    fn next_record(&mut self) -> Result<Option<Record>> {
+    /// The next piece: of the current document while it has text, else the first of the next
+    /// non-empty document.
+    fn next_piece(&mut self) -> Result<Option<Piece>> {
+        if let Some(index) = self.in_document {
+            self.fill(PIECE_BYTES + 1)?;
+            if !self.pending.is_empty() {
+                let text = self.cut();
+                return Ok(Some(Piece {
+                    index,
+                    labels: None,
+                    text,
+                }));
+            }
+            self.in_document = None;
+        }
         loop {
-            let record = match &mut self.current {
+            let Some(head) = self.next_head()? else {
+                return Ok(None);
+            };
+            let index = self.next_index;
+            self.next_index += 1;
+            self.pending.clear();
+            self.text_done = !head.has_text;
+            // Read until the text shows a non-whitespace character (or ends).
+            let mut checked = 0;
+            let mut found = false;
+            while !self.text_done && !found && self.pending.len() < MAX_LEADING_WHITESPACE {
+                self.more(MIN_READ)?;
+                found = !self.pending[checked..].trim_start().is_empty();
+                checked = self.pending.len();
+            }
+            if !found && self.text_done {
+                self.stats.empty_skipped += 1;
+                self.drain()?;
+                continue;
+            }
+            self.stats.documents += 1;
+            self.in_document = Some(index);
+            self.fill(PIECE_BYTES + 1)?;
+            let text = self.cut();
+            return Ok(Some(Piece {
+                index,
+                labels: Some(head.labels),
+                text,
+            }));
+        }
+    }
+
+    /// Reads more of the current record's text until `pending` holds `target` bytes or the
+    /// text ends.
+    fn fill(&mut self, target: usize) -> Result<()> {
+        while !self.text_done && self.pending.len() < target {
+            self.more(target - self.pending.len())?;
+        }
+        Ok(())
+    }
+
+    /// Reads what is left of the current record's text and drops it.
+    fn drain(&mut self) -> Result<()> {
+        while !self.text_done {
+            self.pending.clear();
+            self.more(PIECE_BYTES)?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Appends about `max` more bytes of the current record's text to `pending`.
+    fn more(&mut self, max: usize) -> Result<()> {
+        let max = max.max(MIN_READ);
+        let lossy = self.options.lossy;
+        let more = match &mut self.current {
+            Some(Reader::Txt(r)) => r.more(&mut self.pending, max, lossy, &mut self.stats)?,
+            Some(Reader::Jsonl(r)) => r.more(&mut self.pending, max, lossy, &mut self.stats)?,
+            Some(Reader::Parquet(_, held)) => held.more(&mut self.pending, max),
+            None => false,
+        };
+        self.text_done = !more;
+        Ok(())
+    }
+
+    /// Takes the next piece off `pending` (all of it at the end of the text).
+    fn cut(&mut self) -> String {
+        if self.text_done && self.pending.len() <= PIECE_BYTES {
+            return std::mem::take(&mut self.pending);
+        }
+        let at = cut_point(&self.pending, PIECE_BYTES);
+        let rest = self.pending.split_off(at);
+        std::mem::replace(&mut self.pending, rest)
+    }
+
+    /// The start of the next record of the corpus, opening files as needed; `None` at the end.
+    fn next_head(&mut self) -> Result<Option<Head>> {
+        loop {
+            let head = match &mut self.current {
                 None => {
                     let Some(source) = self.sources.get(self.next_source) else {
                         return Ok(None);
@@ -221,12 +374,25 @@ impl Documents {
                     self.current = Some(self.open(&source.path.clone())?);
                     continue;
                 }
-                Some(Reader::Txt(record)) => record.take(),
-                Some(Reader::Jsonl(reader)) => reader.next_record(&self.options)?,
-                Some(Reader::Parquet(reader)) => reader.next_record(self.options.lossy)?,
+                Some(Reader::Txt(reader)) => reader.start(),
+                Some(Reader::Jsonl(reader)) => reader.start(&self.options, &mut self.stats)?,
+                Some(Reader::Parquet(reader, held)) => {
+                    match reader.next_record(self.options.lossy)? {
+                        None => None,
+                        Some(record) => {
+                            self.stats.lossy_replacements += record.replacements;
+                            let has_text = record.text.is_some();
+                            *held = Held::new(record.text.unwrap_or_default());
+                            Some(Head {
+                                labels: record.labels,
+                                has_text,
+                            })
+                        }
+                    }
+                }
             };
-            match record {
-                Some(record) => return Ok(Some(record)),
+            match head {
+                Some(head) => return Ok(Some(head)),
                 None => self.current = None,
             }
         }
@@ -234,28 +400,88 @@ impl Documents {
 
     fn open(&self, path: &Path) -> Result<Reader> {
         Ok(match self.format {
-            CorpusFormat::Txt => {
-                let mut bytes = std::fs::read(path).map_err(|e| CorpusError::io(path, e))?;
-                let bom = strip_bom(&mut bytes);
-                let (text, replacements) = decode_utf8(bytes, self.options.lossy, |offset| {
-                    CorpusError::InvalidUtf8 {
-                        file: path.into(),
-                        line: None,
-                        row: None,
-                        offset: (bom + offset) as u64,
-                    }
-                })?;
-                Reader::Txt(Some(Record {
-                    text: Some(text),
-                    labels: Vec::new(),
-                    replacements,
-                }))
-            }
+            CorpusFormat::Txt => Reader::Txt(TxtReader::open(path)?),
             CorpusFormat::Jsonl => Reader::Jsonl(JsonlReader::open(path)?),
-            CorpusFormat::Parquet => {
-                Reader::Parquet(Box::new(ParquetReader::open(path, &self.options)?))
-            }
+            CorpusFormat::Parquet => Reader::Parquet(
+                Box::new(ParquetReader::open(path, &self.options)?),
+                Held::new(String::new()),
+            ),
         })
+    }
+}
+
+impl Iterator for Pieces {
+    type Item = Result<Piece>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        let next = self.next_piece().transpose();
+        if !matches!(next, Some(Ok(_))) {
+            self.finished = true;
+        }
+        next
+    }
+}
+
+/// Where to end a piece of `text` (longer than `max` bytes): the last place at or before `max`
+/// where a whitespace character follows a non-whitespace one, so the next piece starts with
+/// the whitespace. GPT-2's pre-tokenizer never joins a non-whitespace character to the
+/// whitespace after it (a space joins the word that follows it), and BERT's splits at every
+/// whitespace, so this place is a token boundary of the whole text too. Without such a place
+/// (a run of `max` bytes of one kind), the last character boundary at or before `max`.
+pub fn cut_point(text: &str, max: usize) -> usize {
+    if text.len() <= max {
+        return text.len();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut next_is_space = text[end..].starts_with(char::is_whitespace);
+    for (i, c) in text[..end].char_indices().rev() {
+        let space = c.is_whitespace();
+        if next_is_space && !space {
+            return i + c.len_utf8();
+        }
+        next_is_space = space;
+    }
+    if end == 0 {
+        // `max` is shorter than the first character: take that character.
+        text.char_indices().nth(1).map_or(text.len(), |(i, _)| i)
+    } else {
+        end
+    }
+}
+
+/// The documents of a corpus, in order, one at a time, each whole: [`Pieces`] joined back. The
+/// packer reads the pieces instead, so that a document's length does not bound memory.
+pub struct Documents {
+    pieces: Pieces,
+    /// The first piece of the next document, read while joining the previous one.
+    ahead: Option<Piece>,
+}
+
+impl Documents {
+    /// Counts so far.
+    pub fn stats(&self) -> ReadStats {
+        self.pieces.stats()
+    }
+
+    /// The label fields, in the order of `Document::labels`.
+    pub fn label_fields(&self) -> &[String] {
+        self.pieces.label_fields()
+    }
+
+    /// The corpus spec (for error messages downstream).
+    pub fn spec(&self) -> &str {
+        self.pieces.spec()
+    }
+
+    /// The same stream in pieces, from where this one stands (no document read yet).
+    pub fn into_pieces(self) -> Pieces {
+        self.pieces
     }
 }
 
@@ -263,34 +489,30 @@ impl Iterator for Documents {
     type Item = Result<Document>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while !self.finished {
-            let record = match self.next_record() {
-                Ok(Some(record)) => record,
-                Ok(None) => {
-                    self.finished = true;
-                    return None;
+        let first = match self.ahead.take() {
+            Some(piece) => piece,
+            None => match self.pieces.next()? {
+                Ok(piece) => piece,
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        let mut document = Document {
+            index: first.index,
+            text: first.text,
+            labels: first.labels.unwrap_or_default(),
+        };
+        loop {
+            match self.pieces.next() {
+                None => break,
+                Some(Err(e)) => return Some(Err(e)),
+                Some(Ok(piece)) if piece.labels.is_some() => {
+                    self.ahead = Some(piece);
+                    break;
                 }
-                Err(e) => {
-                    self.finished = true;
-                    return Some(Err(e));
-                }
-            };
-            let index = self.next_index;
-            self.next_index += 1;
-            self.stats.lossy_replacements += record.replacements;
-            match record.text {
-                Some(text) if !text.trim().is_empty() => {
-                    self.stats.documents += 1;
-                    return Some(Ok(Document {
-                        index,
-                        text,
-                        labels: record.labels,
-                    }));
-                }
-                _ => self.stats.empty_skipped += 1,
+                Some(Ok(piece)) => document.text.push_str(&piece.text),
             }
         }
-        None
+        Some(Ok(document))
     }
 }
 
@@ -325,7 +547,166 @@ pub(super) fn decode_utf8(
     }
 }
 
-/// Reads a .jsonl file line by line.
+/// Decodes the front of a stream of UTF-8 bytes onto `out` and removes it from `raw`, keeping
+/// a character cut off at the end (unless `at_end`) for the next call. Returns the invalid
+/// sequences replaced (with `lossy`); without, the offset in `raw` of the first bad byte goes
+/// to `error`.
+pub(super) fn decode_part(
+    raw: &mut Vec<u8>,
+    at_end: bool,
+    lossy: bool,
+    out: &mut String,
+    error: impl FnOnce(usize) -> CorpusError,
+) -> Result<u64> {
+    let keep = if at_end { 0 } else { incomplete_tail(raw) };
+    let body = raw.len() - keep;
+    let replacements = match std::str::from_utf8(&raw[..body]) {
+        Ok(text) => {
+            out.push_str(text);
+            0
+        }
+        Err(e) if !lossy => return Err(error(e.valid_up_to())),
+        Err(_) => {
+            let mut n = 0;
+            for chunk in raw[..body].utf8_chunks() {
+                out.push_str(chunk.valid());
+                if !chunk.invalid().is_empty() {
+                    out.push('\u{FFFD}');
+                    n += 1;
+                }
+            }
+            n
+        }
+    };
+    raw.drain(..body);
+    Ok(replacements)
+}
+
+/// Bytes at the end of `bytes` that start a UTF-8 character the following bytes may complete.
+fn incomplete_tail(bytes: &[u8]) -> usize {
+    let n = bytes.len();
+    for back in 1..=n.min(3) {
+        let b = bytes[n - back];
+        if b & 0xC0 == 0x80 {
+            continue;
+        }
+        let need = match b {
+            0xF0.. => 4,
+            0xE0.. => 3,
+            0xC0.. => 2,
+            _ => 1,
+        };
+        return if need > back { back } else { 0 };
+    }
+    0
+}
+
+/// A text already in memory (a parquet cell, a short .jsonl line), handed out in parts.
+struct Held {
+    text: String,
+    at: usize,
+}
+
+impl Held {
+    fn new(text: String) -> Self {
+        Held { text, at: 0 }
+    }
+
+    /// Appends about `max` more bytes to `out`; false when nothing was left.
+    fn more(&mut self, out: &mut String, max: usize) -> bool {
+        if self.at >= self.text.len() {
+            return false;
+        }
+        let mut end = (self.at + max).min(self.text.len());
+        while !self.text.is_char_boundary(end) {
+            end += 1;
+        }
+        out.push_str(&self.text[self.at..end]);
+        self.at = end;
+        true
+    }
+}
+
+/// Reads a .txt file (one document) a block at a time.
+struct TxtReader {
+    file: PathBuf,
+    reader: File,
+    /// Bytes read from the file so far.
+    offset: u64,
+    /// Bytes read but not yet decoded (a character cut off by the last read).
+    raw: Vec<u8>,
+    started: bool,
+    eof: bool,
+}
+
+impl TxtReader {
+    fn open(path: &Path) -> Result<Self> {
+        Ok(TxtReader {
+            file: path.into(),
+            reader: File::open(path).map_err(|e| CorpusError::io(path, e))?,
+            offset: 0,
+            raw: Vec::new(),
+            started: false,
+            eof: false,
+        })
+    }
+
+    /// The file's one record, once.
+    fn start(&mut self) -> Option<Head> {
+        if std::mem::replace(&mut self.started, true) {
+            return None;
+        }
+        Some(Head {
+            labels: Vec::new(),
+            has_text: true,
+        })
+    }
+
+    /// Appends about `max` more bytes of text to `out`; false at the end of the file.
+    fn more(
+        &mut self,
+        out: &mut String,
+        max: usize,
+        lossy: bool,
+        stats: &mut ReadStats,
+    ) -> Result<bool> {
+        if self.eof && self.raw.is_empty() {
+            return Ok(false);
+        }
+        let first = self.offset == 0;
+        let old = self.raw.len();
+        self.raw.resize(old + max, 0);
+        let mut n = 0;
+        while old + n < self.raw.len() {
+            match self.reader.read(&mut self.raw[old + n..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CorpusError::io(&self.file, e)),
+            }
+        }
+        self.raw.truncate(old + n);
+        self.offset += n as u64;
+        if first {
+            strip_bom(&mut self.raw);
+        }
+        let base = self.offset - self.raw.len() as u64;
+        stats.lossy_replacements += decode_part(&mut self.raw, self.eof, lossy, out, |at| {
+            CorpusError::InvalidUtf8 {
+                file: self.file.clone(),
+                line: None,
+                row: None,
+                offset: base + at as u64,
+            }
+        })?;
+        Ok(true)
+    }
+}
+
+/// Reads a .jsonl file line by line; a line longer than [`LONG_LINE`] is read in place.
 struct JsonlReader {
     file: PathBuf,
     reader: BufReader<File>,
@@ -334,6 +715,13 @@ struct JsonlReader {
     /// Byte offset of the next line.
     offset: u64,
     buf: Vec<u8>,
+    text: JsonlText,
+}
+
+/// The text of the current line.
+enum JsonlText {
+    Held(Held),
+    Long(LongLine),
 }
 
 impl JsonlReader {
@@ -345,22 +733,63 @@ impl JsonlReader {
             line: 0,
             offset: 0,
             buf: Vec::new(),
+            text: JsonlText::Held(Held::new(String::new())),
         })
     }
 
-    fn next_record(&mut self, options: &CorpusOptions) -> Result<Option<Record>> {
+    /// Appends about `max` more bytes of the current line's text to `out`; false at its end.
+    fn more(
+        &mut self,
+        out: &mut String,
+        max: usize,
+        lossy: bool,
+        stats: &mut ReadStats,
+    ) -> Result<bool> {
+        match &mut self.text {
+            JsonlText::Held(held) => Ok(held.more(out, max)),
+            JsonlText::Long(long) => long.more(&mut self.reader, out, max, lossy, stats),
+        }
+    }
+
+    /// The start of the next record (blank lines skipped); `None` at the end of the file.
+    fn start(&mut self, options: &CorpusOptions, stats: &mut ReadStats) -> Result<Option<Head>> {
+        if let JsonlText::Long(long) = &mut self.text {
+            // Go on after the long line, whose text may not have been read to its end.
+            let end = long.finish(&mut self.reader)?;
+            self.reader
+                .seek(SeekFrom::Start(end))
+                .map_err(|e| CorpusError::io(&self.file, e))?;
+            self.offset = end;
+            self.text = JsonlText::Held(Held::new(String::new()));
+        }
         loop {
             self.buf.clear();
-            let n = self
-                .reader
+            let n = (&mut self.reader)
+                .take(LONG_LINE as u64)
                 .read_until(b'\n', &mut self.buf)
                 .map_err(|e| CorpusError::io(&self.file, e))?;
             if n == 0 {
                 return Ok(None);
             }
+            self.line += 1;
+            if n == LONG_LINE && self.buf.last() != Some(&b'\n') {
+                self.reader
+                    .seek(SeekFrom::Start(self.offset))
+                    .map_err(|e| CorpusError::io(&self.file, e))?;
+                let line = (self.file.as_path(), self.line, self.offset);
+                match LongLine::start(&mut self.reader, line, options, stats)? {
+                    Err(end) => {
+                        self.offset = end; // a blank line
+                        continue;
+                    }
+                    Ok((head, long)) => {
+                        self.text = JsonlText::Long(long);
+                        return Ok(Some(head));
+                    }
+                }
+            }
             let mut start = self.offset;
             self.offset += n as u64;
-            self.line += 1;
             let mut bytes = std::mem::take(&mut self.buf);
             while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 bytes.pop();
@@ -379,13 +808,11 @@ impl JsonlReader {
                     row: None,
                     offset: start + offset as u64,
                 })?;
-            return self.parse(&text, options).map(|(text, labels)| {
-                Some(Record {
-                    text,
-                    labels,
-                    replacements,
-                })
-            });
+            stats.lossy_replacements += replacements;
+            let (text, labels) = self.parse(&text, options)?;
+            let has_text = text.is_some();
+            self.text = JsonlText::Held(Held::new(text.unwrap_or_default()));
+            return Ok(Some(Head { labels, has_text }));
         }
     }
 
