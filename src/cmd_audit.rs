@@ -71,6 +71,16 @@ pub struct AuditArgs {
     /// (guards rare concepts against chance; 5 keeps chance passes below ~1 in 3 million tests).
     #[arg(long, default_value_t = 5.0)]
     min_z: f64,
+    /// ... and the unit's ranks agree with its mean: the concept's AUROC is at least this (0.5 is
+    /// chance; a mean lifted by a few huge activations on tokens the unit otherwise ranks low
+    /// stays near or below 0.5).
+    #[arg(long, default_value_t = 0.55)]
+    min_auroc: f64,
+    /// ... and at least one of the unit's top-k activations carries the concept, a share of at
+    /// least this × the concept's base rate (1 = what k random tokens would give on average;
+    /// 0 turns this test off, and with --min-auroc 0 gives the mean-only rule of audit.json v1).
+    #[arg(long, default_value_t = 1.0, value_name = "LIFT")]
+    min_topk_lift: f64,
     /// Top activations per unit for the top-k share (and the report's examples).
     #[arg(long, default_value_t = 50)]
     top_k: usize,
@@ -244,6 +254,8 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
         threshold: a.threshold,
         min_support: a.min_support,
         min_z: a.min_z,
+        min_auroc: a.min_auroc,
+        min_topk_lift: a.min_topk_lift,
         top_k: a.top_k.max(1),
         related_overlap: a.related_overlap,
         cards: a.cards,
@@ -288,13 +300,15 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
 
     let r = &out.report;
     println!(
-        "{} tokens, {} concepts, score {} >= {} (support >= {}, z >= {}) in {:.1}s",
+        "{} tokens, {} concepts, score {} >= {} (support >= {}, z >= {}, auroc >= {}, top-k share >= {} x base rate) in {:.1}s",
         r.tokens,
         r.concepts.len(),
         r.score,
         r.threshold,
         r.min_support,
         r.min_z,
+        r.min_auroc,
+        r.min_topk_lift,
         t0.elapsed().as_secs_f64()
     );
     println!(

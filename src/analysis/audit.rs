@@ -11,8 +11,12 @@
 //!   (a > 0 when that quantile is 0);
 //! - support: concept tokens on which a > 0.
 //!
-//! A concept passes when the chosen score ≥ threshold and support ≥ min_support, and survives
-//! the explain-away pass (see [`Audit::explain_away`]) when the unit passes several. A unit is dead
+//! A concept passes when the chosen score ≥ threshold, support ≥ min_support, z ≥ min_z, and the
+//! unit's ranks agree with its mean: AUROC ≥ min_auroc and a top-k share above 0 and ≥
+//! min_topk_lift × the concept's base rate (a mean lifted by a few huge activations on tokens the
+//! unit otherwise ranks low fails them); and it survives the explain-away pass (see
+//! [`Audit::explain_away`]) when the unit passes several. Every rejection keeps the tests it
+//! failed ([`Failed`]), shown in audit.json and scores.csv. A unit is dead
 //! when it is never > 0, polysemantic when two passing concepts remain after those lying inside
 //! a larger passing concept (|A∩B| / |A| ≥ `related_overlap`) are subsumed by it, monosemantic
 //! when some concept passes, unexplained otherwise.
@@ -36,6 +40,49 @@ const BINS: usize = 32;
 const ROWS_PER_CHUNK: usize = 1024;
 /// Network Dissection's activation quantile for the IoU mask.
 const IOU_QUANTILE: f64 = 0.995;
+
+/// The tests a unit × concept pair can fail, as bits (0 = it passes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Failed(pub u8);
+
+impl Failed {
+    pub const SCORE: u8 = 1;
+    pub const SUPPORT: u8 = 2;
+    pub const Z: u8 = 4;
+    pub const AUROC: u8 = 8;
+    pub const TOPK: u8 = 16;
+    pub const EXPLAINED_AWAY: u8 = 32;
+    const NAMES: [(u8, &'static str); 6] = [
+        (Failed::SCORE, "score"),
+        (Failed::SUPPORT, "support"),
+        (Failed::Z, "z"),
+        (Failed::AUROC, "auroc"),
+        (Failed::TOPK, "topk"),
+        (Failed::EXPLAINED_AWAY, "explained_away"),
+    ];
+
+    pub fn passes(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Names of the failed tests, in the order above.
+    pub fn names(self) -> Vec<&'static str> {
+        Failed::NAMES
+            .iter()
+            .filter(|(bit, _)| self.0 & bit != 0)
+            .map(|&(_, name)| name)
+            .collect()
+    }
+
+    /// `pass`, or the failed tests joined by `+` (scores.csv's `reason`).
+    pub fn reason(self) -> String {
+        if self.passes() {
+            "pass".into()
+        } else {
+            self.names().join("+")
+        }
+    }
+}
 
 /// Which score the threshold applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +133,10 @@ pub struct AuditOptions {
     pub threshold: f64,
     pub min_support: u64,
     pub min_z: f64,
+    /// Rank agreement: a passing concept's AUROC is at least this.
+    pub min_auroc: f64,
+    /// ... and its top-k share is above 0 and at least this × its base rate (0: no top-k test).
+    pub min_topk_lift: f64,
     pub top_k: usize,
     pub related_overlap: f64,
     /// Rows sampled (from evenly spaced row groups) to place the histogram bins.
@@ -110,6 +161,8 @@ impl Default for AuditOptions {
             threshold: 0.3,
             min_support: 10,
             min_z: 5.0,
+            min_auroc: 0.55,
+            min_topk_lift: 1.0,
             top_k: 50,
             related_overlap: 0.5,
             sample_rows: 32_768,
@@ -466,30 +519,30 @@ fn argmin(top: &[Top]) -> usize {
     m
 }
 
-/// The report and the full score table: per side, `[units, concepts]` row-major.
+/// The report and the full score table: per side, `[units, concepts]` row-major, with the tests
+/// each pair failed (the same layout).
 pub struct AuditOutput {
     pub report: AuditReport,
     pub scores: Vec<Vec<Scores>>,
+    pub failed: Vec<Vec<Failed>>,
 }
 
 impl AuditOutput {
     /// The full table as CSV: one line per side × unit × concept.
     pub fn scores_csv(&self) -> String {
         let r = &self.report;
-        let mut out =
-            String::from("kind,unit,concept,selectivity,auroc,topk,iou,support,z,passes,class\n");
-        for (side, table) in r.sides.iter().zip(&self.scores) {
+        let mut out = String::from(
+            "kind,unit,concept,selectivity,auroc,topk,iou,support,z,passes,reason,class\n",
+        );
+        for ((side, table), failed) in r.sides.iter().zip(&self.scores).zip(&self.failed) {
             let nc = r.concepts.len();
             for (i, s) in table.iter().enumerate() {
                 let (unit, c) = (i / nc, i % nc);
                 let name = &r.concepts[c].name;
-                // The final decision: threshold, support, z and the explain-away pass.
-                let passes = side.unit_results[unit]
-                    .concepts
-                    .iter()
-                    .any(|p| p.concept == *name);
+                // The final decision: every test and the explain-away pass.
+                let passes = failed[i].passes();
                 out.push_str(&format!(
-                    "{},{unit},{},{:.6},{:.6},{:.6},{:.6},{},{:.3},{},{}\n",
+                    "{},{unit},{},{:.6},{:.6},{:.6},{:.6},{},{:.3},{},{},{}\n",
                     side.kind,
                     csv_field(name),
                     s.selectivity,
@@ -499,6 +552,7 @@ impl AuditOutput {
                     s.support,
                     s.z,
                     passes as u8,
+                    failed[i].reason(),
                     side.unit_results[unit].class
                 ));
             }
@@ -545,6 +599,18 @@ impl<'a> Audit<'a> {
             return Err(format!(
                 "--threshold {}: must be in [0, 1]",
                 options.threshold
+            ));
+        }
+        if !(0.0..=1.0).contains(&options.min_auroc) {
+            return Err(format!(
+                "--min-auroc {}: must be in [0, 1] (0.5 is chance)",
+                options.min_auroc
+            ));
+        }
+        if !(options.min_topk_lift >= 0.0 && options.min_topk_lift.is_finite()) {
+            return Err(format!(
+                "--min-topk-lift {}: must be a number >= 0 (1 = the concept's base rate)",
+                options.min_topk_lift
             ));
         }
         Ok(Audit {
@@ -674,12 +740,30 @@ impl<'a> Audit<'a> {
                     .collect()
             })
             .collect();
-        let explained = self.explain_away(&mut stream, progress, &accs, &scores, n)?;
+        let rates: Vec<f64> = counts.iter().map(|&k| k as f64 / n as f64).collect();
+        let mut failed: Vec<Vec<Failed>> = scores
+            .iter()
+            .map(|table| {
+                table
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| self.failed(s, rates[i % nc.max(1)]))
+                    .collect()
+            })
+            .collect();
+        let explained = self.explain_away(&mut stream, progress, &accs, &failed, n)?;
+        for (table, explained) in failed.iter_mut().zip(&explained) {
+            for (&unit, &dropped) in explained {
+                for c in (0..nc).filter(|&c| dropped >> c & 1 == 1) {
+                    table[unit * nc + c].0 |= Failed::EXPLAINED_AWAY;
+                }
+            }
+        }
         let mut sides = vec![];
-        for (((side, acc), table), explained) in
-            self.sides.iter().zip(&accs).zip(&scores).zip(&explained)
+        for (((side, acc), table), fails) in
+            self.sides.iter().zip(&accs).zip(&scores).zip(&failed)
         {
-            let mut report = self.side_report(side, acc, table, n, explained, &inside);
+            let mut report = self.side_report(side, acc, table, fails, n, &inside);
             report.cards = self.cards(side, acc, table, &report, &mut stream)?;
             sides.push(report);
         }
@@ -692,18 +776,42 @@ impl<'a> Audit<'a> {
             threshold: self.options.threshold,
             min_support: self.options.min_support,
             min_z: self.options.min_z,
+            min_auroc: self.options.min_auroc,
+            min_topk_lift: self.options.min_topk_lift,
             top_k: self.options.top_k,
             related_overlap: self.options.related_overlap,
             concepts,
             sides,
         };
-        Ok(AuditOutput { report, scores })
+        Ok(AuditOutput {
+            report,
+            scores,
+            failed,
+        })
     }
 
-    fn passes(&self, s: &Scores) -> bool {
-        self.options.score.of(s) >= self.options.threshold
-            && s.support >= self.options.min_support
-            && s.z >= self.options.min_z
+    /// The tests (all but the explain-away pass) that a unit × concept pair fails; the concept
+    /// is on `base_rate` of the scored tokens. The score, support and z test the mean; AUROC and
+    /// the top-k share test that the unit's ranks agree with it.
+    fn failed(&self, s: &Scores, base_rate: f64) -> Failed {
+        let o = &self.options;
+        let tests = [
+            (Failed::SCORE, o.score.of(s) >= o.threshold),
+            (Failed::SUPPORT, s.support >= o.min_support),
+            (Failed::Z, s.z >= o.min_z),
+            (Failed::AUROC, s.auroc >= o.min_auroc),
+            // Lift 0 turns the test off (the rule before the rank tests, with min_auroc 0).
+            (
+                Failed::TOPK,
+                s.topk >= o.min_topk_lift * base_rate && (s.topk > 0.0 || o.min_topk_lift == 0.0),
+            ),
+        ];
+        Failed(
+            tests
+                .iter()
+                .filter(|(_, ok)| !ok)
+                .fold(0, |m, &(bit, _)| m | bit),
+        )
     }
 
     /// The explain-away test, a second pass over the units that pass two or more concepts: a
@@ -717,12 +825,12 @@ impl<'a> Audit<'a> {
         stream: &mut BlockStream,
         progress: Progress,
         accs: &[Vec<UnitAcc>],
-        scores: &[Vec<Scores>],
+        failed: &[Vec<Failed>],
         n: u64,
     ) -> crate::store::Result<Vec<BTreeMap<usize, u128>>> {
         let nc = self.labeler.names().len();
         // Per side: candidate units and their passing sets.
-        let candidates: Vec<Vec<(usize, u128)>> = scores
+        let candidates: Vec<Vec<(usize, u128)>> = failed
             .iter()
             .map(|table| {
                 table
@@ -730,7 +838,7 @@ impl<'a> Audit<'a> {
                     .enumerate()
                     .filter_map(|(unit, row)| {
                         let set = (0..nc)
-                            .filter(|&c| self.passes(&row[c]))
+                            .filter(|&c| row[c].passes())
                             .fold(0u128, |m, c| m | 1 << c);
                         (set.count_ones() >= 2).then_some((unit, set))
                     })
@@ -897,8 +1005,8 @@ impl<'a> Audit<'a> {
         side: &UnitSource,
         acc: &[UnitAcc],
         table: &[Scores],
+        failed: &[Failed],
         n: u64,
-        explained: &BTreeMap<usize, u128>,
         inside: &dyn Fn(usize, usize) -> bool,
     ) -> SideReport {
         let nc = self.labeler.names().len();
@@ -908,17 +1016,26 @@ impl<'a> Audit<'a> {
         let mut results = Vec::with_capacity(acc.len());
         for (unit, u) in acc.iter().enumerate() {
             let mut passing: Vec<PassingConcept> = vec![];
+            let mut rejected: Vec<RejectedConcept> = vec![];
             let mut ids = vec![];
-            let dropped = explained.get(&unit).copied().unwrap_or(0);
-            for (c, &s) in table[unit * nc..(unit + 1) * nc].iter().enumerate() {
-                if self.passes(&s) && dropped >> c & 1 == 0 {
+            let row = unit * nc..(unit + 1) * nc;
+            for (c, (&s, &f)) in table[row.clone()].iter().zip(&failed[row]).enumerate() {
+                let concept = self.labeler.names()[c].clone();
+                if f.passes() {
                     passing.push(PassingConcept {
-                        concept: self.labeler.names()[c].clone(),
+                        concept,
                         scores: s,
                     });
                     ids.push(c);
+                } else if f.0 & Failed::SCORE == 0 {
+                    rejected.push(RejectedConcept {
+                        concept,
+                        scores: s,
+                        failed: f.names().iter().map(|n| n.to_string()).collect(),
+                    });
                 }
             }
+            rejected.sort_by(|a, b| o.score.of(&b.scores).total_cmp(&o.score.of(&a.scores)));
             let mut order: Vec<usize> = (0..passing.len()).collect();
             order.sort_by(|&a, &b| {
                 o.score
@@ -958,6 +1075,7 @@ impl<'a> Audit<'a> {
                 density: u.fires as f64 / n as f64,
                 max_activation: u.max,
                 concepts: passing,
+                rejected,
             });
         }
         let alive = (acc.len() - summary.dead) as f64;
