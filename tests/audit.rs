@@ -248,7 +248,7 @@ fn distractors_fail_the_rank_tests_that_the_mean_alone_passes() {
         &p(&acts),
         "--min-auroc",
         "0",
-        "--min-topk-lift",
+        "--topk-alpha",
         "0",
         "--out",
         &p(&old),
@@ -261,7 +261,8 @@ fn distractors_fail_the_rank_tests_that_the_mean_alone_passes() {
     // The decision's reason is in audit.json too.
     let a = json(&audit.join("audit.json"));
     assert_eq!(a["min_auroc"].as_f64(), Some(0.55));
-    assert_eq!(a["min_topk_lift"].as_f64(), Some(1.0));
+    assert_eq!(a["topk_alpha"].as_f64(), Some(0.01));
+    assert_eq!(a["min_topk_lift"].as_f64(), Some(0.0));
     let (unit, outliers) = &distractors[0];
     let u = &a["sides"][0]["unit_results"][*unit as usize];
     let rejected = u["rejected"].as_array().unwrap();
@@ -449,6 +450,7 @@ fn concepts_on_real_gpt2_tokens() {
         (vec!["--threshold", "2"], "--threshold 2"),
         (vec!["--min-auroc", "1.5"], "--min-auroc 1.5: must be in [0, 1]"),
         (vec!["--min-topk-lift", "nan"], "--min-topk-lift NaN: must be a number >= 0"),
+        (vec!["--topk-alpha", "1"], "--topk-alpha 1: must be in [0, 1)"),
     ] {
         let (acts_s, out) = (p(&acts), p(&tmp.path().join("bad")));
         let mut full = vec!["audit", "--acts", &acts_s];

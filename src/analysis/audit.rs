@@ -12,9 +12,11 @@
 //! - support: concept tokens on which a > 0.
 //!
 //! A concept passes when the chosen score ≥ threshold, support ≥ min_support, z ≥ min_z, and the
-//! unit's ranks agree with its mean: AUROC ≥ min_auroc and a top-k share above 0 and ≥
-//! min_topk_lift × the concept's base rate (a mean lifted by a few huge activations on tokens the
-//! unit otherwise ranks low fails them); and it survives the explain-away pass (see
+//! unit's ranks agree with its mean (a mean lifted by a few huge activations on tokens the unit
+//! otherwise ranks low fails them): AUROC ≥ min_auroc, and the unit's top-k activations do not
+//! avoid the concept — P(Bin(k, base rate) ≤ the top-k tokens carrying it) ≥ topk_alpha — nor,
+//! when min_topk_lift > 0, carry it less than min_topk_lift × its base rate (or never); and it
+//! survives the explain-away pass (see
 //! [`Audit::explain_away`]) when the unit passes several. Every rejection keeps the tests it
 //! failed ([`Failed`]), shown in audit.json and scores.csv. A unit is dead
 //! when it is never > 0, polysemantic when two passing concepts remain after those lying inside
@@ -133,9 +135,12 @@ pub struct AuditOptions {
     pub threshold: f64,
     pub min_support: u64,
     pub min_z: f64,
-    /// Rank agreement: a passing concept's AUROC is at least this.
+    /// Rank agreement: a passing concept's AUROC is at least this (0: no AUROC test).
     pub min_auroc: f64,
-    /// ... and its top-k share is above 0 and at least this × its base rate (0: no top-k test).
+    /// ... and its top-k share is not below its base rate at this significance: P(Bin(k, base
+    /// rate) ≤ hits) ≥ topk_alpha (0: no such test).
+    pub topk_alpha: f64,
+    /// ... and, when > 0, its top-k share is above 0 and at least this × its base rate.
     pub min_topk_lift: f64,
     pub top_k: usize,
     pub related_overlap: f64,
@@ -162,7 +167,8 @@ impl Default for AuditOptions {
             min_support: 10,
             min_z: 5.0,
             min_auroc: 0.55,
-            min_topk_lift: 1.0,
+            topk_alpha: 0.01,
+            min_topk_lift: 0.0,
             top_k: 50,
             related_overlap: 0.5,
             sample_rows: 32_768,
@@ -508,6 +514,30 @@ impl UnitAcc {
     }
 }
 
+/// P(X ≤ hits) for X ~ Binomial(k, p): how likely k random tokens hold at most `hits` tokens of
+/// a concept on a share p of all tokens (summed in log space: (1 − p)^k underflows for large k).
+pub fn binomial_cdf(hits: usize, k: usize, p: f64) -> f64 {
+    if hits >= k || p <= 0.0 {
+        return 1.0;
+    }
+    if p >= 1.0 {
+        return 0.0;
+    }
+    let (lp, lq) = (p.ln(), (-p).ln_1p());
+    // log pmf(i) from log pmf(i − 1): × (k − i + 1) / i × p / (1 − p).
+    let mut logs = Vec::with_capacity(hits + 1);
+    let mut l = k as f64 * lq;
+    logs.push(l);
+    for i in 1..=hits {
+        l += ((k - i + 1) as f64 / i as f64).ln() + lp - lq;
+        logs.push(l);
+    }
+    let max = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (max + logs.iter().map(|x| (x - max).exp()).sum::<f64>().ln())
+        .exp()
+        .min(1.0)
+}
+
 fn argmin(top: &[Top]) -> usize {
     let mut m = 0;
     for (i, t) in top.iter().enumerate() {
@@ -605,6 +635,12 @@ impl<'a> Audit<'a> {
             return Err(format!(
                 "--min-auroc {}: must be in [0, 1] (0.5 is chance)",
                 options.min_auroc
+            ));
+        }
+        if !(0.0..1.0).contains(&options.topk_alpha) {
+            return Err(format!(
+                "--topk-alpha {}: must be in [0, 1) (0 turns the test off)",
+                options.topk_alpha
             ));
         }
         if !(options.min_topk_lift >= 0.0 && options.min_topk_lift.is_finite()) {
@@ -731,26 +767,21 @@ impl<'a> Audit<'a> {
                 && (counts[p], p) > (counts[c], c)
                 && pair[c * nc + p] as f64 / counts[c] as f64 >= self.options.related_overlap
         };
-        // Every unit × concept score, once: `[units, concepts]` per side.
-        let scores: Vec<Vec<Scores>> = accs
+        // Every unit × concept score and the tests it fails, once: `[units, concepts]` per side.
+        let rates: Vec<f64> = counts.iter().map(|&k| k as f64 / n as f64).collect();
+        let (scores, mut failed): (Vec<Vec<Scores>>, Vec<Vec<Failed>>) = accs
             .iter()
             .map(|acc| {
                 acc.par_iter()
-                    .flat_map_iter(|u| (0..nc).map(|c| u.scores(c, counts[c], n)))
-                    .collect()
+                    .flat_map_iter(|u| {
+                        (0..nc).map(|c| {
+                            let s = u.scores(c, counts[c], n);
+                            (s, self.failed(&s, u.top.len(), rates[c]))
+                        })
+                    })
+                    .unzip()
             })
-            .collect();
-        let rates: Vec<f64> = counts.iter().map(|&k| k as f64 / n as f64).collect();
-        let mut failed: Vec<Vec<Failed>> = scores
-            .iter()
-            .map(|table| {
-                table
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| self.failed(s, rates[i % nc.max(1)]))
-                    .collect()
-            })
-            .collect();
+            .unzip();
         let explained = self.explain_away(&mut stream, progress, &accs, &failed, n)?;
         for (table, explained) in failed.iter_mut().zip(&explained) {
             for (&unit, &dropped) in explained {
@@ -777,6 +808,7 @@ impl<'a> Audit<'a> {
             min_support: self.options.min_support,
             min_z: self.options.min_z,
             min_auroc: self.options.min_auroc,
+            topk_alpha: self.options.topk_alpha,
             min_topk_lift: self.options.min_topk_lift,
             top_k: self.options.top_k,
             related_overlap: self.options.related_overlap,
@@ -791,19 +823,20 @@ impl<'a> Audit<'a> {
     }
 
     /// The tests (all but the explain-away pass) that a unit × concept pair fails; the concept
-    /// is on `base_rate` of the scored tokens. The score, support and z test the mean; AUROC and
-    /// the top-k share test that the unit's ranks agree with it.
-    fn failed(&self, s: &Scores, base_rate: f64) -> Failed {
+    /// is on `base_rate` of the scored tokens and the unit has `k` top activations. The score,
+    /// support and z test the mean; AUROC and the top-k share test that the unit's ranks agree.
+    fn failed(&self, s: &Scores, k: usize, base_rate: f64) -> Failed {
         let o = &self.options;
         let tests = [
             (Failed::SCORE, o.score.of(s) >= o.threshold),
             (Failed::SUPPORT, s.support >= o.min_support),
             (Failed::Z, s.z >= o.min_z),
             (Failed::AUROC, s.auroc >= o.min_auroc),
-            // Lift 0 turns the test off (the rule before the rank tests, with min_auroc 0).
             (
                 Failed::TOPK,
-                s.topk >= o.min_topk_lift * base_rate && (s.topk > 0.0 || o.min_topk_lift == 0.0),
+                binomial_cdf((s.topk * k as f64).round() as usize, k, base_rate) >= o.topk_alpha
+                    && (o.min_topk_lift == 0.0
+                        || (s.topk > 0.0 && s.topk >= o.min_topk_lift * base_rate)),
             ),
         ];
         Failed(
@@ -1189,5 +1222,38 @@ impl<'a> Audit<'a> {
             });
         }
         Ok(cards)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binomial_cdf_matches_closed_forms() {
+        // P(X = 0) = (1 − p)^k; P(X ≤ 2) for Bin(50, 0.05) summed by hand.
+        assert!((binomial_cdf(0, 50, 0.05) - 0.95f64.powi(50)).abs() < 1e-12);
+        let by_hand: f64 = (0..=2u32)
+            .map(|i| {
+                let c = [1.0, 50.0, 1225.0][i as usize];
+                c * 0.05f64.powi(i as i32) * 0.95f64.powi(50 - i as i32)
+            })
+            .sum();
+        assert!((binomial_cdf(2, 50, 0.05) - by_hand).abs() < 1e-12);
+        assert!((binomial_cdf(0, 50, 0.2) - 1.427e-5).abs() < 1e-8);
+        // No underflow where (1 − p)^k does: the median of Bin(10 000, ½) has P ≈ ½ + pmf/2.
+        let half = binomial_cdf(5000, 10_000, 0.5);
+        assert!((half - 0.503989).abs() < 1e-5, "{half}");
+        assert_eq!(binomial_cdf(50, 50, 0.3), 1.0);
+        assert_eq!(binomial_cdf(0, 50, 0.0), 1.0);
+        assert_eq!(binomial_cdf(3, 50, 1.0), 0.0);
+    }
+
+    #[test]
+    fn failed_tests_are_named_in_order() {
+        let f = Failed(Failed::AUROC | Failed::SUPPORT | Failed::EXPLAINED_AWAY);
+        assert_eq!(f.names(), ["support", "auroc", "explained_away"]);
+        assert_eq!(f.reason(), "support+auroc+explained_away");
+        assert_eq!(Failed::default().reason(), "pass");
     }
 }

@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the `audit.json` layout (2: the rank tests `min_auroc`, `min_topk_lift` and every
+/// Version of the `audit.json` layout (2: the rank tests `min_auroc`, `topk_alpha`,
+/// `min_topk_lift` and every
 /// unit's `rejected` concepts with the tests they failed).
 pub const AUDIT_VERSION: u32 = 2;
 
@@ -30,9 +31,14 @@ pub struct AuditReport {
     /// random other token clearly more often than chance) ...
     #[serde(default)]
     pub min_auroc: f64,
-    /// ... and the share of the unit's top-k activations that carry the concept is above 0 and
-    /// at least this multiple of the concept's base rate (what k random tokens would give; 0:
-    /// no top-k test).
+    /// ... and the unit's top-k activations do not avoid the concept: the probability that k
+    /// random tokens hold at most as many of its tokens (Binomial(k, base rate)) is at least this
+    /// (0: no such test) ...
+    #[serde(default)]
+    pub topk_alpha: f64,
+    /// ... and, when > 0, the share of the unit's top-k activations that carry the concept is
+    /// above 0 and at least this multiple of the concept's base rate (what k random tokens give
+    /// on average).
     #[serde(default)]
     pub min_topk_lift: f64,
     /// How many top activations per unit the `topk` share is taken over.

@@ -87,7 +87,7 @@ pub fn write_audit_svgs(report: &AuditReport, dir: &Path) -> std::io::Result<Vec
 /// Section 1: title and the audit's parameters.
 fn section_header(h: &mut String, r: &AuditReport) {
     h.push_str("<header>\n<h1>Polysemanticity audit</h1>\n<table class=\"kv\">\n");
-    let rows: [(&str, String); 12] = [
+    let rows: [(&str, String); 13] = [
         ("dataset", esc(&r.dataset)),
         ("model", esc(&r.model)),
         ("tokens", r.tokens.to_string()),
@@ -96,6 +96,7 @@ fn section_header(h: &mut String, r: &AuditReport) {
         ("min_support", r.min_support.to_string()),
         ("min_z", r.min_z.to_string()),
         ("min_auroc", sig3(r.min_auroc)),
+        ("topk_alpha", sig3(r.topk_alpha)),
         ("min_topk_lift", sig3(r.min_topk_lift)),
         ("top_k", r.top_k.to_string()),
         ("related_overlap", sig3(r.related_overlap)),
@@ -1162,7 +1163,8 @@ mod tests {
             min_support: 5,
             min_z: 5.0,
             min_auroc: 0.55,
-            min_topk_lift: 1.0,
+            topk_alpha: 0.01,
+            min_topk_lift: 0.0,
             top_k: 100,
             related_overlap: 0.8,
             concepts,
