@@ -210,7 +210,11 @@ fn distractors_fail_the_rank_tests_that_the_mean_alone_passes() {
             "class"
         ]
     );
-    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
     let mut old_rule_flags = 0;
     let (mut aurocs, mut selectivities) = (vec![], vec![]);
     for (unit, outliers) in &distractors {
@@ -448,9 +452,18 @@ fn concepts_on_real_gpt2_tokens() {
             "/nonexistent/lex.toml",
         ),
         (vec!["--threshold", "2"], "--threshold 2"),
-        (vec!["--min-auroc", "1.5"], "--min-auroc 1.5: must be in [0, 1]"),
-        (vec!["--min-topk-lift", "nan"], "--min-topk-lift NaN: must be a number >= 0"),
-        (vec!["--topk-alpha", "1"], "--topk-alpha 1: must be in [0, 1)"),
+        (
+            vec!["--min-auroc", "1.5"],
+            "--min-auroc 1.5: must be in [0, 1]",
+        ),
+        (
+            vec!["--min-topk-lift", "nan"],
+            "--min-topk-lift NaN: must be a number >= 0",
+        ),
+        (
+            vec!["--topk-alpha", "1"],
+            "--topk-alpha 1: must be in [0, 1)",
+        ),
     ] {
         let (acts_s, out) = (p(&acts), p(&tmp.path().join("bad")));
         let mut full = vec!["audit", "--acts", &acts_s];

@@ -791,8 +791,7 @@ impl<'a> Audit<'a> {
             }
         }
         let mut sides = vec![];
-        for (((side, acc), table), fails) in
-            self.sides.iter().zip(&accs).zip(&scores).zip(&failed)
+        for (((side, acc), table), fails) in self.sides.iter().zip(&accs).zip(&scores).zip(&failed)
         {
             let mut report = self.side_report(side, acc, table, fails, n, &inside);
             report.cards = self.cards(side, acc, table, &report, &mut stream)?;
@@ -1055,10 +1054,7 @@ impl<'a> Audit<'a> {
             for (c, (&s, &f)) in table[row.clone()].iter().zip(&failed[row]).enumerate() {
                 let concept = self.labeler.names()[c].clone();
                 if f.passes() {
-                    passing.push(PassingConcept {
-                        concept,
-                        scores: s,
-                    });
+                    passing.push(PassingConcept { concept, scores: s });
                     ids.push(c);
                 } else if f.0 & Failed::SCORE == 0 {
                     rejected.push(RejectedConcept {

@@ -590,13 +590,20 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!((s.polysemantic.true_positives, s.polysemantic.predicted), (1, 2));
+        assert_eq!(
+            (s.polysemantic.true_positives, s.polysemantic.predicted),
+            (1, 2)
+        );
         assert_eq!(s.polysemantic.precision, 0.5);
         assert_eq!(s.polysemantic.recall, 1.0);
         assert_eq!((s.concepts.true_positives, s.concepts.predicted), (2, 4));
         assert_eq!(s.concepts.actual, 2);
         assert_eq!(
-            (s.distractors, s.distractors_flagged, s.distractor_concepts_passed),
+            (
+                s.distractors,
+                s.distractors_flagged,
+                s.distractor_concepts_passed
+            ),
             (2, 1, 2)
         );
         assert!((s.class_accuracy - 2.0 / 3.0).abs() < 1e-12);
