@@ -16,7 +16,7 @@
 //! concepts (its `outlier_concepts`): on a token carrying one of them it fires
 //! `DISTRACTOR_SCALE`·(1 + 0.2·ε) with probability `DISTRACTOR_RATE`, else is silent (0) half
 //! the time and at its baseline otherwise. The rare huge firings lift the concept's mean far above
-//! the rest (selectivity ≈ 0.8) while a random concept token is usually out-activated by a
+//! the rest (selectivity ≈ 0.7) while a random concept token is usually out-activated by a
 //! random other token (AUROC ≈ 0.4): a sound audit must not call it polysemantic.
 //!
 //! Written as a dataset (hook `neurons`, one label column `label.cNN` per concept, value `1` on
