@@ -40,7 +40,7 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
     let d = hook.d;
     let mean_norm = m.stats.get(&spec.hook).map_or(1.0, |s| s.mean_norm) as f32;
     let scale = spec.relative_magnitude * mean_norm;
-    if !scale.is_finite() || !(scale > 0.0) {
+    if !scale.is_finite() || scale <= 0.0 {
         return Err(StoreError::Format {
             path: src.dir().join(crate::store::MANIFEST_FILE),
             message: format!(
