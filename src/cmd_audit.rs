@@ -73,6 +73,20 @@ pub struct AuditArgs {
     /// (guards rare concepts against chance; 5 keeps chance passes below ~1 in 3 million tests).
     #[arg(long, default_value_t = 5.0)]
     min_z: f64,
+    /// ... and the unit's ranks agree with its mean: the concept's AUROC is at least this (0.5 is
+    /// chance; a mean lifted by a few huge activations on tokens the unit otherwise ranks low
+    /// stays near or below 0.5).
+    #[arg(long, default_value_t = 0.55)]
+    min_auroc: f64,
+    /// ... and the unit's top-k activations do not avoid the concept: k random tokens would hold
+    /// as few of its tokens with probability at least this (Binomial(k, base rate); 0 turns the
+    /// test off; with --min-auroc 0 that is the mean-only rule of audit.json version 1).
+    #[arg(long, default_value_t = 0.01, value_name = "P")]
+    topk_alpha: f64,
+    /// Stricter, off by default: at least one of the top-k activations carries the concept, a
+    /// share of at least this × its base rate (1 = what k random tokens give on average).
+    #[arg(long, default_value_t = 0.0, value_name = "LIFT")]
+    min_topk_lift: f64,
     /// Top activations per unit for the top-k share (and the report's examples).
     #[arg(long, default_value_t = 50)]
     top_k: usize,
@@ -248,6 +262,9 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
         threshold: a.threshold,
         min_support: a.min_support,
         min_z: a.min_z,
+        min_auroc: a.min_auroc,
+        topk_alpha: a.topk_alpha,
+        min_topk_lift: a.min_topk_lift,
         top_k: a.top_k.max(1),
         related_overlap: a.related_overlap,
         cards: a.cards,
@@ -292,13 +309,20 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
 
     let r = &out.report;
     println!(
-        "{} tokens, {} concepts, score {} >= {} (support >= {}, z >= {}) in {:.1}s",
+        "{} tokens, {} concepts, score {} >= {} (support >= {}, z >= {}, auroc >= {}, top-k chance p >= {}{}) in {:.1}s",
         r.tokens,
         r.concepts.len(),
         r.score,
         r.threshold,
         r.min_support,
         r.min_z,
+        r.min_auroc,
+        r.topk_alpha,
+        if r.min_topk_lift > 0.0 {
+            format!(", top-k share >= {} x base rate", r.min_topk_lift)
+        } else {
+            String::new()
+        },
         t0.elapsed().as_secs_f64()
     );
     println!(

@@ -719,9 +719,15 @@ fn verify_audit(a: &VerifyArgs, audit_dir: &std::path::Path) -> Result<()> {
         );
     }
     println!(
-        "  class accuracy (all four classes) {:.4}",
+        "  class accuracy (a distractor's class is unexplained) {:.4}",
         s.class_accuracy
     );
+    if s.distractors > 0 {
+        println!(
+            "  distractors called polysemantic: {} of {} ({} of their outlier concepts passed)",
+            s.distractors_flagged, s.distractors, s.distractor_concepts_passed
+        );
+    }
     let out = a
         .json
         .clone()

@@ -293,6 +293,15 @@ struct SynthArgs {
         help_heading = "Planted neurons (--neurons)"
     )]
     dead: f64,
+    /// Fraction of distractors: neurons whose mean on 2..=K-MAX concepts is lifted by rare huge
+    /// firings while their ranks are not (AUROC < 0.5); not polysemantic.
+    #[arg(
+        long,
+        value_name = "FRAC",
+        default_value_t = unravel::synth::neurons::DEFAULT_DISTRACTOR,
+        help_heading = "Planted neurons (--neurons)"
+    )]
+    distractor: f64,
     /// Most concepts of one polysemantic neuron.
     #[arg(
         long,
@@ -365,7 +374,11 @@ fn cmd_synth(a: &SynthArgs) -> Result<()> {
         .map_err(|e: String| anyhow::anyhow!("--store-dtype: {e}"))?;
     spec.check().map_err(|e| anyhow::anyhow!(e))?;
     let t0 = std::time::Instant::now();
-    let truth = unravel::synth::write_planted(&spec, &a.out)?;
+    let bar = synth_bar(spec.tokens.div_ceil(spec.ctx as u64) * spec.ctx as u64);
+    let truth = unravel::synth::planted::write_planted_with_progress(&spec, &a.out, &mut |rows| {
+        bar.set_position(rows)
+    })?;
+    bar.finish_and_clear();
     let mean_active: f32 = truth.frequencies.iter().sum();
     println!(
         "planted {} features in {} dims ({:.1}x superposition, {:.2} active per token, max |cos| {:.3}) over {} tokens in {:.1}s -> {}",
@@ -374,14 +387,24 @@ fn cmd_synth(a: &SynthArgs) -> Result<()> {
     Ok(())
 }
 
+/// The synth progress bar over `rows` rows: rate and ETA.
+fn synth_bar(rows: u64) -> indicatif::ProgressBar {
+    let bar = cmd_train::progress_bar(
+        "{spinner} synth [{bar:30}] {human_pos}/{human_len} tokens  {per_sec}  {elapsed} ETA {eta}",
+    );
+    bar.set_length(rows);
+    bar
+}
+
 fn synth_neurons(a: &SynthArgs, n: usize) -> Result<()> {
-    use unravel::synth::neurons::{write_neurons, NeuronSpec};
+    use unravel::synth::neurons::NeuronSpec;
     let mut spec = NeuronSpec::new(n, a.tokens, a.seed);
     spec.concepts = a.concepts;
     spec.concept_density = a.concept_density;
     spec.polysemantic = a.polysemantic;
     spec.monosemantic = a.monosemantic;
     spec.dead = a.dead;
+    spec.distractor = a.distractor;
     spec.k_max = a.k_max;
     spec.miss = a.miss;
     spec.spurious = a.spurious;
@@ -390,11 +413,15 @@ fn synth_neurons(a: &SynthArgs, n: usize) -> Result<()> {
     spec.shard_tokens = a.shard_tokens;
     spec.check().map_err(|e| anyhow::anyhow!(e))?;
     let t0 = std::time::Instant::now();
-    let truth = write_neurons(&spec, &a.out)?;
+    let bar = synth_bar(spec.tokens.div_ceil(spec.ctx as u64) * spec.ctx as u64);
+    let truth = unravel::synth::neurons::write_neurons_with_progress(&spec, &a.out, &mut |rows| {
+        bar.set_position(rows)
+    })?;
+    bar.finish_and_clear();
     let count = |c: &str| truth.neurons.iter().filter(|p| p.class == c).count();
     println!(
-        "planted {n} neurons ({} polysemantic, {} monosemantic, {} unexplained, {} dead) over {} concepts and {} tokens in {:.1}s -> {}",
-        count("polysemantic"), count("monosemantic"), count("unexplained"), count("dead"),
+        "planted {n} neurons ({} polysemantic, {} monosemantic, {} distractors, {} unexplained, {} dead) over {} concepts and {} tokens in {:.1}s -> {}",
+        count("polysemantic"), count("monosemantic"), count("distractor"), count("unexplained"), count("dead"),
         spec.concepts, a.tokens, t0.elapsed().as_secs_f64(), a.out.display()
     );
     Ok(())

@@ -146,6 +146,141 @@ fn shuffled_labels_give_no_polysemantic_units() {
     assert!(worst_auroc < 0.1, "AUROC off 0.5 by {worst_auroc}");
 }
 
+/// Distractors (planted neurons whose mean on 2–3 concepts is lifted by rare huge firings, with
+/// AUROC below 0.5) pass the old mean-only rule — selectivity, support and z — on their outlier
+/// concepts, so the old audit called them polysemantic; the rank tests reject every one of those
+/// concepts (reason `auroc`) and no distractor is flagged, while the planted polysemantic neurons
+/// are still found.
+#[test]
+fn distractors_fail_the_rank_tests_that_the_mean_alone_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("neurons");
+    planted_neurons(&acts, &["--distractor", "0.2"]);
+    let truth = json(&acts.join("truth/neurons.json"));
+    let neurons = truth["neurons"].as_array().unwrap();
+    let distractors: Vec<(u64, Vec<String>)> = neurons
+        .iter()
+        .filter(|n| n["class"] == "distractor")
+        .map(|n| {
+            assert_eq!(n["concepts"].as_array().unwrap().len(), 0, "{n}");
+            let outliers = n["outlier_concepts"].as_array().unwrap();
+            assert!((2..=3).contains(&outliers.len()), "{n}");
+            let names = outliers.iter().map(|c| c.as_str().unwrap().to_string());
+            (n["unit"].as_u64().unwrap(), names.collect())
+        })
+        .collect();
+    assert_eq!(distractors.len(), 19); // round(0.2 × 96)
+    let audit = tmp.path().join("audit");
+    ok(&["audit", "--acts", &p(&acts), "--out", &p(&audit)]);
+    ok(&[
+        "verify",
+        "--truth",
+        &p(&acts),
+        "--audit",
+        &p(&audit),
+        "--min-precision",
+        "0.95",
+        "--min-recall",
+        "0.95",
+    ]);
+    let v = json(&audit.join("verify.json"));
+    assert_eq!(v["distractors"].as_u64(), Some(19), "{v}");
+    assert_eq!(v["distractors_flagged"].as_u64(), Some(0), "{v}");
+    assert_eq!(v["distractor_concepts_passed"].as_u64(), Some(0), "{v}");
+    assert_eq!(v["polysemantic"]["actual"].as_u64(), Some(29));
+
+    // Every distractor × outlier concept row of scores.csv: the old rule (score ≥ 0.3, support
+    // ≥ 10, z ≥ 5) passes it, AUROC is below 0.5, and the reason names the AUROC test alone.
+    let csv = std::fs::read_to_string(audit.join("scores.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert_eq!(
+        header,
+        [
+            "kind",
+            "unit",
+            "concept",
+            "selectivity",
+            "auroc",
+            "topk",
+            "iou",
+            "support",
+            "z",
+            "passes",
+            "reason",
+            "class"
+        ]
+    );
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let mut old_rule_flags = 0;
+    let (mut aurocs, mut selectivities) = (vec![], vec![]);
+    for (unit, outliers) in &distractors {
+        let mut old_passing = 0;
+        for c in outliers {
+            let f = rows
+                .iter()
+                .find(|f| f[1] == unit.to_string() && f[2] == c)
+                .unwrap();
+            let num = |i: usize| f[i].parse::<f64>().unwrap();
+            let old_pass = num(3) >= 0.3 && num(7) >= 10.0 && num(8) >= 5.0;
+            old_passing += old_pass as usize;
+            assert!(num(4) < 0.5, "unit {unit} {c}: auroc {}", num(4));
+            assert_eq!((f[9], f[10]), ("0", "auroc"), "unit {unit} {c}: {f:?}");
+            aurocs.push(num(4));
+            selectivities.push(num(3));
+        }
+        old_rule_flags += (old_passing >= 2) as usize;
+        assert_eq!(f_class(&rows, *unit), "unexplained");
+    }
+    // Outlier concepts of distinct pairs, no co-occurrence: the old rule called all of them
+    // polysemantic.
+    assert_eq!(old_rule_flags, 19);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    // Planted: AUROC ≈ 0.03 + 0.97 × (½·½ + ½·¼) ≈ 0.39 with noise making half the baseline
+    // tokens > 0; selectivity ≈ 0.8.
+    assert!((mean(&aurocs) - 0.39).abs() < 0.05, "{aurocs:?}");
+    assert!(mean(&selectivities) > 0.6, "{selectivities:?}");
+    // The same audit with the rank tests off (the mean-only rule of audit.json v1): every
+    // distractor is called polysemantic, and precision falls to 29 / (29 + 19).
+    let old = tmp.path().join("old");
+    ok(&[
+        "audit",
+        "--acts",
+        &p(&acts),
+        "--min-auroc",
+        "0",
+        "--topk-alpha",
+        "0",
+        "--out",
+        &p(&old),
+    ]);
+    ok(&["verify", "--truth", &p(&acts), "--audit", &p(&old)]);
+    let v = json(&old.join("verify.json"));
+    assert_eq!(v["distractors_flagged"].as_u64(), Some(19), "{v}");
+    let precision = v["polysemantic"]["precision"].as_f64().unwrap();
+    assert!((precision - 29.0 / 48.0).abs() < 0.03, "{v}");
+    // The decision's reason is in audit.json too.
+    let a = json(&audit.join("audit.json"));
+    assert_eq!(a["min_auroc"].as_f64(), Some(0.55));
+    assert_eq!(a["topk_alpha"].as_f64(), Some(0.01));
+    assert_eq!(a["min_topk_lift"].as_f64(), Some(0.0));
+    let (unit, outliers) = &distractors[0];
+    let u = &a["sides"][0]["unit_results"][*unit as usize];
+    let rejected = u["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), outliers.len(), "{u}");
+    for r in rejected {
+        assert_eq!(r["failed"], serde_json::json!(["auroc"]), "{u}");
+    }
+}
+
+/// The class of `unit` in scores.csv rows.
+fn f_class<'a>(rows: &[Vec<&'a str>], unit: u64) -> &'a str {
+    rows.iter().find(|f| f[1] == unit.to_string()).unwrap()[11]
+}
+
 /// An SAELens folder whose features are exactly the ReLU of the hook's dimensions.
 fn write_identity_sae(dir: &Path, d: usize, hook: &str) {
     use candle_core::{Device, Tensor};
@@ -317,6 +452,18 @@ fn concepts_on_real_gpt2_tokens() {
             "/nonexistent/lex.toml",
         ),
         (vec!["--threshold", "2"], "--threshold 2"),
+        (
+            vec!["--min-auroc", "1.5"],
+            "--min-auroc 1.5: must be in [0, 1]",
+        ),
+        (
+            vec!["--min-topk-lift", "nan"],
+            "--min-topk-lift NaN: must be a number >= 0",
+        ),
+        (
+            vec!["--topk-alpha", "1"],
+            "--topk-alpha 1: must be in [0, 1)",
+        ),
     ] {
         let (acts_s, out) = (p(&acts), p(&tmp.path().join("bad")));
         let mut full = vec!["audit", "--acts", &acts_s];

@@ -11,8 +11,14 @@
 //!   (a > 0 when that quantile is 0);
 //! - support: concept tokens on which a > 0.
 //!
-//! A concept passes when the chosen score ≥ threshold and support ≥ min_support, and survives
-//! the explain-away pass (see [`Audit::explain_away`]) when the unit passes several. A unit is dead
+//! A concept passes when the chosen score ≥ threshold, support ≥ min_support, z ≥ min_z, and the
+//! unit's ranks agree with its mean (a mean lifted by a few huge activations on tokens the unit
+//! otherwise ranks low fails them): AUROC ≥ min_auroc, and the unit's top-k activations do not
+//! avoid the concept — P(Bin(k, base rate) ≤ the top-k tokens carrying it) ≥ topk_alpha — nor,
+//! when min_topk_lift > 0, carry it less than min_topk_lift × its base rate (or never); and it
+//! survives the explain-away pass (see
+//! [`Audit::explain_away`]) when the unit passes several. Every rejection keeps the tests it
+//! failed ([`Failed`]), shown in audit.json and scores.csv. A unit is dead
 //! when it is never > 0, polysemantic when two passing concepts remain after those lying inside
 //! a larger passing concept (|A∩B| / |A| ≥ `related_overlap`) are subsumed by it, monosemantic
 //! when some concept passes, unexplained otherwise.
@@ -36,6 +42,49 @@ const BINS: usize = 32;
 const ROWS_PER_CHUNK: usize = 1024;
 /// Network Dissection's activation quantile for the IoU mask.
 const IOU_QUANTILE: f64 = 0.995;
+
+/// The tests a unit × concept pair can fail, as bits (0 = it passes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Failed(pub u8);
+
+impl Failed {
+    pub const SCORE: u8 = 1;
+    pub const SUPPORT: u8 = 2;
+    pub const Z: u8 = 4;
+    pub const AUROC: u8 = 8;
+    pub const TOPK: u8 = 16;
+    pub const EXPLAINED_AWAY: u8 = 32;
+    const NAMES: [(u8, &'static str); 6] = [
+        (Failed::SCORE, "score"),
+        (Failed::SUPPORT, "support"),
+        (Failed::Z, "z"),
+        (Failed::AUROC, "auroc"),
+        (Failed::TOPK, "topk"),
+        (Failed::EXPLAINED_AWAY, "explained_away"),
+    ];
+
+    pub fn passes(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Names of the failed tests, in the order above.
+    pub fn names(self) -> Vec<&'static str> {
+        Failed::NAMES
+            .iter()
+            .filter(|(bit, _)| self.0 & bit != 0)
+            .map(|&(_, name)| name)
+            .collect()
+    }
+
+    /// `pass`, or the failed tests joined by `+` (scores.csv's `reason`).
+    pub fn reason(self) -> String {
+        if self.passes() {
+            "pass".into()
+        } else {
+            self.names().join("+")
+        }
+    }
+}
 
 /// Which score the threshold applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +135,13 @@ pub struct AuditOptions {
     pub threshold: f64,
     pub min_support: u64,
     pub min_z: f64,
+    /// Rank agreement: a passing concept's AUROC is at least this (0: no AUROC test).
+    pub min_auroc: f64,
+    /// ... and its top-k share is not below its base rate at this significance: P(Bin(k, base
+    /// rate) ≤ hits) ≥ topk_alpha (0: no such test).
+    pub topk_alpha: f64,
+    /// ... and, when > 0, its top-k share is above 0 and at least this × its base rate.
+    pub min_topk_lift: f64,
     pub top_k: usize,
     pub related_overlap: f64,
     /// Rows sampled (from evenly spaced row groups) to place the histogram bins.
@@ -110,6 +166,9 @@ impl Default for AuditOptions {
             threshold: 0.3,
             min_support: 10,
             min_z: 5.0,
+            min_auroc: 0.55,
+            topk_alpha: 0.01,
+            min_topk_lift: 0.0,
             top_k: 50,
             related_overlap: 0.5,
             sample_rows: 32_768,
@@ -455,6 +514,30 @@ impl UnitAcc {
     }
 }
 
+/// P(X ≤ hits) for X ~ Binomial(k, p): how likely k random tokens hold at most `hits` tokens of
+/// a concept on a share p of all tokens (summed in log space: (1 − p)^k underflows for large k).
+pub fn binomial_cdf(hits: usize, k: usize, p: f64) -> f64 {
+    if hits >= k || p <= 0.0 {
+        return 1.0;
+    }
+    if p >= 1.0 {
+        return 0.0;
+    }
+    let (lp, lq) = (p.ln(), (-p).ln_1p());
+    // log pmf(i) from log pmf(i − 1): × (k − i + 1) / i × p / (1 − p).
+    let mut logs = Vec::with_capacity(hits + 1);
+    let mut l = k as f64 * lq;
+    logs.push(l);
+    for i in 1..=hits {
+        l += ((k - i + 1) as f64 / i as f64).ln() + lp - lq;
+        logs.push(l);
+    }
+    let max = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (max + logs.iter().map(|x| (x - max).exp()).sum::<f64>().ln())
+        .exp()
+        .min(1.0)
+}
+
 fn argmin(top: &[Top]) -> usize {
     let mut m = 0;
     for (i, t) in top.iter().enumerate() {
@@ -466,30 +549,30 @@ fn argmin(top: &[Top]) -> usize {
     m
 }
 
-/// The report and the full score table: per side, `[units, concepts]` row-major.
+/// The report and the full score table: per side, `[units, concepts]` row-major, with the tests
+/// each pair failed (the same layout).
 pub struct AuditOutput {
     pub report: AuditReport,
     pub scores: Vec<Vec<Scores>>,
+    pub failed: Vec<Vec<Failed>>,
 }
 
 impl AuditOutput {
     /// The full table as CSV: one line per side × unit × concept.
     pub fn scores_csv(&self) -> String {
         let r = &self.report;
-        let mut out =
-            String::from("kind,unit,concept,selectivity,auroc,topk,iou,support,z,passes,class\n");
-        for (side, table) in r.sides.iter().zip(&self.scores) {
+        let mut out = String::from(
+            "kind,unit,concept,selectivity,auroc,topk,iou,support,z,passes,reason,class\n",
+        );
+        for ((side, table), failed) in r.sides.iter().zip(&self.scores).zip(&self.failed) {
             let nc = r.concepts.len();
             for (i, s) in table.iter().enumerate() {
                 let (unit, c) = (i / nc, i % nc);
                 let name = &r.concepts[c].name;
-                // The final decision: threshold, support, z and the explain-away pass.
-                let passes = side.unit_results[unit]
-                    .concepts
-                    .iter()
-                    .any(|p| p.concept == *name);
+                // The final decision: every test and the explain-away pass.
+                let passes = failed[i].passes();
                 out.push_str(&format!(
-                    "{},{unit},{},{:.6},{:.6},{:.6},{:.6},{},{:.3},{},{}\n",
+                    "{},{unit},{},{:.6},{:.6},{:.6},{:.6},{},{:.3},{},{},{}\n",
                     side.kind,
                     csv_field(name),
                     s.selectivity,
@@ -499,6 +582,7 @@ impl AuditOutput {
                     s.support,
                     s.z,
                     passes as u8,
+                    failed[i].reason(),
                     side.unit_results[unit].class
                 ));
             }
@@ -545,6 +629,24 @@ impl<'a> Audit<'a> {
             return Err(format!(
                 "--threshold {}: must be in [0, 1]",
                 options.threshold
+            ));
+        }
+        if !(0.0..=1.0).contains(&options.min_auroc) {
+            return Err(format!(
+                "--min-auroc {}: must be in [0, 1] (0.5 is chance)",
+                options.min_auroc
+            ));
+        }
+        if !(0.0..1.0).contains(&options.topk_alpha) {
+            return Err(format!(
+                "--topk-alpha {}: must be in [0, 1) (0 turns the test off)",
+                options.topk_alpha
+            ));
+        }
+        if !(options.min_topk_lift >= 0.0 && options.min_topk_lift.is_finite()) {
+            return Err(format!(
+                "--min-topk-lift {}: must be a number >= 0 (1 = the concept's base rate)",
+                options.min_topk_lift
             ));
         }
         Ok(Audit {
@@ -665,21 +767,33 @@ impl<'a> Audit<'a> {
                 && (counts[p], p) > (counts[c], c)
                 && pair[c * nc + p] as f64 / counts[c] as f64 >= self.options.related_overlap
         };
-        // Every unit × concept score, once: `[units, concepts]` per side.
-        let scores: Vec<Vec<Scores>> = accs
+        // Every unit × concept score and the tests it fails, once: `[units, concepts]` per side.
+        let rates: Vec<f64> = counts.iter().map(|&k| k as f64 / n as f64).collect();
+        let (scores, mut failed): (Vec<Vec<Scores>>, Vec<Vec<Failed>>) = accs
             .iter()
             .map(|acc| {
                 acc.par_iter()
-                    .flat_map_iter(|u| (0..nc).map(|c| u.scores(c, counts[c], n)))
-                    .collect()
+                    .flat_map_iter(|u| {
+                        (0..nc).map(|c| {
+                            let s = u.scores(c, counts[c], n);
+                            (s, self.failed(&s, u.top.len(), rates[c]))
+                        })
+                    })
+                    .unzip()
             })
-            .collect();
-        let explained = self.explain_away(&mut stream, progress, &accs, &scores, n)?;
+            .unzip();
+        let explained = self.explain_away(&mut stream, progress, &accs, &failed, n)?;
+        for (table, explained) in failed.iter_mut().zip(&explained) {
+            for (&unit, &dropped) in explained {
+                for c in (0..nc).filter(|&c| dropped >> c & 1 == 1) {
+                    table[unit * nc + c].0 |= Failed::EXPLAINED_AWAY;
+                }
+            }
+        }
         let mut sides = vec![];
-        for (((side, acc), table), explained) in
-            self.sides.iter().zip(&accs).zip(&scores).zip(&explained)
+        for (((side, acc), table), fails) in self.sides.iter().zip(&accs).zip(&scores).zip(&failed)
         {
-            let mut report = self.side_report(side, acc, table, n, explained, &inside);
+            let mut report = self.side_report(side, acc, table, fails, n, &inside);
             report.cards = self.cards(side, acc, table, &report, &mut stream)?;
             sides.push(report);
         }
@@ -692,18 +806,44 @@ impl<'a> Audit<'a> {
             threshold: self.options.threshold,
             min_support: self.options.min_support,
             min_z: self.options.min_z,
+            min_auroc: self.options.min_auroc,
+            topk_alpha: self.options.topk_alpha,
+            min_topk_lift: self.options.min_topk_lift,
             top_k: self.options.top_k,
             related_overlap: self.options.related_overlap,
             concepts,
             sides,
         };
-        Ok(AuditOutput { report, scores })
+        Ok(AuditOutput {
+            report,
+            scores,
+            failed,
+        })
     }
 
-    fn passes(&self, s: &Scores) -> bool {
-        self.options.score.of(s) >= self.options.threshold
-            && s.support >= self.options.min_support
-            && s.z >= self.options.min_z
+    /// The tests (all but the explain-away pass) that a unit × concept pair fails; the concept
+    /// is on `base_rate` of the scored tokens and the unit has `k` top activations. The score,
+    /// support and z test the mean; AUROC and the top-k share test that the unit's ranks agree.
+    fn failed(&self, s: &Scores, k: usize, base_rate: f64) -> Failed {
+        let o = &self.options;
+        let tests = [
+            (Failed::SCORE, o.score.of(s) >= o.threshold),
+            (Failed::SUPPORT, s.support >= o.min_support),
+            (Failed::Z, s.z >= o.min_z),
+            (Failed::AUROC, s.auroc >= o.min_auroc),
+            (
+                Failed::TOPK,
+                binomial_cdf((s.topk * k as f64).round() as usize, k, base_rate) >= o.topk_alpha
+                    && (o.min_topk_lift == 0.0
+                        || (s.topk > 0.0 && s.topk >= o.min_topk_lift * base_rate)),
+            ),
+        ];
+        Failed(
+            tests
+                .iter()
+                .filter(|(_, ok)| !ok)
+                .fold(0, |m, &(bit, _)| m | bit),
+        )
     }
 
     /// The explain-away test, a second pass over the units that pass two or more concepts: a
@@ -717,12 +857,12 @@ impl<'a> Audit<'a> {
         stream: &mut BlockStream,
         progress: Progress,
         accs: &[Vec<UnitAcc>],
-        scores: &[Vec<Scores>],
+        failed: &[Vec<Failed>],
         n: u64,
     ) -> crate::store::Result<Vec<BTreeMap<usize, u128>>> {
         let nc = self.labeler.names().len();
         // Per side: candidate units and their passing sets.
-        let candidates: Vec<Vec<(usize, u128)>> = scores
+        let candidates: Vec<Vec<(usize, u128)>> = failed
             .iter()
             .map(|table| {
                 table
@@ -730,7 +870,7 @@ impl<'a> Audit<'a> {
                     .enumerate()
                     .filter_map(|(unit, row)| {
                         let set = (0..nc)
-                            .filter(|&c| self.passes(&row[c]))
+                            .filter(|&c| row[c].passes())
                             .fold(0u128, |m, c| m | 1 << c);
                         (set.count_ones() >= 2).then_some((unit, set))
                     })
@@ -897,8 +1037,8 @@ impl<'a> Audit<'a> {
         side: &UnitSource,
         acc: &[UnitAcc],
         table: &[Scores],
+        failed: &[Failed],
         n: u64,
-        explained: &BTreeMap<usize, u128>,
         inside: &dyn Fn(usize, usize) -> bool,
     ) -> SideReport {
         let nc = self.labeler.names().len();
@@ -908,17 +1048,23 @@ impl<'a> Audit<'a> {
         let mut results = Vec::with_capacity(acc.len());
         for (unit, u) in acc.iter().enumerate() {
             let mut passing: Vec<PassingConcept> = vec![];
+            let mut rejected: Vec<RejectedConcept> = vec![];
             let mut ids = vec![];
-            let dropped = explained.get(&unit).copied().unwrap_or(0);
-            for (c, &s) in table[unit * nc..(unit + 1) * nc].iter().enumerate() {
-                if self.passes(&s) && dropped >> c & 1 == 0 {
-                    passing.push(PassingConcept {
-                        concept: self.labeler.names()[c].clone(),
-                        scores: s,
-                    });
+            let row = unit * nc..(unit + 1) * nc;
+            for (c, (&s, &f)) in table[row.clone()].iter().zip(&failed[row]).enumerate() {
+                let concept = self.labeler.names()[c].clone();
+                if f.passes() {
+                    passing.push(PassingConcept { concept, scores: s });
                     ids.push(c);
+                } else if f.0 & Failed::SCORE == 0 {
+                    rejected.push(RejectedConcept {
+                        concept,
+                        scores: s,
+                        failed: f.names().iter().map(|n| n.to_string()).collect(),
+                    });
                 }
             }
+            rejected.sort_by(|a, b| o.score.of(&b.scores).total_cmp(&o.score.of(&a.scores)));
             let mut order: Vec<usize> = (0..passing.len()).collect();
             order.sort_by(|&a, &b| {
                 o.score
@@ -958,6 +1104,7 @@ impl<'a> Audit<'a> {
                 density: u.fires as f64 / n as f64,
                 max_activation: u.max,
                 concepts: passing,
+                rejected,
             });
         }
         let alive = (acc.len() - summary.dead) as f64;
@@ -1071,5 +1218,38 @@ impl<'a> Audit<'a> {
             });
         }
         Ok(cards)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binomial_cdf_matches_closed_forms() {
+        // P(X = 0) = (1 − p)^k; P(X ≤ 2) for Bin(50, 0.05) summed by hand.
+        assert!((binomial_cdf(0, 50, 0.05) - 0.95f64.powi(50)).abs() < 1e-12);
+        let by_hand: f64 = (0..=2u32)
+            .map(|i| {
+                let c = [1.0, 50.0, 1225.0][i as usize];
+                c * 0.05f64.powi(i as i32) * 0.95f64.powi(50 - i as i32)
+            })
+            .sum();
+        assert!((binomial_cdf(2, 50, 0.05) - by_hand).abs() < 1e-12);
+        assert!((binomial_cdf(0, 50, 0.2) - 1.427e-5).abs() < 1e-8);
+        // No underflow where (1 − p)^k does: the median of Bin(10 000, ½) has P ≈ ½ + pmf/2.
+        let half = binomial_cdf(5000, 10_000, 0.5);
+        assert!((half - 0.503989).abs() < 1e-5, "{half}");
+        assert_eq!(binomial_cdf(50, 50, 0.3), 1.0);
+        assert_eq!(binomial_cdf(0, 50, 0.0), 1.0);
+        assert_eq!(binomial_cdf(3, 50, 1.0), 0.0);
+    }
+
+    #[test]
+    fn failed_tests_are_named_in_order() {
+        let f = Failed(Failed::AUROC | Failed::SUPPORT | Failed::EXPLAINED_AWAY);
+        assert_eq!(f.names(), ["support", "auroc", "explained_away"]);
+        assert_eq!(f.reason(), "support+auroc+explained_away");
+        assert_eq!(Failed::default().reason(), "pass");
     }
 }

@@ -4,8 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the `audit.json` layout.
-pub const AUDIT_VERSION: u32 = 1;
+/// Version of the `audit.json` layout (2: the rank tests `min_auroc`, `topk_alpha`,
+/// `min_topk_lift` and every
+/// unit's `rejected` concepts with the tests they failed).
+pub const AUDIT_VERSION: u32 = 2;
 
 /// Everything one `unravel audit` found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,6 +27,20 @@ pub struct AuditReport {
     /// ... and its mean activation on the concept beats the rest by at least this many standard
     /// errors (`Scores::z`).
     pub min_z: f64,
+    /// ... and the unit's ranks agree: AUROC at least this (a random concept token out-ranks a
+    /// random other token clearly more often than chance) ...
+    #[serde(default)]
+    pub min_auroc: f64,
+    /// ... and the unit's top-k activations do not avoid the concept: the probability that k
+    /// random tokens hold at most as many of its tokens (Binomial(k, base rate)) is at least this
+    /// (0: no such test) ...
+    #[serde(default)]
+    pub topk_alpha: f64,
+    /// ... and, when > 0, the share of the unit's top-k activations that carry the concept is
+    /// above 0 and at least this multiple of the concept's base rate (what k random tokens give
+    /// on average).
+    #[serde(default)]
+    pub min_topk_lift: f64,
     /// How many top activations per unit the `topk` share is taken over.
     pub top_k: usize,
     /// A passing concept A lies inside a larger passing concept B when |A∩B| / |A| is at least
@@ -94,6 +110,20 @@ pub struct UnitResult {
     pub max_activation: f32,
     /// Passing concepts, best score first.
     pub concepts: Vec<PassingConcept>,
+    /// Concepts whose score reached the threshold but which failed another test, best score
+    /// first: the decision's reason for each.
+    #[serde(default)]
+    pub rejected: Vec<RejectedConcept>,
+}
+
+/// A concept whose score reached the threshold for a unit but did not pass.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RejectedConcept {
+    pub concept: String,
+    pub scores: Scores,
+    /// The tests it failed, in this order: `support`, `z`, `auroc`, `topk` (see
+    /// `AuditReport`), `explained_away` (the explain-away pass).
+    pub failed: Vec<String>,
 }
 
 /// A concept that passed the threshold for a unit, with all four scores.

@@ -87,7 +87,7 @@ pub fn write_audit_svgs(report: &AuditReport, dir: &Path) -> std::io::Result<Vec
 /// Section 1: title and the audit's parameters.
 fn section_header(h: &mut String, r: &AuditReport) {
     h.push_str("<header>\n<h1>Polysemanticity audit</h1>\n<table class=\"kv\">\n");
-    let rows: [(&str, String); 10] = [
+    let rows: [(&str, String); 13] = [
         ("dataset", esc(&r.dataset)),
         ("model", esc(&r.model)),
         ("tokens", r.tokens.to_string()),
@@ -95,6 +95,9 @@ fn section_header(h: &mut String, r: &AuditReport) {
         ("threshold", sig3(r.threshold)),
         ("min_support", r.min_support.to_string()),
         ("min_z", r.min_z.to_string()),
+        ("min_auroc", sig3(r.min_auroc)),
+        ("topk_alpha", sig3(r.topk_alpha)),
+        ("min_topk_lift", sig3(r.min_topk_lift)),
         ("top_k", r.top_k.to_string()),
         ("related_overlap", sig3(r.related_overlap)),
         ("concepts", r.concepts.len().to_string()),
@@ -299,6 +302,24 @@ fn card_html(h: &mut String, side: &SideReport, card: &Card) {
         }
         Some(_) => h.push_str("<p class=\"dim\">No concept passes.</p>\n"),
         None => h.push_str("<p class=\"dim\">No result for this unit.</p>\n"),
+    }
+    // Concepts that reached the threshold but were rejected, with the tests they failed.
+    if let Some(u) = result.filter(|u| !u.rejected.is_empty()) {
+        h.push_str("<p class=\"dim rejected\">Rejected: ");
+        for (i, rc) in u.rejected.iter().enumerate() {
+            let s = &rc.scores;
+            let _ = write!(
+                h,
+                "{}{} (failed {}; auroc {}, topk {}, z {})",
+                if i > 0 { "; " } else { "" },
+                esc(&rc.concept),
+                esc(&rc.failed.join(", ")),
+                sig3(s.auroc),
+                sig3(s.topk),
+                sig3(s.z)
+            );
+        }
+        h.push_str("</p>\n");
     }
     // Shade every example against the same scale (the largest activation in the card's
     // examples) so examples of one card compare by eye; |largest| only if none is positive.
@@ -985,7 +1006,7 @@ table.scores td:first-child { overflow-wrap: anywhere; }
 mod tests {
     use super::*;
     use crate::analysis::report::{
-        ConceptInfo, PassingConcept, Scores, Summary, UnitResult, AUDIT_VERSION,
+        ConceptInfo, PassingConcept, RejectedConcept, Scores, Summary, UnitResult, AUDIT_VERSION,
     };
 
     fn example(tokens: &[&str], acts: &[f32], focus: usize, concepts: &[&str]) -> Example {
@@ -1019,6 +1040,7 @@ mod tests {
                     },
                 })
                 .collect(),
+            rejected: vec![],
         }
     }
 
@@ -1140,6 +1162,9 @@ mod tests {
             threshold: 0.5,
             min_support: 5,
             min_z: 5.0,
+            min_auroc: 0.55,
+            topk_alpha: 0.01,
+            min_topk_lift: 0.0,
             top_k: 100,
             related_overlap: 0.8,
             concepts,
@@ -1221,6 +1246,34 @@ mod tests {
         assert!(card.contains("style=\"background:rgba(60,120,220,0.150)\" title=\"-0.300\""));
         assert!(card.contains("style=\"background:rgba(255,140,0,0.750)\" title=\"1.50\""));
         assert!(card.contains("focus concepts: quote, punct&lt;&amp;&gt;"));
+    }
+
+    #[test]
+    fn cards_show_rejected_concepts_with_the_failed_tests() {
+        let mut r = sample();
+        let u = &mut r.sides[0].unit_results[2];
+        assert_eq!(u.unit, 2);
+        u.rejected.push(RejectedConcept {
+            concept: "punct<&>".into(),
+            scores: Scores {
+                selectivity: 0.45,
+                auroc: 0.468,
+                topk: 0.0,
+                iou: 0.003,
+                support: 30,
+                z: 9.0,
+            },
+            failed: vec!["auroc".into(), "topk".into()],
+        });
+        let html = render_audit_html(&r);
+        let first = html.find("data-unit=\"2\"").unwrap();
+        let card = &html[first..first + html[first..].find("</div>\n</div>").unwrap()];
+        assert!(card.contains(
+            "Rejected: punct&lt;&amp;&gt; (failed auroc, topk; auroc 0.468, topk 0, z 9.00)"
+        ));
+        // Only the unit that has one shows the line.
+        assert_eq!(html.matches("Rejected: ").count(), 1);
+        assert!(html.contains("<tr><th>min_auroc</th><td>0.550</td></tr>"));
     }
 
     #[test]

@@ -2,14 +2,22 @@
 //!
 //! Each token carries each of `concepts` concepts independently with probability
 //! `concept_density` (concept 2i+1 also joins concept 2i's tokens with probability `overlap`).
-//! Neurons are of four kinds, in these proportions: polysemantic (respond to 2..=`k_max`
-//! concepts, never two of one overlapping pair), monosemantic (one concept), unexplained (fire at
-//! random, with probability `concept_density`) and dead (always 0). A neuron's activation is
+//! Neurons are of five kinds, in these proportions: polysemantic (respond to 2..=`k_max`
+//! concepts, never two of one overlapping pair), monosemantic (one concept), distractors (below),
+//! unexplained (fire at random, with probability `concept_density`) and dead (always 0). A
+//! neuron's activation is
 //!
 //!   a = max(0, Σ_{c ∈ S, c on the token, not missed} w_c·(1 + 0.2·ε) + spurious + noise·ε')
 //!
 //! with w_c ~ U(0.5, 1.5), a miss with probability `miss`, a spurious Exp(1) firing with
 //! probability `spurious`, and ε, ε' standard normal. Dead neurons get no noise.
+//!
+//! A distractor is an unexplained neuron whose mean — not its ranks — moves with 2..=`k_max`
+//! concepts (its `outlier_concepts`): on a token carrying one of them it fires
+//! `DISTRACTOR_SCALE`·(1 + 0.2·ε) with probability `DISTRACTOR_RATE`, else is silent (0) half
+//! the time and at its baseline otherwise. The rare huge firings lift the concept's mean far above
+//! the rest (selectivity ≈ 0.7) while a random concept token is usually out-activated by a
+//! random other token (AUROC ≈ 0.4): a sound audit must not call it polysemantic.
 //!
 //! Written as a dataset (hook `neurons`, one label column `label.cNN` per concept, value `1` on
 //! the tokens that carry it; each token's text lists its concepts so report cards read well) with
@@ -31,6 +39,12 @@ use crate::store::{
 /// The hook (column) name of planted-neuron datasets.
 pub const NEURON_HOOK: &str = "neurons";
 pub const NEURON_TRUTH_FILE: &str = "neurons.json";
+/// Default fraction of distractor neurons (`synth --distractor`).
+pub const DEFAULT_DISTRACTOR: f64 = 0.1;
+/// Probability that a distractor fires huge on a token carrying one of its outlier concepts.
+pub const DISTRACTOR_RATE: f64 = 0.03;
+/// A distractor's huge firing, in units of a planted response (w ≈ 1).
+pub const DISTRACTOR_SCALE: f32 = 20.0;
 
 /// What to plant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +55,9 @@ pub struct NeuronSpec {
     pub polysemantic: f64,
     pub monosemantic: f64,
     pub dead: f64,
+    /// Fraction of distractor neurons (absent in truths written before they existed: 0).
+    #[serde(default)]
+    pub distractor: f64,
     pub k_max: usize,
     pub miss: f64,
     pub spurious: f64,
@@ -53,8 +70,8 @@ pub struct NeuronSpec {
 }
 
 impl NeuronSpec {
-    /// 30% polysemantic (2–3 concepts), 30% monosemantic, 5% dead, the rest unexplained;
-    /// 16 concepts at density 0.05; 10% misses, 1% spurious firings, noise 0.05.
+    /// 30% polysemantic (2–3 concepts), 30% monosemantic, 10% distractors, 5% dead, the rest
+    /// unexplained; 16 concepts at density 0.05; 10% misses, 1% spurious firings, noise 0.05.
     pub fn new(neurons: usize, tokens: u64, seed: u64) -> NeuronSpec {
         NeuronSpec {
             neurons,
@@ -63,6 +80,7 @@ impl NeuronSpec {
             polysemantic: 0.3,
             monosemantic: 0.3,
             dead: 0.05,
+            distractor: DEFAULT_DISTRACTOR,
             k_max: 3,
             miss: 0.1,
             spurious: 0.01,
@@ -94,11 +112,14 @@ impl NeuronSpec {
         p("polysemantic", self.polysemantic)?;
         p("monosemantic", self.monosemantic)?;
         p("dead", self.dead)?;
+        p("distractor", self.distractor)?;
         p("miss", self.miss)?;
         p("spurious", self.spurious)?;
         p("overlap", self.overlap)?;
-        if self.polysemantic + self.monosemantic + self.dead > 1.0 + 1e-9 {
-            return Err("--polysemantic + --monosemantic + --dead must be at most 1".into());
+        if self.polysemantic + self.monosemantic + self.dead + self.distractor > 1.0 + 1e-9 {
+            return Err(
+                "--polysemantic + --monosemantic + --dead + --distractor must be at most 1".into(),
+            );
         }
         if self.k_max < 2 || self.k_max > self.concepts / 2 {
             return Err(format!(
@@ -121,11 +142,15 @@ impl NeuronSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlantedNeuron {
     pub unit: usize,
-    /// `polysemantic`, `monosemantic`, `unexplained` or `dead`.
+    /// `polysemantic`, `monosemantic`, `distractor`, `unexplained` or `dead`.
     pub class: String,
-    /// Concept names it responds to.
+    /// Concept names it responds to (none for a distractor).
     pub concepts: Vec<String>,
     pub weights: Vec<f32>,
+    /// A distractor's concepts: those on whose tokens it fires rarely but huge (it does not
+    /// respond to them: an audit should pass none of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outlier_concepts: Vec<String>,
 }
 
 /// `truth/neurons.json`.
@@ -153,14 +178,16 @@ impl NeuronTruth {
 fn draw_neurons(spec: &NeuronSpec, rng: &mut StdRng) -> Vec<PlantedNeuron> {
     let n = spec.neurons;
     let count = |f: f64| (f * n as f64).round() as usize;
-    let (np, nm, nd) = (
+    let (np, nm, nd, nx) = (
         count(spec.polysemantic),
         count(spec.monosemantic),
         count(spec.dead),
+        count(spec.distractor),
     );
     let mut classes: Vec<&str> = std::iter::repeat_n("polysemantic", np)
         .chain(std::iter::repeat_n("monosemantic", nm))
         .chain(std::iter::repeat_n("dead", nd))
+        .chain(std::iter::repeat_n("distractor", nx))
         .take(n)
         .collect();
     classes.resize(n, "unexplained");
@@ -171,7 +198,7 @@ fn draw_neurons(spec: &NeuronSpec, rng: &mut StdRng) -> Vec<PlantedNeuron> {
         .enumerate()
         .map(|(unit, class)| {
             let k = match class {
-                "polysemantic" => rng.random_range(2..=spec.k_max),
+                "polysemantic" | "distractor" => rng.random_range(2..=spec.k_max),
                 "monosemantic" => 1,
                 _ => 0,
             };
@@ -183,11 +210,22 @@ fn draw_neurons(spec: &NeuronSpec, rng: &mut StdRng) -> Vec<PlantedNeuron> {
                 .map(|&p| (2 * p + rng.random_range(0..2usize)).min(spec.concepts - 1))
                 .collect();
             ids.sort();
+            let names: Vec<String> = ids.iter().map(|&c| NeuronSpec::concept_name(c)).collect();
+            if class == "distractor" {
+                return PlantedNeuron {
+                    unit,
+                    class: class.into(),
+                    concepts: vec![],
+                    weights: vec![],
+                    outlier_concepts: names,
+                };
+            }
             PlantedNeuron {
                 unit,
                 class: class.into(),
-                concepts: ids.iter().map(|&c| NeuronSpec::concept_name(c)).collect(),
+                concepts: names,
                 weights: ids.iter().map(|_| rng.random_range(0.5..1.5)).collect(),
+                outlier_concepts: vec![],
             }
         })
         .collect()
@@ -195,6 +233,15 @@ fn draw_neurons(spec: &NeuronSpec, rng: &mut StdRng) -> Vec<PlantedNeuron> {
 
 /// Writes the dataset into `dir` and the truth into `dir/truth/neurons.json`.
 pub fn write_neurons(spec: &NeuronSpec, dir: &Path) -> crate::store::Result<NeuronTruth> {
+    write_neurons_with_progress(spec, dir, &mut |_| {})
+}
+
+/// [`write_neurons`], calling `progress(rows written)` after every batch of contexts.
+pub fn write_neurons_with_progress(
+    spec: &NeuronSpec,
+    dir: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> crate::store::Result<NeuronTruth> {
     let bad = |message: String| StoreError::Batch {
         path: dir.to_path_buf(),
         message,
@@ -203,14 +250,31 @@ pub fn write_neurons(spec: &NeuronSpec, dir: &Path) -> crate::store::Result<Neur
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let neurons = draw_neurons(spec, &mut rng);
     let (n, nc) = (spec.neurons, spec.concepts);
+    let index = |c: &String| c[1..].parse::<usize>().unwrap_or(0);
     let members: Vec<Vec<(usize, f32)>> = neurons
         .iter()
         .map(|p| {
             p.concepts
                 .iter()
                 .zip(&p.weights)
-                .map(|(c, &w)| (c[1..].parse::<usize>().unwrap_or(0), w))
+                .map(|(c, &w)| (index(c), w))
                 .collect()
+        })
+        .collect();
+    let outliers: Vec<Vec<usize>> = neurons
+        .iter()
+        .map(|p| p.outlier_concepts.iter().map(index).collect())
+        .collect();
+    // Per neuron: (dead, fires at random, distractor), looked up once instead of per token.
+    let kinds: Vec<(bool, bool, bool)> = neurons
+        .iter()
+        .map(|p| {
+            let c = p.class.as_str();
+            (
+                c == "dead",
+                c == "unexplained" || c == "distractor",
+                c == "distractor",
+            )
         })
         .collect();
     let label_columns: Vec<String> = (0..nc)
@@ -269,9 +333,20 @@ pub fn write_neurons(spec: &NeuronSpec, dir: &Path) -> crate::store::Result<Neur
             } else {
                 names.join("+")
             });
-            for (u, (o, neuron)) in out.iter_mut().zip(&neurons).enumerate() {
-                if neuron.class == "dead" {
+            for (u, (o, &(dead, random, distractor))) in out.iter_mut().zip(&kinds).enumerate() {
+                if dead {
                     continue;
+                }
+                if distractor && outliers[u].iter().any(|&k| on[k]) {
+                    // Rare and huge, else silent half the time, else its baseline (below).
+                    if rng.random_bool(DISTRACTOR_RATE) {
+                        let jitter = 1.0 + 0.2 * rng.sample::<f32, _>(StandardNormal);
+                        *o = (DISTRACTOR_SCALE * jitter).max(0.0);
+                        continue;
+                    }
+                    if rng.random_bool(0.5) {
+                        continue;
+                    }
                 }
                 let mut pre = 0f32;
                 for &(k, w) in &members[u] {
@@ -279,7 +354,7 @@ pub fn write_neurons(spec: &NeuronSpec, dir: &Path) -> crate::store::Result<Neur
                         pre += w * (1.0 + 0.2 * rng.sample::<f32, _>(StandardNormal));
                     }
                 }
-                if neuron.class == "unexplained" && rng.random_bool(spec.concept_density) {
+                if random && rng.random_bool(spec.concept_density) {
                     pre += rng.sample::<f32, _>(Exp1);
                 }
                 if spec.spurious > 0.0 && rng.random_bool(spec.spurious) {
@@ -305,6 +380,7 @@ pub fn write_neurons(spec: &NeuronSpec, dir: &Path) -> crate::store::Result<Neur
             hooks: &[&acts],
         })?;
         c += batch;
+        progress(c * spec.ctx as u64);
     }
     writer.finish()?;
     let truth = NeuronTruth {
@@ -410,10 +486,18 @@ impl Prf {
 /// (neuron, concept) pairs the neurons respond to.
 #[derive(Debug, Clone, Serialize)]
 pub struct NeuronScore {
+    /// Distractors are negatives here: they are not polysemantic.
     pub polysemantic: Prf,
+    /// A distractor responds to no concept: each concept passed on one is a false positive.
     pub concepts: Prf,
-    /// Fraction of neurons whose class (all four) the audit got right.
+    /// Fraction of neurons whose class the audit got right (a distractor's right class is
+    /// `unexplained`).
     pub class_accuracy: f64,
+    /// Planted distractors, those the audit called polysemantic, and (distractor, outlier
+    /// concept) pairs it passed.
+    pub distractors: usize,
+    pub distractors_flagged: usize,
+    pub distractor_concepts_passed: usize,
 }
 
 /// Compares classes and passing concepts: `found[u]` = (class, passing concept names) of neuron u.
@@ -431,12 +515,24 @@ pub fn score_neurons(
     let (mut tp, mut pred, mut act) = (0, 0, 0);
     let (mut ctp, mut cpred, mut cact) = (0, 0, 0);
     let mut right = 0;
+    let (mut distractors, mut flagged, mut outliers_passed) = (0, 0, 0);
     for (t, (class, concepts)) in truth.neurons.iter().zip(found) {
         let (is, said) = (t.class == "polysemantic", class == "polysemantic");
         tp += (is && said) as usize;
         pred += said as usize;
         act += is as usize;
-        right += (t.class == *class) as usize;
+        let expected = if t.class == "distractor" {
+            distractors += 1;
+            flagged += said as usize;
+            outliers_passed += concepts
+                .iter()
+                .filter(|c| t.outlier_concepts.contains(c))
+                .count();
+            "unexplained"
+        } else {
+            t.class.as_str()
+        };
+        right += (expected == class) as usize;
         cact += t.concepts.len();
         cpred += concepts.len();
         ctp += concepts.iter().filter(|c| t.concepts.contains(c)).count();
@@ -445,5 +541,109 @@ pub fn score_neurons(
         polysemantic: Prf::new(tp, pred, act),
         concepts: Prf::new(ctp, cpred, cact),
         class_accuracy: right as f64 / truth.neurons.len().max(1) as f64,
+        distractors,
+        distractors_flagged: flagged,
+        distractor_concepts_passed: outliers_passed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn neuron(unit: usize, class: &str, concepts: &[&str], outliers: &[&str]) -> PlantedNeuron {
+        let names = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        PlantedNeuron {
+            unit,
+            class: class.into(),
+            concepts: names(concepts),
+            weights: vec![1.0; concepts.len()],
+            outlier_concepts: names(outliers),
+        }
+    }
+
+    /// A distractor is a negative: flagging it costs precision, its outlier concepts count as
+    /// false concept passes, and its right class is `unexplained`.
+    #[test]
+    fn distractors_score_as_negatives() {
+        let truth = NeuronTruth {
+            spec: NeuronSpec::new(3, 100, 0),
+            concepts: vec!["c00".into(), "c02".into(), "c04".into()],
+            neurons: vec![
+                neuron(0, "polysemantic", &["c00", "c02"], &[]),
+                neuron(1, "distractor", &[], &["c02", "c04"]),
+                neuron(2, "distractor", &[], &["c00", "c04"]),
+            ],
+        };
+        let found = |class: &str, c: &[&str]| {
+            (
+                class.to_string(),
+                c.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        let s = score_neurons(
+            &truth,
+            &[
+                found("polysemantic", &["c00", "c02"]),
+                found("polysemantic", &["c02", "c04"]),
+                found("unexplained", &[]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (s.polysemantic.true_positives, s.polysemantic.predicted),
+            (1, 2)
+        );
+        assert_eq!(s.polysemantic.precision, 0.5);
+        assert_eq!(s.polysemantic.recall, 1.0);
+        assert_eq!((s.concepts.true_positives, s.concepts.predicted), (2, 4));
+        assert_eq!(s.concepts.actual, 2);
+        assert_eq!(
+            (
+                s.distractors,
+                s.distractors_flagged,
+                s.distractor_concepts_passed
+            ),
+            (2, 1, 2)
+        );
+        assert!((s.class_accuracy - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    /// The planted classes in their proportions; a distractor's outlier concepts come from
+    /// distinct pairs; `--distractor 0` draws exactly what the spec did before distractors.
+    #[test]
+    fn draw_counts_and_progress() {
+        let mut spec = NeuronSpec::new(100, 200, 4);
+        spec.distractor = 0.2;
+        let neurons = draw_neurons(&spec, &mut StdRng::seed_from_u64(4));
+        let count = |c: &str| neurons.iter().filter(|n| n.class == c).count();
+        assert_eq!(
+            [
+                count("polysemantic"),
+                count("monosemantic"),
+                count("dead"),
+                count("distractor"),
+                count("unexplained")
+            ],
+            [30, 30, 5, 20, 15]
+        );
+        for n in neurons.iter().filter(|n| n.class == "distractor") {
+            assert!(n.concepts.is_empty() && n.weights.is_empty());
+            let pairs: Vec<usize> = n
+                .outlier_concepts
+                .iter()
+                .map(|c| c[1..].parse::<usize>().unwrap() / 2)
+                .collect();
+            assert!((2..=3).contains(&pairs.len()));
+            assert!(pairs.windows(2).all(|w| w[0] < w[1]), "{pairs:?}");
+        }
+        // Progress: rows written after every batch of 16 contexts, ending at every row.
+        let dir = tempfile::tempdir().unwrap();
+        let mut seen = vec![];
+        spec.neurons = 8;
+        spec.tokens = 2000;
+        write_neurons_with_progress(&spec, dir.path(), &mut |r| seen.push(r)).unwrap();
+        let rows = 2000u64.div_ceil(64) * 64;
+        assert_eq!(seen, [1024, rows]);
+    }
 }

@@ -43,6 +43,16 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
     let d = hook.d;
     let mean_norm = m.stats.get(&spec.hook).map_or(1.0, |s| s.mean_norm) as f32;
     let scale = spec.relative_magnitude * mean_norm;
+    if !scale.is_finite() || scale <= 0.0 {
+        return Err(StoreError::Format {
+            path: src.dir().join(crate::store::MANIFEST_FILE),
+            message: format!(
+                "--magnitude {} × the mean row norm of {} ({mean_norm}) is {scale}, not a usable \
+                 magnitude: give a smaller --magnitude (or re-extract a dataset whose stats are finite)",
+                spec.relative_magnitude, spec.hook
+            ),
+        });
+    }
     let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
     let n = spec.n_features;
     let mut directions: Vec<f32> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
@@ -156,6 +166,17 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
                     }
                 }
             }
+            if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+                return Err(StoreError::Format {
+                    path,
+                    message: format!(
+                        "hook {} row {r} became {v} after planting features of magnitude \
+                         --magnitude {} × mean row norm {mean_norm}: too large for f32; give a \
+                         smaller --magnitude",
+                        spec.hook, spec.relative_magnitude
+                    ),
+                });
+            }
         }
         let refs: Vec<&[f32]> = hooks.iter().map(Vec::as_slice).collect();
         writer.write_batch(&ContextBatch {
@@ -207,4 +228,34 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
 fn retain<T>(keep: &[bool], v: &mut Vec<T>) {
     let mut k = keep.iter();
     v.retain(|_| *k.next().unwrap_or(&false));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A magnitude that f32 cannot hold is refused before anything is written, naming the flag.
+    #[test]
+    fn an_unusable_magnitude_says_which_flag_to_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        let spec = crate::synth::PlantedSpec::new(8, 4, 0.5, 256, 1);
+        crate::synth::write_planted(&spec, &src).unwrap();
+        let ds = Dataset::open(&src).unwrap();
+        let out = tmp.path().join("out");
+        let plant_spec = PlantSpec {
+            hook: ds.manifest().hooks[0].name.clone(),
+            n_features: 4,
+            density: 0.5,
+            relative_magnitude: f32::MAX,
+            seed: 0,
+        };
+        let e = plant(&ds, &plant_spec, &out).unwrap_err().to_string();
+        assert!(
+            e.contains("manifest.json: --magnitude 340282350000000000000000000000000000000 × the mean row norm")
+                && e.contains("is inf, not a usable magnitude: give a smaller --magnitude"),
+            "{e}"
+        );
+        assert!(!out.exists());
+    }
 }

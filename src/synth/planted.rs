@@ -338,6 +338,15 @@ pub(crate) fn synthetic_manifest(id: String, seed: u64, hook: HookInfo, ctx: usi
 
 /// Writes the dataset into `dir` and the truth into `dir/truth/`.
 pub fn write_planted(spec: &PlantedSpec, dir: &Path) -> crate::store::Result<PlantedTruth> {
+    write_planted_with_progress(spec, dir, &mut |_| {})
+}
+
+/// [`write_planted`], calling `progress(rows written)` after every batch of contexts.
+pub fn write_planted_with_progress(
+    spec: &PlantedSpec,
+    dir: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> crate::store::Result<PlantedTruth> {
     spec.check().map_err(|message| StoreError::Batch {
         path: dir.to_path_buf(),
         message,
@@ -412,6 +421,7 @@ pub fn write_planted(spec: &PlantedSpec, dir: &Path) -> crate::store::Result<Pla
             hooks: &[&acts],
         })?;
         c += batch;
+        progress(c * spec.ctx as u64);
     }
     let m = writer.finish()?;
     let total = m.totals.rows.max(1) as f64;
