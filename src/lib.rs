@@ -10,6 +10,7 @@ pub mod device;
 pub mod extract;
 pub mod inspect;
 pub mod io;
+pub mod memory;
 pub mod models;
 pub mod pipeline;
 pub mod report;
