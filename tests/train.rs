@@ -564,10 +564,11 @@ fn bad_input_gives_one_clear_line() {
         "{}",
         r.stderr
     );
-    // With --skip-nonfinite the rows are dropped and training finishes.
+    // With --skip-nonfinite the rows are dropped and training finishes (on 191 rows of 8
+    // patterns, EV 0.46 takes a high lr and a low λ; the defaults end below EV 0: diverged).
     let out2 = p(&tmp.path().join("r2"));
     let mut args = base(&out2);
-    args.push("--skip-nonfinite".into());
+    args.extend(["--skip-nonfinite", "--lr", "1e-2", "--l1-coefficient", "1"].map(String::from));
     let r = unravel(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>(), &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 
@@ -1133,3 +1134,4 @@ fn the_held_out_set_grows_past_a_small_last_shard_up_to_a_tenth_of_the_data() {
         r.stderr
     );
 }
+

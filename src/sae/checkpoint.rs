@@ -488,7 +488,7 @@ pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
     if let Some(reason) = diverged(dir) {
         return Err(file_err(
             dir,
-            format!("training diverged ({reason}); it exported no SAE: train again with a lower --lr"),
+            format!("training diverged ({reason}); it exported no SAE"),
         ));
     }
     let cpath = dir.join("cfg.json");
