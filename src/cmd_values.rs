@@ -115,7 +115,9 @@ mod tests {
             at_least_1::<usize>("0"),
             Err("must be at least 1".to_string())
         );
-        assert!(at_least_1::<usize>("-3").unwrap_err().contains("at least 1"));
+        assert!(at_least_1::<usize>("-3")
+            .unwrap_err()
+            .contains("at least 1"));
         assert!(at_least_1::<usize>("x").unwrap_err().contains("`x`"));
         assert_eq!(
             positive_f32("-0.001"),

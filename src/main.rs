@@ -19,8 +19,8 @@ mod cmd_analyze;
 mod cmd_audit;
 mod cmd_run;
 mod cmd_toy;
-mod cmd_values;
 mod cmd_train;
+mod cmd_values;
 
 #[derive(Parser)]
 #[command(
@@ -688,10 +688,8 @@ fn cmd_extract(a: &ExtractArgs) -> Result<()> {
     // A shard's rows of every hook, buffered and encoded (3 × f32), and a forward batch's hook
     // outputs (2 × f32), refused before the output folder exists.
     let width: u64 = hooks.iter().map(|h| model.hook_dim(h) as u64).sum();
-    let rows = (a.shard_tokens as u64).saturating_add(unravel::memory::product(&[
-        a.batch as u64,
-        a.ctx as u64,
-    ]));
+    let rows = (a.shard_tokens as u64)
+        .saturating_add(unravel::memory::product(&[a.batch as u64, a.ctx as u64]));
     unravel::memory::check_fits(
         &format!(
             "--shard-tokens {} and --batch {} × --ctx {} over {} hook values per token",

@@ -10,9 +10,7 @@ pub fn available_bytes() -> Option<u64> {
 }
 
 fn parse_mem_available(meminfo: &str) -> Option<u64> {
-    let line = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemAvailable:"))?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line
         .trim_start_matches("MemAvailable:")
         .trim()
@@ -40,7 +38,12 @@ pub fn check_fits(what: &str, needed: u64, hint: &str) -> Result<(), String> {
     check_against(what, needed, available_bytes(), hint)
 }
 
-fn check_against(what: &str, needed: u64, available: Option<u64>, hint: &str) -> Result<(), String> {
+fn check_against(
+    what: &str,
+    needed: u64,
+    available: Option<u64>,
+    hint: &str,
+) -> Result<(), String> {
     match available {
         Some(avail) if needed > avail => Err(format!(
             "{what} needs about {} of memory ({needed} bytes), but only {} is available; {hint}",

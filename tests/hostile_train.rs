@@ -22,7 +22,11 @@ fn planted(dir: &Path, tokens: u64) {
 fn one_error_line(stderr: &str, parts: &[&str]) {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
-    assert_eq!(stderr.trim_end().lines().last(), Some(errors[0]), "{stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().last(),
+        Some(errors[0]),
+        "{stderr}"
+    );
     for part in parts {
         assert!(errors[0].contains(part), "`{part}` not in: {stderr}");
     }
@@ -127,7 +131,11 @@ fn a_diverging_run_fails_and_exports_nothing() {
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     one_error_line(&r.stderr, &["training diverged", "lower --lr"]);
     // No export that looks fine; the reason kept where eval / verify / run look; checkpoints kept.
-    for f in ["cfg.json", "sae_weights.safetensors", "sparsity.safetensors"] {
+    for f in [
+        "cfg.json",
+        "sae_weights.safetensors",
+        "sparsity.safetensors",
+    ] {
         assert!(!run.join(f).exists(), "{f} was written");
     }
     let reason = std::fs::read_to_string(run.join("DIVERGED")).unwrap();
@@ -148,41 +156,89 @@ fn a_diverging_run_fails_and_exports_nothing() {
 #[test]
 fn zero_negative_and_absurd_numeric_flags_get_a_clear_error() {
     let cases: &[(&[&str], &str, &str)] = &[
-        (&["train", "--lr", "-0.001"], "--lr", "must be a positive number"),
+        (
+            &["train", "--lr", "-0.001"],
+            "--lr",
+            "must be a positive number",
+        ),
         (&["train", "--lr", "0"], "--lr", "must be a positive number"),
         (&["train", "--lr", "nan"], "--lr", "must be a finite number"),
         (&["train", "--d-sae", "0"], "--d-sae", "must be at least 1"),
         (&["train", "--tokens", "-5"], "--tokens", "at least 1"),
         (&["train", "--batch", "0"], "--batch", "must be at least 1"),
         (&["train", "--expansion", "-2"], "--expansion", "positive"),
-        (&["train", "--l1-coefficient", "-1"], "--l1-coefficient", ">= 0"),
-        (&["train", "--eval-tokens", "0"], "--eval-tokens", "at least 1"),
+        (
+            &["train", "--l1-coefficient", "-1"],
+            "--l1-coefficient",
+            ">= 0",
+        ),
+        (
+            &["train", "--eval-tokens", "0"],
+            "--eval-tokens",
+            "at least 1",
+        ),
         (&["train", "--log-every", "0"], "--log-every", "at least 1"),
-        (&["train", "--eval-shards", "-1"], "--eval-shards", "at least 0"),
-        (&["extract", "--batch", "0"], "--batch", "must be at least 1"),
-        (&["extract", "--shard-tokens", "0"], "--shard-tokens", "at least 1"),
+        (
+            &["train", "--eval-shards", "-1"],
+            "--eval-shards",
+            "at least 0",
+        ),
+        (
+            &["extract", "--batch", "0"],
+            "--batch",
+            "must be at least 1",
+        ),
+        (
+            &["extract", "--shard-tokens", "0"],
+            "--shard-tokens",
+            "at least 1",
+        ),
         (&["extract", "--ctx", "0"], "--ctx", "at least 1"),
-        (&["extract", "--max-tokens", "0"], "--max-tokens", "at least 1"),
+        (
+            &["extract", "--max-tokens", "0"],
+            "--max-tokens",
+            "at least 1",
+        ),
         (&["synth", "--features", "0"], "--features", "at least 1"),
         (&["synth", "--dims", "0"], "--dims", "at least 1"),
         (&["synth", "--tokens", "0"], "--tokens", "at least 1"),
         (&["synth", "--density", "0"], "--density", "(0, 1]"),
         (&["synth", "--density", "1.5"], "--density", "(0, 1]"),
         (&["synth", "--noise", "-1"], "--noise", ">= 0"),
-        (&["synth", "--shard-tokens", "0"], "--shard-tokens", "at least 1"),
+        (
+            &["synth", "--shard-tokens", "0"],
+            "--shard-tokens",
+            "at least 1",
+        ),
         (&["synth", "--neurons", "0"], "--neurons", "at least 1"),
         (&["synth", "--miss", "2"], "--miss", "[0, 1]"),
         (&["plant", "--features", "0"], "--features", "at least 1"),
         (&["plant", "--magnitude", "-0.5"], "--magnitude", "positive"),
         (&["eval", "--contexts", "0"], "--contexts", "at least 1"),
-        (&["eval", "--eval-tokens", "0"], "--eval-tokens", "at least 1"),
+        (
+            &["eval", "--eval-tokens", "0"],
+            "--eval-tokens",
+            "at least 1",
+        ),
         (&["verify", "--min-mmcs", "2"], "--min-mmcs", "[0, 1]"),
         (&["verify", "--threshold", "0"], "--threshold", "(0, 1]"),
         (&["audit", "--top-k", "0"], "--top-k", "at least 1"),
-        (&["audit", "--min-support", "0"], "--min-support", "at least 1"),
+        (
+            &["audit", "--min-support", "0"],
+            "--min-support",
+            "at least 1",
+        ),
         (&["audit", "--threshold", "-1"], "--threshold", ">= 0"),
-        (&["analyze", "--rank-threshold", "1.5"], "--rank-threshold", "between 0 and 1"),
-        (&["analyze", "--heatmap-dims", "0"], "--heatmap-dims", "at least 1"),
+        (
+            &["analyze", "--rank-threshold", "1.5"],
+            "--rank-threshold",
+            "between 0 and 1",
+        ),
+        (
+            &["analyze", "--heatmap-dims", "0"],
+            "--heatmap-dims",
+            "at least 1",
+        ),
         (&["toy", "--steps", "0"], "--steps", "at least 1"),
         (&["toy", "--lr", "-1"], "--lr", "positive"),
         (&["trace", "--batch", "0"], "--batch", "at least 1"),

@@ -578,7 +578,11 @@ mod tests {
         };
         assert_eq!(lr(1_000_000), 1e-3);
         assert!((lr(10_000_000) - 3.2e-4).abs() < 1e-5, "{}", lr(10_000_000));
-        assert!((lr(50_000_000) - 1.43e-4).abs() < 1e-5, "{}", lr(50_000_000));
+        assert!(
+            (lr(50_000_000) - 1.43e-4).abs() < 1e-5,
+            "{}",
+            lr(50_000_000)
+        );
         assert_eq!(lr(2_000_000_000), 5e-5);
         assert_eq!(default_lr(Recipe::UnitNorm, 1_000_000), 1e-4);
         // A given lr is kept.
@@ -608,6 +612,9 @@ mod tests {
         assert_eq!(c.memory_bytes(), 6_351_608_395_776);
         c.d_sae = 128;
         c.d_in = 16;
-        assert_eq!(c.memory_bytes(), 4 * (7 * (2 * 128 * 16 + 128 + 16) + 3 * 4096 * 128 + 2 * 4096 * 16));
+        assert_eq!(
+            c.memory_bytes(),
+            4 * (7 * (2 * 128 * 16 + 128 + 16) + 3 * 4096 * 128 + 2 * 4096 * 16)
+        );
     }
 }

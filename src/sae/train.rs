@@ -318,7 +318,12 @@ pub fn evaluate(
 }
 
 /// Rows an evaluation of up to `max_tokens` rows of `shards` reads (for a progress bar).
-pub fn evaluation_rows(dataset: &Dataset, cfg: &TrainConfig, shards: &[usize], max_tokens: u64) -> u64 {
+pub fn evaluation_rows(
+    dataset: &Dataset,
+    cfg: &TrainConfig,
+    shards: &[usize],
+    max_tokens: u64,
+) -> u64 {
     let all = &dataset.manifest().shards;
     let rows: u64 = shards
         .iter()
