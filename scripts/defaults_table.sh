@@ -7,7 +7,7 @@
 # (synth --features 3072 --dims 768 --density 0.01 --tokens 1000000 --store-dtype f16, d_sae 6144);
 # runs longer than the dataset loop over it (epochs). Prints one markdown row per run.
 set -euo pipefail
-U="$(cd "$(dirname "$0")/.." && pwd)/target/release/unravel"
+U="${UNRAVEL:-$(cd "$(dirname "$0")/.." && pwd)/target/release/unravel}"
 W="${1:-/tmp/defaults-table}"
 shift || true
 mkdir -p "$W"

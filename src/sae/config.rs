@@ -394,8 +394,9 @@ impl TrainConfig {
 
     /// Peak bytes of host memory the trainer needs, estimated before anything is allocated:
     /// weights, gradients and the two Adam moments (4 copies of the parameters), a checkpoint's
-    /// snapshot of weights and moments (3 more), and per batch the pre-activations, features and
-    /// their gradients (3 × batch × d_sae) and the inputs (2 × batch × d_in), all f32.
+    /// snapshot of weights and moments (3 more), per batch the pre-activations, features and
+    /// their gradients (3 × batch × d_sae) and the inputs (2 × batch × d_in), and the loader's
+    /// shuffle window and the one decoded ahead (2 × shuffle_buffer × d_in), all f32.
     pub fn memory_bytes(&self) -> u64 {
         use crate::memory::product;
         let (d_in, d_sae, batch) = (self.d_in as u64, self.d_sae as u64, self.batch as u64);
@@ -404,7 +405,8 @@ impl TrainConfig {
             .saturating_add(d_in);
         let floats = product(&[7, params])
             .saturating_add(product(&[3, batch, d_sae]))
-            .saturating_add(product(&[2, batch, d_in]));
+            .saturating_add(product(&[2, batch, d_in]))
+            .saturating_add(product(&[2, self.shuffle_buffer as u64, d_in]));
         product(&[4, floats])
     }
 
@@ -609,12 +611,15 @@ mod tests {
         c.d_sae = 100_000_000;
         c.d_in = 256;
         // 7 copies of the 5.13e10 parameters (1.44 TB) and 3 batch × d_sae buffers (4.92 TB).
-        assert_eq!(c.memory_bytes(), 6_351_608_395_776);
+        assert_eq!(c.memory_bytes(), 6_351_742_613_504);
         c.d_sae = 128;
         c.d_in = 16;
         assert_eq!(
             c.memory_bytes(),
-            4 * (7 * (2 * 128 * 16 + 128 + 16) + 3 * 4096 * 128 + 2 * 4096 * 16)
+            4 * (7 * (2 * 128 * 16 + 128 + 16)
+                + 3 * 4096 * 128
+                + 2 * 4096 * 16
+                + 2 * 65536 * 16)
         );
     }
 }
