@@ -36,22 +36,22 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "PATTERNS")]
     hooks: Option<String>,
     /// Fraction of the variance the effective rank must explain.
-    #[arg(long, default_value_t = 0.99)]
+    #[arg(long, default_value_t = 0.99, value_parser = crate::cmd_values::open_fraction, allow_negative_numbers = true)]
     rank_threshold: f64,
     /// |a| below this counts as zero for the sparsity.
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = 1e-6, value_parser = crate::cmd_values::positive_f32, allow_negative_numbers = true)]
     epsilon: f32,
     /// Use at most this many tokens (special rows excluded).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::at_least_1::<u64>, allow_negative_numbers = true)]
     max_tokens: Option<u64>,
     /// Colour the PCA scatter by this label column of the shards (e.g. label.sentiment).
     #[arg(long, value_name = "COLUMN")]
     color_by: Option<String>,
     /// Rows projected for the PCA scatter.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = crate::cmd_values::whole::<usize>, allow_negative_numbers = true)]
     pca_points: usize,
     /// Dimensions in the correlation heatmap.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     heatmap_dims: usize,
     /// Output folder.
     #[arg(long, value_name = "DIR")]

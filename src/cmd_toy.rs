@@ -34,19 +34,19 @@ pub struct ToyArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Training steps.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     steps: Option<usize>,
     /// Batch size (per instance).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     batch: Option<usize>,
     /// Instances (initialisations) per configuration; the lowest-loss one is reported.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     instances: Option<usize>,
     /// AdamW learning rate.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::positive_f64, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Seed of the initialisation and the data.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::whole::<u64>, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// cpu, cuda, cuda:N, metal or auto.
     #[arg(long, value_name = "DEVICE")]

@@ -50,25 +50,27 @@ pub struct TrainArgs {
     #[arg(long)]
     recipe: Option<String>,
     /// Features, as a multiple of the hook's width (default 8).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::positive_f64, allow_negative_numbers = true)]
     expansion: Option<f64>,
     /// Features (instead of --expansion).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     d_sae: Option<usize>,
     /// Training tokens (default 10M).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::at_least_1::<u64>, allow_negative_numbers = true)]
     tokens: Option<u64>,
     /// Tokens per step (default 4096).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     batch: Option<usize>,
-    /// Learning rate (april-2024: 5e-5; unit-norm: 1e-4).
-    #[arg(long)]
+    /// Learning rate. Default: by the run's length, 1e-3 · √(250 / steps) within [5e-5, 1e-3]
+    /// (unit-norm: [1e-4, 1e-3]); at batch 4096: 1e-3 up to 1M tokens, 3.2e-4 at 10M, 1.4e-4
+    /// at 50M, 5e-5 from 400M on.
+    #[arg(long, value_parser = crate::cmd_values::positive_f32, allow_negative_numbers = true)]
     lr: Option<f32>,
     /// L1 coefficient λ (default 5).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::non_negative_f32, allow_negative_numbers = true)]
     l1_coefficient: Option<f32>,
     /// Seed of the initialisation and the shuffle.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::whole::<u64>, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// auto, cpu, cuda, cuda:N or metal.
     #[arg(long)]
@@ -76,27 +78,28 @@ pub struct TrainArgs {
     /// Step implementation: auto (fast sparse on CPU, plain candle ops elsewhere), fast or plain.
     #[arg(long)]
     engine: Option<String>,
-    /// Shards held out for evaluation (the last ones, more while they hold fewer than
-    /// --eval-tokens rows; default 1; 0 = evaluate on training data).
-    #[arg(long)]
+    /// Shards held out for evaluation (the last ones; default 1; 0 = evaluate on training data).
+    /// More are added while they hold fewer than --eval-tokens rows and stay within a tenth of
+    /// the rows; the split is printed before training.
+    #[arg(long, value_parser = crate::cmd_values::whole::<usize>, allow_negative_numbers = true)]
     eval_shards: Option<usize>,
     /// Tokens per evaluation (default 200k).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::at_least_1::<u64>, allow_negative_numbers = true)]
     eval_tokens: Option<u64>,
     /// Evaluate every N training tokens (default: only at the end).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::cmd_values::whole::<u64>, allow_negative_numbers = true)]
     eval_every: Option<u64>,
     /// Append a metrics.jsonl line every N steps (default 10).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::cmd_values::at_least_1::<u64>, allow_negative_numbers = true)]
     log_every: Option<u64>,
     /// Checkpoint every N tokens (default 5M).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::cmd_values::whole::<u64>, allow_negative_numbers = true)]
     checkpoint_every: Option<u64>,
     /// A feature is dead when it did not fire in this many tokens (default min(10M, --tokens)).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::cmd_values::at_least_1::<u64>, allow_negative_numbers = true)]
     dead_window: Option<u64>,
     /// Shuffle window in tokens (default 65536).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     shuffle_buffer: Option<usize>,
     #[command(flatten)]
     read: ReadArgs,
@@ -396,7 +399,7 @@ pub struct EvalArgs {
     #[arg(long, default_value = "heldout")]
     shards: String,
     /// Tokens to evaluate.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = crate::cmd_values::at_least_1::<u64>, allow_negative_numbers = true)]
     eval_tokens: u64,
     /// auto, cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto")]
@@ -412,7 +415,7 @@ pub struct EvalArgs {
     #[arg(long, default_value = "main")]
     revision: String,
     /// Contexts for the CE/KL evaluation.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     contexts: usize,
     #[command(flatten)]
     read: ReadArgs,
@@ -478,7 +481,21 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     let adam = unravel::sae::optim::AdamState::zeros([0; 4]);
     let mut engine = train::make_engine(&cfg, &loaded.sae, &adam)?;
     let t0 = std::time::Instant::now();
-    let (acc, totals) = train::evaluate(engine.as_mut(), &ds, &cfg, &shards, 1.0, a.eval_tokens)?;
+    let bar = progress_bar(
+        "[{elapsed_precise}] {bar:30} {human_pos}/{human_len} tokens  {per_sec}  ETA {eta}",
+    );
+    bar.set_length(train::evaluation_rows(&ds, &cfg, &shards, a.eval_tokens));
+    let evaluated = train::evaluate_observed(
+        engine.as_mut(),
+        &ds,
+        &cfg,
+        &shards,
+        1.0,
+        a.eval_tokens,
+        &mut |n| bar.set_position(n),
+    );
+    bar.finish_and_clear();
+    let (acc, totals) = evaluated?;
     let rec = totals.record(&acc, 0, 0, held_out);
     let secs = t0.elapsed().as_secs_f64();
     println!(
@@ -552,7 +569,17 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
                 ("CE clean", r.ce_clean),
                 ("CE with SAE", r.ce_sae),
                 ("CE zero-abl.", r.ce_zero),
-                ("CE recovered", r.ce_recovered),
+            ] {
+                println!("  {k:<12} {v:>12.5}");
+            }
+            match r.ce_recovered {
+                Some(v) => println!("  {:<12} {v:>12.5}", "CE recovered"),
+                None => println!(
+                    "  CE recovered: undefined (zero-ablation does not raise the loss: CE_zero {:.5} <= CE_clean {:.5})",
+                    r.ce_zero, r.ce_clean
+                ),
+            }
+            for (k, v) in [
                 ("KL with SAE", r.kl_sae),
                 ("KL zero-abl.", r.kl_zero),
                 ("KL score", r.kl_score),
@@ -615,28 +642,28 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "DIR")]
     audit: Option<PathBuf>,
     /// With --audit: fail when the precision at finding polysemantic neurons is below this.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
     min_precision: Option<f64>,
     /// With --audit: fail when the recall at finding polysemantic neurons is below this.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
     min_recall: Option<f64>,
     /// With --audit: fail when the F1 of the (neuron, concept) pairs found is below this.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
     min_concept_f1: Option<f64>,
     /// Cosine at which a planted feature counts as recovered (and two latents as duplicates).
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = crate::cmd_values::probability_f32, allow_negative_numbers = true)]
     threshold: f32,
     /// Fail (exit 1) when MMCS is below this.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
     min_mmcs: Option<f64>,
     /// Fail when MCC (one-to-one matching) is below this.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
     min_mcc: Option<f64>,
     /// Fail when the recovered fraction (0–1) is below this.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
     min_recovered: Option<f64>,
     /// Fail when more than this fraction (0–1) of latents is dead.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
     max_dead: Option<f64>,
     /// Where to write the JSON report (default SAE_DIR/verify.json).
     #[arg(long, value_name = "FILE")]

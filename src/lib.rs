@@ -11,6 +11,7 @@ pub mod extract;
 pub mod folder_lock;
 pub mod inspect;
 pub mod io;
+pub mod memory;
 pub mod models;
 pub mod pipeline;
 pub mod report;

@@ -22,6 +22,7 @@ mod cmd_run;
 mod cmd_toy;
 mod cmd_train;
 mod read_args;
+mod cmd_values;
 
 #[derive(Parser)]
 #[command(
@@ -115,15 +116,15 @@ struct PlantArgs {
     #[arg(long)]
     hook: Option<String>,
     /// Planted directions.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     features: usize,
     /// Probability that a planted feature is active on a token.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = crate::cmd_values::probability, allow_negative_numbers = true)]
     density: f64,
     /// Mean magnitude as a multiple of the hook's mean row norm (magnitudes are Exponential).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = crate::cmd_values::positive_f32, allow_negative_numbers = true)]
     magnitude: f32,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cmd_values::whole::<u64>, allow_negative_numbers = true)]
     seed: u64,
     /// Output dataset folder.
     #[arg(long, value_name = "DIR")]
@@ -205,24 +206,24 @@ label columns label.c00 ..., truth in OUT/truth/neurons.json.";
 #[derive(Args)]
 struct SynthArgs {
     /// Planted features (directions).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     features: usize,
     /// Dimensions of the activation space.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     dims: usize,
     /// Probability that a feature is active on a token.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = crate::cmd_values::probability, allow_negative_numbers = true)]
     density: f64,
     /// Rows (tokens) to write.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = crate::cmd_values::at_least_1::<u64>, allow_negative_numbers = true)]
     tokens: u64,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cmd_values::whole::<u64>, allow_negative_numbers = true)]
     seed: u64,
     /// Standard deviation of additive Gaussian noise per dimension.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::cmd_values::non_negative_f32, allow_negative_numbers = true)]
     noise: f32,
     /// Rows per shard.
-    #[arg(long, default_value_t = 65536)]
+    #[arg(long, default_value_t = 65536, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     shard_tokens: usize,
     /// Storage dtype: f32, f16 or bf16.
     #[arg(long, default_value = "f32")]
@@ -231,67 +232,62 @@ struct SynthArgs {
     #[arg(long, default_value = "exponential")]
     magnitude: String,
     /// Power-law frequencies: feature i is active with probability density · decay^i.
-    #[arg(long, value_name = "DECAY")]
+    #[arg(long, value_name = "DECAY", value_parser = crate::cmd_values::probability, allow_negative_numbers = true)]
     power_law: Option<f64>,
     /// Importance of feature i = decay^i, scaling its magnitude (1 = all equal).
-    #[arg(long, default_value_t = 1.0, value_name = "DECAY")]
+    #[arg(long, default_value_t = 1.0, value_name = "DECAY", value_parser = crate::cmd_values::positive_f32, allow_negative_numbers = true)]
     importance_decay: f32,
     /// Directions with no pair closer than this |cosine| (pushed apart), instead of random.
-    #[arg(long, value_name = "COS")]
+    #[arg(long, value_name = "COS", value_parser = crate::cmd_values::probability_f32, allow_negative_numbers = true)]
     max_cosine: Option<f32>,
     /// Directions in this many near-parallel clusters (see --cluster-spread).
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     clusters: Option<usize>,
     /// Spread of a cluster: member = centre + spread × random unit vector.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = crate::cmd_values::non_negative_f32, allow_negative_numbers = true)]
     cluster_spread: f32,
     /// Co-firing groups of this many consecutive features.
-    #[arg(long, default_value_t = 1, value_name = "K")]
+    #[arg(long, default_value_t = 1, value_name = "K", value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     group_size: usize,
     /// Mutually exclusive sets of this many consecutive features (one member at a time).
-    #[arg(long, default_value_t = 1, value_name = "K")]
+    #[arg(long, default_value_t = 1, value_name = "K", value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     exclusive_size: usize,
     /// Also store every token's feature activations in the truth file (sparse).
     #[arg(long)]
     save_activations: bool,
     /// Planted polysemantic neurons instead of features: this many neurons (hook `neurons`,
     /// one label column per concept, truth in OUT/truth/neurons.json).
-    #[arg(long, value_name = "N", help_heading = "Planted neurons (--neurons)")]
+    #[arg(long, value_name = "N", help_heading = "Planted neurons (--neurons)", value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     neurons: Option<usize>,
     /// Concepts (label columns c00, c01, ...).
     #[arg(
         long,
         default_value_t = 16,
-        help_heading = "Planted neurons (--neurons)"
-    )]
+        help_heading = "Planted neurons (--neurons)", value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     concepts: usize,
     /// Probability that a token carries a concept.
     #[arg(
         long,
         default_value_t = 0.05,
-        help_heading = "Planted neurons (--neurons)"
-    )]
+        help_heading = "Planted neurons (--neurons)", value_parser = crate::cmd_values::probability, allow_negative_numbers = true)]
     concept_density: f64,
     /// Fraction of neurons responding to 2..=K-MAX unrelated concepts.
     #[arg(
         long,
         default_value_t = 0.3,
-        help_heading = "Planted neurons (--neurons)"
-    )]
+        help_heading = "Planted neurons (--neurons)", value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
     polysemantic: f64,
     /// Fraction responding to one concept.
     #[arg(
         long,
         default_value_t = 0.3,
-        help_heading = "Planted neurons (--neurons)"
-    )]
+        help_heading = "Planted neurons (--neurons)", value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
     monosemantic: f64,
     /// Fraction that never fire (the rest fire at random: unexplained).
     #[arg(
         long,
         default_value_t = 0.05,
-        help_heading = "Planted neurons (--neurons)"
-    )]
+        help_heading = "Planted neurons (--neurons)", value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
     dead: f64,
     /// Fraction of distractors: neurons whose mean on 2..=K-MAX concepts is lifted by rare huge
     /// firings while their ranks are not (AUROC < 0.5); not polysemantic.
@@ -306,29 +302,25 @@ struct SynthArgs {
     #[arg(
         long,
         default_value_t = 3,
-        help_heading = "Planted neurons (--neurons)"
-    )]
+        help_heading = "Planted neurons (--neurons)", value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     k_max: usize,
     /// Probability that a neuron misses a token of its concept.
     #[arg(
         long,
         default_value_t = 0.1,
-        help_heading = "Planted neurons (--neurons)"
-    )]
+        help_heading = "Planted neurons (--neurons)", value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
     miss: f64,
     /// Probability of a spurious Exp(1) firing on any token.
     #[arg(
         long,
         default_value_t = 0.01,
-        help_heading = "Planted neurons (--neurons)"
-    )]
+        help_heading = "Planted neurons (--neurons)", value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
     spurious: f64,
     /// Concept 2i+1 also joins concept 2i's tokens with this probability (co-occurrence).
     #[arg(
         long,
         default_value_t = 0.0,
-        help_heading = "Planted neurons (--neurons)"
-    )]
+        help_heading = "Planted neurons (--neurons)", value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
     overlap: f64,
     /// Output dataset folder.
     #[arg(long, value_name = "DIR")]
@@ -373,6 +365,22 @@ fn cmd_synth(a: &SynthArgs) -> Result<()> {
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--store-dtype: {e}"))?;
     spec.check().map_err(|e| anyhow::anyhow!(e))?;
+    unravel::memory::check_fits(
+        &format!(
+            "--features {} × --dims {} (--shard-tokens {}{})",
+            a.features,
+            a.dims,
+            a.shard_tokens,
+            if a.save_activations {
+                ", --save-activations"
+            } else {
+                ""
+            }
+        ),
+        synth_memory_bytes(a),
+        "lower --features, --dims or --shard-tokens",
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let t0 = std::time::Instant::now();
     let bar = synth_bar(spec.tokens.div_ceil(spec.ctx as u64) * spec.ctx as u64);
     let truth = unravel::synth::planted::write_planted_with_progress(&spec, &a.out, &mut |rows| {
@@ -396,6 +404,21 @@ fn synth_bar(rows: u64) -> indicatif::ProgressBar {
     bar
 }
 
+/// Peak bytes of `synth` (planted features), estimated from its flags: the directions and their
+/// copies in the truth file (3 × features × dims f32), a shard's rows buffered and encoded by the
+/// writer (3 × shard-tokens × dims f32), and with --save-activations every (token, feature,
+/// value) triple (~40 bytes each, expected tokens × density × features of them).
+fn synth_memory_bytes(a: &SynthArgs) -> u64 {
+    use unravel::memory::product;
+    let (n, d) = (a.features as u64, a.dims as u64);
+    let mut bytes = product(&[12, n, d]).saturating_add(product(&[12, a.shard_tokens as u64, d]));
+    if a.save_activations {
+        let triples = (a.tokens as f64 * a.density * n as f64).min(u64::MAX as f64 / 64.0) as u64;
+        bytes = bytes.saturating_add(product(&[40, triples]));
+    }
+    bytes
+}
+
 fn synth_neurons(a: &SynthArgs, n: usize) -> Result<()> {
     use unravel::synth::neurons::NeuronSpec;
     let mut spec = NeuronSpec::new(n, a.tokens, a.seed);
@@ -412,6 +435,13 @@ fn synth_neurons(a: &SynthArgs, n: usize) -> Result<()> {
     spec.noise = if a.noise > 0.0 { a.noise } else { spec.noise };
     spec.shard_tokens = a.shard_tokens;
     spec.check().map_err(|e| anyhow::anyhow!(e))?;
+    // A shard's rows, buffered and encoded (3 × shard-tokens × neurons f32).
+    unravel::memory::check_fits(
+        &format!("--neurons {n} (--shard-tokens {})", a.shard_tokens),
+        unravel::memory::product(&[12, a.shard_tokens as u64, n as u64]),
+        "lower --neurons or --shard-tokens",
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let t0 = std::time::Instant::now();
     let bar = synth_bar(spec.tokens.div_ceil(spec.ctx as u64) * spec.ctx as u64);
     let truth = unravel::synth::neurons::write_neurons_with_progress(&spec, &a.out, &mut |rows| {
@@ -466,22 +496,22 @@ struct ExtractArgs {
     #[arg(long, value_name = "PATTERNS")]
     hooks: String,
     /// Tokens per context (specials included).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     ctx: usize,
     /// GPT-2: do not start contexts with <|endoftext|> (documents stay separated by it).
     #[arg(long)]
     no_bos: bool,
     /// Stop after this many tokens (whole contexts); default: the whole corpus.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::cmd_values::at_least_1::<u64>, allow_negative_numbers = true)]
     max_tokens: Option<u64>,
     /// Storage dtype of the hook columns: f16, bf16 or f32.
     #[arg(long, default_value = "f16")]
     store_dtype: String,
     /// Contexts per forward pass.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     batch: usize,
     /// Rows (tokens) per shard.
-    #[arg(long, default_value_t = 65536)]
+    #[arg(long, default_value_t = 65536, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     shard_tokens: usize,
     /// zstd level of the shards, 1-22; 0 stores them uncompressed. GPT-2 f16 activations keep
     /// ~91% of their bytes at level 1, and zstd is about a quarter of the writer's CPU time.
@@ -507,7 +537,7 @@ struct InspectArgs {
     #[arg(long)]
     verify: bool,
     /// Show this many rows of the first shard.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = crate::cmd_values::whole::<usize>, allow_negative_numbers = true)]
     rows: usize,
 }
 
@@ -552,7 +582,7 @@ struct ModelArgs {
     #[arg(long)]
     random_weights: bool,
     /// Seed for --random-weights.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cmd_values::whole::<u64>, allow_negative_numbers = true)]
     seed: u64,
     /// tokenizer.json to use instead of the model's own.
     #[arg(long, value_name = "FILE")]
@@ -628,7 +658,7 @@ struct TraceArgs {
     #[arg(long)]
     truncate: bool,
     /// Texts per forward pass.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
     batch: usize,
     /// Output safetensors file.
     #[arg(long, value_name = "FILE")]
@@ -700,6 +730,20 @@ fn cmd_extract(a: &ExtractArgs) -> Result<()> {
     };
     let (model, files) = a.model.load()?;
     let hooks = HookSet::select(&a.hooks, model.n_layers()).context("--hooks")?;
+    // A shard's rows of every hook, buffered and encoded (3 × f32), and a forward batch's hook
+    // outputs (2 × f32), refused before the output folder exists.
+    let width: u64 = hooks.iter().map(|h| model.hook_dim(h) as u64).sum();
+    let rows = (a.shard_tokens as u64)
+        .saturating_add(unravel::memory::product(&[a.batch as u64, a.ctx as u64]));
+    unravel::memory::check_fits(
+        &format!(
+            "--shard-tokens {} and --batch {} × --ctx {} over {} hook values per token",
+            a.shard_tokens, a.batch, a.ctx, width
+        ),
+        unravel::memory::product(&[12, rows, width]),
+        "lower --shard-tokens or --batch",
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let tokenizer = a.model.tokenizer_path(&files)?;
     let bos = match (a.no_bos, model.arch().is_causal()) {
         (true, true) => Some(unravel::corpus::BosPolicy::None),

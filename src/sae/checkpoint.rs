@@ -11,7 +11,9 @@
 //!   `sae_weights.safetensors` (`W_enc [d_in, d_sae]`, `b_enc`, `W_dec [d_sae, d_in]`, `b_dec`,
 //!   input scaling folded in), `sparsity.safetensors` (`sparsity`: log10 feature density), and
 //!   `export_check.safetensors` (a few raw inputs with our features and reconstructions, for
-//!   `scripts/check_saelens_export.py`).
+//!   `scripts/check_saelens_export.py`);
+//! - instead of the export, when training diverged: `DIVERGED` (the reason, one line), also in
+//!   `run.json` as `diverged`; the checkpoints are kept.
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +34,8 @@ pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const LATEST_FILE: &str = "latest";
 pub const STATE_TENSORS: &str = "trainer_state.safetensors";
 pub const STATE_JSON: &str = "trainer_state.json";
+/// Written instead of the export when training diverged; holds the reason.
+pub const DIVERGED_FILE: &str = "DIVERGED";
 
 fn file_err(path: &Path, reason: impl std::fmt::Display) -> SaeError {
     SaeError::File {
@@ -57,6 +61,27 @@ pub struct RunInfo {
     /// The run reached its token budget.
     pub complete: bool,
     pub engine: String,
+    /// Why training diverged (non-finite loss, negative EV, every feature dead); no export then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<String>,
+}
+
+/// Records that the run in `dir` diverged: the `DIVERGED` marker (one line).
+pub fn mark_diverged(dir: &Path, reason: &str) -> Result<()> {
+    let path = dir.join(DIVERGED_FILE);
+    crate::io::write_atomic(&path, format!("{reason}\n").as_bytes()).map_err(|e| file_err(&path, e))
+}
+
+/// Removes the marker (a resumed run starts over from its last checkpoint).
+pub fn clear_diverged(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(DIVERGED_FILE));
+}
+
+/// The reason the run in `dir` diverged, when it did.
+pub fn diverged(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(DIVERGED_FILE))
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 impl RunInfo {
@@ -460,6 +485,12 @@ pub fn locate_saelens(spec: &str, hub: &crate::models::load::HubOptions) -> Resu
 /// Loads `cfg.json` + `sae_weights.safetensors` from a SAELens-layout folder (ours, or one
 /// downloaded from the hub). Only the `standard` (ReLU) architecture is supported.
 pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
+    if let Some(reason) = diverged(dir) {
+        return Err(file_err(
+            dir,
+            format!("training diverged ({reason}); it exported no SAE"),
+        ));
+    }
     let cpath = dir.join("cfg.json");
     let text = std::fs::read_to_string(&cpath).map_err(|e| {
         file_err(

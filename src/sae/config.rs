@@ -3,6 +3,9 @@
 //!
 //! Precedence: recipe defaults < `--config FILE.toml` < command-line flags. The resolved config
 //! is saved in the run folder as `config.toml`, which `--resume` reads back.
+//!
+//! The default learning rate depends on the run's length (see [`default_lr`]): a fixed small
+//! rate tuned for runs of hundreds of millions of tokens cannot converge in a few hundred steps.
 
 use std::path::{Path, PathBuf};
 
@@ -58,40 +61,63 @@ pub enum EngineChoice {
     Plain,
 }
 
-/// Every setting, all optional: what a TOML file or the command line gives.
+/// Every setting, all optional: what a TOML file or the command line gives. A `--config` file
+/// spells keys as the flags do (`d-sae`, `l1-coefficient`, like the `[train]` section of a run
+/// config) or in snake_case (`d_sae`, as the saved `config.toml` does); both are read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartialConfig {
     pub acts: Option<PathBuf>,
     pub hook: Option<String>,
     pub recipe: Option<Recipe>,
+    #[serde(alias = "d-sae")]
     pub d_sae: Option<usize>,
     pub expansion: Option<f64>,
     pub tokens: Option<u64>,
     pub batch: Option<usize>,
     pub lr: Option<f32>,
+    #[serde(alias = "l1-coefficient")]
     pub l1_coefficient: Option<f32>,
+    #[serde(alias = "lr-warmup-frac")]
     pub lr_warmup_frac: Option<f64>,
+    #[serde(alias = "lr-decay-frac")]
     pub lr_decay_frac: Option<f64>,
+    #[serde(alias = "l1-warmup-frac")]
     pub l1_warmup_frac: Option<f64>,
+    #[serde(alias = "clip-norm")]
     pub clip_norm: Option<f32>,
     pub beta1: Option<f32>,
     pub beta2: Option<f32>,
+    #[serde(alias = "adam-eps")]
     pub adam_eps: Option<f32>,
+    #[serde(alias = "dec-init-norm")]
     pub dec_init_norm: Option<f32>,
     pub seed: Option<u64>,
+    #[serde(alias = "shuffle-buffer")]
     pub shuffle_buffer: Option<usize>,
+    #[serde(alias = "eval-shards")]
     pub eval_shards: Option<usize>,
+    #[serde(alias = "eval-tokens")]
     pub eval_tokens: Option<u64>,
+    #[serde(alias = "eval-every")]
     pub eval_every: Option<u64>,
+    #[serde(alias = "log-every")]
     pub log_every: Option<u64>,
+    #[serde(alias = "checkpoint-every")]
     pub checkpoint_every: Option<u64>,
+    #[serde(alias = "dead-window")]
     pub dead_window: Option<u64>,
+    #[serde(alias = "scale-tokens")]
     pub scale_tokens: Option<u64>,
+    #[serde(alias = "resample-every")]
     pub resample_every: Option<u64>,
+    #[serde(alias = "resample-inputs")]
     pub resample_inputs: Option<usize>,
+    #[serde(alias = "skip-nonfinite")]
     pub skip_nonfinite: Option<bool>,
+    #[serde(alias = "allow-incomplete")]
     pub allow_incomplete: Option<bool>,
+    #[serde(alias = "include-special")]
     pub include_special: Option<bool>,
     pub engine: Option<EngineChoice>,
     pub device: Option<String>,
@@ -272,7 +298,9 @@ impl TrainConfig {
             d_sae,
             tokens,
             batch,
-            lr: p.lr.unwrap_or(if april { 5e-5 } else { 1e-4 }),
+            lr: p
+                .lr
+                .unwrap_or_else(|| default_lr(recipe, tokens.div_ceil(batch.max(1) as u64))),
             l1_coefficient: p.l1_coefficient.unwrap_or(5.0),
             lr_warmup_frac: p.lr_warmup_frac.unwrap_or(0.0),
             lr_decay_frac: p.lr_decay_frac.unwrap_or(if april { 0.2 } else { 0.0 }),
@@ -342,10 +370,51 @@ impl TrainConfig {
         if self.log_every == 0 {
             return err("--log-every must be at least 1");
         }
+        if self.eval_tokens == 0 {
+            return err("--eval-tokens must be at least 1");
+        }
+        if self.shuffle_buffer == 0 {
+            return err("--shuffle-buffer must be at least 1");
+        }
+        if self.scale_tokens == 0 || self.resample_inputs == 0 {
+            return err("scale_tokens and resample_inputs must be at least 1");
+        }
+        if !((0.0..1.0).contains(&self.beta1) && (0.0..1.0).contains(&self.beta2)) {
+            return err("beta1 and beta2 must be in [0, 1)");
+        }
+        if !(self.adam_eps > 0.0 && self.adam_eps.is_finite()) {
+            return err("adam_eps must be a positive number");
+        }
+        if !(self.dec_init_norm > 0.0 && self.dec_init_norm.is_finite()) {
+            return err("dec_init_norm must be a positive number");
+        }
+        if let Some(c) = self.clip_norm {
+            if !(c > 0.0 && c.is_finite()) {
+                return err("clip_norm must be a positive number (leave it out for no clipping)");
+            }
+        }
         if self.dead_window == 0 {
             return err("dead_window must be at least 1 token");
         }
         Ok(())
+    }
+
+    /// Peak bytes of host memory the trainer needs, estimated before anything is allocated:
+    /// weights, gradients and the two Adam moments (4 copies of the parameters), a checkpoint's
+    /// snapshot of weights and moments (3 more), per batch the pre-activations, features and
+    /// their gradients (3 × batch × d_sae) and the inputs (2 × batch × d_in), and the loader's
+    /// shuffle window and the one decoded ahead (2 × shuffle_buffer × d_in), all f32.
+    pub fn memory_bytes(&self) -> u64 {
+        use crate::memory::product;
+        let (d_in, d_sae, batch) = (self.d_in as u64, self.d_sae as u64, self.batch as u64);
+        let params = product(&[2, d_sae, d_in])
+            .saturating_add(d_sae)
+            .saturating_add(d_in);
+        let floats = product(&[7, params])
+            .saturating_add(product(&[3, batch, d_sae]))
+            .saturating_add(product(&[2, batch, d_in]))
+            .saturating_add(product(&[2, self.shuffle_buffer as u64, d_in]));
+        product(&[4, floats])
     }
 
     /// Optimisation steps in the run.
@@ -428,6 +497,19 @@ impl TrainConfig {
     }
 }
 
+/// The default learning rate of a run of `steps` steps: `1e-3 · √(250 / steps)`, clamped between
+/// the recipe's long-run rate (april-2024: 5e-5, as SAELens; unit-norm: 1e-4) and 1e-3. So 1e-3
+/// up to 250 steps (1M tokens at batch 4096), ≈3.2e-4 at 10M tokens, ≈1.4e-4 at 50M, ≈1e-4 at
+/// 100M, and the long-run rate from ≈400M tokens (april-2024) on.
+pub fn default_lr(recipe: Recipe, steps: u64) -> f32 {
+    let floor = match recipe {
+        Recipe::April2024 => 5e-5,
+        Recipe::UnitNorm => 1e-4,
+    };
+    let lr = 1e-3 * (250.0 / steps.max(1) as f64).sqrt();
+    lr.clamp(floor, 1e-3) as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,5 +582,59 @@ mod tests {
         other.seed = 9;
         assert_eq!(c.differences(&other), vec!["seed: 0 vs 9".to_string()]);
         assert!(toml::from_str::<PartialConfig>("learning_rate = 1").is_err());
+    }
+
+    #[test]
+    fn the_default_lr_follows_the_run_length() {
+        let lr = |tokens: u64| {
+            let p = PartialConfig {
+                tokens: Some(tokens),
+                ..base()
+            };
+            TrainConfig::resolve(p, &hooks()).unwrap().lr
+        };
+        assert_eq!(lr(1_000_000), 1e-3);
+        assert!((lr(10_000_000) - 3.2e-4).abs() < 1e-5, "{}", lr(10_000_000));
+        assert!(
+            (lr(50_000_000) - 1.43e-4).abs() < 1e-5,
+            "{}",
+            lr(50_000_000)
+        );
+        assert_eq!(lr(2_000_000_000), 5e-5);
+        assert_eq!(default_lr(Recipe::UnitNorm, 1_000_000), 1e-4);
+        // A given lr is kept.
+        let p = PartialConfig {
+            lr: Some(0.02),
+            ..base()
+        };
+        assert_eq!(TrainConfig::resolve(p, &hooks()).unwrap().lr, 0.02);
+    }
+
+    #[test]
+    fn config_files_take_flag_spellings_too() {
+        let kebab: PartialConfig =
+            toml::from_str("d-sae = 64\nl1-coefficient = 2.0\neval-tokens = 100").unwrap();
+        let snake: PartialConfig =
+            toml::from_str("d_sae = 64\nl1_coefficient = 2.0\neval_tokens = 100").unwrap();
+        assert_eq!(kebab, snake);
+        assert_eq!(kebab.d_sae, Some(64));
+    }
+
+    #[test]
+    fn the_memory_estimate_counts_weights_moments_and_batches() {
+        let mut c = TrainConfig::resolve(base(), &hooks()).unwrap();
+        c.d_sae = 100_000_000;
+        c.d_in = 256;
+        // 7 copies of the 5.13e10 parameters (1.44 TB) and 3 batch × d_sae buffers (4.92 TB).
+        assert_eq!(c.memory_bytes(), 6_351_742_613_504);
+        c.d_sae = 128;
+        c.d_in = 16;
+        assert_eq!(
+            c.memory_bytes(),
+            4 * (7 * (2 * 128 * 16 + 128 + 16)
+                + 3 * 4096 * 128
+                + 2 * 4096 * 16
+                + 2 * 65536 * 16)
+        );
     }
 }

@@ -30,10 +30,18 @@ pub struct DownstreamReport {
     pub ce_clean: f64,
     pub ce_sae: f64,
     pub ce_zero: f64,
-    pub ce_recovered: f64,
+    /// `None` (JSON null) when zero-ablation does not raise the loss (CE_zero ≤ CE_clean): the
+    /// ratio then measures nothing.
+    pub ce_recovered: Option<f64>,
     pub kl_sae: f64,
     pub kl_zero: f64,
     pub kl_score: f64,
+}
+
+/// CE loss recovered, `(CE_zero − CE_sae) / (CE_zero − CE_clean)`; undefined (`None`) unless
+/// zero-ablation raises the loss.
+pub fn ce_recovered(ce_clean: f64, ce_sae: f64, ce_zero: f64) -> Option<f64> {
+    (ce_zero > ce_clean).then(|| (ce_zero - ce_sae) / (ce_zero - ce_clean))
 }
 
 /// One stored context: token ids and special flags, in position order.
@@ -225,9 +233,19 @@ pub fn downstream(
         ce_clean,
         ce_sae,
         ce_zero,
-        ce_recovered: (ce_zero - ce_sae) / (ce_zero - ce_clean),
+        ce_recovered: ce_recovered(ce_clean, ce_sae, ce_zero),
         kl_sae,
         kl_zero,
         kl_score: 1.0 - kl_sae / kl_zero,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ce_recovered_is_undefined_unless_zero_ablation_hurts() {
+        assert_eq!(super::ce_recovered(2.0, 2.5, 4.0), Some(0.75));
+        assert_eq!(super::ce_recovered(2.0, 2.5, 2.0), None);
+        assert_eq!(super::ce_recovered(2.0, 1.5, 1.8), None);
+    }
 }

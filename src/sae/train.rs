@@ -123,25 +123,92 @@ fn manifest_sha(dataset: &Dataset) -> Result<String> {
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
+/// Rows of a shard that the run reads (special-token rows are skipped unless included).
+fn usable_rows(s: &crate::store::ShardInfo, cfg: &TrainConfig) -> u64 {
+    if cfg.include_special {
+        s.rows
+    } else {
+        s.rows - s.special_rows
+    }
+}
+
+/// Largest share of the rows held out beyond the `--eval-shards` asked for.
+const MAX_HELD_OUT_SHARE: f64 = 0.1;
+
 /// How many trailing shards to hold out: `eval_shards`, plus more while they hold fewer than
-/// `eval_tokens` rows (a dataset's last shard is often a small remainder), keeping at least half
-/// of the shards for training.
+/// `eval_tokens` rows (a dataset's last shard is often a small remainder) and one more still
+/// holds out at most a tenth of the rows.
 fn held_out_count(dataset: &Dataset, cfg: &TrainConfig) -> usize {
     let shards = &dataset.manifest().shards;
-    let rows = |s: &crate::store::ShardInfo| {
-        if cfg.include_special {
-            s.rows
-        } else {
-            s.rows - s.special_rows
-        }
-    };
+    let n = shards.len();
+    let total: u64 = shards.iter().map(|s| usable_rows(s, cfg)).sum();
+    let tail = |k: usize| -> u64 { shards[n - k..].iter().map(|s| usable_rows(s, cfg)).sum() };
     let mut k = cfg.eval_shards;
-    while k < shards.len() / 2
-        && shards[shards.len() - k..].iter().map(rows).sum::<u64>() < cfg.eval_tokens
+    while k + 1 < n
+        && tail(k) < cfg.eval_tokens
+        && tail(k + 1) as f64 <= MAX_HELD_OUT_SHARE * total as f64
     {
         k += 1;
     }
     k
+}
+
+/// The line said before training: the training set's size and the held-out set's, with a
+/// warning when the held-out set is more than a tenth of the data or smaller than asked.
+fn split_note(dataset: &Dataset, cfg: &TrainConfig, info: &RunInfo) -> String {
+    let shards = &dataset.manifest().shards;
+    let rows = |set: &[usize]| -> u64 {
+        set.iter()
+            .filter_map(|&i| shards.get(i))
+            .map(|s| usable_rows(s, cfg))
+            .sum()
+    };
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let (train, eval) = (rows(&info.train_shards), rows(&info.eval_shards));
+    let mut note = format!(
+        "training set: {train} rows in {} shard{}",
+        info.train_shards.len(),
+        plural(info.train_shards.len())
+    );
+    if info.eval_shards.is_empty() {
+        note.push_str("; evaluations use training rows (--eval-shards 0)");
+        return note;
+    }
+    let share = eval as f64 / (train + eval).max(1) as f64;
+    note.push_str(&format!(
+        "; held out for evaluation: {eval} rows in {} shard{} ({:.1}% of the data)",
+        info.eval_shards.len(),
+        plural(info.eval_shards.len()),
+        share * 100.0
+    ));
+    if share > MAX_HELD_OUT_SHARE {
+        note.push_str(
+            " — more than a tenth of the data; --eval-shards 0 evaluates on training rows instead",
+        );
+    } else if eval < cfg.eval_tokens {
+        note.push_str(&format!(
+            "; evaluations use all {eval}, fewer than --eval-tokens {}",
+            cfg.eval_tokens
+        ));
+    }
+    note
+}
+
+/// Why a finished run counts as diverged, with what to do, or `None`.
+fn divergence(final_eval: &EvalRecord, cfg: &TrainConfig) -> Option<String> {
+    if !final_eval.ev.is_finite() || final_eval.ev < 0.0 {
+        Some(format!(
+            "explained variance {:.4e} < 0 at the final evaluation (the SAE reconstructs worse than the mean); lower --lr (it was {:e})",
+            final_eval.ev, cfg.lr
+        ))
+    } else if final_eval.tokens > 0 && final_eval.dead_frac >= 1.0 {
+        Some(format!(
+            "every feature is dead at the final evaluation; lower --lr (it was {:e}) or --l1-coefficient (it was {})",
+            cfg.lr, cfg.l1_coefficient
+        ))
+    } else {
+        None
+    }
 }
 
 /// A single-pass loader over `shards`.
@@ -210,6 +277,35 @@ pub fn evaluate(
     scale: f32,
     max_tokens: u64,
 ) -> Result<(FvuAccumulator, EvalTotals)> {
+    evaluate_observed(engine, dataset, cfg, shards, scale, max_tokens, &mut |_| {})
+}
+
+/// Rows an evaluation of up to `max_tokens` rows of `shards` reads (for a progress bar).
+pub fn evaluation_rows(
+    dataset: &Dataset,
+    cfg: &TrainConfig,
+    shards: &[usize],
+    max_tokens: u64,
+) -> u64 {
+    let all = &dataset.manifest().shards;
+    let rows: u64 = shards
+        .iter()
+        .filter_map(|&i| all.get(i))
+        .map(|s| usable_rows(s, cfg))
+        .sum();
+    rows.min(max_tokens)
+}
+
+/// [`evaluate`], calling `progress` with the rows evaluated so far after each batch.
+pub fn evaluate_observed(
+    engine: &mut dyn Engine,
+    dataset: &Dataset,
+    cfg: &TrainConfig,
+    shards: &[usize],
+    scale: f32,
+    max_tokens: u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(FvuAccumulator, EvalTotals)> {
     let batch = cfg.batch.min(4096);
     let mut loader = ordered_loader(dataset, cfg, shards, batch)?;
     let d = cfg.d_in;
@@ -237,6 +333,7 @@ pub fn evaluate(
         for (a, b) in totals.fired.iter_mut().zip(&r.stats.fired) {
             *a += *b as u64;
         }
+        progress(acc.tokens);
     }
     Ok((acc, totals))
 }
@@ -327,6 +424,16 @@ pub fn train(
             cfg.d_in
         )));
     }
+    // Refused before the run folder or any weight exists.
+    crate::memory::check_fits(
+        &format!(
+            "an SAE of {} → {} features (batch {})",
+            cfg.d_in, cfg.d_sae, cfg.batch
+        ),
+        cfg.memory_bytes(),
+        "lower --d-sae (or --expansion) or --batch",
+    )
+    .map_err(SaeError::Config)?;
     let manifest_sha256 = manifest_sha(&dataset)?;
     let d = cfg.d_in;
     let metrics_path = dir.join(checkpoint::METRICS_FILE);
@@ -435,6 +542,7 @@ pub fn train(
             eval_shards,
             complete: false,
             engine: String::new(),
+            diverged: None,
         };
         checkpoint::save_config(cfg, dir)?;
         let lens = [
@@ -475,7 +583,10 @@ pub fn train(
     let mut engine = make_engine(cfg, &sae, &adam)?;
     let mut info = info;
     info.engine = engine.name();
+    info.diverged = None;
+    checkpoint::clear_diverged(dir);
     info.save(dir)?;
+    observer.note(&split_note(&dataset, cfg, &info));
     drop(sae);
 
     let mut lc = LoaderConfig::new(&cfg.hook, cfg.batch);
@@ -551,9 +662,15 @@ pub fn train(
         let stats = engine.step(&x, rows, lr, lam)?;
         let loss = stats.mse() + lam as f64 * stats.l1();
         if !loss.is_finite() || !stats.grad_norm.is_finite() {
+            let reason = format!(
+                "non-finite loss at step {} (lr {lr}, λ {lam})",
+                counters.step
+            );
+            info.diverged = Some(reason.clone());
+            info.save(dir)?;
+            checkpoint::mark_diverged(dir, &reason)?;
             return Err(SaeError::Diverged(format!(
-                "non-finite loss at step {} (lr {lr}, λ {lam}); the last good checkpoint in {} is kept — lower --lr and resume, or restart",
-                counters.step,
+                "{reason}; lower --lr and train again into a new --out (the checkpoints in {} are kept)",
                 dir.join(checkpoint::CHECKPOINTS_DIR).display()
             )));
         }
@@ -628,6 +745,16 @@ pub fn train(
     // The end: evaluation, checkpoint, export.
     let final_eval = run_eval(engine.as_mut(), &counters, observer)?;
     save(engine.as_ref(), &features, &counters, &loader, observer)?;
+    if let Some(reason) = divergence(&final_eval, cfg) {
+        // No export that looks fine: the reason in run.json and DIVERGED, the checkpoints kept.
+        info.diverged = Some(reason.clone());
+        info.save(dir)?;
+        checkpoint::mark_diverged(dir, &reason)?;
+        return Err(SaeError::Diverged(format!(
+            "{reason}; no SAE was exported (the checkpoints in {} are kept)",
+            dir.join(checkpoint::CHECKPOINTS_DIR).display()
+        )));
+    }
     export(
         engine.as_mut(),
         &dataset,
