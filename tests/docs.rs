@@ -87,19 +87,34 @@ const EXCEPTIONS: &[(&str, Handling, &str)] = &[
         "needs a CUDA GPU and a `--features cuda` build; the same on the CPU",
     ),
     (
+        "unravel toy --experiment sparse-vs-dense",
+        Handling::Instead("unravel toy --experiment sparse-vs-dense --steps 300"),
+        "6000 steps run minutes in the test profile (over 4 min on the 2-core dev VM); shortened to 300 steps",
+    ),
+    (
+        "unravel toy --experiment importance",
+        Handling::Instead("unravel toy --experiment importance --steps 300"),
+        "6000 steps run minutes in the test profile; shortened to 300 steps",
+    ),
+    (
+        "unravel toy --experiment hidden-sizes",
+        Handling::Instead("unravel toy --experiment hidden-sizes --steps 300"),
+        "6000 steps run minutes in the test profile; shortened to 300 steps",
+    ),
+    (
         "unravel toy --experiment wtw",
-        Handling::Instead("unravel toy --experiment wtw --steps 200"),
-        "403 s in release (README); shortened to 200 steps",
+        Handling::Instead("unravel toy --experiment wtw --steps 300"),
+        "403 s in release (README); shortened to 300 steps",
     ),
     (
         "unravel toy --experiment phase --seed 1 --out toy/phase-seed1",
-        Handling::Instead("unravel toy --experiment phase --seed 1 --out toy/phase-seed1 --steps 200"),
-        "534 s in release (README); shortened to 200 steps",
+        Handling::Instead("unravel toy --experiment phase --seed 1 --out toy/phase-seed1 --steps 300"),
+        "534 s in release (README); shortened to 300 steps",
     ),
     (
         "unravel toy --experiment phase --out toy/phase-seed1 --seed 1",
-        Handling::Instead("unravel toy --experiment phase --out toy/phase-seed1 --seed 1 --steps 200"),
-        "534 s in release (README); shortened to 200 steps",
+        Handling::Instead("unravel toy --experiment phase --out toy/phase-seed1 --seed 1 --steps 300"),
+        "534 s in release (README); shortened to 300 steps",
     ),
 ];
 
@@ -545,21 +560,21 @@ fn schedule(cmds: Vec<DocCommand>) -> Vec<DocCommand> {
     out
 }
 
-/// Preparations a documented command needs beyond the scratch folder.
-fn prepare(work: &Path, cmd: &str) {
-    // "any SAELens-layout folder": the SAELens export of a run trained above.
-    if cmd.contains("./some-saelens-sae") && !work.join("some-saelens-sae").exists() {
-        let dst = work.join("some-saelens-sae");
-        fs::create_dir_all(&dst).unwrap();
-        for f in [
-            "cfg.json",
-            "sae_weights.safetensors",
-            "sparsity.safetensors",
-        ] {
-            fs::copy(work.join("runs/l6").join(f), dst.join(f)).unwrap();
-        }
-    }
-}
+/// Folders a documented command names that no documented command writes: made first by these
+/// shell lines (run like the commands), the first time a command containing the key runs.
+const SETUP: &[(&str, &str)] = &[
+    (
+        // "any SAELens-layout folder": the SAELens export of a run trained above.
+        "--sae ./some-saelens-sae",
+        "mkdir some-saelens-sae && cp runs/l6/cfg.json runs/l6/sae_weights.safetensors runs/l6/sparsity.safetensors some-saelens-sae/",
+    ),
+    (
+        // "parts in separate sub-folders of the dataset folder".
+        "--parts acts/gpt2-resid/p1 acts/gpt2-resid/p2",
+        "unravel extract --model gpt2 --corpus data/corpus.jsonl --hooks 'blocks.*.hook_resid_post' --part 1/2 --out acts/gpt2-resid/p1 \
+         && unravel extract --model gpt2 --corpus data/corpus.jsonl --hooks 'blocks.*.hook_resid_post' --part 2/2 --out acts/gpt2-resid/p2",
+    ),
+];
 
 struct Outcome {
     cmd: DocCommand,
@@ -581,6 +596,19 @@ fn every_documented_command_runs_as_written() {
     );
     let exceptions: HashMap<&str, (&Handling, &str)> =
         EXCEPTIONS.iter().map(|(l, h, r)| (*l, (h, *r))).collect();
+    let sh = |line: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .current_dir(&work)
+            .env("PATH", &path)
+            .env("HF_HOME", root.path().join("hf"))
+            .env("HF_HUB_OFFLINE", "1")
+            .env("RAYON_NUM_THREADS", "2")
+            .output()
+            .unwrap()
+    };
+    let mut done_setup = HashSet::new();
     let mut outcomes = vec![];
     let mut moved = 0;
     for cmd in schedule(documented()) {
@@ -592,7 +620,12 @@ fn every_documented_command_runs_as_written() {
             }
             Some((Handling::Instead(other), reason)) => (other.to_string(), Some(*reason)),
         };
-        prepare(&work, &ran);
+        for (key, setup) in SETUP {
+            if ran.contains(key) && done_setup.insert(*key) {
+                let o = sh(setup);
+                assert!(o.status.success(), "setup `{setup}` failed: {o:?}");
+            }
+        }
         for part in ran.split(" && ") {
             if let (_, Some(out)) = reads_writes(part) {
                 if work.join(&out).exists() {
@@ -604,16 +637,7 @@ fn every_documented_command_runs_as_written() {
             }
         }
         let t0 = Instant::now();
-        let o = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&ran)
-            .current_dir(&work)
-            .env("PATH", &path)
-            .env("HF_HOME", root.path().join("hf"))
-            .env("HF_HUB_OFFLINE", "1")
-            .env("RAYON_NUM_THREADS", "2")
-            .output()
-            .unwrap();
+        let o = sh(&ran);
         let seconds = t0.elapsed().as_secs_f64();
         let all = format!(
             "{}{}",
