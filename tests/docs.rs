@@ -43,8 +43,8 @@ const EXCEPTIONS: &[(&str, Handling, &str)] = &[
     ),
     (
         "unravel extract ... --part 3/8 --out acts/gpt2-resid",
-        Handling::Instead("unravel extract --model gpt2 --corpus data/corpus.jsonl --hooks 'blocks.*.hook_resid_post' --part 3/8 --out acts/parts && unravel merge-manifests acts/parts"),
-        "`...` stands for the flags of the example above",
+        Handling::Instead("for i in 1 2 3 4 5 6 7 8; do unravel extract --model gpt2 --corpus data/corpus.jsonl --hooks 'blocks.*.hook_resid_post' --ctx 128 --max-tokens 10000000 --part $i/8 --out acts/gpt2-resid || exit 1; done"),
+        "`...` stands for the flags of the example above; all 8 parts are written, so that the `merge-manifests acts/gpt2-resid` line after it joins them",
     ),
     (
         "unravel synth --neurons",
