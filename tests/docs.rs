@@ -87,6 +87,21 @@ const EXCEPTIONS: &[(&str, Handling, &str)] = &[
         "needs a CUDA GPU and a `--features cuda` build; the same on the CPU",
     ),
     (
+        "unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --expansion 8 --tokens 50000000 --out runs/l6",
+        Handling::Instead("unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --expansion 8 --tokens 2000000 --out runs/l6"),
+        "50M tokens take ~4 min of CPU each in the test profile (~190k tokens/s on the fixture, measured); shortened to 2M tokens",
+    ),
+    (
+        "unravel train --acts acts/gpt2-resid --expansion 8 --tokens 50000000 --out runs/l6",
+        Handling::Instead("unravel train --acts acts/gpt2-resid --expansion 8 --tokens 2000000 --out runs/l6"),
+        "50M tokens take ~4 min of CPU each in the test profile (~190k tokens/s on the fixture, measured); shortened to 2M tokens",
+    ),
+    (
+        "unravel train --config configs/gpt2-l6.toml --l1-coefficient 3 --out runs/l6-l1-3",
+        Handling::Instead("unravel train --config configs/gpt2-l6.toml --l1-coefficient 3 --out runs/l6-l1-3 --tokens 2000000"),
+        "configs/gpt2-l6.toml trains 50M tokens: in the test profile (~190k tokens/s on the fixture, measured); shortened to 2M tokens",
+    ),
+    (
         "unravel toy --experiment sparse-vs-dense",
         Handling::Instead("unravel toy --experiment sparse-vs-dense --steps 300"),
         "6000 steps run minutes in the test profile (over 4 min on the 2-core dev VM); shortened to 300 steps",
