@@ -14,6 +14,8 @@ use unravel::store::Dataset;
 
 pub const AUDIT_EXAMPLES: &str = "Examples:\n  \
 # GPT-2 layer-3 MLP neurons vs the features of an SAE trained on them, built-in taggers + lexicons\n  \
+unravel extract --model gpt2 --corpus data/corpus.jsonl --hooks blocks.3.mlp.hook_post --out acts/gpt2-mlp3\n  \
+unravel train --acts acts/gpt2-mlp3 --expansion 4 --tokens 1000000 --out runs/mlp3\n  \
 unravel audit --acts acts/gpt2-mlp3 --sae runs/mlp3 --concepts configs/concepts.toml --out audits/mlp3\n\n  \
 # neurons only, with a document label column and a regex concept\n  \
 unravel audit --acts acts/distil-mlp --hook blocks.1.mlp.hook_post --label-column label.sentiment \\\n      \

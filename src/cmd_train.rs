@@ -377,7 +377,7 @@ pub const EVAL_EXAMPLES: &str = "Examples:\n  \
 # the held-out shards of the run's own dataset\n  \
 unravel eval --sae runs/l6 --acts acts/gpt2-resid\n\n  \
 # any SAELens-layout folder on any dataset holding its hook, all shards, 1M tokens\n  \
-unravel eval --sae ./gpt2-small-res-jb/blocks.6.hook_resid_pre --acts acts/gpt2-resid --shards all --eval-tokens 1000000\n\n  \
+unravel eval --sae ./some-saelens-sae --acts acts/gpt2-resid --shards all --eval-tokens 1000000\n\n  \
 # also splice the SAE into GPT-2: CE loss clean / with SAE / zero-ablated, CE recovered, KL score\n  \
 unravel eval --sae runs/l6 --acts acts/gpt2-resid --model gpt2 --contexts 256\n\n\
 Prints EV/FVU (FVU = Σ‖x−x̂‖² / Σ‖x−x̄‖², x̄ over the whole evaluated set), MSE, L0, dead and dense\n\

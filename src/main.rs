@@ -25,9 +25,12 @@ mod read_args;
 mod cmd_values;
 
 #[derive(Parser)]
+// term_width = 0: help is printed as written, never re-wrapped to the terminal (propagates to every
+// subcommand), so each example stays one copy-pasteable line (`\` continuations where split).
 #[command(
     name = "unravel",
     version,
+    term_width = 0,
     about = "Take features out of superposition: hooked GPT-2 / DistilBERT / BERT on candle, activation shards, sparse autoencoders, polysemanticity audits, superposition metrics, toy models.",
     after_help = "Examples:\n  \
 unravel run configs/demo.toml     # the whole pipeline on the embedded demo (no download)\n  \
@@ -469,7 +472,7 @@ unravel merge-manifests acts/gpt2-resid\n\n  \
 # a Hugging Face hub dataset as the corpus (cached; HF_HUB_OFFLINE=1 reads the cache only)\n  \
 unravel extract --model gpt2 --corpus 'hf://datasets/NeelNanda/pile-10k' --hooks blocks.6.hook_resid_post --max-tokens 10000000 --out acts/gpt2-l6\n\n  \
 # DistilBERT MLP neurons with a document label carried to every token\n  \
-unravel extract --model tests/fixtures/tiny-distilbert --corpus reviews.jsonl --label-field sentiment \\\n      \
+unravel extract --model distilbert-base-uncased --corpus reviews.jsonl --label-field sentiment \\\n      \
 --hooks 'blocks.*.mlp.hook_post' --out acts/distil-mlp\n\n\
 Corpus: a folder or glob of .txt files (one document each), a .jsonl file (--text-field, default `text`),\n\
 parquet files with a text column, or hf://datasets/OWNER/NAME[@REV][/GLOB] (a hub dataset's files). Shards: shard-00000.parquet ... with columns context_id, position,\n\
