@@ -21,8 +21,8 @@ mod cmd_audit;
 mod cmd_run;
 mod cmd_toy;
 mod cmd_train;
-mod read_args;
 mod cmd_values;
+mod read_args;
 
 #[derive(Parser)]
 // term_width = 0: help is printed as written, never re-wrapped to the terminal (propagates to every

@@ -171,7 +171,12 @@ fn split_note(dataset: &Dataset, cfg: &TrainConfig, info: &RunInfo) -> String {
         plural(info.train_shards.len())
     );
     if info.eval_shards.is_empty() {
-        note.push_str("; evaluations use training rows (--eval-shards 0)");
+        note.push_str(if cfg.eval_shards == 0 {
+            "; evaluations use training rows (--eval-shards 0)"
+        } else {
+            "; the dataset has one shard, so nothing is held out: evaluations use training rows \
+             (write more shards with --shard-tokens to hold some out)"
+        });
         return note;
     }
     let share = eval as f64 / (train + eval).max(1) as f64;
@@ -481,7 +486,9 @@ pub fn train(
             path: dir.into(),
             reason: e.to_string(),
         })?;
-        let (train_shards, eval_shards) = if cfg.eval_shards == 0 {
+        // A one-shard dataset (a small extract) has nothing to hold out: it trains and evaluates
+        // on its one shard, and the split note says so.
+        let (train_shards, eval_shards) = if cfg.eval_shards == 0 || dataset.shard_count() == 1 {
             ((0..dataset.shard_count()).collect(), vec![])
         } else if cfg.eval_shards >= dataset.shard_count() {
             return Err(SaeError::Config(format!(
