@@ -97,16 +97,27 @@ fn planted_polysemantic_neurons_are_found_with_their_concepts() {
     assert_eq!(html.matches("class=\"card\"").count(), 10);
     assert!(audit.join("rates.svg").is_file());
 
-    // Failing thresholds fail the command (exit ≠ 0) with the table.
+    // Failing thresholds fail the command (exit ≠ 0) with the table: an audit of shuffled
+    // labels finds none of the planted neurons.
+    let shuffled = tmp.path().join("shuffled");
+    ok(&[
+        "audit",
+        "--acts",
+        &p(&acts),
+        "--shuffle-labels",
+        "7",
+        "--out",
+        &p(&shuffled),
+    ]);
     let r = unravel(
         &[
             "verify",
             "--truth",
             &p(&acts),
             "--audit",
-            &p(&audit),
+            &p(&shuffled),
             "--min-recall",
-            "1.01",
+            "0.5",
         ],
         &[],
     );

@@ -361,8 +361,10 @@ fn a_command_refused_before_writing_leaves_no_folder_behind() {
     let r = unravel(
         &[
             "synth",
-            "--features",
-            "0",
+            "--max-cosine",
+            "0.5",
+            "--clusters",
+            "2",
             "--tokens",
             "100",
             "--out",
@@ -371,6 +373,7 @@ fn a_command_refused_before_writing_leaves_no_folder_behind() {
         &[],
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("exclude each other"), "{}", r.stderr);
     assert!(!out.exists(), "an empty folder was left behind");
 }
 

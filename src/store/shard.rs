@@ -409,11 +409,19 @@ impl ShardWriter {
                 EncodeError::Arrow(source) => arrow(source),
                 EncodeError::Unstorable { row, value } => StoreError::Batch {
                     path: self.path.clone(),
-                    message: format!(
-                        "hook {} row {row} holds {value}, which {} cannot store (store it as \
-                         f32, or find the overflow upstream)",
-                        hook.name, hook.dtype
-                    ),
+                    message: if value.is_finite() {
+                        format!(
+                            "hook {} row {row} holds {value}, beyond the range of {}: store it \
+                             as f32 (--store-dtype f32), or find the overflow upstream",
+                            hook.name, hook.dtype
+                        )
+                    } else {
+                        format!(
+                            "hook {} row {row} holds {value}: shards store finite values only; \
+                             find where the NaN/Inf comes from upstream (model dtype, inputs)",
+                            hook.name
+                        )
+                    },
                 },
             })?);
         }
