@@ -200,7 +200,8 @@ pub struct ShardReader {
 
 impl ShardReader {
     /// Parses the footer of `path` and checks the columns the manifest promises.
-    pub fn open(path: &Path, manifest: &Manifest) -> Result<ShardReader> {
+    /// Crate-private: readers come from [`Dataset::shard_reader`], which checks the shard first.
+    pub(crate) fn open(path: &Path, manifest: &Manifest) -> Result<ShardReader> {
         let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
         let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
             .map_err(|e| StoreError::parquet(path, e))?;
