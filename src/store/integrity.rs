@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -54,7 +54,7 @@ pub fn completion_hint(manifest: &Manifest) -> String {
 }
 
 /// Shards (path, expected sha256) this process has already hashed and found intact.
-static VERIFIED: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
+static VERIFIED: LazyLock<Mutex<HashSet<(PathBuf, String)>>> = LazyLock::new(Mutex::default);
 
 /// Checks `path` hashes to `sha256` with `bytes` bytes, unless this process already did.
 pub(crate) fn check_shard_once(path: &Path, sha256: &str, bytes: u64) -> Result<()> {
@@ -63,17 +63,17 @@ pub(crate) fn check_shard_once(path: &Path, sha256: &str, bytes: u64) -> Result<
         return Ok(());
     }
     check_shard(path, sha256, bytes)?;
-    lock_verified().push(key);
+    lock_verified().insert(key);
     Ok(())
 }
 
-fn lock_verified() -> std::sync::MutexGuard<'static, Vec<(PathBuf, String)>> {
-    // A panic elsewhere while holding the lock leaves a valid list behind.
+fn lock_verified() -> std::sync::MutexGuard<'static, HashSet<(PathBuf, String)>> {
+    // A panic elsewhere while holding the lock leaves a valid set behind.
     VERIFIED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Hashes `path` and compares it with the manifest's record.
-pub(crate) fn check_shard(path: &Path, sha256: &str, bytes: u64) -> Result<()> {
+fn check_shard(path: &Path, sha256: &str, bytes: u64) -> Result<()> {
     let (actual, actual_bytes) = hash_file(path)?;
     if actual != sha256 || actual_bytes != bytes {
         return Err(StoreError::Checksum {
@@ -127,6 +127,13 @@ pub(crate) fn remove_rows(values: &mut Vec<f32>, d: usize, drop: &[usize]) {
         }
     }
     values.truncate(kept * d);
+}
+
+/// Keeps the elements of a column whose `keep` flag is set (the other columns of a row set that
+/// lost rows to [`remove_rows`]).
+pub(crate) fn retain_rows<T>(column: &mut Vec<T>, keep: &[bool]) {
+    let mut k = keep.iter();
+    column.retain(|_| *k.next().unwrap_or(&false));
 }
 
 #[cfg(test)]

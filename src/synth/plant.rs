@@ -14,8 +14,8 @@ use rand_distr::{Exp1, StandardNormal};
 
 use super::planted::{PlantedTruth, TRUTH_DIR, TRUTH_FILE};
 use crate::store::{
-    nonfinite_rows, remove_rows, ContextBatch, Dataset, DatasetWriter, Manifest, StoreError,
-    WriterOptions,
+    nonfinite_rows, remove_rows, retain_rows, ContextBatch, Dataset, DatasetWriter, Manifest,
+    StoreError, WriterOptions,
 };
 
 /// What to plant, where.
@@ -91,6 +91,7 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
         let mut hooks: Vec<Vec<f32>> = vec![vec![]; m.hooks.len()];
         let mut bad_contexts = std::collections::HashSet::new();
         for rg in 0..reader.row_groups().len() {
+            let first = ids.len(); // this row group's first row in the shard's columns
             let mut cols = vec!["context_id", "position", "token_id", "token", "special"];
             cols.extend(m.label_columns.iter().map(String::as_str));
             for batch in reader.read_columns(rg, &cols)? {
@@ -125,7 +126,6 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
             }
             // Rows holding NaN/Inf in any hook are refused, or (--skip-nonfinite) their whole
             // contexts are left out of the copy: the writer keeps contexts whole.
-            let first = ids.len() - reader.row_groups()[rg];
             for (h, info) in m.hooks.iter().enumerate() {
                 let values = reader.read_hook_unchecked(info, rg)?.values;
                 let rows = nonfinite_rows(&values, info.d);
@@ -136,12 +136,12 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
         }
         if !bad_contexts.is_empty() {
             let keep: Vec<bool> = ids.iter().map(|c| !bad_contexts.contains(c)).collect();
-            retain(&keep, &mut ids);
-            retain(&keep, &mut pos);
-            retain(&keep, &mut tids);
-            retain(&keep, &mut toks);
-            retain(&keep, &mut special);
-            labels.iter_mut().for_each(|l| retain(&keep, l));
+            retain_rows(&mut ids, &keep);
+            retain_rows(&mut pos, &keep);
+            retain_rows(&mut tids, &keep);
+            retain_rows(&mut toks, &keep);
+            retain_rows(&mut special, &keep);
+            labels.iter_mut().for_each(|l| retain_rows(l, &keep));
             for (h, info) in m.hooks.iter().enumerate() {
                 let drop: Vec<usize> = (0..keep.len()).filter(|&r| !keep[r]).collect();
                 remove_rows(&mut hooks[h], info.d, &drop);
@@ -222,12 +222,6 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
         d,
         max_cosine,
     })
-}
-
-/// Keeps the elements of `v` whose `keep` flag is set.
-fn retain<T>(keep: &[bool], v: &mut Vec<T>) {
-    let mut k = keep.iter();
-    v.retain(|_| *k.next().unwrap_or(&false));
 }
 
 #[cfg(test)]
