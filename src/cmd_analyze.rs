@@ -227,13 +227,16 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
     'shards: for s in 0..ds.shard_count() {
         let reader = ds.shard_reader(s)?;
         for g in 0..reader.row_groups().len() {
-            let mut rows = 0;
+            // Hooks are read row-aligned, so a row dropped for NaN/Inf in one hook is dropped
+            // in all, and from the colour labels too.
+            let (reads, dropped) = reader.read_hooks_aligned(&hooks, g)?;
             if let Some(col) = a
                 .color_by
                 .as_deref()
                 .filter(|_| colors.len() < a.pca_points)
             {
                 // The label of each non-special row, aligned with the PCA sample.
+                let mut labels = vec![];
                 for batch in reader.read_columns(g, &["special", col])? {
                     let sp = batch
                         .column(0)
@@ -250,17 +253,25 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
                         )
                     };
                     for i in (0..sp.len()).filter(|&i| !sp.value(i)) {
-                        colors.push(if lab.is_null(i) {
+                        labels.push(if lab.is_null(i) {
                             "(none)".into()
                         } else {
                             lab.value(i).to_string()
                         });
                     }
                 }
+                let mut keep = vec![true; labels.len()];
+                dropped.iter().for_each(|&r| keep[r] = false);
+                colors.extend(
+                    labels
+                        .into_iter()
+                        .zip(keep)
+                        .filter_map(|(l, k)| k.then_some(l)),
+                );
                 colors.truncate(a.pca_points);
             }
-            for (hook, acc) in hooks.iter().zip(accs.iter_mut()) {
-                let r = reader.read_hook(hook, g, false)?;
+            let mut rows = 0;
+            for ((hook, acc), r) in hooks.iter().zip(accs.iter_mut()).zip(&reads) {
                 let keep = match a.max_tokens {
                     Some(max) => r.rows.min((max - tokens) as usize),
                     None => r.rows,

@@ -86,7 +86,16 @@ fn commands(acts: &Path, sae: &Path, out: &Path) -> Vec<(&'static str, Vec<Strin
         ),
         (
             "analyze",
-            s(&["analyze", "--acts", &p(acts), "--out", &p(&dir("analyze"))]),
+            // --color-by reads a label column beside the hook: its rows must drop with the hook's.
+            s(&[
+                "analyze",
+                "--acts",
+                &p(acts),
+                "--color-by",
+                "label.c00",
+                "--out",
+                &p(&dir("analyze")),
+            ]),
             dir("analyze"),
         ),
         (
@@ -294,6 +303,7 @@ fn nonfinite_values_are_refused_unless_skipped() {
     let analysis = common::json(&tmp.path().join("skip/analyze/analysis.json"));
     let text = analysis.to_string();
     assert!(!text.contains("NaN") && !text.contains("null,"), "{text}");
+    assert_eq!(analysis["tokens"].as_u64(), Some(4096 - 2), "analyze");
     let eval = common::json(&tmp.path().join("skip/eval/eval.json"));
     assert_eq!(eval["tokens"].as_u64(), Some(4096 - 2), "{eval}");
 }

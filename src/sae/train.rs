@@ -203,8 +203,8 @@ fn split_note(dataset: &Dataset, cfg: &TrainConfig, info: &RunInfo) -> String {
 fn divergence(final_eval: &EvalRecord, cfg: &TrainConfig) -> Option<String> {
     if !final_eval.ev.is_finite() || final_eval.ev < 0.0 {
         Some(format!(
-            "explained variance {:.4e} < 0 at the final evaluation (the SAE reconstructs worse than the mean); lower --lr (it was {:e})",
-            final_eval.ev, cfg.lr
+            "explained variance {:.4e} < 0 at the final evaluation (the SAE reconstructs worse than the mean, L0 {:.1}); lower --lr (it was {:e}), or --l1-coefficient (it was {}) if the activations have little sparse structure (random-weight models)",
+            final_eval.ev, final_eval.l0, cfg.lr, cfg.l1_coefficient
         ))
     } else if final_eval.tokens > 0 && final_eval.dead_frac >= 1.0 {
         Some(format!(
@@ -662,7 +662,7 @@ pub fn train(
             return Err(SaeError::Data("the training loader ended early".into()));
         };
         // Rows holding NaN/Inf were refused, or dropped (--skip-nonfinite), by the reader.
-        counters.skipped_rows = skipped_before + dataset.nonfinite_rows_dropped();
+        counters.skipped_rows = skipped_before + loader.rows_dropped();
         x.iter_mut().for_each(|v| *v *= scale);
         let lr = cfg.lr_at(counters.step);
         let lam = cfg.l1_at(counters.step);

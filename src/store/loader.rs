@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::{Result, StoreError};
-use super::reader::{Dataset, ShardReader};
+use super::reader::{Dataset, HookRows, ShardReader};
 use super::schema::HookInfo;
 use super::shuffle::{mix, permutation};
 
@@ -132,6 +132,8 @@ struct Window {
     /// First row (in the concatenation) of each part.
     starts: Vec<usize>,
     order: Option<Vec<u32>>,
+    /// Rows dropped for NaN/Inf while reading it (`skip_nonfinite`).
+    dropped: u64,
 }
 
 impl Window {
@@ -175,15 +177,16 @@ impl Plan {
 
     /// Decodes a window's units in parallel and draws its row order.
     fn build_window(&self, epoch: u64, index: u64, units: &[usize], last: bool) -> Result<Window> {
-        let mut parts: Vec<Vec<f32>> = units
+        let reads: Vec<HookRows> = units
             .par_iter()
             .map(|&u| {
                 let unit = self.units[u];
                 let reader = &self.readers[unit.reader];
-                let read = reader.read_hook(&self.hook, unit.row_group, self.include_special)?;
-                Ok(read.values)
+                reader.read_hook(&self.hook, unit.row_group, self.include_special)
             })
             .collect::<Result<_>>()?;
+        let dropped = reads.iter().map(|r| r.dropped as u64).sum();
+        let mut parts: Vec<Vec<f32>> = reads.into_iter().map(|r| r.values).collect();
         // Empty parts (all-special row groups) would break the row lookup.
         parts.retain(|p| !p.is_empty());
         let d = self.hook.d;
@@ -209,6 +212,7 @@ impl Plan {
             parts,
             starts,
             order,
+            dropped,
         })
     }
 }
@@ -281,6 +285,9 @@ pub struct Loader {
     /// Rows to skip in the first window (resume).
     skip: Option<usize>,
     rows_emitted: u64,
+    /// Rows dropped for NaN/Inf in the windows this loader has started to emit (not those
+    /// read ahead).
+    rows_dropped: u64,
     ended: bool,
 }
 
@@ -382,6 +389,7 @@ impl Loader {
             start,
             skip: Some(start.2 as usize),
             rows_emitted: state.map_or(0, |s| s.rows_emitted),
+            rows_dropped: 0,
             ended: false,
         })
     }
@@ -389,6 +397,12 @@ impl Loader {
     /// Values per row.
     pub fn d(&self) -> usize {
         self.d
+    }
+
+    /// Rows dropped for NaN/Inf (`skip_nonfinite`) in the windows emitted so far by this loader
+    /// (since it started or resumed); rows of windows read ahead are not counted yet.
+    pub fn rows_dropped(&self) -> u64 {
+        self.rows_dropped
     }
 
     /// Rows one epoch emits (from the manifest).
@@ -484,6 +498,10 @@ impl Loader {
                     )));
                 }
                 self.offset = skip;
+                // A resumed window's drops were counted before the state was saved.
+                if skip == 0 {
+                    self.rows_dropped += window.dropped;
+                }
                 self.current = Some(window);
                 Ok(true)
             }

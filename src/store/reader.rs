@@ -186,6 +186,8 @@ pub struct HookRows {
     pub rows: usize,
     /// `rows × d` values, row-major.
     pub values: Vec<f32>,
+    /// Rows removed for holding NaN/Inf (only when read with `skip_nonfinite`).
+    pub dropped: usize,
 }
 
 /// One open shard: its parsed footer, reused for every row group read.
@@ -279,6 +281,38 @@ impl ShardReader {
         self.read_hook_checked(hook, row_group, include_special, true)
     }
 
+    /// The non-special rows of several hooks of one row group, row-aligned across hooks: a row
+    /// holding NaN/Inf in any hook is refused, or (with `skip_nonfinite`) removed from every
+    /// hook and counted once. Also returns the removed rows' indices among the row group's
+    /// non-special rows, so that columns read beside the hooks can drop the same rows.
+    pub fn read_hooks_aligned(
+        &self,
+        hooks: &[HookInfo],
+        row_group: usize,
+    ) -> Result<(Vec<HookRows>, Vec<usize>)> {
+        let mut reads = Vec::with_capacity(hooks.len());
+        let mut bad = std::collections::BTreeSet::new();
+        for hook in hooks {
+            let read = self.read_hook_checked(hook, row_group, false, false)?;
+            let rows = integrity::nonfinite_rows(&read.values, hook.d);
+            if self.skip_nonfinite.is_none() {
+                self.nonfinite_policy(hook, row_group, rows.len())?;
+            }
+            bad.extend(rows);
+            reads.push(read);
+        }
+        let bad: Vec<usize> = bad.into_iter().collect();
+        if let (Some(hook), false) = (hooks.first(), bad.is_empty()) {
+            self.nonfinite_policy(hook, row_group, bad.len())?;
+            for (read, hook) in reads.iter_mut().zip(hooks) {
+                integrity::remove_rows(&mut read.values, hook.d, &bad);
+                read.rows -= bad.len();
+                read.dropped = bad.len();
+            }
+        }
+        Ok((reads, bad))
+    }
+
     /// Every row of one hook of one row group, NaN/Inf included: for a copy of the whole row
     /// group, whose caller applies [`ShardReader::nonfinite_policy`] to the rows of all hooks.
     pub(crate) fn read_hook_unchecked(
@@ -323,6 +357,7 @@ impl ShardReader {
         let batches = self.read_columns(row_group, &[SPECIAL, &hook.name])?;
         let bad = |m: String| StoreError::format(&self.path, m);
         let mut values = Vec::with_capacity(self.row_groups[row_group] * hook.d);
+        let mut dropped = 0;
         for batch in &batches {
             let start = values.len();
             let keep: Option<Vec<bool>> = if include_special {
@@ -339,13 +374,16 @@ impl ShardReader {
                 .ok_or_else(|| bad(format!("has no column {}", hook.name)))?;
             decode_hook(column.as_ref(), hook, keep.as_deref(), &mut values).map_err(bad)?;
             if check {
-                self.finite_or_dropped(hook, row_group, &mut values, start)?;
+                dropped += self
+                    .finite_or_dropped(hook, row_group, &mut values, start)?
+                    .len();
             }
         }
         Ok(HookRows {
             d: hook.d,
             rows: values.len() / hook.d.max(1),
             values,
+            dropped,
         })
     }
 }
