@@ -22,16 +22,19 @@
 # counts as a difference):
 #   *.json      parsed and compared value by value, after dropping the keys in DROP_KEYS below;
 #   *.jsonl     line by line the same way;
-#   text files  (.log .stdout .stderr .html .csv .svg .toml .txt .md) line by line after the
+#   text files  (.log .stdout .stderr .rc .html .csv .svg .toml .txt .md) line by line after the
 #               substitutions in MASKS below;
-#   all others  byte for byte: parquet shards, safetensors (SAE weights, truth, traces),
+#   traces      (out/trace/*.safetensors) tensor by tensor: name, dtype, shape, bytes, and the
+#               metadata map (SAFETENSORS_AS_TENSORS below says why);
+#   all others  byte for byte: parquet shards, safetensors (SAE weights, sparsity, truth),
 #               checkpoints. Parquet writes nothing time-dependent: two runs of one binary give
 #               byte-identical shards (measured), so no decoding is needed.
 # Every rule below was found by running the same binary twice (OLD vs OLD) and is as narrow as
-# the difference it covers: a key is dropped only in the files named with it.
+# the difference it covers: a key is dropped (at any depth) only in the files named with it.
 #
-# Measured run time: 44 s in all (22 s per binary, under 1 s to compare 313 files), OLD vs OLD with
-# /work/baseline/unravel-103900d on a shared 2-core machine while a cargo build ran beside it.
+# Measured run time (release binaries, a shared 2-core machine with a cargo build beside it): 44 s
+# in all, 22 s per binary and under 1 s to compare 313 files (baseline 103900d against itself);
+# 57 s for the baseline against a release build of the same source (28 s + 29 s).
 #
 # Output: one line per compared file, `same` or `DIFFERENT: <first difference>`, then a summary.
 # Exit 0 only when everything is the same (and no command failed in OLD: a failing command would
