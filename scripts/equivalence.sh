@@ -32,9 +32,9 @@
 # Every rule below was found by running the same binary twice (OLD vs OLD) and is as narrow as
 # the difference it covers: a key is dropped (at any depth) only in the files named with it.
 #
-# Measured run time (release binaries, a shared 2-core machine with a cargo build beside it): 44 s
-# in all, 22 s per binary and under 1 s to compare 313 files (baseline 103900d against itself);
-# 57 s for the baseline against a release build of the same source (28 s + 29 s).
+# Measured run time (release binaries, a 2-core machine shared with other builds): 44 to 93 s in
+# all, 22 to 46 s per binary by the machine's load, under 1 s to compare 313 files (baseline 103900d
+# against itself, four runs); 57 s for the baseline against a release build of the same source.
 #
 # Output: one line per compared file, `same` or `DIFFERENT: <first difference>`, then a summary.
 # Exit 0 only when everything is the same (and no command failed in OLD: a failing command would
