@@ -1,7 +1,7 @@
 //! Numerics against Hugging Face transformers: every hook, logits and per-token loss of the tiny
 //! random GPT-2 and DistilBERT in tests/fixtures, whose reference outputs come from
 //! scripts/make_fixtures.py (transformers/torch versions are in the files' metadata and in
-//! tests/fixtures/README.md). Tolerance in f32: 1e-4 absolute (DESIGN.md).
+//! tests/fixtures/README.md). Tolerance in f32: 1e-4 absolute (docs/design.md, "Numerical traps").
 
 mod common;
 

@@ -1,8 +1,8 @@
 //! The polysemanticity audit: every unit × concept scored in one streaming pass.
 //!
 //! Units are a hook's dimensions (neurons) or an SAE's features (encoded on the fly from the
-//! hook the SAE reads). For unit k with activation a and concept c (definitions also in the
-//! README, "Audit"):
+//! hook the SAE reads). For unit k with activation a and concept c (definitions in full in
+//! docs/metrics.md, "Polysemanticity audit"):
 //! - selectivity = (μ⁺_on − μ⁺_off) / (μ⁺_on + μ⁺_off), clipped below at 0, where μ⁺ is the mean
 //!   of max(a, 0) over tokens with / without c;
 //! - AUROC of a for c, from a histogram of a with quantile bins (ties within a bin count ½);

@@ -133,7 +133,8 @@ pub struct PassingConcept {
     pub scores: Scores,
 }
 
-/// The four scores of one unit × concept pair (definitions in the README, "Audit").
+/// The four scores of one unit × concept pair (definitions in docs/metrics.md,
+/// "Polysemanticity audit").
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Scores {
     /// (μ⁺_on − μ⁺_off) / (μ⁺_on + μ⁺_off), clipped below at 0; μ⁺ = mean of max(a, 0).

@@ -1,5 +1,5 @@
 //! Superposition metrics of one hook, streamed over the shards (memory: d × d, whatever the number
-//! of tokens). Definitions (DESIGN.md, "Metric definitions"):
+//! of tokens). Definitions (docs/metrics.md, "Superposition metrics"):
 //! - effective dimensionality = participation ratio (Σλ)² / Σλ² of the covariance eigenvalues λ;
 //! - effective rank = number of largest eigenvalues (σ² of the centred data) needed for
 //!   `rank_threshold` (0.99) of Σλ;

@@ -1,8 +1,23 @@
-//! Hooked transformer models written on candle: GPT-2 and DistilBERT.
+//! Hooked transformer models written on candle: GPT-2, DistilBERT and BERT, and the CPU kernels
+//! their forward pass runs on.
 //!
-//! `Model::load` reads `config.json`, picks the architecture from `model_type`, and builds the
-//! model from safetensors or random weights. `Model::forward` records any set of hooks
-//! (see [`hooks`]) and stops after the last block it needs.
+//! [`Model::load`] reads `config.json`, picks the architecture ([`Arch`]) from `model_type`, and
+//! builds the model from safetensors or random weights. [`Model::forward`] records any set of
+//! hooks (see [`hooks`]) and stops after the last block it needs; on the CPU it splits a batch by
+//! sequence across threads. [`Model::logits_with_splice`] runs GPT-2 with one hook's value
+//! replaced ([`Splice`]: an SAE's reconstruction, zeros), for `sae::downstream`.
+//!
+//! - models: [`gpt2`] (pre-LayerNorm, tied `lm_head`), [`distilbert`] (post-LayerNorm), [`bert`]
+//!   (loads into DistilBERT's struct and shares its forward), built from [`layers`];
+//! - names and files: [`hooks`] (TransformerLens hook names, the one table of what each is),
+//!   [`load`] (local folder, config file or hub repo; both key prefixes; checked shapes),
+//!   [`tokenizer`] (Hugging Face `tokenizer.json`);
+//! - CPU kernels: [`fused`] (linear with bias, two-pass LayerNorm, attention, and the GEMM wrapper
+//!   `fused::matmul` that `sae` and `analysis` call too), [`kernels`] (GELU as candle custom ops),
+//!   [`rows`] (LayerNorm and masked-softmax rows), `split` (data-parallel forward: each thread
+//!   runs its own sequences; also the worker pools of `extract`).
+//!
+//! Design and numerical traps: docs/design.md.
 
 pub mod bert;
 pub mod distilbert;

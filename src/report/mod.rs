@@ -1,5 +1,7 @@
-//! Plots and reports (SVG through plotters: vector output, no fonts needed at build time; the
-//! viewer renders the text), and the audit's self-contained HTML page (`html`).
+//! Plots and pages: [`plots`] draws the SVGs of `verify` and `analyze` through plotters (vector
+//! output, no fonts needed at build time; the viewer renders the text); [`html`] writes the
+//! audit's self-contained `report.html` and its hand-written SVGs; [`index`] writes the
+//! `index.html` of an `unravel run` folder.
 
 pub mod html;
 pub mod index;

@@ -15,7 +15,7 @@ use super::optim::AdamConfig;
 use super::step::StepConfig;
 use super::{Result, SaeError};
 
-/// The two training recipes of DESIGN.md.
+/// The two training recipes (defined in docs/design.md, "SAE recipes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Recipe {
     /// Anthropic, April 2024 update: inputs scaled to E‖x‖ = √d_in, decoder-norm-weighted L1,

@@ -1,4 +1,4 @@
-//! Metrics with the exact definitions of DESIGN.md.
+//! Metrics with the exact definitions of docs/metrics.md, "SAE reconstruction".
 //!
 //! - FVU = Σ_t‖x_t − x̂_t‖² / Σ_t‖x_t − x̄‖², x̄ the mean over the whole evaluated set (not per
 //!   batch, not variance about zero); EV = 1 − FVU.

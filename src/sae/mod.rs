@@ -1,7 +1,9 @@
 //! Sparse autoencoders: the model ([`model`]), one training step on two engines ([`step`],
 //! [`fast`], [`plain`]), Adam ([`optim`]), the recipes and their schedules ([`config`]), the
-//! training loop ([`train`]), checkpoints and the SAELens export ([`checkpoint`]), and metrics
-//! ([`metrics`]).
+//! training loop and evaluation ([`train`]), checkpoints and the SAELens import/export
+//! ([`checkpoint`]), metrics ([`metrics`]), and CE loss recovered / KL with the SAE spliced into
+//! GPT-2 ([`downstream`]). Recipes: docs/design.md; metrics: docs/metrics.md; the run folder:
+//! docs/formats.md.
 
 pub mod checkpoint;
 pub mod config;

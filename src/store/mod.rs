@@ -5,9 +5,13 @@
 //! shards ([`ShardWriter`]), saving the [`Manifest`] atomically after every finished shard so an
 //! interrupted run resumes where the manifest says (`next_context_id`).
 //!
-//! Reading: [`Dataset`] opens a folder, checks it ([`Dataset::verify`]) and reads one hook column
-//! at a time; [`Loader`] streams shuffled `[batch, d]` f32 tensors with an exactly resumable
-//! position ([`LoaderState`]).
+//! Reading: [`Dataset`] opens a folder and reads one hook column at a time; every read passes
+//! the checks of `integrity.rs` (the manifest's `complete` flag, each shard's sha256 the first
+//! time a process opens it, finite hook values: see [`ReadOptions`]); [`Dataset::verify`]
+//! re-hashes every shard and checks its footer on request. [`Loader`] streams shuffled
+//! `[batch, d]` f32 tensors with an exactly resumable position ([`LoaderState`]).
+//!
+//! Field-by-field reference of the folder and the manifest: docs/formats.md.
 //!
 //! # On-disk format (format_version 1)
 //!

@@ -1,6 +1,11 @@
 //! Synthetic activations with planted superposed features, written in the same shard format as
 //! `unravel extract`, with the ground truth beside them — so every analysis can be checked
 //! against a known answer.
+//!
+//! [`planted`] — `unravel synth`: planted feature directions; [`neurons`] — `synth --neurons`:
+//! planted polysemantic neurons and the audit's score against them; [`plant`] — `unravel plant`:
+//! planted features added to a real dataset; [`verify`] — MMCS, MCC and recovery of planted
+//! features by an SAE. The truth/ folder: docs/formats.md; the metrics: docs/metrics.md.
 
 pub mod neurons;
 pub mod plant;

@@ -1,4 +1,4 @@
-//! Recovery of planted features by an SAE (DESIGN.md's definitions):
+//! Recovery of planted features by an SAE (docs/metrics.md, "Recovery of planted features"):
 //! - MMCS = mean over ground-truth directions g of max_j cos(g, d_j) (d_j the decoder rows);
 //! - MCC = mean |cos| under the optimal one-to-one matching of truth to latents (Hungarian);
 //! - recovered = fraction of g with max_j cos(g, d_j) ≥ threshold (0.9);

@@ -1,4 +1,4 @@
-//! Per-instance geometry of a trained toy model (DESIGN.md, "Metric definitions"):
+//! Per-instance geometry of a trained toy model (docs/metrics.md, "Toy models"):
 //! feature norms ‖W_i‖, feature dimensionality D_i = ‖W_i‖² / Σ_j (Ŵ_i·W_j)², dimensions per
 //! feature d / ‖W‖_F², interference Σ_{j≠i} (Ŵ_i·W_j)², WᵀW, and the angle of each feature in 2D;
 //! plus the loss of given weights (exact for the two-orthogonal-features solution, Monte Carlo in

@@ -4,7 +4,8 @@
 //! their metrics and SVG plots.
 //!
 //! Order of reading: `settings` (what to train) → `data` (the inputs) → `train` (the model) →
-//! `metrics` (per instance) → `experiments` (run + summarise) → `plots`.
+//! `metrics` (per instance) → `experiments` (run + summarise) → `output` (results.json and the
+//! plots) → `plots`. Metric definitions: docs/metrics.md, "Toy models".
 
 pub mod data;
 pub mod experiments;
