@@ -1,5 +1,5 @@
 //! Atomic file writes: a crash never leaves a file that looks complete (and a rename, once made,
-//! survives it: [`sync_dir`]).
+//! survives it: `sync_dir`).
 
 use std::io::Write;
 use std::path::Path;

@@ -30,7 +30,8 @@ mod run;
 mod threads;
 
 pub use plan::{default_bos, ExtractPlan};
-pub use run::{run, ExtractReport, Progress, StageTimings};
+pub use run::{run, ExtractReport, StageTimings};
+pub use threads::Progress;
 
 /// What stops an extraction.
 #[derive(Debug, thiserror::Error)]

@@ -8,21 +8,12 @@ use std::time::Instant;
 
 use super::columns::write_batches;
 use super::plan::{self, default_bos, ExtractPlan};
-use super::threads::{forward_batches, pack_batches, Forwarded};
+use super::threads::{forward_batches, pack_batches, Forwarded, Progress};
 use super::ExtractError;
 use crate::corpus::{part_owns, Context, Corpus, PackOptions, PackStats, Packer, TokenText};
 use crate::models::load::ModelFiles;
 use crate::models::Model;
 use crate::store::{self, DatasetWriter, Manifest, WriterOptions};
-
-/// Progress after each stored batch.
-#[derive(Clone, Copy, Debug)]
-pub struct Progress {
-    /// Rows (tokens, specials included) stored by this run and earlier runs of the same dataset.
-    pub rows: u64,
-    /// Rows this part will store in all, when known (`--max-tokens`).
-    pub total_rows: Option<u64>,
-}
 
 /// What a finished run did.
 #[derive(Clone, Debug)]

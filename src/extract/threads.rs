@@ -10,10 +10,19 @@ use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 
-use super::{ExtractError, Progress};
+use super::ExtractError;
 use crate::corpus::{part_owns, Context, PackStats, Packer};
 use crate::models::hooks::HookSet;
 use crate::models::{split, Model};
+
+/// Progress after each stored batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Rows (tokens, specials included) stored by this run and earlier runs of the same dataset.
+    pub rows: u64,
+    /// Rows this part will store in all, when known (`--max-tokens`).
+    pub total_rows: Option<u64>,
+}
 
 /// Packer thread: groups this part's contexts into batches.
 pub(super) fn pack_batches(
