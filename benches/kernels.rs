@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use unravel::models::kernels::{gelu_erf, gelu_tanh};
+use unravel::kernels::{gelu_erf, gelu_tanh};
 
 fn randn(shape: &[usize]) -> Tensor {
     Tensor::randn(0f32, 1.0, shape, &Device::Cpu).expect("randn")

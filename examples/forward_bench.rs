@@ -7,8 +7,9 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
+use unravel::hub::HubOptions;
 use unravel::models::hooks::HookSet;
-use unravel::models::load::{self, HubOptions};
+use unravel::models::load;
 use unravel::models::{Model, ModelOptions};
 
 fn main() -> anyhow::Result<()> {

@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
             let mut times = vec![];
             for i in 0..iters + 2 {
                 let t0 = Instant::now();
-                unravel::models::fused::matmul((m, n, k), &mut c, false, &a, (k, 1), &b, b_strides);
+                unravel::kernels::matmul((m, n, k), &mut c, false, &a, (k, 1), &b, b_strides);
                 if i >= 2 {
                     times.push(t0.elapsed().as_secs_f64());
                 }

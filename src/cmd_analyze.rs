@@ -93,9 +93,8 @@ fn select_hooks(ds: &Dataset, patterns: Option<&str>) -> Result<Vec<unravel::sto
 
 /// `--weights`: every 2-D tensor of the model's safetensors files.
 fn analyze_weights(a: &AnalyzeArgs, spec: &str) -> Result<()> {
-    let files =
-        unravel::models::load::resolve(spec, &unravel::models::load::HubOptions::default(), true)
-            .map_err(|e| anyhow!("--weights {e}"))?;
+    let files = unravel::models::load::resolve(spec, &unravel::hub::HubOptions::default(), true)
+        .map_err(|e| anyhow!("--weights {e}"))?;
     if files.weights.is_empty() {
         bail!("--weights {spec}: no safetensors weights found");
     }

@@ -210,7 +210,7 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
     let mut sae_hook = None;
     let mut features = None;
     if let Some(spec) = &a.sae {
-        let dir = checkpoint::locate_saelens(spec, &unravel::models::load::HubOptions::default())?;
+        let dir = checkpoint::locate_saelens(spec, &unravel::hub::HubOptions::default())?;
         let loaded = checkpoint::load_saelens(&dir)?;
         let hook_name = match (&loaded.hook_name, &a.hook) {
             (Some(h), _) => h.clone(),

@@ -422,7 +422,7 @@ pub struct EvalArgs {
 }
 
 pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
-    let hub = unravel::models::load::HubOptions {
+    let hub = unravel::hub::HubOptions {
         revision: a.revision.clone(),
         ..Default::default()
     };
@@ -534,7 +534,7 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     println!("    {}", bins.join("  "));
     let downstream = match &a.model {
         Some(spec) => {
-            let hub = unravel::models::load::HubOptions {
+            let hub = unravel::hub::HubOptions {
                 revision: a.revision.clone(),
                 ..Default::default()
             };
@@ -802,7 +802,7 @@ pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
     };
     let (truth, freqs, d) =
         unravel::synth::verify::read_truth(&a.truth).map_err(|e| anyhow::anyhow!("--truth {e}"))?;
-    let dir = checkpoint::locate_saelens(sae, &unravel::models::load::HubOptions::default())?;
+    let dir = checkpoint::locate_saelens(sae, &unravel::hub::HubOptions::default())?;
     let _lock = unravel::folder_lock::lock_output("--sae", &dir, "verify")?;
     let loaded = checkpoint::load_saelens(&dir)?;
     if loaded.sae.d_in != d {

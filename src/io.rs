@@ -1,4 +1,5 @@
-//! Atomic file writes: a crash never leaves a file that looks complete.
+//! Atomic file writes: a crash never leaves a file that looks complete (and a rename, once made,
+//! survives it: `sync_dir`).
 
 use std::io::Write;
 use std::path::Path;
@@ -21,6 +22,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Makes a rename durable: fsync the folder (best effort; not every platform allows it).
+pub(crate) fn sync_dir(path: &Path) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
 }
 
 /// Writes named tensors as a safetensors file, atomically (see [`write_atomic`]).

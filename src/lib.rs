@@ -16,18 +16,19 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`models`] | hooked GPT-2, DistilBERT and BERT on candle, hook names, model files (local / hub), the tokenizer, and the CPU kernels of the forward pass |
+//! | [`models`] | hooked GPT-2, DistilBERT and BERT on candle, hook names, model files, the tokenizer |
 //! | [`corpus`] | documents from txt / jsonl / parquet / `hf://datasets`, tokenized and packed into fixed-length contexts |
-//! | [`store`] | the activation dataset: parquet shards, `manifest.json`, the checks every read passes, the shuffled resumable loader |
+//! | [`store`] | the activation dataset: parquet shards, `manifest.json`, the checks every read passes, the shuffled resumable loader, `unravel inspect` |
 //! | [`extract`] | `unravel extract`: corpus → hooked forward → shards (packer thread, forward workers, writer thread) |
 //! | [`trace`] | `unravel trace`: the hooks of a few texts into one safetensors file |
-//! | [`inspect`] | `unravel inspect`: a dataset's summary, `--verify` |
 //! | [`sae`] | sparse autoencoders: model, two training engines, recipes, training loop, evaluation, checkpoints and SAELens export, CE/KL splicing |
 //! | [`synth`] | planted features, planted polysemantic neurons, planting into real shards, recovery metrics against the truth |
 //! | [`analysis`] | the polysemanticity audit (concepts, units × concepts scores, `audit.json`) and superposition metrics |
 //! | [`report`] | SVG plots, the audit's HTML report, the run's index page |
 //! | [`pipeline`] | `unravel run`: a config → stage command lines, stage records, the summary and its checks |
 //! | [`toy`] | toy models of superposition (own batched trainer, metrics, plots) |
+//! | [`kernels`] | the shared CPU kernels under every stage: GEMM wrappers, LayerNorm, attention, GELU, row kernels, dot/axpy, SIMD dispatch |
+//! | [`hub`] | the one Hugging Face hub client (models, datasets, SAEs) and `HF_HUB_OFFLINE` |
 //! | [`device`], [`io`], [`folder_lock`], [`memory`] | `--device`/`--dtype`; atomic writes; one writer per folder; refusing sizes that cannot fit |
 //!
 //! The command line itself (flags → these modules → printing, exit codes) is the binary crate:
@@ -39,14 +40,14 @@ pub mod corpus;
 pub mod device;
 pub mod extract;
 pub mod folder_lock;
-pub mod inspect;
+pub mod hub;
 pub mod io;
+pub mod kernels;
 pub mod memory;
 pub mod models;
 pub mod pipeline;
 pub mod report;
 pub mod sae;
-mod simd;
 pub mod store;
 pub mod synth;
 pub mod toy;

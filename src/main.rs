@@ -9,8 +9,9 @@ use clap::{Args, Parser, Subcommand};
 
 use unravel::device::{parse_device, parse_dtype};
 use unravel::folder_lock::{lock_output, lock_output_part};
+use unravel::hub::HubOptions;
 use unravel::models::hooks::HookSet;
-use unravel::models::load::{self, HubOptions};
+use unravel::models::load;
 use unravel::models::tokenizer::TextTokenizer;
 use unravel::models::{Model, ModelOptions};
 use unravel::store::StorageDtype;
@@ -834,13 +835,13 @@ fn cmd_inspect(a: &InspectArgs) -> Result<()> {
         skip_nonfinite: false,
     };
     let ds = unravel::store::Dataset::open_with(&a.dir, options)?;
-    print!("{}", unravel::inspect::summary(&ds));
+    print!("{}", unravel::store::inspect::summary(&ds));
     if a.verify {
         ds.verify()?;
         println!("verified: every shard's sha256, footer and columns match the manifest");
     }
     if a.rows > 0 {
-        print!("{}", unravel::inspect::preview(&ds, a.rows)?);
+        print!("{}", unravel::store::inspect::preview(&ds, a.rows)?);
     }
     Ok(())
 }

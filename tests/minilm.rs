@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use common::*;
+use unravel::hub::HubOptions;
 use unravel::models::hooks::{HookPoint, HookSet};
-use unravel::models::load::{self, HubOptions};
+use unravel::models::load;
 use unravel::models::tokenizer::TextTokenizer;
 use unravel::models::{Model, ModelOptions};
 

@@ -7,8 +7,9 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use common::*;
+use unravel::hub::HubOptions;
 use unravel::models::hooks::{HookPoint, HookSet};
-use unravel::models::load::{self, HubOptions};
+use unravel::models::load;
 use unravel::models::tokenizer::TextTokenizer;
 use unravel::models::{Model, ModelOptions};
 

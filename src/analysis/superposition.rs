@@ -68,7 +68,7 @@ impl CovarianceAcc {
         // The chunk's Gram matrix in f32 (one GEMM), added into the f64 total: the rounding of
         // one chunk of 1 024 rows stays far below the metrics' precision.
         let mut g = vec![0f32; d * d];
-        crate::models::fused::matmul(
+        crate::kernels::matmul(
             (d, d, rows),
             &mut g,
             false,

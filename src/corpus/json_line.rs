@@ -16,7 +16,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::read::{decode_part, CorpusOptions, Head, ReadStats};
+use super::record::{CorpusOptions, Head, ReadStats};
+use super::utf8::decode_part;
 use super::{CorpusError, Result};
 
 /// Longest key or label value read (they are held whole).

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! - [`source`]: which files a corpus spec (folder, glob or file) names, in a fixed order, and the
-//!   corpus hash; [`hub`]: `hf://datasets/...` specs, through the Hugging Face hub cache.
+//!   corpus hash; `hf://datasets/...` specs go through [`crate::hub::dataset`].
 //! - [`read`]: [`Corpus`] and the streaming document readers (txt, jsonl, parquet).
 //! - [`pack`]: [`Packer`], the BOS / separator rules and the scale-out and resume helpers.
 //! - [`token_text`]: [`TokenText`], the readable text of each token id for the shards.
@@ -17,18 +17,20 @@
 
 use std::path::PathBuf;
 
-pub mod hub;
 mod json_line;
 pub mod pack;
 mod parquet;
 pub mod read;
+mod record;
 pub mod source;
 pub mod token_text;
+mod utf8;
 
 pub use pack::{
     load_tokenizer, parse_part, part_owns, BosPolicy, Context, PackOptions, PackStats, Packer,
 };
-pub use read::{Corpus, CorpusOptions, Document, Documents, Piece, Pieces, ReadStats};
+pub use read::{Corpus, Document, Documents, Piece, Pieces};
+pub use record::{CorpusOptions, ReadStats};
 pub use source::{CorpusFormat, Source};
 pub use token_text::TokenText;
 

@@ -19,7 +19,8 @@ use arrow_schema::{DataType, Schema};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
-use super::read::{decode_utf8, CorpusOptions, Record};
+use super::record::{CorpusOptions, Record};
+use super::utf8::decode_utf8;
 use super::{CorpusError, Result};
 
 /// Rows per record batch: a few MB of text at typical document lengths.

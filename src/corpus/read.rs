@@ -32,34 +32,14 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::json_line::LongLine;
 use super::parquet::ParquetReader;
+use super::record::{CorpusOptions, Head, ReadStats};
 use super::source::{corpus_sha256, resolve, CorpusFormat, Source};
+use super::utf8::{decode_part, decode_utf8};
 use super::{CorpusError, Result};
-
-/// How to read a corpus (the `--text-field`, `--label-field` and `--lossy` flags).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CorpusOptions {
-    /// The JSON field or parquet column holding the text (default `text`; unused for .txt).
-    pub text_field: String,
-    /// JSON fields or parquet columns that become document labels, in this order.
-    pub label_fields: Vec<String>,
-    /// Replace invalid UTF-8 with U+FFFD (and count it) instead of failing.
-    pub lossy: bool,
-}
-
-impl Default for CorpusOptions {
-    fn default() -> Self {
-        CorpusOptions {
-            text_field: "text".into(),
-            label_fields: Vec::new(),
-            lossy: false,
-        }
-    }
-}
 
 /// One document of a corpus.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,17 +50,6 @@ pub struct Document {
     pub text: String,
     /// One value per `CorpusOptions::label_fields`, `None` where missing or null.
     pub labels: Vec<Option<String>>,
-}
-
-/// Counts kept while reading.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ReadStats {
-    /// Documents returned (non-empty).
-    pub documents: u64,
-    /// Empty, whitespace-only or null-text records skipped.
-    pub empty_skipped: u64,
-    /// Invalid UTF-8 sequences replaced with U+FFFD (only with `lossy`).
-    pub lossy_replacements: u64,
 }
 
 /// A corpus spec opened for reading: its format, its files in order and its content hash.
@@ -230,22 +199,6 @@ pub struct Pieces {
     text_done: bool,
     /// The document being handed out, while it has text left.
     in_document: Option<u64>,
-}
-
-/// The start of one record as a reader found it, before the empty check.
-pub(super) struct Head {
-    pub labels: Vec<Option<String>>,
-    /// False for a null text.
-    pub has_text: bool,
-}
-
-/// One record read whole (parquet), before the empty check.
-pub(super) struct Record {
-    /// `None` for a null text.
-    pub text: Option<String>,
-    pub labels: Vec<Option<String>>,
-    /// Invalid UTF-8 sequences replaced in this record.
-    pub replacements: u64,
 }
 
 /// The reader of the file being read.
@@ -524,81 +477,6 @@ fn strip_bom(bytes: &mut Vec<u8>) -> usize {
     } else {
         0
     }
-}
-
-/// UTF-8 text from bytes: with `lossy`, invalid sequences become U+FFFD and are counted;
-/// without, the first bad byte's offset goes to `error`.
-pub(super) fn decode_utf8(
-    bytes: Vec<u8>,
-    lossy: bool,
-    error: impl FnOnce(usize) -> CorpusError,
-) -> Result<(String, u64)> {
-    match String::from_utf8(bytes) {
-        Ok(text) => Ok((text, 0)),
-        Err(e) if !lossy => Err(error(e.utf8_error().valid_up_to())),
-        Err(e) => {
-            let bytes = e.into_bytes();
-            let replacements = bytes
-                .utf8_chunks()
-                .filter(|chunk| !chunk.invalid().is_empty())
-                .count() as u64;
-            Ok((String::from_utf8_lossy(&bytes).into_owned(), replacements))
-        }
-    }
-}
-
-/// Decodes the front of a stream of UTF-8 bytes onto `out` and removes it from `raw`, keeping
-/// a character cut off at the end (unless `at_end`) for the next call. Returns the invalid
-/// sequences replaced (with `lossy`); without, the offset in `raw` of the first bad byte goes
-/// to `error`.
-pub(super) fn decode_part(
-    raw: &mut Vec<u8>,
-    at_end: bool,
-    lossy: bool,
-    out: &mut String,
-    error: impl FnOnce(usize) -> CorpusError,
-) -> Result<u64> {
-    let keep = if at_end { 0 } else { incomplete_tail(raw) };
-    let body = raw.len() - keep;
-    let replacements = match std::str::from_utf8(&raw[..body]) {
-        Ok(text) => {
-            out.push_str(text);
-            0
-        }
-        Err(e) if !lossy => return Err(error(e.valid_up_to())),
-        Err(_) => {
-            let mut n = 0;
-            for chunk in raw[..body].utf8_chunks() {
-                out.push_str(chunk.valid());
-                if !chunk.invalid().is_empty() {
-                    out.push('\u{FFFD}');
-                    n += 1;
-                }
-            }
-            n
-        }
-    };
-    raw.drain(..body);
-    Ok(replacements)
-}
-
-/// Bytes at the end of `bytes` that start a UTF-8 character the following bytes may complete.
-fn incomplete_tail(bytes: &[u8]) -> usize {
-    let n = bytes.len();
-    for back in 1..=n.min(3) {
-        let b = bytes[n - back];
-        if b & 0xC0 == 0x80 {
-            continue;
-        }
-        let need = match b {
-            0xF0.. => 4,
-            0xE0.. => 3,
-            0xC0.. => 2,
-            _ => 1,
-        };
-        return if need > back { back } else { 0 };
-    }
-    0
 }
 
 /// A text already in memory (a parquet cell, a short .jsonl line), handed out in parts.

@@ -73,8 +73,8 @@ pub fn resolve(spec: &Path) -> Result<(CorpusFormat, Vec<Source>)> {
     };
     let is_glob = spec_text.contains(['*', '?', '[']);
 
-    let (base, files) = if let Some(hub_spec) = super::hub::parse(&spec_text) {
-        super::hub::files(&hub_spec.map_err(&bad)?).map_err(&bad)?
+    let (base, files) = if let Some(hub_spec) = crate::hub::dataset::parse(&spec_text) {
+        crate::hub::dataset::files(&hub_spec.map_err(&bad)?).map_err(&bad)?
     } else if is_glob {
         glob_files(spec, &spec_text)?
     } else if spec.is_dir() {

@@ -9,7 +9,8 @@
 use candle_core::{Module, Result, Tensor};
 use serde::Deserialize;
 
-use super::fused::{self, AttnMask};
+use crate::kernels::{self, AttnMask};
+
 use super::hooks::{HookPoint, HookSet};
 use super::layers::{embed, Activation, LayerNorm, Linear};
 use super::load::{Init, LoadError, Weights};
@@ -179,9 +180,9 @@ impl DistilBert {
                 logits: None,
             });
         }
-        let mut sum = fused::add(&tok, &pos)?; // [b, t, d]
+        let mut sum = kernels::add(&tok, &pos)?; // [b, t, d]
         if let Some(tt) = &self.token_type {
-            sum = fused::add(&sum, tt)?;
+            sum = kernels::add(&sum, tt)?;
         }
         let mut x = self.embed_ln.forward(&sum)?; // [b, t, d]
         let key_mask = AttnMask {
@@ -199,10 +200,10 @@ impl DistilBert {
                 qkv.narrow(2, d, d)?,
                 qkv.narrow(2, 2 * d, d)?,
             );
-            let heads = fused::attention(&q, &k, &v, c.n_heads, scale, &key_mask)?; // [b, t, d]
+            let heads = kernels::attention(&q, &k, &v, c.n_heads, scale, &key_mask)?; // [b, t, d]
             let attn_out = blk.out_lin.forward(&heads)?;
             rec.record(HookPoint::AttnOut(i), &attn_out);
-            let resid_mid = blk.sa_layer_norm.forward(&fused::add(&attn_out, &x)?)?;
+            let resid_mid = blk.sa_layer_norm.forward(&kernels::add(&attn_out, &x)?)?;
             rec.record(HookPoint::ResidMid(i), &resid_mid);
             let pre = blk.lin1.forward(&resid_mid)?; // [b, t, d_mlp]
             rec.record(HookPoint::MlpPre(i), &pre);
@@ -212,7 +213,7 @@ impl DistilBert {
             rec.record(HookPoint::MlpOut(i), &mlp_out);
             x = blk
                 .output_layer_norm
-                .forward(&fused::add(&mlp_out, &resid_mid)?)?;
+                .forward(&kernels::add(&mlp_out, &resid_mid)?)?;
             rec.record(HookPoint::ResidPost(i), &x);
         }
         if n_blocks == c.n_layers {

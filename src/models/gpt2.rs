@@ -8,7 +8,8 @@
 use candle_core::{Module, Result, Tensor};
 use serde::Deserialize;
 
-use super::fused::{self, AttnMask};
+use crate::kernels::{self, AttnMask};
+
 use super::hooks::{HookPoint, HookSet};
 use super::layers::{embed, Activation, LayerNorm, Linear};
 use super::load::{Init, LoadError, Weights};
@@ -176,7 +177,7 @@ impl Gpt2 {
         rec.record_with(HookPoint::PosEmbed, || {
             pos.broadcast_as(tok.shape())?.contiguous()
         })?;
-        let mut x = fused::add(&tok, &pos)?; // [b, t, d]
+        let mut x = kernels::add(&tok, &pos)?; // [b, t, d]
 
         let n_blocks = if logits {
             c.n_layer
@@ -191,12 +192,12 @@ impl Gpt2 {
             x = rec.pass(HookPoint::ResidPre(i), x)?;
             let attn_out = self.attention(blk, &blk.ln_1.forward(&x)?, &attn_mask, i)?;
             let attn_out = rec.pass(HookPoint::AttnOut(i), attn_out)?;
-            let resid_mid = rec.pass(HookPoint::ResidMid(i), fused::add(&x, &attn_out)?)?;
+            let resid_mid = rec.pass(HookPoint::ResidMid(i), kernels::add(&x, &attn_out)?)?;
             let pre = blk.c_fc.forward(&blk.ln_2.forward(&resid_mid)?)?; // [b, t, d_mlp]
             let pre = rec.pass(HookPoint::MlpPre(i), pre)?;
             let post = rec.pass(HookPoint::MlpPost(i), self.act.apply(&pre)?)?;
             let mlp_out = rec.pass(HookPoint::MlpOut(i), blk.mlp_proj.forward(&post)?)?; // [b, t, d]
-            x = rec.pass(HookPoint::ResidPost(i), fused::add(&resid_mid, &mlp_out)?)?;
+            x = rec.pass(HookPoint::ResidPost(i), kernels::add(&resid_mid, &mlp_out)?)?;
         }
         let mut out_logits = None;
         if n_blocks == c.n_layer && (logits || hooks.contains(HookPoint::LnFinal)) {
@@ -234,7 +235,7 @@ impl Gpt2 {
             qkv.narrow(2, d, d)?,
             qkv.narrow(2, 2 * d, d)?,
         );
-        let out = fused::attention(&q, &k, &v, h, scale, mask)?; // [b, t, d]
+        let out = kernels::attention(&q, &k, &v, h, scale, mask)?; // [b, t, d]
         blk.attn_proj.forward(&out)
     }
 }

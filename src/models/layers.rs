@@ -6,7 +6,7 @@
 use candle_core::{Module, Result, Tensor};
 
 use super::load::{Init, LoadError, Weights};
-use super::{fused, kernels};
+use crate::kernels;
 
 /// `y = x W + b` with `W` stored `[in, out]`.
 pub struct Linear {
@@ -68,7 +68,7 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        fused::linear(x, &self.weight, &self.bias)
+        kernels::linear(x, &self.weight, &self.bias)
     }
 }
 
@@ -96,7 +96,7 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        fused::layer_norm(x, &self.weight, &self.bias, self.eps)
+        kernels::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
 

@@ -9,6 +9,8 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 
+use crate::hub::{HubError, HubOptions, HubRepo};
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("model folder or file `{0}` does not exist (pass a local folder with config.json, or a hub repo id such as `gpt2`)")]
@@ -32,38 +34,10 @@ pub enum LoadError {
         expected: Vec<usize>,
         got: Vec<usize>,
     },
-    #[error("hub repo `{repo}` (revision {revision}): {reason}")]
-    Hub {
-        repo: String,
-        revision: String,
-        reason: String,
-    },
+    #[error(transparent)]
+    Hub(#[from] HubError),
     #[error("{0}")]
     Candle(#[from] candle_core::Error),
-}
-
-/// How to reach the Hugging Face hub.
-#[derive(Clone, Debug)]
-pub struct HubOptions {
-    /// Branch, tag or commit (`--revision`).
-    pub revision: String,
-    /// The hub cache folder (`HF_HOME/hub` or `~/.cache/huggingface/hub` when not set).
-    pub cache_dir: Option<PathBuf>,
-    /// Use the cache only (`--offline` or `HF_HUB_OFFLINE=1`).
-    pub offline: bool,
-}
-
-impl Default for HubOptions {
-    fn default() -> Self {
-        let offline = std::env::var("HF_HUB_OFFLINE")
-            .map(|v| v == "1" || v.eq_ignore_ascii_case("true"))
-            .unwrap_or(false);
-        HubOptions {
-            revision: "main".into(),
-            cache_dir: None,
-            offline,
-        }
-    }
 }
 
 /// The files that make up a model.
@@ -187,78 +161,6 @@ fn shard_files(index: &Path) -> Result<Vec<String>, LoadError> {
     Ok(files)
 }
 
-/// One hub repo, read through the standard cache: cached files first (works offline), then the
-/// network unless offline.
-pub struct HubRepo {
-    repo: String,
-    revision: String,
-    cached: hf_hub::CacheRepo,
-    api: Option<hf_hub::api::sync::ApiRepo>,
-    /// Where the cache is, for messages.
-    pub cache_path: PathBuf,
-}
-
-impl HubRepo {
-    pub fn open(repo: &str, hub: &HubOptions) -> Result<HubRepo, LoadError> {
-        use hf_hub::{Cache, Repo, RepoType};
-        let cache = match &hub.cache_dir {
-            Some(dir) => Cache::new(dir.clone()),
-            None => Cache::from_env(),
-        };
-        let hf_repo = Repo::with_revision(repo.into(), RepoType::Model, hub.revision.clone());
-        let cached = cache.repo(hf_repo.clone());
-        let api = if hub.offline {
-            None
-        } else {
-            let api = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
-                .with_progress(true)
-                .build()
-                .map_err(|e| LoadError::Hub {
-                    repo: repo.into(),
-                    revision: hub.revision.clone(),
-                    reason: e.to_string(),
-                })?;
-            Some(api.repo(hf_repo))
-        };
-        Ok(HubRepo {
-            repo: repo.into(),
-            revision: hub.revision.clone(),
-            cached,
-            api,
-            cache_path: cache.path().clone(),
-        })
-    }
-
-    pub fn error(&self, reason: String) -> LoadError {
-        LoadError::Hub {
-            repo: self.repo.clone(),
-            revision: self.revision.clone(),
-            reason,
-        }
-    }
-
-    /// The local path of `file` (downloading it if needed); `Ok(None)`: the repo has no such file.
-    pub fn get(&self, file: &str) -> Result<Option<PathBuf>, LoadError> {
-        if let Some(p) = self.cached.get(file) {
-            return Ok(Some(p));
-        }
-        match &self.api {
-            None => Ok(None),
-            Some(api) => match api.get(file) {
-                Ok(p) => Ok(Some(p)),
-                Err(hf_hub::api::sync::ApiError::RequestError(e))
-                    if matches!(*e, ureq::Error::Status(404, _)) =>
-                {
-                    Ok(None)
-                }
-                Err(e) => Err(self.error(format!(
-                    "cannot download {file}: {e}; check the network or set HF_HUB_OFFLINE=1 to use the cache only"
-                ))),
-            },
-        }
-    }
-}
-
 fn resolve_hub(repo: &str, hub: &HubOptions, need_weights: bool) -> Result<ModelFiles, LoadError> {
     let hub_repo = HubRepo::open(repo, hub)?;
     let hub_err = |reason: String| hub_repo.error(reason);
@@ -293,7 +195,8 @@ fn resolve_hub(repo: &str, hub: &HubOptions, need_weights: bool) -> Result<Model
         return Err(hub_err(format!(
             "no model.safetensors or model.safetensors.index.json (cache: {})",
             where_()
-        )));
+        ))
+        .into());
     }
     let tokenizer = fetch("tokenizer.json")?;
     Ok(ModelFiles {

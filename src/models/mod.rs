@@ -21,13 +21,10 @@
 
 pub mod bert;
 pub mod distilbert;
-pub mod fused;
 pub mod gpt2;
 pub mod hooks;
-pub mod kernels;
 pub mod layers;
 pub mod load;
-pub mod rows;
 pub(crate) mod split;
 pub mod tokenizer;
 

@@ -136,8 +136,9 @@ fn join(parts: Vec<ForwardOutput>) -> Result<ForwardOutput> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::HubOptions;
     use crate::models::hooks::{HookPoint, HookSet};
-    use crate::models::load::{self, HubOptions};
+    use crate::models::load;
     use crate::models::{Model, ModelOptions};
 
     /// The split forward equals the whole-batch forward on every hook and the logits, for a

@@ -439,7 +439,7 @@ pub struct LoadedSae {
 /// Finds a SAELens-layout SAE: a local folder, or `OWNER/REPO[/SUB/FOLDER]` on the Hugging Face
 /// hub (SAELens releases keep one SAE per sub-folder), downloaded into the standard cache
 /// (`HF_HOME`; `HF_HUB_OFFLINE=1` uses the cache only). Returns the local folder.
-pub fn locate_saelens(spec: &str, hub: &crate::models::load::HubOptions) -> Result<PathBuf> {
+pub fn locate_saelens(spec: &str, hub: &crate::hub::HubOptions) -> Result<PathBuf> {
     let path = Path::new(spec);
     if path.is_dir() {
         return Ok(path.to_path_buf());
@@ -456,8 +456,8 @@ pub fn locate_saelens(spec: &str, hub: &crate::models::load::HubOptions) -> Resu
     }
     let repo_id = format!("{}/{}", parts[0], parts[1]);
     let sub = parts[2..].join("/");
-    let repo = crate::models::load::HubRepo::open(&repo_id, hub)
-        .map_err(|e| SaeError::Config(e.to_string()))?;
+    let repo =
+        crate::hub::HubRepo::open(&repo_id, hub).map_err(|e| SaeError::Config(e.to_string()))?;
     let name = |f: &str| {
         if sub.is_empty() {
             f.to_string()

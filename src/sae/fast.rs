@@ -11,10 +11,10 @@
 
 use rayon::prelude::*;
 
-use super::model::{axpy, dot, Sae};
+use super::model::Sae;
 use super::optim::{adam_update, clip_coefficient, global_norm, AdamState, AdamStep};
 use super::step::{Engine, Reconstruction, StepConfig, StepStats};
-use crate::models::fused::matmul;
+use crate::kernels::{axpy, dot, matmul};
 
 /// Above this fraction of active (token, feature) pairs the dense GEMM path is faster.
 pub const SPARSE_MAX_DENSITY: f64 = 0.06;

@@ -12,6 +12,8 @@ use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
+use crate::kernels::{axpy, dot};
+
 /// The parameters, in training space (inputs multiplied by the run's scaling factor).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sae {
@@ -135,7 +137,7 @@ impl Sae {
         };
         let mut out = vec![0f32; self.d_sae * rows];
         // out[i, t] = Σ_j w_enc[i, j] · xin[t, j]
-        crate::models::fused::matmul(
+        crate::kernels::matmul(
             (self.d_sae, rows, d),
             &mut out,
             false,
@@ -198,32 +200,6 @@ fn random_rows(rows: usize, d: usize, norm: f32, seed: u64) -> Vec<f32> {
         row.iter_mut().for_each(|v| *v *= norm / n);
     }
     w
-}
-
-/// `Σ a_i b_i`, in eight independent lanes so the compiler vectorises it.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
-}
-
-/// `y += a·x`.
-#[inline]
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
 }
 
 /// The geometric median of `rows` points `x [rows, d]` (Weiszfeld's algorithm, in f64), the

@@ -508,8 +508,7 @@ pub fn train(
         }
         let (sae, scaling_factor) = match &cfg.from {
             Some(from) => {
-                let folder =
-                    checkpoint::locate_saelens(from, &crate::models::load::HubOptions::default())?;
+                let folder = checkpoint::locate_saelens(from, &crate::hub::HubOptions::default())?;
                 let loaded = checkpoint::load_saelens(&folder)?;
                 if loaded.sae.d_in != d || loaded.sae.d_sae != cfg.d_sae {
                     return Err(SaeError::Config(format!(

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Result, StoreError};
 use super::schema::HookInfo;
-use super::shard::ShardInfo;
 use super::stats::{HookStats, RunningStats};
 
 /// Value of the manifest's `format` field.
@@ -21,6 +20,28 @@ pub const FORMAT: &str = "unravel-activations";
 pub const FORMAT_VERSION: u32 = 1;
 /// File name of a whole dataset's manifest.
 pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// What a finished shard holds; recorded in the manifest (written by the shard writer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// Path relative to the manifest's folder (`/`-separated), e.g. `shard-00012.parquet`.
+    pub file: String,
+    /// Rows (tokens, special ones included).
+    pub rows: u64,
+    /// Contexts.
+    pub contexts: u64,
+    /// Rows flagged special.
+    #[serde(default)]
+    pub special_rows: u64,
+    /// First context id in the shard.
+    pub first_context_id: u64,
+    /// Last context id in the shard.
+    pub last_context_id: u64,
+    /// sha256 of the file's bytes, lowercase hex.
+    pub sha256: String,
+    /// File size in bytes.
+    pub bytes: u64,
+}
 
 /// The model whose activations are stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,7 +300,7 @@ impl Manifest {
             message: format!("cannot serialise the manifest: {e}"),
         })?;
         crate::io::write_atomic(&path, &json).map_err(|e| StoreError::io(&path, e))?;
-        super::shard::sync_dir(&path);
+        crate::io::sync_dir(&path);
         Ok(())
     }
 

@@ -46,6 +46,7 @@
 mod encode;
 mod error;
 mod f16_chunk;
+pub mod inspect;
 mod integrity;
 mod loader;
 mod manifest;
@@ -62,14 +63,13 @@ pub use integrity::{completion_hint, ReadOptions};
 pub(crate) use integrity::{nonfinite_rows, remove_rows, retain_rows};
 pub use loader::{Loader, LoaderConfig, LoaderMode, LoaderState, DEFAULT_SHUFFLE_BUFFER};
 pub use manifest::{
-    merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part, Totals, FORMAT,
-    FORMAT_VERSION, MANIFEST_FILE,
+    merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part, ShardInfo, Totals,
+    FORMAT, FORMAT_VERSION, MANIFEST_FILE,
 };
 pub use reader::{Dataset, HookRows, ShardReader, TokenRows};
 pub use schema::{HookInfo, StorageDtype, DTYPE_METADATA_KEY};
 pub use shard::{
-    ContextBatch, ShardInfo, ShardWriter, ShardWriterBuilder, DEFAULT_ROW_GROUP_ROWS,
-    DEFAULT_ZSTD_LEVEL,
+    ContextBatch, ShardWriter, ShardWriterBuilder, DEFAULT_ROW_GROUP_ROWS, DEFAULT_ZSTD_LEVEL,
 };
 pub(crate) use shuffle::mix as mix_seed;
 pub use stats::{HookStats, RunningStats};

@@ -168,7 +168,7 @@ pub(crate) enum EncodeError {
 /// is checked against the dtype's range, added to `stats` unless its `skip` flag is set (special
 /// tokens), and converted while it is still in cache. Separate passes read every value from
 /// memory three times, and the writer thread's time is what this saves. The loop is compiled
-/// for AVX-512 and AVX2 too and picked at run time ([`crate::simd`]).
+/// for AVX-512 and AVX2 too and picked at run time ([`crate::kernels::simd`]).
 pub(crate) fn encode_hook(
     hook: &HookInfo,
     values: &[f32],
@@ -176,7 +176,7 @@ pub(crate) fn encode_hook(
     stats: &mut RunningStats,
     storage: MutableBuffer,
 ) -> Result<ArrayRef, EncodeError> {
-    crate::simd::dispatch!(
+    crate::kernels::simd::dispatch!(
         encode_hook_avx512,
         encode_hook_avx2,
         encode_hook_body,

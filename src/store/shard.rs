@@ -23,7 +23,6 @@
 //! footer, fsyncs and renames. A crash before `finish` leaves only the `.tmp` file; an error or a
 //! drop before `finish` removes it.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,11 +33,10 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use serde::{Deserialize, Serialize};
 
 use super::encode::RowGroupEncoder;
 use super::error::{Result, StoreError};
-use super::manifest::{FORMAT, FORMAT_VERSION};
+use super::manifest::{ShardInfo, FORMAT, FORMAT_VERSION};
 use super::schema::{encode_hook, shard_schema, EncodeError, HookInfo, StorageDtype, ITEM, TOKEN};
 use super::shard_file::{ShardFile, Written};
 use super::stats::RunningStats;
@@ -75,28 +73,6 @@ impl ContextBatch<'_> {
     pub fn rows(&self) -> usize {
         self.context_ids.len()
     }
-}
-
-/// What a finished shard holds; recorded in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardInfo {
-    /// Path relative to the manifest's folder (`/`-separated), e.g. `shard-00012.parquet`.
-    pub file: String,
-    /// Rows (tokens, special ones included).
-    pub rows: u64,
-    /// Contexts.
-    pub contexts: u64,
-    /// Rows flagged special.
-    #[serde(default)]
-    pub special_rows: u64,
-    /// First context id in the shard.
-    pub first_context_id: u64,
-    /// Last context id in the shard.
-    pub last_context_id: u64,
-    /// sha256 of the file's bytes, lowercase hex.
-    pub sha256: String,
-    /// File size in bytes.
-    pub bytes: u64,
 }
 
 /// Settings of a [`ShardWriter`]; the defaults live here and only here.
@@ -466,7 +442,7 @@ impl ShardWriter {
                 return Err(StoreError::io(&self.tmp, e));
             }
         };
-        sync_dir(&self.path);
+        crate::io::sync_dir(&self.path);
         let file = self
             .path
             .file_name()
@@ -496,15 +472,6 @@ impl Drop for ShardWriter {
     fn drop(&mut self) {
         if self.writer.is_some() {
             self.abort();
-        }
-    }
-}
-
-/// Makes a rename durable: fsync the folder (best effort; not every platform allows it).
-pub(crate) fn sync_dir(path: &Path) {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
         }
     }
 }

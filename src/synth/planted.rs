@@ -197,7 +197,7 @@ pub fn max_pairwise_cosine(m: &[f32], d: usize) -> f32 {
         .map(|i| {
             let a = &m[i * d..(i + 1) * d];
             (i + 1..n)
-                .map(|j| crate::sae::model::dot(a, &m[j * d..(j + 1) * d]).abs())
+                .map(|j| crate::kernels::dot(a, &m[j * d..(j + 1) * d]).abs())
                 .fold(0f32, f32::max)
         })
         .reduce(|| 0f32, f32::max)
@@ -237,7 +237,7 @@ pub fn draw_directions(kind: Directions, n: usize, d: usize, rng: &mut StdRng) -
                             if i == j {
                                 continue;
                             }
-                            let c = crate::sae::model::dot(a, b);
+                            let c = crate::kernels::dot(a, b);
                             if c.abs() > target {
                                 // Push by the excess only, so crowded rows are not thrown around.
                                 let excess = c - target.copysign(c);
@@ -513,7 +513,7 @@ mod tests {
             &mut rng(),
         );
         // Members of one cluster are near-parallel: features 0 and 4 share centre 0.
-        let c = crate::sae::model::dot(&clustered[0..d], &clustered[4 * d..5 * d]);
+        let c = crate::kernels::dot(&clustered[0..d], &clustered[4 * d..5 * d]);
         assert!(c > 0.9, "{c}");
     }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::sae::model::dot;
+use crate::kernels::dot;
 
 /// One planted feature's best match.
 #[derive(Debug, Clone, Serialize)]

@@ -18,6 +18,8 @@ use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
+use super::PAR_CHUNK;
+
 /// GELU, tanh approximation: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (GPT-2 "gelu_new").
 ///
 /// On CPU tensors of dtype f32/f16/bf16 this runs the vectorised multi-threaded kernel
@@ -92,8 +94,6 @@ impl CustomOp1 for GeluOp {
     }
 }
 
-/// Elements per rayon task: large enough to amortise scheduling, small enough to balance.
-pub(crate) const PAR_CHUNK: usize = 16 * 1024;
 /// Elements converted per step for f16/bf16 (two f32 stack buffers of this size).
 const HALF_BLOCK: usize = 1024;
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use hf_hub::{Cache, Repo, RepoType};
 
+use super::HubOptions;
+
 pub const PREFIX: &str = "hf://datasets/";
 
 /// A parsed `hf://datasets/...` spec.
@@ -91,19 +93,13 @@ fn snapshot_dir(cache: &Cache, spec: &HubSpec) -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-/// `HF_HUB_OFFLINE=1` (or `true`): the cache only.
-fn offline_from_env() -> bool {
-    std::env::var("HF_HUB_OFFLINE")
-        .map(|v| v == "1" || v.eq_ignore_ascii_case("true"))
-        .unwrap_or(false)
-}
-
 /// The local files of a hub dataset spec (downloading what the cache lacks unless offline), and
 /// the folder their names are relative to.
 pub fn files(spec: &HubSpec) -> Result<(PathBuf, Vec<PathBuf>), String> {
     let m = matcher(&spec.glob)?;
-    let cache = Cache::from_env();
-    let offline = offline_from_env();
+    // The standard cache, offline when HF_HUB_OFFLINE says so; the revision is the spec's.
+    let hub = HubOptions::default();
+    let (cache, offline) = (hub.cache(), hub.offline);
     let repo = Repo::with_revision(spec.repo.clone(), RepoType::Dataset, spec.revision.clone());
     let pick = |names: &[String]| -> Result<Vec<String>, String> {
         let picked: Vec<String> = names.iter().filter(|n| m.is_match(n)).cloned().collect();
@@ -141,11 +137,7 @@ pub fn files(spec: &HubSpec) -> Result<(PathBuf, Vec<PathBuf>), String> {
     if offline {
         return offline_files();
     }
-    let api = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
-        .with_progress(true)
-        .build()
-        .map_err(|e| e.to_string())?
-        .repo(repo);
+    let api = super::client(&cache).map_err(|e| e.to_string())?.repo(repo);
     let info = match api.info() {
         Ok(info) => info,
         // No network: whatever the cache already holds.

@@ -10,7 +10,7 @@
 /// Independent accumulators per reduction: one AVX-512 register, or two AVX2 registers.
 const LANES: usize = 16;
 
-use crate::simd::dispatch;
+use super::simd::dispatch;
 
 // ---- LayerNorm ---------------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
-//! `unravel inspect`: a readable summary of an activation dataset and a few of its rows.
+//! `unravel inspect`: a readable summary of an activation dataset and a few of its rows (the
+//! store's own view of a folder, so it lives beside the reader).
 
 use std::fmt::Write;
 
 use arrow_array::{Array, BooleanArray, StringArray, UInt32Array, UInt64Array};
 
-use crate::store::{Dataset, Result};
+use super::{Dataset, Result};
 
 /// Model, hooks, token counts, shards, disk size and bytes per token.
 pub fn summary(ds: &Dataset) -> String {
