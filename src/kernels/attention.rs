@@ -99,7 +99,7 @@ impl CustomOp3 for FusedAttention<'_> {
         "fused-attention"
     }
 
-    // About 100 lines, most of them the arguments of its two `gemm` calls.
+    // size: about 100 lines, most of them the arguments of its two `gemm` calls.
     fn cpu_fwd(
         &self,
         qs: &CpuStorage,
