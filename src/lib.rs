@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod report;
 pub mod sae;
 mod simd;
+pub mod sorted_json;
 pub mod store;
 pub mod synth;
 pub mod toy;

@@ -5,6 +5,7 @@
 //! audit.rs     — streaming scores of every unit × concept and the classification
 //! report.rs    — the result as written to audit.json
 
+pub mod analysis_report;
 pub mod audit;
 pub mod blocks;
 pub mod concepts;
