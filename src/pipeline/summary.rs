@@ -324,3 +324,112 @@ impl StageSummary {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::neurons::Prf;
+
+    fn write<T: Serialize>(path: PathBuf, v: &T) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, serde_json::to_string_pretty(v).unwrap()).unwrap();
+    }
+
+    fn prf(precision: f64, recall: f64) -> Prf {
+        Prf {
+            precision,
+            recall,
+            f1: 0.5,
+            true_positives: 3,
+            predicted: 4,
+            actual: 5,
+        }
+    }
+
+    #[test]
+    fn reads_each_stage_file_as_its_type_and_checks_the_thresholds() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("R");
+        let config = "[synth]\nneurons = 8\n[train]\n[audit]\n\
+                      [verify]\nmin-mmcs = 0.95\nmax-dead = 0.2\nmin-recall = 0.5\n";
+        let plan = super::super::plan::plan(Path::new("c.toml"), config, Some(&run)).unwrap();
+        let recovery = RecoveryReport {
+            n_truth: 4,
+            d_sae: 8,
+            d: 2,
+            threshold: 0.9,
+            mmcs: 0.97,
+            mcc: 0.875,
+            recovered: 1.0,
+            dead_latents: 2,
+            duplicated_pairs: 1,
+            bands: vec![],
+            features: vec![],
+        };
+        write(run.join("verify-train").join(VERIFY_FILE), &recovery);
+        let score = NeuronScore {
+            polysemantic: prf(1.0, 0.25),
+            concepts: prf(0.75, 0.5),
+            class_accuracy: 0.625,
+            distractors: 0,
+            distractors_flagged: 0,
+            distractor_concepts_passed: 0,
+        };
+        write(run.join("verify-audit").join(VERIFY_FILE), &score);
+        // The synth, train and audit stages wrote nothing: their numbers are null.
+        let n = plan.stages.len();
+        let s = summarise(&plan, &vec![true; n], &vec![1.0; n]);
+        let results = |name: &str| {
+            let st = s.stages.iter().find(|st| st.name == name).unwrap();
+            (serde_json::to_string(&st.results).unwrap(), st.line())
+        };
+        assert_eq!(
+            results("verify-train"),
+            (
+                r#"{"dead_frac":0.25,"duplicated_pairs":1,"latents":8,"mcc":0.875,"mmcs":0.97,"of":"sae","planted":4,"recovered":1.0,"threshold":0.9}"#.to_string(),
+                "planted features recovered 100.0%  MMCS 0.9700  MCC 0.8750".to_string()
+            )
+        );
+        assert_eq!(
+            results("verify-audit"),
+            (
+                r#"{"class_accuracy":0.625,"concept_f1":0.5,"concept_precision":0.75,"concept_recall":0.5,"f1":0.5,"of":"audit","planted_polysemantic":5,"precision":1.0,"recall":0.25}"#.to_string(),
+                "audit vs planted neurons: precision 1.0000  recall 0.2500  concept F1 0.5000"
+                    .to_string()
+            )
+        );
+        assert_eq!(results("synth"), ("null".into(), "null tokens".into()));
+        assert!(results("train")
+            .0
+            .starts_with(r#"{"d_in":null,"d_sae":null,"#));
+        assert_eq!(
+            results("audit").0,
+            r#"{"concepts":null,"score":null,"sides":[],"threshold":null,"tokens":null}"#
+        );
+        let checks: Vec<(&str, &str, f64, &str, bool)> = s
+            .checks
+            .iter()
+            .map(|c| {
+                (
+                    c.stage.as_str(),
+                    c.check.as_str(),
+                    c.value,
+                    c.threshold.as_str(),
+                    c.pass,
+                )
+            })
+            .collect();
+        assert_eq!(
+            checks,
+            [
+                // (in the order of the [verify] keys)
+                ("verify-train", "dead_frac", 0.25, "<= 0.2", false),
+                ("verify-train", "mmcs", 0.97, ">= 0.95", true),
+                ("verify-audit", "recall", 0.25, ">= 0.5", false),
+            ]
+        );
+        assert!(!s.passed);
+        // The verify stage of the SAE links its plot only when there is one.
+        assert!(s.stages.iter().all(|st| st.figures.is_empty()));
+    }
+}
