@@ -168,6 +168,24 @@ impl StageSpec {
         }
         a.0
     }
+
+    /// The command line that continues an interrupted attempt, when the stage can resume from
+    /// what it left: an extract with a manifest, a train with a checkpoint.
+    pub fn resume_args(&self) -> Option<Vec<String>> {
+        match self {
+            StageSpec::Extract { out, .. } if out.join(crate::store::MANIFEST_FILE).is_file() => {
+                let mut a = self.to_args();
+                a.push("--resume".into());
+                Some(a)
+            }
+            StageSpec::Train { out, .. } if crate::sae::checkpoint::has_checkpoint(out) => {
+                let mut a = Args(vec![self.kind().as_str().to_string()]);
+                a.path("--resume", out);
+                Some(a.0)
+            }
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -248,8 +266,35 @@ mod tests {
             ),
         ];
         for (spec, line) in cases {
+            assert_eq!(spec.resume_args(), None, "{line}");
             assert_eq!(spec.to_args().join(" "), line);
             assert_eq!(spec.to_args()[0], spec.kind().as_str());
         }
+    }
+
+    #[test]
+    fn extract_and_train_resume_from_what_they_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("x");
+        let extract = StageSpec::Extract {
+            flags: vec![flag("ctx", Some("64"))],
+            out: out.clone(),
+        };
+        let train = StageSpec::Train {
+            acts: dir.path().join("a"),
+            flags: vec![],
+            out: out.clone(),
+        };
+        assert_eq!((extract.resume_args(), train.resume_args()), (None, None));
+        let ckpt = out.join(crate::sae::checkpoint::CHECKPOINTS_DIR);
+        std::fs::create_dir_all(&ckpt).unwrap();
+        std::fs::write(out.join(crate::store::MANIFEST_FILE), "{}").unwrap();
+        std::fs::write(ckpt.join(crate::sae::checkpoint::LATEST_FILE), "").unwrap();
+        let o = out.to_string_lossy().into_owned();
+        assert_eq!(
+            extract.resume_args().unwrap(),
+            ["extract", "--ctx", "64", "--out", &o, "--resume"]
+        );
+        assert_eq!(train.resume_args().unwrap(), ["train", "--resume", &o]);
     }
 }
