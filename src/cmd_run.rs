@@ -307,7 +307,7 @@ pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
 fn print_summary(s: &unravel::pipeline::summary::Summary) {
     println!("summary:");
     for st in &s.stages {
-        let r = &st.results;
+        let r = &st.results.to_value();
         let line = match st.kind {
             Kind::Train | Kind::Eval => format!(
                 "EV {:.4}  L0 {:.1}  dead {:.1}%",

@@ -48,6 +48,7 @@ pub mod models;
 pub mod pipeline;
 pub mod report;
 pub mod sae;
+pub mod sorted_json;
 pub mod store;
 pub mod synth;
 pub mod toy;

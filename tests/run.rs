@@ -334,3 +334,40 @@ fn every_shipped_run_config_plans_and_its_flags_parse() {
     );
     assert!(!dir.path().join("t").exists());
 }
+
+#[test]
+fn every_kind_of_stage_spec_writes_a_command_line_its_command_parses() {
+    // Dry runs parse every stage's command line with the stage's own flags before printing it.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("all.toml");
+    std::fs::write(
+        &cfg,
+        "[extract]\nmodel = \"tests/fixtures/tiny-gpt2\"\ncorpus = \"data/corpus.jsonl\"\n\
+         hooks = \"blocks.0.hook_resid_post\"\n[plant]\nfeatures = 8\nseed = 3\n\
+         [train]\nd-sae = 16\n[eval]\nshards = \"all\"\n\
+         [[audit]]\nname = \"audit\"\n[[audit]]\nname = \"audit-raw\"\nsae = false\n\
+         [analyze]\ndata = \"extract\"\n[verify]\nthreshold = 0.8\nmin-mmcs = 0.5\n",
+    )
+    .unwrap();
+    let run = dir.path().join("r");
+    let r = ok(&["run", &p(&cfg), "--out", &p(&run), "--dry-run"]);
+    let line = |i: usize, name: &str, args: &str| {
+        format!(
+            "[{i}/8] {name}: unravel {}",
+            args.replace("R/", &format!("{}/", p(&run)))
+        )
+    };
+    for expected in [
+        line(1, "extract", "extract --corpus data/corpus.jsonl --hooks blocks.0.hook_resid_post --model tests/fixtures/tiny-gpt2 --out R/extract"),
+        line(2, "plant", "plant --acts R/extract --features 8 --seed 3 --out R/plant"),
+        line(3, "train", "train --acts R/plant --d-sae 16 --out R/train"),
+        line(4, "eval", "eval --sae R/train --acts R/plant --json R/eval/eval.json --shards all"),
+        line(5, "audit", "audit --acts R/plant --sae R/train --out R/audit"),
+        line(6, "audit-raw", "audit --acts R/plant --out R/audit-raw"),
+        line(8, "analyze", "analyze --acts R/extract --out R/analyze"),
+        line(7, "verify-train", "verify --truth R/plant --sae R/train --json R/verify-train/verify.json --threshold 0.8"),
+    ] {
+        assert!(r.stdout.contains(&expected), "{expected}\n{}", r.stdout);
+    }
+    assert!(!run.exists());
+}

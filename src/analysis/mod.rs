@@ -8,6 +8,7 @@
 //! superposition.rs — effective dimensionality and rank, sparsity, interference, PCA of one hook
 //!                    (streamed), and the singular value spectrum of a weight matrix
 
+pub mod analysis_report;
 pub mod audit;
 pub mod blocks;
 pub mod concepts;

@@ -9,6 +9,13 @@ use serde::{Deserialize, Serialize};
 /// unit's `rejected` concepts with the tests they failed).
 pub const AUDIT_VERSION: u32 = 2;
 
+/// File names in an audit folder: the [`AuditReport`], the units × concepts table, the HTML
+/// report and its class-rate plot.
+pub const AUDIT_FILE: &str = "audit.json";
+pub const SCORES_FILE: &str = "scores.csv";
+pub const REPORT_FILE: &str = "report.html";
+pub const RATES_PLOT_FILE: &str = "rates.svg";
+
 /// Everything one `unravel audit` found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditReport {

@@ -10,7 +10,7 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Rows accumulated per GEMM.
 const CHUNK: usize = 1024;
@@ -179,7 +179,7 @@ impl CovarianceAcc {
 }
 
 /// The superposition metrics of one hook.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HookMetrics {
     pub d: usize,
     pub tokens: u64,

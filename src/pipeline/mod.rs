@@ -2,9 +2,12 @@
 //! verify → analyze) into one run folder, skipping stages already complete, and ends with
 //! `summary.json` and an index page (`report::index`).
 //!
-//! `plan` turns the config into command lines, `state` tracks which stages are done, `summary`
-//! reads back each stage's key numbers and checks the thresholds. The binary runs the commands.
+//! `plan` turns the config into typed stage specs (`spec`, which alone writes their command
+//! lines), `state` tracks which stages are done, `summary` reads back each stage's typed output
+//! file into its key numbers (`results`) and checks the thresholds. The binary runs the commands.
 
 pub mod plan;
+pub mod results;
+pub mod spec;
 pub mod state;
 pub mod summary;

@@ -1,4 +1,5 @@
-//! A run config (TOML) → the stages to run, in pipeline order, each as an `unravel` command line.
+//! A run config (TOML) → the stages to run, in pipeline order, each a typed [`StageSpec`] and
+//! its `unravel` command line.
 //!
 //! A section per stage kind — `[extract]`, `[synth]`, `[plant]`, `[train]`, `[eval]`, `[audit]`,
 //! `[analyze]` — whose keys are that command's flags (`d-sae = 1024` → `--d-sae 1024`; `true` →
@@ -15,6 +16,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use toml::{Table, Value};
+
+use super::spec::{Flag, StageSpec, Verified};
+use crate::sae::eval_report::EVAL_FILE;
+use crate::synth::verify::VERIFY_FILE;
 
 /// Stage kinds, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -77,7 +82,9 @@ pub enum Truth {
 pub struct Stage {
     pub name: String,
     pub kind: Kind,
-    /// The command line after `unravel`.
+    /// What the stage reads, writes and is asked to do.
+    pub spec: StageSpec,
+    /// The command line after `unravel` (`spec.to_args()`).
     pub args: Vec<String>,
     /// The folder it writes.
     pub out: PathBuf,
@@ -223,7 +230,7 @@ pub fn plan(config: &Path, text: &str, out: Option<&Path>) -> Result<Plan, Strin
         planted_audits: vec![],
     };
     let mut thresholds = vec![];
-    let mut verify_args = vec![];
+    let mut verify_threshold = None;
     for kind in Kind::ALL {
         let instances = instances(&table, kind, config)?;
         if kind == Kind::Verify {
@@ -231,9 +238,9 @@ pub fn plan(config: &Path, text: &str, out: Option<&Path>) -> Result<Plan, Strin
                 return Err(format!("{cfg}: [verify] may appear once"));
             }
             if let Some((_, t)) = instances.first() {
-                (thresholds, verify_args) = verify_section(t, config)?;
+                (thresholds, verify_threshold) = verify_section(t, config)?;
             }
-            b.add_verify_stages(&verify_args)?;
+            b.add_verify_stages(verify_threshold)?;
             continue;
         }
         for (name, t) in instances {
@@ -299,10 +306,11 @@ fn instances(table: &Table, kind: Kind, config: &Path) -> Result<Vec<(String, Ta
         .collect()
 }
 
-/// `[verify]`: thresholds (checked by the runner) and the arguments passed to `verify --sae`.
-fn verify_section(t: &Table, config: &Path) -> Result<(Vec<Threshold>, Vec<String>), String> {
+/// `[verify]`: thresholds (checked by the runner) and the cosine threshold passed to
+/// `verify --sae`.
+fn verify_section(t: &Table, config: &Path) -> Result<(Vec<Threshold>, Option<f64>), String> {
     let mut thresholds = vec![];
-    let mut args = vec![];
+    let mut threshold = None;
     for (key, v) in t {
         let k = key.replace('_', "-");
         if !VERIFY_KEYS.contains(&k.as_str()) {
@@ -323,16 +331,16 @@ fn verify_section(t: &Table, config: &Path) -> Result<(Vec<Threshold>, Vec<Strin
             }
         };
         if k == "threshold" {
-            args.extend(["--threshold".to_string(), value.to_string()]);
+            threshold = Some(value);
         } else {
             thresholds.push(Threshold { key: k, value });
         }
     }
-    Ok((thresholds, args))
+    Ok((thresholds, threshold))
 }
 
 /// A TOML table → command-line flags, skipping `skip` (keys the runner interprets).
-fn flags(t: &Table, skip: &[&str], section: &str, config: &Path) -> Result<Vec<String>, String> {
+fn flags(t: &Table, skip: &[&str], section: &str, config: &Path) -> Result<Vec<Flag>, String> {
     let mut out = vec![];
     for (key, v) in t {
         let k = key.replace('_', "-");
@@ -345,7 +353,10 @@ fn flags(t: &Table, skip: &[&str], section: &str, config: &Path) -> Result<Vec<S
                 config.display()
             ));
         }
-        let flag = format!("--{k}");
+        let flag = |value: Option<String>| Flag {
+            name: k.clone(),
+            value,
+        };
         let scalar = |v: &Value| -> Result<String, String> {
             match v {
                 Value::String(s) => Ok(s.clone()),
@@ -358,25 +369,17 @@ fn flags(t: &Table, skip: &[&str], section: &str, config: &Path) -> Result<Vec<S
             }
         };
         match v {
-            Value::Boolean(true) => out.push(flag),
+            Value::Boolean(true) => out.push(flag(None)),
             Value::Boolean(false) => {}
             Value::Array(items) => {
                 for item in items {
-                    out.push(flag.clone());
-                    out.push(scalar(item)?);
+                    out.push(flag(Some(scalar(item)?)));
                 }
             }
-            other => {
-                out.push(flag);
-                out.push(scalar(other)?);
-            }
+            other => out.push(flag(Some(scalar(other)?))),
         }
     }
     Ok(out)
-}
-
-fn path_arg(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
 }
 
 /// The ground truth an existing dataset folder carries.
@@ -485,11 +488,11 @@ impl Builder<'_> {
     fn push(
         &mut self,
         name: String,
-        kind: Kind,
-        args: Vec<String>,
+        spec: StageSpec,
         inputs: Vec<String>,
         checks: Option<String>,
     ) -> Result<(), String> {
+        let (kind, args) = (spec.kind(), spec.to_args());
         if self.stage(&name).is_some() {
             return Err(format!(
                 "{}: two stages are named `{name}`; give one a different name",
@@ -502,6 +505,7 @@ impl Builder<'_> {
             out: self.run_dir.join(&name),
             name,
             kind,
+            spec,
             args,
             inputs,
             fingerprint,
@@ -513,29 +517,40 @@ impl Builder<'_> {
     fn add(&mut self, kind: Kind, name: String, t: &Table) -> Result<(), String> {
         let section = kind.as_str();
         let out = self.run_dir.join(&name);
-        let mut args = vec![section.to_string()];
         let mut inputs = vec![];
         let input_of = |d: &DatasetRef, inputs: &mut Vec<String>| {
             if let Some(s) = &d.stage {
                 inputs.push(s.clone());
             }
         };
-        match kind {
-            Kind::Extract | Kind::Synth => {
-                args.extend(flags(t, &["name"], section, self.config)?);
-            }
+        let flags = |skip: &[&str]| flags(t, skip, section, self.config);
+        let spec = match kind {
+            Kind::Extract => StageSpec::Extract {
+                flags: flags(&["name"])?,
+                out: out.clone(),
+            },
+            Kind::Synth => StageSpec::Synth {
+                flags: flags(&["name"])?,
+                out: out.clone(),
+            },
             Kind::Plant => {
                 let d = self.dataset(t, section, self.first_extract())?;
                 input_of(&d, &mut inputs);
-                args.extend(["--acts".into(), path_arg(&d.path)]);
-                args.extend(flags(t, &["name", "data"], section, self.config)?);
+                StageSpec::Plant {
+                    acts: d.path,
+                    flags: flags(&["name", "data"])?,
+                    out: out.clone(),
+                }
             }
             Kind::Train => {
                 let d = self.dataset(t, section, self.default_train_data())?;
                 input_of(&d, &mut inputs);
-                args.extend(["--acts".into(), path_arg(&d.path)]);
-                args.extend(flags(t, &["name", "data", "acts"], section, self.config)?);
-                self.trains.push((name.clone(), d));
+                self.trains.push((name.clone(), d.clone()));
+                StageSpec::Train {
+                    acts: d.path,
+                    flags: flags(&["name", "data", "acts"])?,
+                    out: out.clone(),
+                }
             }
             Kind::Eval => {
                 let (train, d) = self.sae_ref(t, section, None)?.ok_or_else(|| {
@@ -546,15 +561,12 @@ impl Builder<'_> {
                 })?;
                 inputs.push(train.clone());
                 input_of(&d, &mut inputs);
-                args.extend([
-                    "--sae".into(),
-                    path_arg(&self.run_dir.join(&train)),
-                    "--acts".into(),
-                    path_arg(&d.path),
-                    "--json".into(),
-                    path_arg(&out.join("eval.json")),
-                ]);
-                args.extend(flags(t, &["name", "data", "sae"], section, self.config)?);
+                StageSpec::Eval {
+                    sae: self.run_dir.join(&train),
+                    acts: d.path,
+                    json: out.join(EVAL_FILE),
+                    flags: flags(&["name", "data", "sae"])?,
+                }
             }
             Kind::Audit => {
                 let default = self
@@ -564,29 +576,33 @@ impl Builder<'_> {
                     .or_else(|| self.default_train_data());
                 let d = self.dataset(t, section, default)?;
                 input_of(&d, &mut inputs);
-                args.extend(["--acts".into(), path_arg(&d.path)]);
-                if let Some((train, _)) = self.sae_ref(t, section, Some(&d))? {
+                let sae = self.sae_ref(t, section, Some(&d))?.map(|(train, _)| {
                     inputs.push(train.clone());
-                    args.extend(["--sae".into(), path_arg(&self.run_dir.join(&train))]);
-                }
-                args.extend(flags(t, &["name", "data", "sae"], section, self.config)?);
+                    self.run_dir.join(&train)
+                });
+                let spec = StageSpec::Audit {
+                    acts: d.path.clone(),
+                    sae,
+                    flags: flags(&["name", "data", "sae"])?,
+                    out: out.clone(),
+                };
                 if d.truth == Truth::Neurons {
                     self.planted_audits.push((name.clone(), d));
                 }
+                spec
             }
             Kind::Analyze => {
                 let default = self.first_extract().or_else(|| self.default_train_data());
                 let d = self.dataset(t, section, default)?;
                 input_of(&d, &mut inputs);
-                args.extend(["--acts".into(), path_arg(&d.path)]);
-                args.extend(flags(t, &["name", "data"], section, self.config)?);
+                StageSpec::Analyze {
+                    acts: d.path,
+                    flags: flags(&["name", "data"])?,
+                    out: out.clone(),
+                }
             }
             Kind::Verify => unreachable!("verify stages are added by add_verify_stages"),
-        }
-        if kind != Kind::Eval {
-            // (eval writes one file: --json above)
-            args.extend(["--out".into(), path_arg(&out)]);
-        }
+        };
         if kind.makes_dataset() {
             let truth = match kind {
                 Kind::Synth if t.contains_key("neurons") => Truth::Neurons,
@@ -602,7 +618,7 @@ impl Builder<'_> {
                 },
             );
         }
-        self.push(name, kind, args, inputs, None)
+        self.push(name, spec, inputs, None)
     }
 
     /// The SAE a stage reads: `sae = "STAGE"`, `sae = false` (none), or by default the last
@@ -641,40 +657,33 @@ impl Builder<'_> {
 
     /// A verify stage for every SAE trained on planted features and every audit of planted
     /// neurons.
-    fn add_verify_stages(&mut self, extra: &[String]) -> Result<(), String> {
+    fn add_verify_stages(&mut self, threshold: Option<f64>) -> Result<(), String> {
         for (train, d) in self.trains.clone() {
             if d.truth == Truth::None {
                 continue;
             }
             let name = format!("verify-{train}");
-            let mut args = vec![
-                "verify".to_string(),
-                "--truth".into(),
-                path_arg(&d.path),
-                "--sae".into(),
-                path_arg(&self.run_dir.join(&train)),
-                "--json".into(),
-                path_arg(&self.run_dir.join(&name).join("verify.json")),
-            ];
-            args.extend(extra.iter().cloned());
+            let spec = StageSpec::Verify {
+                truth: d.path.clone(),
+                of: Verified::Sae(self.run_dir.join(&train)),
+                json: self.run_dir.join(&name).join(VERIFY_FILE),
+                threshold,
+            };
             let mut inputs = vec![train.clone()];
             inputs.extend(d.stage.clone());
-            self.push(name, Kind::Verify, args, inputs, Some(train))?;
+            self.push(name, spec, inputs, Some(train))?;
         }
         for (audit, d) in self.planted_audits.clone() {
             let name = format!("verify-{audit}");
-            let args = vec![
-                "verify".to_string(),
-                "--truth".into(),
-                path_arg(&d.path),
-                "--audit".into(),
-                path_arg(&self.run_dir.join(&audit)),
-                "--json".into(),
-                path_arg(&self.run_dir.join(&name).join("verify.json")),
-            ];
+            let spec = StageSpec::Verify {
+                truth: d.path.clone(),
+                of: Verified::Audit(self.run_dir.join(&audit)),
+                json: self.run_dir.join(&name).join(VERIFY_FILE),
+                threshold: None,
+            };
             let mut inputs = vec![audit.clone()];
             inputs.extend(d.stage.clone());
-            self.push(name, Kind::Verify, args, inputs, Some(audit))?;
+            self.push(name, spec, inputs, Some(audit))?;
         }
         Ok(())
     }

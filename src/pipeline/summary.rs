@@ -3,10 +3,27 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use super::plan::{Kind, Plan, Stage, Threshold};
+use super::results::{
+    AnalyzeNumbers, AuditNumbers, DatasetNumbers, EvalNumbers, StageResults, TrainNumbers,
+    VerifyAuditNumbers, VerifySaeNumbers,
+};
+use super::spec::{StageSpec, Verified};
+use crate::analysis::analysis_report::{self, AnalysisReport};
+use crate::analysis::report::{self as audit_report, AuditReport};
+use crate::sae::eval_report::{EvalReport, EVAL_FILE};
+use crate::sae::saelens_cfg::{SaeLensCfg, CFG_FILE};
+use crate::sae::train::EvalRecord;
+use crate::store::{Manifest, MANIFEST_FILE};
+use crate::synth::neurons::{NeuronScore, NeuronTruth, NEURON_TRUTH_FILE};
+use crate::synth::planted::TRUTH_DIR;
+use crate::synth::verify::{RecoveryReport, VERIFY_FILE, VERIFY_PLOT_FILE};
+
+/// File name of the run summary in the run folder.
+pub const SUMMARY_FILE: &str = "summary.json";
 
 /// One stage in the summary.
 #[derive(Debug, Clone, Serialize)]
@@ -22,7 +39,7 @@ pub struct StageSummary {
     pub out: String,
     pub log: String,
     /// Key numbers (see [`key_numbers`]).
-    pub results: Value,
+    pub results: StageResults,
     /// Pages and figures worth opening, relative to the run folder.
     pub links: Vec<(String, String)>,
     pub figures: Vec<String>,
@@ -50,7 +67,9 @@ pub struct Summary {
     pub passed: bool,
 }
 
-fn read_json(path: &Path) -> Option<Value> {
+/// A stage's file, read as the type its stage writes (None when missing or unreadable: the
+/// summary then shows no numbers for it).
+fn read<T: DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
@@ -61,34 +80,22 @@ fn rel(run_dir: &Path, p: &Path) -> String {
         .into_owned()
 }
 
-/// The argument after `flag` in a stage's command line.
-fn arg<'a>(stage: &'a Stage, flag: &str) -> Option<&'a str> {
-    stage
-        .args
-        .iter()
-        .position(|a| a == flag)
-        .and_then(|i| stage.args.get(i + 1))
-        .map(String::as_str)
-}
-
-/// A dataset's manifest, summarised.
-fn dataset_numbers(dir: &Path) -> Value {
-    let Some(m) = read_json(&dir.join(crate::store::MANIFEST_FILE)) else {
-        return Value::Null;
+/// A dataset's manifest, summarised (with the planted neurons of `synth --neurons`).
+fn dataset_numbers(dir: &Path, truth: bool) -> StageResults {
+    let neurons: Option<NeuronTruth> = if truth {
+        read(&dir.join(TRUTH_DIR).join(NEURON_TRUTH_FILE))
+    } else {
+        None
     };
-    json!({
-        "model": m["model"]["id"],
-        "hooks": m["hooks"].as_array().map(|h| h.iter().map(|h| json!({"name": h["name"], "d": h["d"]})).collect::<Vec<_>>()),
-        "tokens": m["totals"]["tokens"],
-        "contexts": m["totals"]["contexts"],
-        "shards": m["shards"].as_array().map(|s| s.len()),
-        "size_mb": m["shards"].as_array().map(|s| s.iter().filter_map(|s| s["bytes"].as_u64()).sum::<u64>() as f64 / 1e6),
-        "label_columns": m["label_columns"],
-    })
+    let m: Option<Manifest> = read(&dir.join(MANIFEST_FILE));
+    StageResults::Dataset(m.map(|m| DatasetNumbers::new(&m, neurons.as_ref())))
 }
 
 /// The numbers worth showing for a stage, its links and figures.
-pub fn key_numbers(plan: &Plan, stage: &Stage) -> (Value, Vec<(String, String)>, Vec<String>) {
+pub fn key_numbers(
+    plan: &Plan,
+    stage: &Stage,
+) -> (StageResults, Vec<(String, String)>, Vec<String>) {
     let run = &plan.run_dir;
     let out = &stage.out;
     let mut links = vec![];
@@ -98,149 +105,101 @@ pub fn key_numbers(plan: &Plan, stage: &Stage) -> (Value, Vec<(String, String)>,
             figures.push(rel(run, &p));
         }
     };
-    let results = match stage.kind {
-        Kind::Extract | Kind::Plant => dataset_numbers(out),
-        Kind::Synth => {
-            let mut v = dataset_numbers(out);
-            let truth = out.join(crate::synth::planted::TRUTH_DIR);
-            if let Some(n) = read_json(&truth.join(crate::synth::neurons::NEURON_TRUTH_FILE)) {
-                let mut classes = serde_json::Map::new();
-                for p in n["neurons"].as_array().into_iter().flatten() {
-                    let c = p["class"].as_str().unwrap_or("?").to_string();
-                    let e = classes.entry(c).or_insert(json!(0));
-                    *e = json!(e.as_u64().unwrap_or(0) + 1);
-                }
-                v["planted_neurons"] = Value::Object(classes);
-                v["concepts"] = n["concepts"].as_array().map(|c| c.len()).into();
+    let results = match &stage.spec {
+        StageSpec::Extract { .. } | StageSpec::Plant { .. } => dataset_numbers(out, false),
+        StageSpec::Synth { .. } => dataset_numbers(out, true),
+        StageSpec::Train { .. } => {
+            let e: Option<EvalRecord> = read(&out.join(EVAL_FILE));
+            let c: Option<SaeLensCfg> = read(&out.join(CFG_FILE));
+            StageResults::Train(TrainNumbers::new(e.as_ref(), c.as_ref()))
+        }
+        StageSpec::Eval { .. } => {
+            let e: Option<EvalReport> = read(&out.join(EVAL_FILE));
+            StageResults::Eval(e.as_ref().map(EvalNumbers::new).unwrap_or_default())
+        }
+        StageSpec::Audit { .. } => {
+            links.push((
+                "audit report".into(),
+                rel(run, &out.join(audit_report::REPORT_FILE)),
+            ));
+            links.push((
+                "scores.csv".into(),
+                rel(run, &out.join(audit_report::SCORES_FILE)),
+            ));
+            fig(out.join(audit_report::RATES_PLOT_FILE));
+            let a: Option<AuditReport> = read(&out.join(audit_report::AUDIT_FILE));
+            StageResults::Audit(a.as_ref().map(AuditNumbers::new).unwrap_or_default())
+        }
+        StageSpec::Verify {
+            of: Verified::Sae(sae),
+            ..
+        } => {
+            fig(sae.join(VERIFY_PLOT_FILE));
+            let v: Option<RecoveryReport> = read(&out.join(VERIFY_FILE));
+            StageResults::VerifySae(VerifySaeNumbers::new(v.as_ref()))
+        }
+        StageSpec::Verify {
+            of: Verified::Audit(audit),
+            ..
+        } => {
+            links.push((
+                "audit report".into(),
+                rel(run, &audit.join(audit_report::REPORT_FILE)),
+            ));
+            let v: Option<NeuronScore> = read(&out.join(VERIFY_FILE));
+            StageResults::VerifyAudit(VerifyAuditNumbers::new(v.as_ref()))
+        }
+        StageSpec::Analyze { .. } => {
+            fig(out.join(analysis_report::LAYERS_PLOT_FILE));
+            fig(out.join(analysis_report::SPECTRA_PLOT_FILE));
+            let a: Option<AnalysisReport> = read(&out.join(analysis_report::ANALYSIS_FILE));
+            let numbers = a.as_ref().map(AnalyzeNumbers::new).unwrap_or_default();
+            if let [h] = &numbers.hooks[..] {
+                fig(out.join(analysis_report::spectrum_plot_file(&h.hook)));
             }
-            v
-        }
-        Kind::Train => {
-            let e = read_json(&out.join("eval.json")).unwrap_or(Value::Null);
-            let c = read_json(&out.join("cfg.json")).unwrap_or(Value::Null);
-            json!({
-                "hook": c["metadata"]["hook_name"], "d_in": c["d_in"], "d_sae": c["d_sae"],
-                "tokens_trained": e["tokens_trained"], "ev": e["ev"], "fvu": e["fvu"], "mse": e["mse"],
-                "l0": e["l0"], "dead_frac": e["dead_frac"], "dense_frac": e["dense_frac"],
-                "held_out": e["held_out"],
-            })
-        }
-        Kind::Eval => {
-            let e = read_json(&out.join("eval.json")).unwrap_or(Value::Null);
-            json!({
-                "hook": e["hook"], "tokens": e["tokens"], "ev": e["ev"], "fvu": e["fvu"], "l0": e["l0"],
-                "dead_frac": e["dead_frac"], "dense_frac": e["dense_frac"],
-                "ce_recovered": e["downstream"]["ce_recovered"], "kl_score": e["downstream"]["kl_score"],
-            })
-        }
-        Kind::Audit => {
-            links.push(("audit report".into(), rel(run, &out.join("report.html"))));
-            links.push(("scores.csv".into(), rel(run, &out.join("scores.csv"))));
-            fig(out.join("rates.svg"));
-            let a = read_json(&out.join("audit.json")).unwrap_or(Value::Null);
-            let sides: Vec<Value> = a["sides"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|s| {
-                    json!({
-                        "kind": s["kind"], "source": s["source"], "hook": s["hook"], "units": s["units"],
-                        "polysemantic": s["summary"]["polysemantic"],
-                        "monosemantic": s["summary"]["monosemantic"],
-                        "unexplained": s["summary"]["unexplained"],
-                        "dead": s["summary"]["dead"],
-                        "polysemantic_rate": s["summary"]["polysemantic_rate"],
-                    })
-                })
-                .collect();
-            json!({
-                "tokens": a["tokens"], "concepts": a["concepts"].as_array().map(|c| c.len()),
-                "score": a["score"], "threshold": a["threshold"], "sides": sides,
-            })
-        }
-        Kind::Verify => {
-            let v = read_json(&out.join("verify.json")).unwrap_or(Value::Null);
-            if arg(stage, "--sae").is_some() {
-                if let Some(sae) = arg(stage, "--sae") {
-                    fig(Path::new(sae).join("verify.svg"));
-                }
-                let dead = match (v["dead_latents"].as_f64(), v["d_sae"].as_f64()) {
-                    (Some(d), Some(n)) if n > 0.0 => json!(d / n),
-                    _ => Value::Null,
-                };
-                json!({
-                    "of": "sae", "planted": v["n_truth"], "latents": v["d_sae"], "mmcs": v["mmcs"],
-                    "mcc": v["mcc"], "recovered": v["recovered"], "threshold": v["threshold"],
-                    "dead_frac": dead, "duplicated_pairs": v["duplicated_pairs"],
-                })
-            } else {
-                if let Some(audit) = arg(stage, "--audit") {
-                    links.push((
-                        "audit report".into(),
-                        rel(run, &Path::new(audit).join("report.html")),
-                    ));
-                }
-                json!({
-                    "of": "audit",
-                    "precision": v["polysemantic"]["precision"], "recall": v["polysemantic"]["recall"],
-                    "f1": v["polysemantic"]["f1"], "planted_polysemantic": v["polysemantic"]["actual"],
-                    "concept_precision": v["concepts"]["precision"], "concept_recall": v["concepts"]["recall"],
-                    "concept_f1": v["concepts"]["f1"], "class_accuracy": v["class_accuracy"],
-                })
-            }
-        }
-        Kind::Analyze => {
-            fig(out.join("layers.svg"));
-            fig(out.join("spectra.svg"));
-            let a = read_json(&out.join("analysis.json")).unwrap_or(Value::Null);
-            let hooks: Vec<Value> = a["hooks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|h| {
-                    let m = &h["metrics"];
-                    json!({
-                        "hook": h["hook"], "d": m["d"], "effective_rank": m["effective_rank"],
-                        "rank_ratio": m["rank_ratio"], "effective_dimensionality": m["effective_dimensionality"],
-                        "sparsity": m["sparsity"], "interference": m["interference"],
-                    })
-                })
-                .collect();
-            if hooks.len() == 1 {
-                if let Some(h) = hooks[0]["hook"].as_str() {
-                    fig(out.join(format!("spectrum-{}.svg", h.replace(['/', '*'], "_"))));
-                }
-            }
-            json!({ "tokens": a["tokens"], "hooks": hooks })
+            StageResults::Analyze(numbers)
         }
     };
     (results, links, figures)
 }
 
-/// The JSON field a threshold reads, and whether it is a minimum.
-fn check_field(key: &str) -> Option<(&'static str, bool, Kind)> {
+/// A `[verify]` threshold: the number it bounds (as named in the summary), whether it is a
+/// minimum, and that number in a verify stage's results (None: the threshold does not concern
+/// this kind of verify; NaN: the number is missing).
+type CheckOf = (&'static str, bool, fn(&StageResults) -> Option<f64>);
+
+fn check_of(key: &str) -> Option<CheckOf> {
+    fn sae(r: &StageResults, f: fn(&VerifySaeNumbers) -> Option<f64>) -> Option<f64> {
+        match r {
+            StageResults::VerifySae(v) => Some(f(v).unwrap_or(f64::NAN)),
+            _ => None,
+        }
+    }
+    fn audit(r: &StageResults, f: fn(&VerifyAuditNumbers) -> Option<f64>) -> Option<f64> {
+        match r {
+            StageResults::VerifyAudit(v) => Some(f(v).unwrap_or(f64::NAN)),
+            _ => None,
+        }
+    }
     Some(match key {
-        "min-mmcs" => ("mmcs", true, Kind::Train),
-        "min-mcc" => ("mcc", true, Kind::Train),
-        "min-recovered" => ("recovered", true, Kind::Train),
-        "max-dead" => ("dead_frac", false, Kind::Train),
-        "min-precision" => ("precision", true, Kind::Audit),
-        "min-recall" => ("recall", true, Kind::Audit),
-        "min-concept-f1" => ("concept_f1", true, Kind::Audit),
+        "min-mmcs" => ("mmcs", true, |r| sae(r, |v| v.mmcs)),
+        "min-mcc" => ("mcc", true, |r| sae(r, |v| v.mcc)),
+        "min-recovered" => ("recovered", true, |r| sae(r, |v| v.recovered)),
+        "max-dead" => ("dead_frac", false, |r| sae(r, |v| v.dead_frac)),
+        "min-precision" => ("precision", true, |r| audit(r, |v| v.precision)),
+        "min-recall" => ("recall", true, |r| audit(r, |v| v.recall)),
+        "min-concept-f1" => ("concept_f1", true, |r| audit(r, |v| v.concept_f1)),
         _ => return None,
     })
 }
 
 /// The thresholds that apply to a verify stage, checked against its numbers.
-pub fn checks(stage: &StageSummary, of: Kind, thresholds: &[Threshold]) -> Vec<CheckResult> {
+pub fn checks(stage: &StageSummary, thresholds: &[Threshold]) -> Vec<CheckResult> {
     thresholds
         .iter()
         .filter_map(|t| {
-            let (field, min, kind) = check_field(&t.key)?;
-            if kind != of {
-                return None;
-            }
-            let value = stage.results[field].as_f64().unwrap_or(f64::NAN);
+            let (field, min, get) = check_of(&t.key)?;
+            let value = get(&stage.results)?;
             let pass = if min {
                 value >= t.value
             } else {
@@ -297,12 +256,7 @@ pub fn summarise(plan: &Plan, ran: &[bool], seconds: &[f64]) -> Summary {
             figures,
         };
         if stage.kind == Kind::Verify {
-            let of = if s.results["of"] == "sae" {
-                Kind::Train
-            } else {
-                Kind::Audit
-            };
-            all_checks.extend(checks(&s, of, &plan.thresholds));
+            all_checks.extend(checks(&s, &plan.thresholds));
         }
         stages.push(s);
     }
@@ -321,5 +275,161 @@ pub fn summarise(plan: &Plan, ran: &[bool], seconds: &[f64]) -> Summary {
 impl StageSummary {
     pub fn kind_str(&self) -> &'static str {
         self.kind.as_str()
+    }
+
+    /// The stage's key numbers in one line, as `unravel run` prints them at the end.
+    pub fn line(&self) -> String {
+        let f = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        match &self.results {
+            StageResults::Train(TrainNumbers {
+                ev, l0, dead_frac, ..
+            })
+            | StageResults::Eval(EvalNumbers {
+                ev, l0, dead_frac, ..
+            }) => format!(
+                "EV {:.4}  L0 {:.1}  dead {:.1}%",
+                f(*ev),
+                f(*l0),
+                f(*dead_frac) * 100.0
+            ),
+            StageResults::VerifySae(v) => format!(
+                "planted features recovered {:.1}%  MMCS {:.4}  MCC {:.4}",
+                f(v.recovered) * 100.0,
+                f(v.mmcs),
+                f(v.mcc)
+            ),
+            StageResults::VerifyAudit(v) => format!(
+                "audit vs planted neurons: precision {:.4}  recall {:.4}  concept F1 {:.4}",
+                f(v.precision),
+                f(v.recall),
+                f(v.concept_f1)
+            ),
+            StageResults::Audit(a) => a
+                .sides
+                .iter()
+                .map(|side| {
+                    format!(
+                        "{} {:.1}% polysemantic",
+                        side.kind,
+                        side.polysemantic_rate * 100.0
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            StageResults::Dataset(d) => match d {
+                Some(d) => format!("{} tokens", d.tokens),
+                None => "null tokens".to_string(),
+            },
+            StageResults::Analyze(a) => format!("{} hooks analysed", a.hooks.len()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::neurons::Prf;
+
+    fn write<T: Serialize>(path: PathBuf, v: &T) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, serde_json::to_string_pretty(v).unwrap()).unwrap();
+    }
+
+    fn prf(precision: f64, recall: f64) -> Prf {
+        Prf {
+            precision,
+            recall,
+            f1: 0.5,
+            true_positives: 3,
+            predicted: 4,
+            actual: 5,
+        }
+    }
+
+    #[test]
+    fn reads_each_stage_file_as_its_type_and_checks_the_thresholds() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("R");
+        let config = "[synth]\nneurons = 8\n[train]\n[audit]\n\
+                      [verify]\nmin-mmcs = 0.95\nmax-dead = 0.2\nmin-recall = 0.5\n";
+        let plan = super::super::plan::plan(Path::new("c.toml"), config, Some(&run)).unwrap();
+        let recovery = RecoveryReport {
+            n_truth: 4,
+            d_sae: 8,
+            d: 2,
+            threshold: 0.9,
+            mmcs: 0.97,
+            mcc: 0.875,
+            recovered: 1.0,
+            dead_latents: 2,
+            duplicated_pairs: 1,
+            bands: vec![],
+            features: vec![],
+        };
+        write(run.join("verify-train").join(VERIFY_FILE), &recovery);
+        let score = NeuronScore {
+            polysemantic: prf(1.0, 0.25),
+            concepts: prf(0.75, 0.5),
+            class_accuracy: 0.625,
+            distractors: 0,
+            distractors_flagged: 0,
+            distractor_concepts_passed: 0,
+        };
+        write(run.join("verify-audit").join(VERIFY_FILE), &score);
+        // The synth, train and audit stages wrote nothing: their numbers are null.
+        let n = plan.stages.len();
+        let s = summarise(&plan, &vec![true; n], &vec![1.0; n]);
+        let results = |name: &str| {
+            let st = s.stages.iter().find(|st| st.name == name).unwrap();
+            (serde_json::to_string(&st.results).unwrap(), st.line())
+        };
+        assert_eq!(
+            results("verify-train"),
+            (
+                r#"{"dead_frac":0.25,"duplicated_pairs":1,"latents":8,"mcc":0.875,"mmcs":0.97,"of":"sae","planted":4,"recovered":1.0,"threshold":0.9}"#.to_string(),
+                "planted features recovered 100.0%  MMCS 0.9700  MCC 0.8750".to_string()
+            )
+        );
+        assert_eq!(
+            results("verify-audit"),
+            (
+                r#"{"class_accuracy":0.625,"concept_f1":0.5,"concept_precision":0.75,"concept_recall":0.5,"f1":0.5,"of":"audit","planted_polysemantic":5,"precision":1.0,"recall":0.25}"#.to_string(),
+                "audit vs planted neurons: precision 1.0000  recall 0.2500  concept F1 0.5000"
+                    .to_string()
+            )
+        );
+        assert_eq!(results("synth"), ("null".into(), "null tokens".into()));
+        assert!(results("train")
+            .0
+            .starts_with(r#"{"d_in":null,"d_sae":null,"#));
+        assert_eq!(
+            results("audit").0,
+            r#"{"concepts":null,"score":null,"sides":[],"threshold":null,"tokens":null}"#
+        );
+        let checks: Vec<(&str, &str, f64, &str, bool)> = s
+            .checks
+            .iter()
+            .map(|c| {
+                (
+                    c.stage.as_str(),
+                    c.check.as_str(),
+                    c.value,
+                    c.threshold.as_str(),
+                    c.pass,
+                )
+            })
+            .collect();
+        assert_eq!(
+            checks,
+            [
+                // (in the order of the [verify] keys)
+                ("verify-train", "dead_frac", 0.25, "<= 0.2", false),
+                ("verify-train", "mmcs", 0.97, ">= 0.95", true),
+                ("verify-audit", "recall", 0.25, ">= 0.5", false),
+            ]
+        );
+        assert!(!s.passed);
+        // The verify stage of the SAE links its plot only when there is one.
+        assert!(s.stages.iter().all(|st| st.figures.is_empty()));
     }
 }

@@ -8,7 +8,11 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::html::{esc, CSS};
-use crate::pipeline::summary::{StageSummary, Summary};
+use crate::pipeline::results::StageResults;
+use crate::pipeline::summary::{StageSummary, Summary, SUMMARY_FILE};
+
+/// File name of the index page in the run folder.
+pub const INDEX_FILE: &str = "index.html";
 
 const EXTRA_CSS: &str = r#"
 .pass { background: #2e7d32; } .fail { background: #c62828; } .none { background: #777; }
@@ -48,7 +52,7 @@ pub fn render_index(s: &Summary) -> String {
     };
     let _ = writeln!(
         h,
-        "<p><span class=\"badge {class}\">{}</span> &nbsp; config <code>{}</code> &nbsp; run folder <code>{}</code> &nbsp; <a href=\"summary.json\">summary.json</a></p>",
+        "<p><span class=\"badge {class}\">{}</span> &nbsp; config <code>{}</code> &nbsp; run folder <code>{}</code> &nbsp; <a href=\"{SUMMARY_FILE}\">{SUMMARY_FILE}</a></p>",
         esc(&verdict),
         esc(&s.config),
         esc(&s.run_dir)
@@ -66,42 +70,40 @@ pub fn render_index(s: &Summary) -> String {
 
 /// Writes the page to `RUN/index.html`, atomically.
 pub fn write_index(s: &Summary, run_dir: &Path) -> std::io::Result<()> {
-    crate::io::write_atomic(&run_dir.join("index.html"), render_index(s).as_bytes())
+    crate::io::write_atomic(&run_dir.join(INDEX_FILE), render_index(s).as_bytes())
 }
 
 /// The few numbers a reader wants first, as tiles.
 fn headline(h: &mut String, s: &Summary) {
-    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let f = |v: Option<f64>| v.unwrap_or(f64::NAN);
     let mut tiles: Vec<(String, String, String)> = vec![];
     for st in &s.stages {
-        let r = &st.results;
-        match (st.kind_str(), r["of"].as_str()) {
-            ("verify", Some("sae")) => tiles.push((
+        match &st.results {
+            StageResults::VerifySae(v) => tiles.push((
                 format!("planted features recovered ({})", st.name),
-                format!("{:.1}%", f(&r["recovered"]) * 100.0),
+                format!("{:.1}%", f(v.recovered) * 100.0),
                 format!(
                     "MMCS {:.3}, MCC {:.3}, {} planted",
-                    f(&r["mmcs"]),
-                    f(&r["mcc"]),
-                    show("", &r["planted"])
+                    f(v.mmcs),
+                    f(v.mcc),
+                    count(v.planted)
                 ),
             )),
-            ("verify", _) => tiles.push((
+            StageResults::VerifyAudit(v) => tiles.push((
                 format!("audit vs planted neurons ({})", st.name),
-                format!("P {:.2} · R {:.2}", f(&r["precision"]), f(&r["recall"])),
+                format!("P {:.2} · R {:.2}", f(v.precision), f(v.recall)),
                 format!(
                     "concept F1 {:.3}, {} planted polysemantic",
-                    f(&r["concept_f1"]),
-                    show("", &r["planted_polysemantic"])
+                    f(v.concept_f1),
+                    count(v.planted_polysemantic)
                 ),
             )),
-            ("audit", _) => {
-                let sides = r["sides"].as_array().cloned().unwrap_or_default();
+            StageResults::Audit(a) => {
                 let rate = |k: &str| {
-                    sides
+                    a.sides
                         .iter()
-                        .find(|x| x["kind"] == k)
-                        .map(|x| format!("{:.1}%", f(&x["polysemantic_rate"]) * 100.0))
+                        .find(|x| x.kind == k)
+                        .map(|x| format!("{:.1}%", x.polysemantic_rate * 100.0))
                 };
                 let (big, sub) = match (rate("neurons"), rate("features")) {
                     (Some(n), Some(ft)) => {
@@ -113,15 +115,15 @@ fn headline(h: &mut String, s: &Summary) {
                 };
                 tiles.push((format!("polysemantic ({})", st.name), big, sub));
             }
-            ("train", _) => tiles.push((
+            StageResults::Train(t) => tiles.push((
                 format!("SAE ({})", st.name),
-                format!("EV {:.3}", f(&r["ev"])),
+                format!("EV {:.3}", f(t.ev)),
                 format!(
                     "L0 {:.1}, dead {:.1}%, {} → {}",
-                    f(&r["l0"]),
-                    f(&r["dead_frac"]) * 100.0,
-                    show("", &r["d_in"]),
-                    show("", &r["d_sae"])
+                    f(t.l0),
+                    f(t.dead_frac) * 100.0,
+                    count(t.d_in),
+                    count(t.d_sae)
                 ),
             )),
             _ => {}
@@ -166,19 +168,26 @@ fn checks_table(h: &mut String, s: &Summary) {
     h.push_str("</table>\n");
 }
 
-/// A number as people read it: fractions and rates as percentages, floats to 4 digits.
+/// A count or an integer, `–` when missing.
+fn count<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "–".into(), |v| v.to_string())
+}
+
+/// A float as people read it: fractions and rates (by their key) as percentages, else 4 digits.
+fn float(key: &str, x: f64) -> String {
+    if key.ends_with("_frac") || key.ends_with("_rate") || key == "recovered" {
+        format!("{:.1}%", x * 100.0)
+    } else if x.abs() >= 1000.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+/// Any value of a stage's results, for the generic key/value table.
 fn show(key: &str, v: &Value) -> String {
     match v {
-        Value::Number(n) if n.is_f64() => {
-            let x = n.as_f64().unwrap_or(f64::NAN);
-            if key.ends_with("_frac") || key.ends_with("_rate") || key == "recovered" {
-                format!("{:.1}%", x * 100.0)
-            } else if x.abs() >= 1000.0 {
-                format!("{x:.0}")
-            } else {
-                format!("{x:.4}")
-            }
-        }
+        Value::Number(n) if n.is_f64() => float(key, n.as_f64().unwrap_or(f64::NAN)),
         Value::Number(n) => n.to_string(),
         Value::String(t) => t.clone(),
         Value::Bool(b) => b.to_string(),
@@ -202,17 +211,17 @@ fn show(key: &str, v: &Value) -> String {
     }
 }
 
-/// A table with one row per object of `rows`, columns `cols` (key, heading).
-fn grid(h: &mut String, rows: &[Value], cols: &[(&str, &str)]) {
+/// A table with headings `heads` and one row of cells per entry of `rows`.
+fn grid(h: &mut String, heads: &[&str], rows: impl Iterator<Item = Vec<String>>) {
     h.push_str("<table class=\"grid\"><tr>");
-    for (_, head) in cols {
+    for head in heads {
         let _ = write!(h, "<th>{}</th>", esc(head));
     }
     h.push_str("</tr>\n");
     for r in rows {
         h.push_str("<tr>");
-        for (k, _) in cols {
-            let _ = write!(h, "<td class=\"num\">{}</td>", esc(&show(k, &r[*k])));
+        for cell in r {
+            let _ = write!(h, "<td class=\"num\">{}</td>", esc(&cell));
         }
         h.push_str("</tr>\n");
     }
@@ -226,52 +235,71 @@ fn stage_card(h: &mut String, st: &StageSummary) {
         esc(&st.name),
         esc(st.kind_str())
     );
-    let r = &st.results;
-    match st.kind_str() {
-        "audit" => {
-            let sides = r["sides"].as_array().cloned().unwrap_or_default();
+    match &st.results {
+        StageResults::Audit(a) => {
             let _ = writeln!(
                 h,
                 "<p>{} tokens, {} concepts, {} ≥ {}</p>",
-                esc(&show("tokens", &r["tokens"])),
-                esc(&show("", &r["concepts"])),
-                esc(&show("", &r["score"])),
-                esc(&show("", &r["threshold"]))
+                esc(&count(a.tokens)),
+                esc(&count(a.concepts)),
+                esc(a.score.as_deref().unwrap_or("–")),
+                esc(&a.threshold.map_or_else(|| "–".into(), |t| float("", t)))
             );
             grid(
                 h,
-                &sides,
                 &[
-                    ("kind", "units"),
-                    ("hook", "hook"),
-                    ("units", "count"),
-                    ("polysemantic", "polysemantic"),
-                    ("polysemantic_rate", "rate"),
-                    ("monosemantic", "monosemantic"),
-                    ("unexplained", "unexplained"),
-                    ("dead", "dead"),
+                    "units",
+                    "hook",
+                    "count",
+                    "polysemantic",
+                    "rate",
+                    "monosemantic",
+                    "unexplained",
+                    "dead",
                 ],
+                a.sides.iter().map(|x| {
+                    vec![
+                        x.kind.clone(),
+                        x.hook.clone(),
+                        x.units.to_string(),
+                        x.polysemantic.to_string(),
+                        float("polysemantic_rate", x.polysemantic_rate),
+                        x.monosemantic.to_string(),
+                        x.unexplained.to_string(),
+                        x.dead.to_string(),
+                    ]
+                }),
             );
         }
-        "analyze" => {
-            let hooks = r["hooks"].as_array().cloned().unwrap_or_default();
+        StageResults::Analyze(a) => {
             grid(
                 h,
-                &hooks,
                 &[
-                    ("hook", "hook"),
-                    ("d", "d"),
-                    ("effective_rank", "eff. rank"),
-                    ("rank_ratio", "ratio"),
-                    ("effective_dimensionality", "eff. dim (PR)"),
-                    ("sparsity", "sparsity"),
-                    ("interference", "interference"),
+                    "hook",
+                    "d",
+                    "eff. rank",
+                    "ratio",
+                    "eff. dim (PR)",
+                    "sparsity",
+                    "interference",
                 ],
+                a.hooks.iter().map(|x| {
+                    vec![
+                        x.hook.clone(),
+                        x.d.to_string(),
+                        x.effective_rank.to_string(),
+                        float("rank_ratio", x.rank_ratio),
+                        float("effective_dimensionality", x.effective_dimensionality),
+                        float("sparsity", x.sparsity),
+                        float("interference", x.interference),
+                    ]
+                }),
             );
         }
-        _ => {
+        // Every other kind: all its numbers, by name.
+        r => {
             h.push_str("<table class=\"kv\">\n");
-            for (k, v) in r.as_object().into_iter().flatten() {
+            for (k, v) in r.to_value().as_object().into_iter().flatten() {
                 if v.is_null() || k == "of" {
                     continue;
                 }

@@ -13,7 +13,7 @@
 
 use arrow_array::{Array, BooleanArray, UInt32Array, UInt64Array};
 use candle_core::{DType, Device, Tensor, D};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::model::Sae;
 use super::{Result, SaeError};
@@ -22,7 +22,7 @@ use crate::models::{Model, Splice};
 use crate::store::Dataset;
 
 /// The downstream numbers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DownstreamReport {
     pub contexts: usize,
     /// Positions scored.

@@ -8,11 +8,13 @@
 pub mod checkpoint;
 pub mod config;
 pub mod downstream;
+pub mod eval_report;
 pub mod fast;
 pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod plain;
+pub mod saelens_cfg;
 pub mod step;
 pub mod train;
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, ExportMeta, LogWindow, RunInfo, TrainerCounters, TrainerState};
 use super::config::{EngineChoice, Recipe, TrainConfig};
@@ -42,9 +42,12 @@ pub struct LogRecord {
     pub tokens_per_s: f64,
 }
 
-/// An evaluation over a fixed set of tokens.
-#[derive(Debug, Clone, Serialize)]
+/// An evaluation over a fixed set of tokens (written to
+/// [`EVAL_FILE`](super::eval_report::EVAL_FILE) at the end of training).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalRecord {
+    /// Not read back (a `&'static str`): empty in a record read from a file.
+    #[serde(skip_deserializing)]
     pub kind: &'static str,
     pub step: u64,
     pub tokens_trained: u64,

@@ -444,7 +444,7 @@ fn write_concept_directions(
 }
 
 /// Precision, recall and F1 of an audit against planted neurons.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Prf {
     pub precision: f64,
     pub recall: f64,
@@ -483,8 +483,9 @@ impl Prf {
 }
 
 /// The audit scored against the truth: which neurons are polysemantic, and which
-/// (neuron, concept) pairs the neurons respond to.
-#[derive(Debug, Clone, Serialize)]
+/// (neuron, concept) pairs the neurons respond to. What `unravel verify --audit` writes to
+/// [`VERIFY_FILE`](super::verify::VERIFY_FILE).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NeuronScore {
     /// Distractors are negatives here: they are not polysemantic.
     pub polysemantic: Prf,

@@ -7,12 +7,18 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::kernels::dot;
 
+/// File name of a verification: [`RecoveryReport`] (`verify --sae`) or
+/// [`NeuronScore`](super::neurons::NeuronScore) (`verify --audit`).
+pub const VERIFY_FILE: &str = "verify.json";
+/// The recovery scatter `verify --sae` writes into the SAE's folder.
+pub const VERIFY_PLOT_FILE: &str = "verify.svg";
+
 /// One planted feature's best match.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FeatureMatch {
     pub feature: usize,
     pub frequency: f32,
@@ -24,7 +30,7 @@ pub struct FeatureMatch {
 }
 
 /// Recovery by frequency band.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FrequencyBand {
     pub min_frequency: f32,
     pub max_frequency: f32,
@@ -33,7 +39,9 @@ pub struct FrequencyBand {
     pub recovered: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Planted features against an SAE's decoder: what `unravel verify --sae` writes to
+/// [`VERIFY_FILE`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecoveryReport {
     pub n_truth: usize,
     pub d_sae: usize,
