@@ -14,6 +14,7 @@ pub mod io;
 pub mod memory;
 pub mod models;
 pub mod pipeline;
+pub mod plot;
 pub mod report;
 pub mod sae;
 mod simd;

@@ -2,7 +2,7 @@
 //!
 //! concepts.rs  — concept labels per token (taggers, lexicons, regexes, label columns)
 //! blocks.rs    — a dataset read back as blocks of whole contexts (tokens, labels, one hook)
-//! audit.rs     — streaming scores of every unit × concept and the classification
+//! audit/       — streaming scores of every unit × concept and the classification
 //! report.rs    — the result as written to audit.json
 
 pub mod audit;

@@ -1,16 +1,18 @@
 //! Sparse autoencoders: the model ([`model`]), one training step on two engines ([`step`],
 //! [`fast`], [`plain`]), Adam ([`optim`]), the recipes and their schedules ([`config`]), the
-//! training loop ([`train`]), checkpoints and the SAELens export ([`checkpoint`]), and metrics
-//! ([`metrics`]).
+//! training loop ([`train`]), checkpoints ([`checkpoint`]), the SAELens import/export
+//! ([`saelens`]), and metrics ([`metrics`]).
 
 pub mod checkpoint;
 pub mod config;
 pub mod downstream;
 pub mod fast;
+mod files;
 pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod plain;
+pub mod saelens;
 pub mod step;
 pub mod train;
 
