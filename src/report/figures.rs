@@ -159,8 +159,14 @@ pub(super) fn heatmap_svg(r: &AuditReport, side: &SideReport) -> String {
         }
     }
     s.push_str("</g>");
-    // Legend: the colour scale in 20 steps, with the threshold marked.
-    let (lx, ly, lw) = (left, top + nrows * CELL + 14.0, 200.0);
+    heatmap_legend(&mut s, left, top + nrows * CELL + 14.0, r.threshold);
+    s.push_str("</svg>");
+    s
+}
+
+/// The heatmap's legend at (`lx`, `ly`): the colour scale in 20 steps, with the threshold marked.
+fn heatmap_legend(s: &mut String, lx: f64, ly: f64, threshold: f64) {
+    let lw = 200.0;
     for k in 0..20 {
         let v = (k as f64 + 0.5) / 20.0;
         let _ = write!(
@@ -171,7 +177,7 @@ pub(super) fn heatmap_svg(r: &AuditReport, side: &SideReport) -> String {
             heat_colour(v)
         );
     }
-    let tx = lx + r.threshold.clamp(0.0, 1.0) * lw;
+    let tx = lx + threshold.clamp(0.0, 1.0) * lw;
     let _ = write!(
         s,
         "<rect x=\"{lx:.1}\" y=\"{ly:.1}\" width=\"{lw:.1}\" height=\"10\" fill=\"none\" \
@@ -188,10 +194,8 @@ pub(super) fn heatmap_svg(r: &AuditReport, side: &SideReport) -> String {
         lx + lw,
         ly + 22.0,
         ly + 34.0,
-        sig3(r.threshold)
+        sig3(threshold)
     );
-    s.push_str("</svg>");
-    s
 }
 
 /// Units by number of passing concepts (the last bin is "k or more").
