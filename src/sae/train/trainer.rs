@@ -104,7 +104,7 @@ impl Trainer<'_> {
             self.record(&x, rows, &stats);
             let c = &self.counters;
             observer.stepped(c.step, loss, stats.l0(), self.features.dead_fraction());
-            if c.step % cfg.log_every == 0 || c.step == total {
+            if c.step.is_multiple_of(cfg.log_every) || c.step == total {
                 self.log(lr, lam, &mut clock, observer)?;
             }
             self.scheduled(tokens_before, total, evaluator, observer)?;
