@@ -4,12 +4,12 @@
 
 use rayon::prelude::*;
 
-use super::super::report::{
-    PassingConcept, RejectedConcept, Scores, SideReport, Summary, UnitResult,
-};
 use super::stats::{binomial_cdf, UnitAcc};
 use super::units::UnitSource;
 use super::Audit;
+use crate::analysis::report::{
+    PassingConcept, RejectedConcept, Scores, SideReport, Summary, UnitResult,
+};
 
 /// The tests a unit × concept pair can fail, as bits (0 = it passes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

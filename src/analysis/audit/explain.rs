@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
-use super::super::blocks::BlockStream;
 use super::decision::Failed;
 use super::stats::UnitAcc;
 use super::units::UnitSource;
 use super::{Audit, Progress};
+use crate::analysis::blocks::BlockStream;
 
 /// A candidate unit and the bit set of its passing concepts.
 type Candidate = (usize, u128);

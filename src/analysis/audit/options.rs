@@ -1,6 +1,6 @@
 //! The audit's settings: which score the threshold applies to, and every threshold and size.
 
-use super::super::report::Scores;
+use crate::analysis::report::Scores;
 
 /// Which score the threshold applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use super::super::blocks::{Block, BlockStream};
-use super::super::report::{
-    AuditReport, Card, ConceptInfo, Example, Scores, SideReport, UnitResult, AUDIT_VERSION,
-};
 use super::decision::Failed;
 use super::stats::UnitAcc;
 use super::units::UnitSource;
 use super::Audit;
+use crate::analysis::blocks::{Block, BlockStream};
+use crate::analysis::report::{
+    AuditReport, Card, ConceptInfo, Example, Scores, SideReport, UnitResult, AUDIT_VERSION,
+};
 
 /// The report and the full score table: per side, `[units, concepts]` row-major, with the tests
 /// each pair failed (the same layout).

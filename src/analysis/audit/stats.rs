@@ -2,8 +2,8 @@
 //! they give per concept: selectivity, AUROC, top-k share, IoU, support, z; the binomial tail of
 //! the top-k test; concept counts and co-occurrence.
 
-use super::super::blocks::RowAddr;
-use super::super::report::Scores;
+use crate::analysis::blocks::RowAddr;
+use crate::analysis::report::Scores;
 
 /// Histogram bins per unit (quantile edges; at most this many + 1 bins).
 const BINS: usize = 32;

@@ -4,9 +4,9 @@
 
 use rayon::prelude::*;
 
-use super::super::blocks::{Block, BlockStream, RowAddr};
 use super::stats::UnitAcc;
 use super::{Audit, Progress};
+use crate::analysis::blocks::{Block, BlockStream, RowAddr};
 use crate::store::HookInfo;
 
 /// Rows scored at once (bounds the feature-major buffer: units × ROWS_PER_CHUNK floats).

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use super::super::checkpoint::{self, RunInfo};
-use super::super::config::TrainConfig;
-use super::super::Result;
 use super::evaluation::EvalRecord;
+use crate::sae::checkpoint::{self, RunInfo};
+use crate::sae::config::TrainConfig;
+use crate::sae::Result;
 
 /// Why a finished run counts as diverged, with what to do, or `None`.
 pub(super) fn divergence(final_eval: &EvalRecord, cfg: &TrainConfig) -> Option<String> {

@@ -5,15 +5,15 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::super::config::TrainConfig;
-use super::super::metrics::{dense_fraction, log_density_histogram, FvuAccumulator};
-use super::super::step::Engine;
-use super::super::Result;
 use super::log::append_metrics;
 use super::observer::TrainObserver;
 use super::setup::ordered_loader;
 use super::split::usable_rows;
 use crate::sae::checkpoint::TrainerCounters;
+use crate::sae::config::TrainConfig;
+use crate::sae::metrics::{dense_fraction, log_density_histogram, FvuAccumulator};
+use crate::sae::step::Engine;
+use crate::sae::Result;
 use crate::store::Dataset;
 
 /// An evaluation over a fixed set of tokens.

@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use super::super::checkpoint::{self, ExportMeta, RunInfo};
-use super::super::config::TrainConfig;
-use super::super::metrics::FeatureTracker;
-use super::super::step::Engine;
-use super::super::Result;
 use super::setup::sample_rows;
+use crate::sae::checkpoint::{self, ExportMeta, RunInfo};
+use crate::sae::config::TrainConfig;
+use crate::sae::metrics::FeatureTracker;
+use crate::sae::step::Engine;
+use crate::sae::Result;
 use crate::store::Dataset;
 
 /// Writes the SAELens export and its check file into the run folder.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::super::{Result, SaeError};
+use crate::sae::{Result, SaeError};
 
 /// One `metrics.jsonl` line of training.
 #[derive(Debug, Clone, Serialize)]

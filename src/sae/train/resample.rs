@@ -2,10 +2,10 @@
 
 use rand::{Rng, SeedableRng};
 
-use super::super::config::TrainConfig;
-use super::super::metrics::FeatureTracker;
-use super::super::step::Engine;
-use super::super::Result;
+use crate::sae::config::TrainConfig;
+use crate::sae::metrics::FeatureTracker;
+use crate::sae::step::Engine;
+use crate::sae::Result;
 use crate::store::Loader;
 
 /// Towards Monosemanticity's resampling: features dead over the window get new directions

@@ -4,17 +4,17 @@
 
 use std::path::Path;
 
-use super::super::checkpoint::{self, LogWindow, RunInfo, TrainerCounters, TrainerState};
-use super::super::config::{EngineChoice, Recipe, TrainConfig};
-use super::super::fast::FastEngine;
-use super::super::metrics::FeatureTracker;
-use super::super::model::{geometric_median, Sae};
-use super::super::optim::AdamState;
-use super::super::plain::PlainEngine;
-use super::super::step::Engine;
-use super::super::{Result, SaeError};
 use super::log::truncate_metrics;
 use super::split::choose_split;
+use crate::sae::checkpoint::{self, LogWindow, RunInfo, TrainerCounters, TrainerState};
+use crate::sae::config::{EngineChoice, Recipe, TrainConfig};
+use crate::sae::fast::FastEngine;
+use crate::sae::metrics::FeatureTracker;
+use crate::sae::model::{geometric_median, Sae};
+use crate::sae::optim::AdamState;
+use crate::sae::plain::PlainEngine;
+use crate::sae::step::Engine;
+use crate::sae::{Result, SaeError};
 use crate::store::{Dataset, Loader, LoaderConfig, LoaderMode};
 
 /// Opens the dataset and checks that the run fits it (the hook's width) and fits in memory;

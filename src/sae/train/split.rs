@@ -1,8 +1,8 @@
 //! The held-out split: which trailing shards a new run evaluates on, and the line that says so.
 
-use super::super::config::TrainConfig;
-use super::super::{Result, SaeError};
 use crate::sae::checkpoint::RunInfo;
+use crate::sae::config::TrainConfig;
+use crate::sae::{Result, SaeError};
 use crate::store::Dataset;
 
 /// Rows of a shard that the run reads (special-token rows are skipped unless included).

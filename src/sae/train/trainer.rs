@@ -7,16 +7,16 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::super::checkpoint::{self, RunInfo, TrainerCounters, TrainerState};
-use super::super::config::{Recipe, TrainConfig};
-use super::super::metrics::{dense_fraction, FeatureTracker};
-use super::super::step::{Engine, StepStats};
-use super::super::{Result, SaeError};
 use super::divergence;
 use super::evaluation::Evaluator;
 use super::log::{append_metrics, file_len, LogRecord};
 use super::observer::TrainObserver;
 use super::resample::resample_dead;
+use crate::sae::checkpoint::{self, RunInfo, TrainerCounters, TrainerState};
+use crate::sae::config::{Recipe, TrainConfig};
+use crate::sae::metrics::{dense_fraction, FeatureTracker};
+use crate::sae::step::{Engine, StepStats};
+use crate::sae::{Result, SaeError};
 use crate::store::Loader;
 
 /// A run between its setup and its end: the engine (SAE and Adam), the feature tracker, the
