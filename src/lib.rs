@@ -46,6 +46,7 @@ pub mod kernels;
 pub mod memory;
 pub mod models;
 pub mod pipeline;
+pub mod plot;
 pub mod report;
 pub mod sae;
 pub mod sorted_json;

@@ -1,10 +1,10 @@
 //! Analyses of activation datasets: the polysemanticity audit (units × concepts) and the
 //! superposition metrics of `unravel analyze`. Definitions: docs/metrics.md.
 //!
-//! concepts.rs      — concept labels per token (taggers, lexicons, regexes, label columns)
-//! blocks.rs        — a dataset read back as blocks of whole contexts (tokens, labels, one hook)
-//! audit.rs         — streaming scores of every unit × concept and the classification
-//! report.rs        — the result as written to audit.json
+//! concepts.rs  — concept labels per token (taggers, lexicons, regexes, label columns)
+//! blocks.rs    — a dataset read back as blocks of whole contexts (tokens, labels, one hook)
+//! audit/       — streaming scores of every unit × concept and the classification
+//! report.rs    — the result as written to audit.json
 //! superposition.rs — effective dimensionality and rank, sparsity, interference, PCA of one hook
 //!                    (streamed), and the singular value spectrum of a weight matrix
 

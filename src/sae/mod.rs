@@ -1,19 +1,21 @@
 //! Sparse autoencoders: the model ([`model`]), one training step on two engines ([`step`],
 //! [`fast`], [`plain`]), Adam ([`optim`]), the recipes and their schedules ([`config`]), the
-//! training loop and evaluation ([`train`]), checkpoints and the SAELens import/export
-//! ([`checkpoint`]), metrics ([`metrics`]), and CE loss recovered / KL with the SAE spliced into
-//! GPT-2 ([`downstream`]). Recipes: docs/design.md; metrics: docs/metrics.md; the run folder:
-//! docs/formats.md.
+//! training loop and evaluation ([`train`]), checkpoints ([`checkpoint`]), the SAELens
+//! import/export ([`saelens`]) and the typed `cfg.json` of our export ([`saelens_cfg`]), metrics
+//! ([`metrics`]), and CE loss recovered / KL with the SAE spliced into GPT-2 ([`downstream`]).
+//! Recipes: docs/design.md; metrics: docs/metrics.md; the run folder: docs/formats.md.
 
 pub mod checkpoint;
 pub mod config;
 pub mod downstream;
 pub mod eval_report;
 pub mod fast;
+mod files;
 pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod plain;
+pub mod saelens;
 pub mod saelens_cfg;
 pub mod step;
 pub mod train;

@@ -1,84 +1,16 @@
 //! The toy experiments' plots as hand-written SVG strings (small, dependency-free, exact control
 //! over arrows and heatmap cells): feature arrows in 2D, WᵀW heatmaps, grouped bars (norms, D_i),
-//! a dimensionality scatter, a line plot and the phase-diagram grid.
-
-use std::fmt::Write;
+//! a dimensionality scatter, a line plot and the phase-diagram grid. Elements, escaping and
+//! colours come from the shared toolkit, [`crate::plot`].
 
 use super::experiments::PhaseClass;
+use crate::plot::colour::{diverging, TAB10};
+use crate::plot::Svg;
 
 /// Panel width/height and spacing, in pixels.
 const PANEL: f64 = 240.0;
 const GAP: f64 = 30.0;
 const TOP: f64 = 40.0;
-
-/// One colour per feature, cycling.
-const PALETTE: [&str; 10] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf",
-];
-
-struct Svg {
-    body: String,
-    w: f64,
-    h: f64,
-}
-
-impl Svg {
-    fn new(w: f64, h: f64, title: &str) -> Svg {
-        let mut s = Svg {
-            body: String::new(),
-            w,
-            h,
-        };
-        s.text(w / 2.0, 22.0, 16.0, "middle", title);
-        s
-    }
-
-    fn text(&mut self, x: f64, y: f64, size: f64, anchor: &str, t: &str) {
-        let _ = writeln!(
-            self.body,
-            r#"<text x="{x:.1}" y="{y:.1}" font-size="{size}" text-anchor="{anchor}" font-family="sans-serif">{}</text>"#,
-            escape(t)
-        );
-    }
-
-    fn line(&mut self, (x1, y1): (f64, f64), (x2, y2): (f64, f64), colour: &str, width: f64) {
-        let _ = writeln!(
-            self.body,
-            r#"<line x1="{x1:.2}" y1="{y1:.2}" x2="{x2:.2}" y2="{y2:.2}" stroke="{colour}" stroke-width="{width}"/>"#
-        );
-    }
-
-    fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, tip: &str) {
-        let _ = writeln!(
-            self.body,
-            r#"<rect x="{x:.2}" y="{y:.2}" width="{w:.2}" height="{h:.2}" fill="{fill}"><title>{}</title></rect>"#,
-            escape(tip)
-        );
-    }
-
-    fn circle(&mut self, x: f64, y: f64, r: f64, fill: &str, stroke: &str) {
-        let _ = writeln!(
-            self.body,
-            r#"<circle cx="{x:.2}" cy="{y:.2}" r="{r:.2}" fill="{fill}" stroke="{stroke}"/>"#
-        );
-    }
-
-    fn finish(self) -> String {
-        format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n{}</svg>\n",
-            self.body,
-            w = self.w,
-            h = self.h
-        )
-    }
-}
-
-fn escape(t: &str) -> String {
-    t.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
 
 /// Panels side by side, wrapping after `per_row`: the top-left corner of panel k.
 fn grid(count: usize, per_row: usize) -> (f64, f64, impl Fn(usize) -> (f64, f64)) {
@@ -117,29 +49,13 @@ pub fn feature_arrows(title: &str, panels: &[(String, Vec<Vec<f32>>)]) -> String
         for i in 0..n {
             let (dx, dy) = (wm[0][i] as f64, wm.get(1).map_or(0.0, |r| r[i] as f64));
             let tip = (c.0 + dx * scale, c.1 - dy * scale);
-            let colour = PALETTE[i % PALETTE.len()];
+            let colour = TAB10[i % TAB10.len()];
             s.line(c, tip, colour, 2.5);
             s.circle(tip.0, tip.1, 3.5, colour, colour);
             s.text(tip.0 + 5.0, tip.1 - 5.0, 10.0, "start", &format!("{i}"));
         }
     }
     s.finish()
-}
-
-/// Diverging blue–white–red for v in [−1, 1].
-fn diverging(v: f64) -> String {
-    let v = v.clamp(-1.0, 1.0);
-    let (r, g, b) = if v >= 0.0 {
-        (1.0, 1.0 - v, 1.0 - v)
-    } else {
-        (1.0 + v, 1.0 + v, 1.0)
-    };
-    format!(
-        "rgb({},{},{})",
-        (r * 255.0) as u8,
-        (g * 255.0) as u8,
-        (b * 255.0) as u8
-    )
 }
 
 /// Square matrices as heatmaps (shared colour scale ±max|v|), one panel each.
@@ -193,12 +109,7 @@ pub fn bars(title: &str, y_label: &str, groups: &[(String, Vec<f64>)], refs: &[f
         s.text(x0 - 4.0, y0 + PANEL, 10.0, "end", "0");
         let y = |v: f64| y0 + PANEL - v / top * PANEL;
         for &r in refs {
-            let _ = writeln!(
-                s.body,
-                r##"<line x1="{x0:.1}" y1="{yy:.1}" x2="{x1:.1}" y2="{yy:.1}" stroke="#999" stroke-dasharray="4 3"/>"##,
-                yy = y(r),
-                x1 = x0 + PANEL
-            );
+            s.dashed_hline(x0, x0 + PANEL, y(r), "#999");
         }
         let bw = PANEL / vals.len().max(1) as f64;
         for (i, &v) in vals.iter().enumerate() {
@@ -209,7 +120,7 @@ pub fn bars(title: &str, y_label: &str, groups: &[(String, Vec<f64>)], refs: &[f
                 y(v),
                 bw * 0.8,
                 v / top * PANEL,
-                PALETTE[i % PALETTE.len()],
+                TAB10[i % TAB10.len()],
                 &tip,
             );
         }
@@ -226,12 +137,7 @@ pub fn dimensionality(title: &str, cats: &[(String, Vec<f64>, f64)]) -> String {
     let (x0, y0, ph) = (GAP * 2.0, TOP + 10.0, 280.0);
     let y = |v: f64| y0 + ph - v.clamp(0.0, 1.1) / 1.1 * ph;
     for (v, name) in [(1.0, "1"), (0.5, "1/2"), (0.4, "2/5"), (1.0 / 3.0, "1/3")] {
-        let _ = writeln!(
-            s.body,
-            r##"<line x1="{x0:.1}" y1="{yy:.1}" x2="{x1:.1}" y2="{yy:.1}" stroke="#bbb" stroke-dasharray="4 3"/>"##,
-            yy = y(v),
-            x1 = w - GAP
-        );
+        s.dashed_hline(x0, w - GAP, y(v), "#bbb");
         s.text(x0 - 4.0, y(v) + 4.0, 10.0, "end", name);
     }
     s.line((x0, y0 + ph), (w - GAP, y0 + ph), "black", 1.0);
@@ -279,7 +185,7 @@ pub fn lines(
     s.text(x0 + pw / 2.0, h - 14.0, 12.0, "middle", x_label);
     s.text(14.0, y0 - 8.0, 12.0, "start", y_label);
     for (k, (name, p)) in series.iter().enumerate() {
-        let colour = PALETTE[k % PALETTE.len()];
+        let colour = TAB10[k % TAB10.len()];
         for pair in p.windows(2) {
             s.line(
                 (px(pair[0].0), py(pair[0].1)),
