@@ -288,7 +288,7 @@ pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
     let json = serde_json::to_string_pretty(&summary)?;
     unravel::io::write_atomic(&run.join("summary.json"), json.as_bytes())
         .with_context(|| format!("cannot write {}", run.join("summary.json").display()))?;
-    unravel::report::index::write_index(&summary, &run)
+    unravel::pipeline::index::write_index(&summary, &run)
         .with_context(|| format!("cannot write {}", run.join("index.html").display()))?;
     print_summary(&summary);
     println!("open {}", run.join("index.html").display());

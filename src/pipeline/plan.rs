@@ -21,50 +21,7 @@ use super::spec::{Flag, StageSpec, Verified};
 use crate::sae::eval_report::EVAL_FILE;
 use crate::synth::verify::VERIFY_FILE;
 
-/// Stage kinds, in the order they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Extract,
-    Synth,
-    Plant,
-    Train,
-    Eval,
-    Audit,
-    Verify,
-    Analyze,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 8] = [
-        Kind::Extract,
-        Kind::Synth,
-        Kind::Plant,
-        Kind::Train,
-        Kind::Eval,
-        Kind::Audit,
-        Kind::Verify,
-        Kind::Analyze,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Extract => "extract",
-            Kind::Synth => "synth",
-            Kind::Plant => "plant",
-            Kind::Train => "train",
-            Kind::Eval => "eval",
-            Kind::Audit => "audit",
-            Kind::Verify => "verify",
-            Kind::Analyze => "analyze",
-        }
-    }
-
-    /// Kinds that write an activation dataset.
-    fn makes_dataset(self) -> bool {
-        matches!(self, Kind::Extract | Kind::Synth | Kind::Plant)
-    }
-}
+pub use super::kind::Kind;
 
 /// What ground truth a dataset carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -604,21 +561,27 @@ impl Builder<'_> {
             Kind::Verify => unreachable!("verify stages are added by add_verify_stages"),
         };
         if kind.makes_dataset() {
-            let truth = match kind {
-                Kind::Synth if t.contains_key("neurons") => Truth::Neurons,
-                Kind::Synth | Kind::Plant => Truth::Features,
-                _ => Truth::None,
-            };
-            self.datasets.insert(
-                name.clone(),
-                DatasetRef {
-                    path: out.clone(),
-                    truth,
-                    stage: Some(name.clone()),
-                },
-            );
+            self.register_dataset(kind, &name, t, out);
         }
         self.push(name, spec, inputs, None)
+    }
+
+    /// Records the dataset a stage of `kind` writes into `out`, with the truth it carries, for
+    /// the stages after it to read.
+    fn register_dataset(&mut self, kind: Kind, name: &str, t: &Table, out: PathBuf) {
+        let truth = match kind {
+            Kind::Synth if t.contains_key("neurons") => Truth::Neurons,
+            Kind::Synth | Kind::Plant => Truth::Features,
+            _ => Truth::None,
+        };
+        self.datasets.insert(
+            name.to_string(),
+            DatasetRef {
+                path: out,
+                truth,
+                stage: Some(name.to_string()),
+            },
+        );
     }
 
     /// The SAE a stage reads: `sae = "STAGE"`, `sae = false` (none), or by default the last

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::plan::Kind;
+use super::kind::Kind;
 
 /// A flag from a config section: `--name VALUE`, or a bare `--name` (`value` None).
 #[derive(Debug, Clone, PartialEq, Serialize)]

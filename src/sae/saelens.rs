@@ -122,8 +122,8 @@ pub fn locate_saelens(spec: &str, hub: &crate::hub::HubOptions) -> Result<PathBu
     }
     let repo_id = format!("{}/{}", parts[0], parts[1]);
     let sub = parts[2..].join("/");
-    let repo = crate::hub::HubRepo::open(&repo_id, hub)
-        .map_err(|e| SaeError::Config(e.to_string()))?;
+    let repo =
+        crate::hub::HubRepo::open(&repo_id, hub).map_err(|e| SaeError::Config(e.to_string()))?;
     let name = |f: &str| {
         if sub.is_empty() {
             f.to_string()

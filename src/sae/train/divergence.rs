@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::evaluation::EvalRecord;
+use super::record::EvalRecord;
 use crate::sae::checkpoint::{self, RunInfo};
 use crate::sae::config::TrainConfig;
 use crate::sae::Result;

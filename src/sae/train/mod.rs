@@ -18,6 +18,7 @@ mod evaluation;
 mod export;
 mod log;
 mod observer;
+mod record;
 mod resample;
 mod setup;
 mod split;
@@ -31,9 +32,10 @@ use super::checkpoint::{self, RunInfo, TrainerState};
 use super::config::TrainConfig;
 use super::{Result, SaeError};
 
-pub use evaluation::{evaluate, evaluate_observed, evaluation_rows, EvalRecord, EvalTotals};
+pub use evaluation::{evaluate, evaluate_observed, evaluation_rows, EvalTotals};
 pub use log::LogRecord;
 pub use observer::{Silent, TrainObserver, TrainSummary};
+pub use record::EvalRecord;
 pub use setup::make_engine;
 
 use evaluation::Evaluator;

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::evaluation::EvalRecord;
 use super::log::LogRecord;
+use super::record::EvalRecord;
 
 /// Receives progress; every method has a do-nothing default.
 pub trait TrainObserver {

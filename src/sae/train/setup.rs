@@ -124,8 +124,7 @@ fn initial_sae(cfg: &TrainConfig, sample: &[f32]) -> Result<(Sae, f32)> {
     let d = cfg.d_in;
     Ok(match &cfg.from {
         Some(from) => {
-            let folder =
-                checkpoint::locate_saelens(from, &crate::hub::HubOptions::default())?;
+            let folder = checkpoint::locate_saelens(from, &crate::hub::HubOptions::default())?;
             let loaded = checkpoint::load_saelens(&folder)?;
             if loaded.sae.d_in != d || loaded.sae.d_sae != cfg.d_sae {
                 return Err(SaeError::Config(format!(

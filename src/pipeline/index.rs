@@ -7,9 +7,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::html::{esc, CSS};
-use crate::pipeline::results::StageResults;
-use crate::pipeline::summary::{StageSummary, Summary, SUMMARY_FILE};
+use super::results::{AnalyzeNumbers, AuditNumbers, StageResults};
+use super::summary::{StageSummary, Summary, SUMMARY_FILE};
+use crate::report::html::{esc, CSS};
 
 /// File name of the index page in the run folder.
 pub const INDEX_FILE: &str = "index.html";
@@ -236,66 +236,8 @@ fn stage_card(h: &mut String, st: &StageSummary) {
         esc(st.kind_str())
     );
     match &st.results {
-        StageResults::Audit(a) => {
-            let _ = writeln!(
-                h,
-                "<p>{} tokens, {} concepts, {} ≥ {}</p>",
-                esc(&count(a.tokens)),
-                esc(&count(a.concepts)),
-                esc(a.score.as_deref().unwrap_or("–")),
-                esc(&a.threshold.map_or_else(|| "–".into(), |t| float("", t)))
-            );
-            grid(
-                h,
-                &[
-                    "units",
-                    "hook",
-                    "count",
-                    "polysemantic",
-                    "rate",
-                    "monosemantic",
-                    "unexplained",
-                    "dead",
-                ],
-                a.sides.iter().map(|x| {
-                    vec![
-                        x.kind.clone(),
-                        x.hook.clone(),
-                        x.units.to_string(),
-                        x.polysemantic.to_string(),
-                        float("polysemantic_rate", x.polysemantic_rate),
-                        x.monosemantic.to_string(),
-                        x.unexplained.to_string(),
-                        x.dead.to_string(),
-                    ]
-                }),
-            );
-        }
-        StageResults::Analyze(a) => {
-            grid(
-                h,
-                &[
-                    "hook",
-                    "d",
-                    "eff. rank",
-                    "ratio",
-                    "eff. dim (PR)",
-                    "sparsity",
-                    "interference",
-                ],
-                a.hooks.iter().map(|x| {
-                    vec![
-                        x.hook.clone(),
-                        x.d.to_string(),
-                        x.effective_rank.to_string(),
-                        float("rank_ratio", x.rank_ratio),
-                        float("effective_dimensionality", x.effective_dimensionality),
-                        float("sparsity", x.sparsity),
-                        float("interference", x.interference),
-                    ]
-                }),
-            );
-        }
+        StageResults::Audit(a) => audit_numbers(h, a),
+        StageResults::Analyze(a) => analyze_numbers(h, a),
         // Every other kind: all its numbers, by name.
         r => {
             h.push_str("<table class=\"kv\">\n");
@@ -333,6 +275,70 @@ fn stage_card(h: &mut String, st: &StageSummary) {
         );
     }
     h.push_str("</div>\n");
+}
+
+/// The audit's numbers: tokens, concepts, the score and each side's classes.
+fn audit_numbers(h: &mut String, a: &AuditNumbers) {
+    let _ = writeln!(
+        h,
+        "<p>{} tokens, {} concepts, {} ≥ {}</p>",
+        esc(&count(a.tokens)),
+        esc(&count(a.concepts)),
+        esc(a.score.as_deref().unwrap_or("–")),
+        esc(&a.threshold.map_or_else(|| "–".into(), |t| float("", t)))
+    );
+    grid(
+        h,
+        &[
+            "units",
+            "hook",
+            "count",
+            "polysemantic",
+            "rate",
+            "monosemantic",
+            "unexplained",
+            "dead",
+        ],
+        a.sides.iter().map(|x| {
+            vec![
+                x.kind.clone(),
+                x.hook.clone(),
+                x.units.to_string(),
+                x.polysemantic.to_string(),
+                float("polysemantic_rate", x.polysemantic_rate),
+                x.monosemantic.to_string(),
+                x.unexplained.to_string(),
+                x.dead.to_string(),
+            ]
+        }),
+    );
+}
+
+/// The superposition metrics of each analysed hook.
+fn analyze_numbers(h: &mut String, a: &AnalyzeNumbers) {
+    grid(
+        h,
+        &[
+            "hook",
+            "d",
+            "eff. rank",
+            "ratio",
+            "eff. dim (PR)",
+            "sparsity",
+            "interference",
+        ],
+        a.hooks.iter().map(|x| {
+            vec![
+                x.hook.clone(),
+                x.d.to_string(),
+                x.effective_rank.to_string(),
+                float("rank_ratio", x.rank_ratio),
+                float("effective_dimensionality", x.effective_dimensionality),
+                float("sparsity", x.sparsity),
+                float("interference", x.interference),
+            ]
+        }),
+    );
 }
 
 fn stages_table(h: &mut String, s: &Summary) {
