@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod downstream;
+pub mod evaluate;
 pub mod fast;
 pub mod metrics;
 pub mod model;

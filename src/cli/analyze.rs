@@ -27,7 +27,7 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "DIR", required_unless_present = "weights")]
     acts: Option<PathBuf>,
     #[command(flatten)]
-    read: crate::read_args::ReadArgs,
+    read: crate::cli::read_args::ReadArgs,
     /// Instead of activations: the singular value spectrum and effective rank of every weight
     /// matrix of a model (local folder or hub repo id; read from the cache when offline).
     #[arg(long, value_name = "MODEL", conflicts_with = "acts")]
@@ -36,22 +36,22 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "PATTERNS")]
     hooks: Option<String>,
     /// Fraction of the variance the effective rank must explain.
-    #[arg(long, default_value_t = 0.99, value_parser = crate::cmd_values::open_fraction, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.99, value_parser = crate::cli::values::open_fraction, allow_negative_numbers = true)]
     rank_threshold: f64,
     /// |a| below this counts as zero for the sparsity.
-    #[arg(long, default_value_t = 1e-6, value_parser = crate::cmd_values::positive_f32, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-6, value_parser = crate::cli::values::positive_f32, allow_negative_numbers = true)]
     epsilon: f32,
     /// Use at most this many tokens (special rows excluded).
-    #[arg(long, value_parser = crate::cmd_values::at_least_1::<u64>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
     max_tokens: Option<u64>,
     /// Colour the PCA scatter by this label column of the shards (e.g. label.sentiment).
     #[arg(long, value_name = "COLUMN")]
     color_by: Option<String>,
     /// Rows projected for the PCA scatter.
-    #[arg(long, default_value_t = 2000, value_parser = crate::cmd_values::whole::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 2000, value_parser = crate::cli::values::whole::<usize>, allow_negative_numbers = true)]
     pca_points: usize,
     /// Dimensions in the correlation heatmap.
-    #[arg(long, default_value_t = 64, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 64, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
     heatmap_dims: usize,
     /// Output folder.
     #[arg(long, value_name = "DIR")]
@@ -218,7 +218,7 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
     let groups: usize = (0..ds.shard_count())
         .map(|s| ds.shard_reader(s).map(|r| r.row_groups().len()))
         .sum::<Result<usize, _>>()?;
-    let bar = crate::cmd_train::progress_bar(
+    let bar = crate::cli::progress::progress_bar(
         "{spinner} analyze [{bar:30}] {pos}/{len} row groups  {msg}  {elapsed} ETA {eta}",
     );
     bar.set_length(groups as u64);

@@ -34,7 +34,7 @@ pub struct AuditArgs {
     #[arg(long, value_name = "DIR")]
     acts: PathBuf,
     #[command(flatten)]
-    read: crate::read_args::ReadArgs,
+    read: crate::cli::read_args::ReadArgs,
     /// Audit the neurons (dimensions) of this hook. Default: the SAE's hook, or the dataset's
     /// only hook.
     #[arg(long, value_name = "NAME")]
@@ -66,14 +66,14 @@ pub struct AuditArgs {
     #[arg(long, default_value = "selectivity")]
     score: String,
     /// A concept passes when its score is at least this.
-    #[arg(long, default_value_t = 0.3, value_parser = crate::cmd_values::non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.3, value_parser = crate::cli::values::non_negative_f64, allow_negative_numbers = true)]
     threshold: f64,
     /// ... and the unit fires (> 0) on at least this many of the concept's tokens.
-    #[arg(long, default_value_t = 10, value_parser = crate::cmd_values::at_least_1::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
     min_support: u64,
     /// ... and its mean on the concept beats the rest by at least this many standard errors
     /// (guards rare concepts against chance; 5 keeps chance passes below ~1 in 3 million tests).
-    #[arg(long, default_value_t = 5.0, value_parser = crate::cmd_values::non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 5.0, value_parser = crate::cli::values::non_negative_f64, allow_negative_numbers = true)]
     min_z: f64,
     /// ... and the unit's ranks agree with its mean: the concept's AUROC is at least this (0.5 is
     /// chance; a mean lifted by a few huge activations on tokens the unit otherwise ranks low
@@ -90,21 +90,21 @@ pub struct AuditArgs {
     #[arg(long, default_value_t = 0.0, value_name = "LIFT")]
     min_topk_lift: f64,
     /// Top activations per unit for the top-k share (and the report's examples).
-    #[arg(long, default_value_t = 50, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 50, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
     top_k: usize,
     /// A passing concept with at least this share of its tokens inside a larger passing concept
     /// (|A∩B| / |A|) is subsumed by it and does not make the unit polysemantic.
-    #[arg(long, default_value_t = 0.5, value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.5, value_parser = crate::cli::values::fraction, allow_negative_numbers = true)]
     related_overlap: f64,
     /// Units shown as cards in the report, per side.
-    #[arg(long, default_value_t = 32, value_parser = crate::cmd_values::whole::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 32, value_parser = crate::cli::values::whole::<usize>, allow_negative_numbers = true)]
     cards: usize,
     /// Score at most this many tokens.
-    #[arg(long, value_parser = crate::cmd_values::at_least_1::<u64>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
     max_tokens: Option<u64>,
     /// False-positive control: shuffle the concept labels across tokens with this seed (base
     /// rates kept, any link to the units broken). A sound audit then finds ~0 polysemantic units.
-    #[arg(long, value_name = "SEED", value_parser = crate::cmd_values::whole::<u64>, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SEED", value_parser = crate::cli::values::whole::<u64>, allow_negative_numbers = true)]
     shuffle_labels: Option<u64>,
     /// Output folder.
     #[arg(long, value_name = "DIR")]
@@ -282,7 +282,7 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
             .unwrap_or(manifest.totals.rows - manifest.totals.special_rows),
         a.acts.display()
     );
-    let bar = crate::cmd_train::progress_bar(
+    let bar = crate::cli::progress::progress_bar(
         "{spinner} audit [{bar:30}] {pos}/{len} row groups  {msg}  {elapsed} ETA {eta}",
     );
     let t0 = std::time::Instant::now();
