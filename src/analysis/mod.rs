@@ -5,6 +5,7 @@
 //! audit.rs     — streaming scores of every unit × concept and the classification
 //! report.rs    — the result as written to audit.json
 
+pub mod analyze;
 pub mod audit;
 pub mod blocks;
 pub mod concepts;

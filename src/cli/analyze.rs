@@ -1,15 +1,20 @@
 //! `unravel analyze`: superposition metrics of every chosen hook of a dataset, one streaming pass;
 //! a per-layer table and plots.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use arrow_array::Array;
 use clap::Args;
 
-use unravel::analysis::superposition::{CovarianceAcc, HookMetrics};
+use unravel::analysis::analyze::{
+    analyze, Analysis, AnalysisReport, AnalyzeError, AnalyzeObserver, AnalyzeOptions,
+    ANALYSIS_FILE,
+};
 use unravel::report::plots;
 use unravel::store::Dataset;
+
+use crate::cli::output;
+use crate::cli::progress::progress_bar;
 
 pub const ANALYZE_EXAMPLES: &str = "Examples:\n  \
 # every hook of a dataset: effective dimensionality, effective rank, sparsity, interference\n  \
@@ -56,39 +61,6 @@ pub struct AnalyzeArgs {
     /// Output folder.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-}
-
-/// The hooks matching the comma-separated patterns, in dataset order.
-fn select_hooks(ds: &Dataset, patterns: Option<&str>) -> Result<Vec<unravel::store::HookInfo>> {
-    let all = &ds.manifest().hooks;
-    let Some(p) = patterns else {
-        return Ok(all.clone());
-    };
-    let mut out = vec![];
-    for pat in p.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let glob = globset::Glob::new(pat)
-            .map_err(|e| anyhow!("--hooks {pat}: {e}"))?
-            .compile_matcher();
-        let hits: Vec<_> = all.iter().filter(|h| glob.is_match(&h.name)).collect();
-        if hits.is_empty() {
-            bail!(
-                "--hooks {pat}: matches no hook of the dataset (it has: {})",
-                all.iter()
-                    .map(|h| h.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        for h in hits {
-            if !out
-                .iter()
-                .any(|o: &unravel::store::HookInfo| o.name == h.name)
-            {
-                out.push(h.clone());
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// `--weights`: every 2-D tensor of the model's safetensors files.
@@ -184,6 +156,26 @@ fn analyze_weights(a: &AnalyzeArgs, spec: &str) -> Result<()> {
     Ok(())
 }
 
+/// The row-group bar: tokens so far and their rate.
+struct Bar {
+    bar: indicatif::ProgressBar,
+    t0: std::time::Instant,
+}
+
+impl AnalyzeObserver for Bar {
+    fn started(&mut self, row_groups: u64) {
+        self.bar.set_length(row_groups);
+        self.t0 = std::time::Instant::now();
+    }
+    fn row_group_done(&mut self, tokens: u64) {
+        self.bar.inc(1);
+        self.bar.set_message(format!(
+            "{tokens} tokens, {:.0} tok/s",
+            tokens as f64 / self.t0.elapsed().as_secs_f64().max(1e-9)
+        ));
+    }
+}
+
 pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
     if !(a.rank_threshold > 0.0 && a.rank_threshold <= 1.0) {
         bail!("--rank-threshold {}: must be in (0, 1]", a.rank_threshold);
@@ -196,124 +188,51 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
     };
     let ds = Dataset::open_with(acts, a.read.options())
         .with_context(|| format!("--acts {}", acts.display()))?;
-    let hooks = select_hooks(&ds, a.hooks.as_deref())?;
-    if let Some(c) = &a.color_by {
-        if !ds.manifest().label_columns.contains(c) {
-            bail!(
-                "--color-by {c}: not a label column of the dataset (it has: {})",
-                if ds.manifest().label_columns.is_empty() {
-                    "none".into()
-                } else {
-                    ds.manifest().label_columns.join(", ")
-                }
-            );
+    let opts = AnalyzeOptions {
+        hooks: a.hooks.clone(),
+        rank_threshold: a.rank_threshold,
+        epsilon: a.epsilon,
+        max_tokens: a.max_tokens,
+        color_by: a.color_by.clone(),
+        pca_points: a.pca_points,
+        heatmap_dims: a.heatmap_dims,
+    };
+    let mut bar = Bar {
+        bar: progress_bar(
+            "{spinner} analyze [{bar:30}] {pos}/{len} row groups  {msg}  {elapsed} ETA {eta}",
+        ),
+        t0: std::time::Instant::now(),
+    };
+    let result = analyze(&ds, &opts, &mut bar);
+    bar.bar.finish_and_clear();
+    let analysis = result.map_err(|e| match e {
+        AnalyzeError::BadPattern { .. } | AnalyzeError::NoHookMatches { .. } => {
+            anyhow!("--hooks {e}")
         }
-    }
-    let mut colors: Vec<String> = vec![];
-    let mut accs: Vec<CovarianceAcc> = hooks
-        .iter()
-        .map(|h| CovarianceAcc::new(h.d, a.epsilon, a.pca_points))
-        .collect();
-    ds.check_shards(&(0..ds.shard_count()).collect::<Vec<_>>())?;
-    let groups: usize = (0..ds.shard_count())
-        .map(|s| ds.shard_reader(s).map(|r| r.row_groups().len()))
-        .sum::<Result<usize, _>>()?;
-    let bar = crate::cli::progress::progress_bar(
-        "{spinner} analyze [{bar:30}] {pos}/{len} row groups  {msg}  {elapsed} ETA {eta}",
-    );
-    bar.set_length(groups as u64);
-    let t0 = std::time::Instant::now();
-    let mut tokens = 0u64;
-    'shards: for s in 0..ds.shard_count() {
-        let reader = ds.shard_reader(s)?;
-        for g in 0..reader.row_groups().len() {
-            // Hooks are read row-aligned, so a row dropped for NaN/Inf in one hook is dropped
-            // in all, and from the colour labels too.
-            let (reads, dropped) = reader.read_hooks_aligned(&hooks, g)?;
-            if let Some(col) = a
-                .color_by
-                .as_deref()
-                .filter(|_| colors.len() < a.pca_points)
-            {
-                // The label of each non-special row, aligned with the PCA sample.
-                let mut labels = vec![];
-                for batch in reader.read_columns(g, &["special", col])? {
-                    let sp = batch
-                        .column(0)
-                        .as_any()
-                        .downcast_ref::<arrow_array::BooleanArray>();
-                    let lab = batch
-                        .column(1)
-                        .as_any()
-                        .downcast_ref::<arrow_array::StringArray>();
-                    let (Some(sp), Some(lab)) = (sp, lab) else {
-                        bail!(
-                            "{}: unexpected column types for special / {col}",
-                            reader.path().display()
-                        )
-                    };
-                    for i in (0..sp.len()).filter(|&i| !sp.value(i)) {
-                        labels.push(if lab.is_null(i) {
-                            "(none)".into()
-                        } else {
-                            lab.value(i).to_string()
-                        });
-                    }
-                }
-                let mut keep = vec![true; labels.len()];
-                dropped.iter().for_each(|&r| keep[r] = false);
-                colors.extend(
-                    labels
-                        .into_iter()
-                        .zip(keep)
-                        .filter_map(|(l, k)| k.then_some(l)),
-                );
-                colors.truncate(a.pca_points);
-            }
-            let mut rows = 0;
-            for ((hook, acc), r) in hooks.iter().zip(accs.iter_mut()).zip(&reads) {
-                let keep = match a.max_tokens {
-                    Some(max) => r.rows.min((max - tokens) as usize),
-                    None => r.rows,
-                };
-                acc.add(&r.values[..keep * hook.d]);
-                rows = keep;
-            }
-            tokens += rows as u64;
-            bar.inc(1);
-            bar.set_message(format!(
-                "{tokens} tokens, {:.0} tok/s",
-                tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
-            ));
-            if a.max_tokens.is_some_and(|m| tokens >= m) {
-                break 'shards;
-            }
-        }
-    }
-    bar.finish_and_clear();
-    if tokens == 0 {
-        bail!("--acts {}: no token rows to analyze", acts.display());
-    }
-    let metrics: Vec<HookMetrics> = accs
-        .into_iter()
-        .map(|acc| acc.finish(a.rank_threshold, a.heatmap_dims))
-        .collect();
-
+        AnalyzeError::NotALabelColumn { .. } => anyhow!("--color-by {e}"),
+        AnalyzeError::NoRows => anyhow!("--acts {}: {e}", acts.display()),
+        e => e.into(),
+    })?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
-    let names: Vec<String> = hooks.iter().map(|h| h.name.clone()).collect();
-    let json = serde_json::json!({
-        "dataset": acts.display().to_string(),
-        "model": ds.manifest().model.id,
-        "tokens": tokens,
-        "hooks": names.iter().zip(&metrics).map(|(n, m)| serde_json::json!({"hook": n, "metrics": m})).collect::<Vec<_>>(),
-    });
-    let path = a.out.join("analysis.json");
-    unravel::io::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
+    let path = a.out.join(ANALYSIS_FILE);
+    let report = AnalysisReport::new(&analysis, acts, &ds);
+    output::write(&path, report.to_json().as_bytes(), || {
+        format!("writing {}", path.display())
+    })?;
+    write_plots(a, &analysis)?;
+    print_table(a, acts, &analysis, bar.t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Spectrum, PCA and correlation plots of each hook; with several hooks, the per-layer plot and
+/// all spectra in one.
+fn write_plots(a: &AnalyzeArgs, analysis: &Analysis) -> Result<()> {
+    let (names, metrics) = (&analysis.hooks, &analysis.metrics);
+    let colors = analysis.colors.as_deref();
     let plot = |r: Result<(), String>| {
         r.map_err(|e| anyhow!("writing plots into {}: {e}", a.out.display()))
     };
-    for (name, m) in names.iter().zip(&metrics) {
+    for (name, m) in names.iter().zip(metrics) {
         let file = name.replace(['/', '*'], "_");
         plot(plots::spectrum(
             &a.out.join(format!("spectrum-{file}.svg")),
@@ -324,9 +243,7 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
         plot(plots::scatter(
             &a.out.join(format!("pca-{file}.svg")),
             &m.pca_2d,
-            a.color_by
-                .as_ref()
-                .map(|_| &colors[..colors.len().min(m.pca_2d.len())]),
+            colors.map(|c| &c[..c.len().min(m.pca_2d.len())]),
             &format!("{name}: PCA"),
             ("PC1", "PC2"),
         ))?;
@@ -372,17 +289,22 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
             "eigenvalue (log10)",
         ))?;
     }
+    Ok(())
+}
+
+/// The per-hook table.
+fn print_table(a: &AnalyzeArgs, acts: &Path, analysis: &Analysis, secs: f64) {
     println!(
-        "{tokens} tokens of {} ({:.1}s); effective rank at {:.0}% of the variance:",
+        "{} tokens of {} ({secs:.1}s); effective rank at {:.0}% of the variance:",
+        analysis.tokens,
         acts.display(),
-        t0.elapsed().as_secs_f64(),
         100.0 * a.rank_threshold
     );
     println!(
         "  {:<32} {:>6} {:>9} {:>6} {:>11} {:>9} {:>12}",
         "hook", "units", "eff.rank", "ratio", "eff.dim(PR)", "sparsity", "interference"
     );
-    for (name, m) in names.iter().zip(&metrics) {
+    for (name, m) in analysis.hooks.iter().zip(&analysis.metrics) {
         println!(
             "  {name:<32} {:>6} {:>9} {:>6.3} {:>11.2} {:>9.4} {:>12.4}",
             m.d,
@@ -394,5 +316,4 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
         );
     }
     println!("wrote {}/analysis.json and plots", a.out.display());
-    Ok(())
 }
