@@ -9,5 +9,7 @@ pub mod analyze;
 pub mod audit;
 pub mod blocks;
 pub mod concepts;
+pub mod label_values;
 pub mod report;
 pub mod superposition;
+pub mod weights;

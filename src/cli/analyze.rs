@@ -7,9 +7,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 
 use unravel::analysis::analyze::{
-    analyze, Analysis, AnalysisReport, AnalyzeError, AnalyzeObserver, AnalyzeOptions,
-    ANALYSIS_FILE,
+    analyze, Analysis, AnalysisReport, AnalyzeError, AnalyzeObserver, AnalyzeOptions, ANALYSIS_FILE,
 };
+use unravel::analysis::weights::{weight_spectra, WEIGHTS_FILE};
 use unravel::report::plots;
 use unravel::store::Dataset;
 
@@ -65,67 +65,14 @@ pub struct AnalyzeArgs {
 
 /// `--weights`: every 2-D tensor of the model's safetensors files.
 fn analyze_weights(a: &AnalyzeArgs, spec: &str) -> Result<()> {
-    let files =
-        unravel::models::load::resolve(spec, &unravel::models::load::HubOptions::default(), true)
-            .map_err(|e| anyhow!("--weights {e}"))?;
-    if files.weights.is_empty() {
-        bail!("--weights {spec}: no safetensors weights found");
-    }
-    let mut rows = vec![];
-    for file in &files.weights {
-        let tensors = candle_core::safetensors::load(file, &candle_core::Device::Cpu)
-            .map_err(|e| anyhow!("--weights {}: {e}", file.display()))?;
-        for (name, t) in tensors {
-            let &[r, c] = t.dims() else { continue };
-            if r < 2 || c < 2 {
-                continue;
-            }
-            let w: Vec<f32> = t
-                .to_dtype(candle_core::DType::F32)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1())
-                .map_err(|e| anyhow!("--weights {}: tensor {name}: {e}", file.display()))?;
-            let (sv, rank) =
-                unravel::analysis::superposition::weight_spectrum(&w, r, c, a.rank_threshold);
-            rows.push((name, [r, c], sv, rank));
-        }
-    }
-    // Natural order: h.2 before h.10.
-    let key = |n: &str| -> Vec<(String, u64)> {
-        n.split('.')
-            .map(|p| {
-                p.parse::<u64>()
-                    .map_or((p.to_string(), 0), |v| (String::new(), v))
-            })
-            .collect()
-    };
-    rows.sort_by_key(|x| key(&x.0));
+    let report = weight_spectra(spec, a.rank_threshold).map_err(|e| anyhow!("--weights {e}"))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
-    let json = serde_json::json!({
-        "model": files.id,
-        "rank_threshold": a.rank_threshold,
-        "matrices": rows.iter().map(|(n, s, sv, rank)| serde_json::json!({
-            "name": n, "shape": s, "effective_rank": rank,
-            "rank_ratio": *rank as f64 / s[0].min(s[1]) as f64, "singular_values": sv})).collect::<Vec<_>>(),
-    });
-    let path = a.out.join("weights.json");
-    unravel::io::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
+    let path = a.out.join(WEIGHTS_FILE);
+    output::write(&path, report.to_json().as_bytes(), || {
+        format!("writing {}", path.display())
+    })?;
     // One spectrum per matrix kind (the name without its layer number), normalised by σ_max.
-    let mut kinds: std::collections::BTreeMap<String, Vec<(String, Vec<f64>)>> = Default::default();
-    for (n, _, sv, _) in &rows {
-        let kind: String = n
-            .split('.')
-            .filter(|p| p.parse::<u64>().is_err())
-            .collect::<Vec<_>>()
-            .join(".");
-        let top = sv.first().copied().unwrap_or(1.0).max(1e-30);
-        kinds
-            .entry(kind)
-            .or_default()
-            .push((n.clone(), sv.iter().map(|s| s / top).collect()));
-    }
-    for (kind, series) in &kinds {
+    for (kind, series) in &report.normalised_by_kind() {
         plots::spectrum(
             &a.out
                 .join(format!("weights-{}.svg", kind.replace(['/', '*'], "_"))),
@@ -137,19 +84,21 @@ fn analyze_weights(a: &AnalyzeArgs, spec: &str) -> Result<()> {
     }
     println!(
         "{} weight matrices of {} (effective rank at {:.0}% of Σσ²):",
-        rows.len(),
-        files.id,
+        report.matrices.len(),
+        report.model,
         100.0 * a.rank_threshold
     );
     println!(
         "  {:<44} {:>12} {:>9} {:>6}",
         "matrix", "shape", "eff.rank", "ratio"
     );
-    for (n, s, _, rank) in &rows {
+    for m in &report.matrices {
         println!(
-            "  {n:<44} {:>12} {rank:>9} {:>6.3}",
-            format!("{}x{}", s[0], s[1]),
-            *rank as f64 / s[0].min(s[1]) as f64
+            "  {:<44} {:>12} {:>9} {:>6.3}",
+            m.name,
+            format!("{}x{}", m.shape[0], m.shape[1]),
+            m.effective_rank,
+            m.rank_ratio
         );
     }
     println!("wrote {}/weights.json and plots", a.out.display());

@@ -1,7 +1,6 @@
 //! `unravel audit`: flags → concept labeler + unit sources → the audit → audit.json, scores.csv,
 //! report.html and SVG plots.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -9,6 +8,7 @@ use clap::Args;
 
 use unravel::analysis::audit::{Audit, AuditOptions, ScoreKind, UnitSource};
 use unravel::analysis::concepts::{ConceptConfig, Labeler, TAGGERS};
+use unravel::analysis::label_values::{label_values, LabelValuesError};
 use unravel::sae::checkpoint;
 use unravel::store::Dataset;
 
@@ -140,55 +140,6 @@ fn concept_config(a: &AuditArgs, synthetic: bool) -> Result<ConceptConfig> {
     Ok(cfg)
 }
 
-/// Distinct values of every label column (a projection scan: label columns only).
-fn label_values(ds: &Dataset, columns: &[String]) -> Result<Vec<(String, Vec<String>)>> {
-    const MAX_VALUES: usize = 64;
-    let mut seen: BTreeMap<String, std::collections::BTreeSet<String>> = columns
-        .iter()
-        .map(|c| (c.clone(), Default::default()))
-        .collect();
-    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-    for s in 0..ds.shard_count() {
-        let reader = ds.shard_reader(s)?;
-        for g in 0..reader.row_groups().len() {
-            for batch in reader.read_columns(g, &names)? {
-                for name in columns {
-                    let Some(col) = batch.column_by_name(name) else {
-                        continue;
-                    };
-                    let Some(strings) = col.as_any().downcast_ref::<arrow_array::StringArray>()
-                    else {
-                        bail!(
-                            "{}: label column {name} is not text",
-                            reader.path().display()
-                        )
-                    };
-                    let Some(set) = seen.get_mut(name) else {
-                        continue;
-                    };
-                    for v in strings.iter().flatten() {
-                        if set.len() <= MAX_VALUES {
-                            set.insert(v.to_string());
-                        }
-                    }
-                }
-            }
-        }
-    }
-    for (name, set) in &seen {
-        if set.len() > MAX_VALUES {
-            bail!(
-                "label column {name} has more than {MAX_VALUES} distinct values; it is not a concept label \
-                 (leave it out with --label-column for the ones you want)"
-            );
-        }
-    }
-    Ok(seen
-        .into_iter()
-        .map(|(k, v)| (k, v.into_iter().collect()))
-        .collect())
-}
-
 pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
     if a.taggers.iter().any(|t| t == "list") {
         for (name, what) in TAGGERS {
@@ -202,7 +153,12 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
     let manifest = ds.manifest();
     let synthetic = manifest.model.arch == "synthetic";
     let cfg = concept_config(a, synthetic)?;
-    let values = label_values(&ds, &manifest.label_columns)?;
+    let values = label_values(&ds, &manifest.label_columns).map_err(|e| match e {
+        LabelValuesError::TooManyValues { .. } => {
+            anyhow!("{e} (leave it out with --label-column for the ones you want)")
+        }
+        e => e.into(),
+    })?;
     let wordpiece = manifest.model.arch.contains("bert");
     let labeler = Labeler::new(&cfg, &values, wordpiece).map_err(|e| anyhow!(e))?;
 

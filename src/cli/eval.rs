@@ -16,7 +16,6 @@ use crate::cli::output;
 use crate::cli::progress::progress_bar;
 use crate::cli::read_args::ReadArgs;
 
-
 pub const EVAL_EXAMPLES: &str = "Examples:\n  \
 # the held-out shards of the run's own dataset\n  \
 unravel eval --sae runs/l6 --acts acts/gpt2-resid\n\n  \
@@ -84,10 +83,11 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
         device: a.device.clone(),
         read: a.read.options(),
     };
-    let plan = evaluate::plan(&a.sae, &sae_dir, &loaded, &a.acts, &ds, &opts).map_err(|e| match e {
-        EvalError::Width { .. } => anyhow!("--sae {e}"),
-        e => e.into(),
-    })?;
+    let plan =
+        evaluate::plan(&a.sae, &sae_dir, &loaded, &a.acts, &ds, &opts).map_err(|e| match e {
+            EvalError::Width { .. } => anyhow!("--sae {e}"),
+            e => e.into(),
+        })?;
     let (cfg, shards) = (&plan.cfg, &plan.shards);
     let t0 = std::time::Instant::now();
     let bar = progress_bar(
@@ -154,7 +154,6 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     println!("-> {}", out.display());
     Ok(())
 }
-
 
 /// `--model`: CE and KL with the SAE spliced into the model at its hook.
 fn splice(

@@ -13,7 +13,6 @@ use unravel::store::StorageDtype;
 use crate::cli::model_args::ModelArgs;
 use crate::cli::progress::progress_bar;
 
-
 pub const EXTRACT_EXAMPLES: &str = "Examples:\n  \
 # GPT-2 residual stream, 10M tokens, f16 shards\n  \
 unravel extract --model gpt2 --corpus data/corpus.jsonl --hooks 'blocks.*.hook_resid_post' \\\n      \
@@ -86,7 +85,6 @@ pub struct ExtractArgs {
     part: Option<String>,
 }
 
-
 pub fn cmd_extract(a: &ExtractArgs) -> Result<()> {
     let store_dtype: StorageDtype = a
         .store_dtype
@@ -152,8 +150,7 @@ pub fn cmd_extract(a: &ExtractArgs) -> Result<()> {
             "{spinner} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
         )
     } else {
-        let bar =
-            progress_bar("{spinner} [{elapsed_precise}] {human_pos} rows  {per_sec}");
+        let bar = progress_bar("{spinner} [{elapsed_precise}] {human_pos} rows  {per_sec}");
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         bar
     };
@@ -196,4 +193,3 @@ pub fn cmd_extract(a: &ExtractArgs) -> Result<()> {
     );
     Ok(())
 }
-

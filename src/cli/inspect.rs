@@ -7,7 +7,6 @@ use clap::Args;
 
 use unravel::folder_lock::lock_output;
 
-
 #[derive(Args)]
 pub struct InspectArgs {
     /// Dataset folder (with manifest.json).
@@ -28,7 +27,6 @@ pub struct MergeArgs {
     #[arg(long, num_args = 1..)]
     parts: Vec<PathBuf>,
 }
-
 
 pub fn cmd_inspect(a: &InspectArgs) -> Result<()> {
     // Inspecting shows an incomplete dataset (the summary says so) rather than refusing it.

@@ -109,7 +109,6 @@ enum Command {
     Plant(plant::PlantArgs),
 }
 
-
 /// An error that ends the process with its own exit code and message, printed as is (no
 /// `error:` prefix): `train` interrupted by Ctrl-C exits 130.
 #[derive(Debug)]

@@ -81,4 +81,3 @@ impl ModelArgs {
         Ok(path)
     }
 }
-

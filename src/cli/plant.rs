@@ -99,4 +99,3 @@ pub fn cmd_plant(a: &PlantArgs) -> Result<()> {
     );
     Ok(())
 }
-

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use unravel::folder_lock::lock_output;
 use crate::cli::progress::progress_bar;
+use unravel::folder_lock::lock_output;
 
 pub const SYNTH_EXAMPLES: &str = "Examples:\n  \
 # 512 features in 256 dims, each active with probability 0.1, Exponential(1) magnitudes\n  \
@@ -273,4 +273,3 @@ fn synth_neurons(a: &SynthArgs, n: usize) -> Result<()> {
     );
     Ok(())
 }
-

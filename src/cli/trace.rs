@@ -11,7 +11,6 @@ use unravel::trace;
 
 use crate::cli::model_args::ModelArgs;
 
-
 pub const TRACE_EXAMPLES: &str = "Examples:\n  \
 # every residual-stream hook of GPT-2 (hub, or the hub cache when offline)\n  \
 unravel trace --model gpt2 --text \"The cat sat on the mat\" --hooks 'blocks.*.hook_resid_post' --out acts.safetensors\n\n  \

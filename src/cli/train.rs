@@ -362,4 +362,3 @@ fn partial_from(c: &TrainConfig) -> PartialConfig {
         from: c.from.clone(),
     }
 }
-

@@ -17,7 +17,6 @@ use unravel::synth::verify_sae::{sae_checks, verify_sae, SaeThresholds, VERIFY_F
 
 use crate::cli::output;
 
-
 pub const VERIFY_EXAMPLES: &str = "Examples:\n  \
 unravel synth --features 512 --dims 256 --density 0.1 --tokens 1000000 --seed 7 --out synth/seed000\n  \
 unravel train --acts synth/seed000 --d-sae 1024 --tokens 1000000 --out runs/seed000\n  \
