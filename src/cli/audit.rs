@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 
-use unravel::analysis::audit::{Audit, AuditOptions, ScoreKind, UnitSource};
+use unravel::analysis::audit::{Audit, AuditOptions, AuditOutput, ScoreKind, UnitSource};
 use unravel::analysis::concepts::{ConceptConfig, Labeler, TAGGERS};
 use unravel::analysis::label_values::{label_values, LabelValuesError};
+use unravel::analysis::report::AuditReport;
 use unravel::sae::checkpoint;
 use unravel::store::Dataset;
 
@@ -162,6 +163,58 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
     let wordpiece = manifest.model.arch.contains("bert");
     let labeler = Labeler::new(&cfg, &values, wordpiece).map_err(|e| anyhow!(e))?;
 
+    let sides = unit_sources(a, &ds)?;
+
+    let options = AuditOptions {
+        score: ScoreKind::parse(&a.score).map_err(|e| anyhow!(e))?,
+        threshold: a.threshold,
+        min_support: a.min_support,
+        min_z: a.min_z,
+        min_auroc: a.min_auroc,
+        topk_alpha: a.topk_alpha,
+        min_topk_lift: a.min_topk_lift,
+        top_k: a.top_k.max(1),
+        related_overlap: a.related_overlap,
+        cards: a.cards,
+        max_tokens: a.max_tokens,
+        shuffle_labels: a.shuffle_labels,
+        ..AuditOptions::default()
+    };
+    let audit = Audit::new(&ds, &labeler, sides, options).map_err(|e| anyhow!(e))?;
+    eprintln!(
+        "auditing {} concepts over {} tokens of {}",
+        labeler.names().len(),
+        a.max_tokens
+            .unwrap_or(manifest.totals.rows - manifest.totals.special_rows),
+        a.acts.display()
+    );
+    let bar = crate::cli::progress::progress_bar(
+        "{spinner} audit [{bar:30}] {pos}/{len} row groups  {msg}  {elapsed} ETA {eta}",
+    );
+    let t0 = std::time::Instant::now();
+    let out = audit.run(&mut |done, total, tokens| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(format!(
+            "{tokens} tokens, {:.0} tok/s",
+            tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+        ));
+    })?;
+    bar.finish_and_clear();
+
+    write_outputs(a, &out)?;
+    print_summary(&out.report, t0.elapsed().as_secs_f64());
+    println!(
+        "wrote {}/{{audit.json, scores.csv, report.html, *.svg}}",
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// The units to audit: the neurons of the hook, and the features of the SAE (--sae), in that
+/// order.
+fn unit_sources(a: &AuditArgs, ds: &Dataset) -> Result<Vec<UnitSource>> {
+    let manifest = ds.manifest();
     let mut sides = vec![];
     let mut sae_hook = None;
     let mut features = None;
@@ -214,44 +267,11 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
         sides.push(UnitSource::Neurons { hook });
     }
     sides.extend(features);
+    Ok(sides)
+}
 
-    let options = AuditOptions {
-        score: ScoreKind::parse(&a.score).map_err(|e| anyhow!(e))?,
-        threshold: a.threshold,
-        min_support: a.min_support,
-        min_z: a.min_z,
-        min_auroc: a.min_auroc,
-        topk_alpha: a.topk_alpha,
-        min_topk_lift: a.min_topk_lift,
-        top_k: a.top_k.max(1),
-        related_overlap: a.related_overlap,
-        cards: a.cards,
-        max_tokens: a.max_tokens,
-        shuffle_labels: a.shuffle_labels,
-        ..AuditOptions::default()
-    };
-    let audit = Audit::new(&ds, &labeler, sides, options).map_err(|e| anyhow!(e))?;
-    eprintln!(
-        "auditing {} concepts over {} tokens of {}",
-        labeler.names().len(),
-        a.max_tokens
-            .unwrap_or(manifest.totals.rows - manifest.totals.special_rows),
-        a.acts.display()
-    );
-    let bar = crate::cli::progress::progress_bar(
-        "{spinner} audit [{bar:30}] {pos}/{len} row groups  {msg}  {elapsed} ETA {eta}",
-    );
-    let t0 = std::time::Instant::now();
-    let out = audit.run(&mut |done, total, tokens| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(format!(
-            "{tokens} tokens, {:.0} tok/s",
-            tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
-        ));
-    })?;
-    bar.finish_and_clear();
-
+/// audit.json, scores.csv, report.html and the SVG plots.
+fn write_outputs(a: &AuditArgs, out: &AuditOutput) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let json = serde_json::to_string_pretty(&out.report)?;
     let write = |name: &str, bytes: &[u8]| {
@@ -264,8 +284,11 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
         .with_context(|| format!("writing {}", a.out.join("report.html").display()))?;
     unravel::report::html::write_audit_svgs(&out.report, &a.out)
         .with_context(|| format!("writing plots into {}", a.out.display()))?;
+    Ok(())
+}
 
-    let r = &out.report;
+/// What was audited and, per side, how many units are of each class.
+fn print_summary(r: &AuditReport, secs: f64) {
     println!(
         "{} tokens, {} concepts, score {} >= {} (support >= {}, z >= {}, auroc >= {}, top-k chance p >= {}{}) in {:.1}s",
         r.tokens,
@@ -281,7 +304,7 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
         } else {
             String::new()
         },
-        t0.elapsed().as_secs_f64()
+        secs
     );
     println!(
         "  {:<9} {:>7} {:>13} {:>13} {:>12} {:>6}  source",
@@ -304,9 +327,4 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
             s.source
         );
     }
-    println!(
-        "wrote {}/{{audit.json, scores.csv, report.html, *.svg}}",
-        a.out.display()
-    );
-    Ok(())
 }

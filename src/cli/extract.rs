@@ -162,6 +162,12 @@ pub fn cmd_extract(a: &ExtractArgs) -> Result<()> {
         bar.set_position(p.rows);
     })?;
     bar.finish_and_clear();
+    print_report(a, &report);
+    Ok(())
+}
+
+/// Tokens and rows written, and where the time went.
+fn print_report(a: &ExtractArgs, report: &extract::ExtractReport) {
     let m = &report.manifest;
     let t = &report.timings;
     let wall = report.seconds.max(1e-9);
@@ -191,5 +197,4 @@ pub fn cmd_extract(a: &ExtractArgs) -> Result<()> {
         t.write_cpu,
         100.0 * t.write_cpu / wall
     );
-    Ok(())
 }

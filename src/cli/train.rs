@@ -9,7 +9,7 @@ use clap::Args;
 
 use unravel::sae::checkpoint;
 use unravel::sae::config::{EngineChoice, PartialConfig, Recipe, TrainConfig};
-use unravel::sae::train::{self, EvalRecord, TrainObserver};
+use unravel::sae::train::{self, EvalRecord, TrainObserver, TrainSummary};
 use unravel::sae::SaeError;
 use unravel::store::Dataset;
 
@@ -285,30 +285,7 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
     bar.finish_and_clear();
     match result {
         Ok(s) => {
-            let e = &s.final_eval;
-            println!(
-                "trained {} steps, {} tokens in {:.1}s ({:.0} tokens/s, {}) -> {}",
-                s.steps,
-                s.tokens,
-                s.seconds,
-                s.tokens as f64 / s.seconds.max(1e-9),
-                s.engine,
-                s.dir.display()
-            );
-            println!(
-                "final eval ({} {} tokens): EV {:.4}  FVU {:.4}  MSE {:.4e}  L0 {:.1}  dead {:.1}%  dense {:.1}%",
-                e.tokens, if e.held_out { "held-out" } else { "training" }, e.ev, e.fvu, e.mse, e.l0,
-                e.dead_frac * 100.0, e.dense_frac * 100.0
-            );
-            if s.resampled > 0 {
-                println!("resampled {} dead features during training", s.resampled);
-            }
-            if s.skipped_rows > 0 {
-                println!(
-                    "dropped {} rows holding NaN/Inf (--skip-nonfinite)",
-                    s.skipped_rows
-                );
-            }
+            print_summary(&s);
             Ok(())
         }
         Err(SaeError::Interrupted) => Err(Exit {
@@ -360,5 +337,33 @@ fn partial_from(c: &TrainConfig) -> PartialConfig {
         engine: Some(c.engine),
         device: Some(c.device.clone()),
         from: c.from.clone(),
+    }
+}
+
+/// Steps, tokens, rate and the final evaluation.
+fn print_summary(s: &TrainSummary) {
+    let e = &s.final_eval;
+    println!(
+        "trained {} steps, {} tokens in {:.1}s ({:.0} tokens/s, {}) -> {}",
+        s.steps,
+        s.tokens,
+        s.seconds,
+        s.tokens as f64 / s.seconds.max(1e-9),
+        s.engine,
+        s.dir.display()
+    );
+    println!(
+        "final eval ({} {} tokens): EV {:.4}  FVU {:.4}  MSE {:.4e}  L0 {:.1}  dead {:.1}%  dense {:.1}%",
+        e.tokens, if e.held_out { "held-out" } else { "training" }, e.ev, e.fvu, e.mse, e.l0,
+        e.dead_frac * 100.0, e.dense_frac * 100.0
+    );
+    if s.resampled > 0 {
+        println!("resampled {} dead features during training", s.resampled);
+    }
+    if s.skipped_rows > 0 {
+        println!(
+            "dropped {} rows holding NaN/Inf (--skip-nonfinite)",
+            s.skipped_rows
+        );
     }
 }
