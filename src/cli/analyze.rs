@@ -1,5 +1,5 @@
-//! `unravel analyze`: superposition metrics of every chosen hook of a dataset, one streaming pass;
-//! a per-layer table and plots.
+//! `unravel analyze`: flags → `analysis::analyze` (superposition metrics of every chosen hook, one
+//! streaming pass) or `analysis::weights` (--weights) → the JSON, a per-layer table and plots.
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,4 @@
-//! `unravel train` and `unravel eval`: flags → config → the library; progress bar; summary.
+//! `unravel train`: flags → config → `sae::train`; the progress bar and the summary.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
