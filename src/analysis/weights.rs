@@ -7,19 +7,13 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::superposition::weight_spectrum;
-use crate::models::load::{self, HubOptions};
 
 /// The report's file name inside the output folder.
 pub const WEIGHTS_FILE: &str = "weights.json";
 
-/// Errors naming the model or the weights file; the caller adds the flag.
+/// Errors naming the weights file; the caller adds the flag.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    /// The model could not be found or resolved (its message names it).
-    #[error("{0}")]
-    Resolve(String),
-    #[error("{model}: no safetensors weights found")]
-    NoWeights { model: String },
     #[error("{}: {reason}", file.display())]
     Read { file: PathBuf, reason: String },
     #[error("{}: tensor {tensor}: {reason}", file.display())]
@@ -81,18 +75,15 @@ impl WeightsReport {
     }
 }
 
-/// Every 2-D tensor (both sides ≥ 2) of the safetensors files of `model` (a local folder or a
-/// hub repo id, read from the cache when offline), in natural name order (h.2 before h.10).
-pub fn weight_spectra(model: &str, rank_threshold: f64) -> Result<WeightsReport, WeightsError> {
-    let files = load::resolve(model, &HubOptions::default(), true)
-        .map_err(|e| WeightsError::Resolve(e.to_string()))?;
-    if files.weights.is_empty() {
-        return Err(WeightsError::NoWeights {
-            model: model.to_string(),
-        });
-    }
+/// Every 2-D tensor (both sides ≥ 2) of the safetensors `weights` files of the model `model_id`,
+/// in natural name order (h.2 before h.10).
+pub fn weight_spectra(
+    model_id: &str,
+    weights: &[PathBuf],
+    rank_threshold: f64,
+) -> Result<WeightsReport, WeightsError> {
     let mut matrices = vec![];
-    for file in &files.weights {
+    for file in weights {
         let tensors =
             candle_core::safetensors::load(file, &candle_core::Device::Cpu).map_err(|e| {
                 WeightsError::Read {
@@ -135,7 +126,7 @@ pub fn weight_spectra(model: &str, rank_threshold: f64) -> Result<WeightsReport,
     matrices.sort_by_key(|m| key(&m.name));
     Ok(WeightsReport {
         matrices,
-        model: files.id,
+        model: model_id.to_string(),
         rank_threshold,
     })
 }

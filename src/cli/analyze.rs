@@ -65,7 +65,14 @@ pub struct AnalyzeArgs {
 
 /// `--weights`: every 2-D tensor of the model's safetensors files.
 fn analyze_weights(a: &AnalyzeArgs, spec: &str) -> Result<()> {
-    let report = weight_spectra(spec, a.rank_threshold).map_err(|e| anyhow!("--weights {e}"))?;
+    let files =
+        unravel::models::load::resolve(spec, &unravel::models::load::HubOptions::default(), true)
+            .map_err(|e| anyhow!("--weights {e}"))?;
+    if files.weights.is_empty() {
+        bail!("--weights {spec}: no safetensors weights found");
+    }
+    let report = weight_spectra(&files.id, &files.weights, a.rank_threshold)
+        .map_err(|e| anyhow!("--weights {e}"))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let path = a.out.join(WEIGHTS_FILE);
     output::write(&path, report.to_json().as_bytes(), || {

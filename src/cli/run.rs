@@ -195,7 +195,8 @@ fn die_with_parent(_command: &mut Command) {}
 /// Checks a command line the way `unravel` would parse it; the message is clap's first line.
 pub type ArgCheck = fn(&[String]) -> std::result::Result<(), String>;
 
-pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
+/// The plan of the config, every stage's flags checked as `unravel` would parse them.
+fn checked_plan(a: &RunArgs, check: ArgCheck) -> Result<Plan> {
     let plan = plan_file(&a.config, a.out.as_deref()).map_err(|e| anyhow!(e))?;
     for stage in &plan.stages {
         check(&stage.args).map_err(|e| {
@@ -208,6 +209,21 @@ pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
             )
         })?;
     }
+    Ok(plan)
+}
+
+/// Creates the run folder and keeps the config in it as config.toml.
+fn copy_config(a: &RunArgs, run: &Path) -> Result<()> {
+    std::fs::create_dir_all(run)
+        .with_context(|| format!("--out {}: cannot create the run folder", run.display()))?;
+    let text =
+        std::fs::read(&a.config).with_context(|| format!("{}: cannot read", a.config.display()))?;
+    unravel::io::write_atomic(&run.join("config.toml"), &text)
+        .with_context(|| format!("cannot write {}", run.join("config.toml").display()))
+}
+
+pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
+    let plan = checked_plan(a, check)?;
     let run = plan.run_dir.clone();
     println!(
         "run {}: {} stages -> {}",
@@ -222,12 +238,7 @@ pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
         Some(unravel::folder_lock::lock_output("--out", &run, "run")?)
     };
     if !a.dry_run {
-        std::fs::create_dir_all(&run)
-            .with_context(|| format!("--out {}: cannot create the run folder", run.display()))?;
-        let text = std::fs::read(&a.config)
-            .with_context(|| format!("{}: cannot read", a.config.display()))?;
-        unravel::io::write_atomic(&run.join("config.toml"), &text)
-            .with_context(|| format!("cannot write {}", run.join("config.toml").display()))?;
+        copy_config(a, &run)?;
     }
     // Ctrl-C reaches the child stage (same process group); the runner stops after it.
     let interrupted = Arc::new(AtomicBool::new(false));
