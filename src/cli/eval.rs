@@ -8,7 +8,7 @@ use clap::Args;
 use unravel::sae::checkpoint;
 use unravel::sae::downstream::DownstreamReport;
 use unravel::sae::evaluate::{
-    self, EvalError, EvalOptions, EvalReport, ShardChoice, EVAL_REPORT_FILE,
+    self, EvalError, EvalOptions, EvalPlan, EvalReport, ShardChoice, EVAL_REPORT_FILE,
 };
 use unravel::store::Dataset;
 
@@ -76,18 +76,17 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     };
     let loaded = checkpoint::load_saelens(&sae_dir)?;
     let ds = Dataset::open_with(&a.acts, a.read.options())?;
-    let shards: ShardChoice = a.shards.parse().map_err(|e| anyhow!("--shards {e}"))?;
     let opts = EvalOptions {
         hook: a.hook.clone(),
-        shards,
         device: a.device.clone(),
         read: a.read.options(),
     };
-    let plan =
-        evaluate::plan(&a.sae, &sae_dir, &loaded, &a.acts, &ds, &opts).map_err(|e| match e {
-            EvalError::Width { .. } => anyhow!("--sae {e}"),
-            e => e.into(),
-        })?;
+    let cfg = evaluate::resolve(&a.sae, &loaded, &a.acts, &ds, &opts).map_err(|e| match e {
+        EvalError::Width { .. } => anyhow!("--sae {e}"),
+        e => e.into(),
+    })?;
+    let choice: ShardChoice = a.shards.parse().map_err(|e| anyhow!("--shards {e}"))?;
+    let plan = EvalPlan::new(cfg, choice, &sae_dir, &a.acts, &ds);
     let (cfg, shards) = (&plan.cfg, &plan.shards);
     let t0 = std::time::Instant::now();
     let bar = progress_bar(
@@ -160,7 +159,7 @@ fn splice(
     a: &EvalArgs,
     spec: &str,
     ds: &Dataset,
-    plan: &evaluate::EvalPlan,
+    plan: &EvalPlan,
     loaded: &checkpoint::LoadedSae,
 ) -> Result<DownstreamReport> {
     let hub = unravel::models::load::HubOptions {

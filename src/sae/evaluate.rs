@@ -1,9 +1,9 @@
 //! `unravel eval` as a library entry point: an SAE (any SAELens-layout folder) evaluated on the
 //! shards of an activation dataset, and the report written as `eval-report.json`.
 //!
-//! [`plan`] resolves the hook and the shards (the run's held-out shards when the dataset is the
-//! one the SAE was trained on, recognised by its manifest's sha256), [`run`] evaluates, and
-//! [`EvalReport`] is what the file holds.
+//! [`resolve`] picks and checks the hook, [`EvalPlan::new`] the shards (the run's held-out shards
+//! when the dataset is the one the SAE was trained on, recognised by its manifest's sha256),
+//! [`run`] evaluates, and [`EvalReport`] is what the file holds.
 
 use std::path::Path;
 
@@ -45,13 +45,12 @@ impl std::str::FromStr for ShardChoice {
 pub struct EvalOptions {
     /// Hook (column); default: the SAE's hook when the dataset has it, else the only hook.
     pub hook: Option<String>,
-    pub shards: ShardChoice,
     /// auto, cpu, cuda, cuda:N or metal.
     pub device: String,
     pub read: ReadOptions,
 }
 
-/// Errors of planning an evaluation; the value they name is given, not the flag it came from.
+/// Errors of resolving an evaluation; the value they name is given, not the flag it came from.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     #[error(transparent)]
@@ -76,16 +75,15 @@ pub struct EvalPlan {
     pub held_out: bool,
 }
 
-/// Resolves the hook and the shards of evaluating `loaded` (from `sae_dir`, named `sae` in
-/// messages) on `ds` (the dataset in `acts`).
-pub fn plan(
+/// The config of evaluating `loaded` (named `sae` in messages) on the hook of `ds` (the
+/// dataset in `acts`): the hook resolved, its width checked against the SAE's.
+pub fn resolve(
     sae: &str,
-    sae_dir: &Path,
     loaded: &LoadedSae,
     acts: &Path,
     ds: &Dataset,
     opts: &EvalOptions,
-) -> Result<EvalPlan, EvalError> {
+) -> Result<TrainConfig, EvalError> {
     let hooks: Vec<(String, usize)> = ds
         .manifest()
         .hooks
@@ -118,17 +116,31 @@ pub fn plan(
             d: cfg.d_in,
         });
     }
-    let (shards, held_out) = match (opts.shards, own_run(sae_dir, acts)) {
-        (ShardChoice::HeldOut, Some(info)) if !info.eval_shards.is_empty() => {
-            (info.eval_shards, true)
+    Ok(cfg)
+}
+
+impl EvalPlan {
+    /// Picks the shards: with [`ShardChoice::HeldOut`], the held-out shards of the run in
+    /// `sae_dir` when `acts` is its dataset; otherwise every shard of `ds`.
+    pub fn new(
+        cfg: TrainConfig,
+        choice: ShardChoice,
+        sae_dir: &Path,
+        acts: &Path,
+        ds: &Dataset,
+    ) -> EvalPlan {
+        let (shards, held_out) = match (choice, own_run(sae_dir, acts)) {
+            (ShardChoice::HeldOut, Some(info)) if !info.eval_shards.is_empty() => {
+                (info.eval_shards, true)
+            }
+            _ => ((0..ds.shard_count()).collect(), false),
+        };
+        EvalPlan {
+            cfg,
+            shards,
+            held_out,
         }
-        _ => ((0..ds.shard_count()).collect(), false),
-    };
-    Ok(EvalPlan {
-        cfg,
-        shards,
-        held_out,
-    })
+    }
 }
 
 /// The run's info when `acts` is the dataset the run in `sae_dir` was trained on (same manifest
