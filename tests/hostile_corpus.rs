@@ -361,7 +361,7 @@ fn zero_and_impossible_extract_sizes_are_refused_in_one_line() {
         args.extend_from_slice(extra);
         let r = unravel(&args, &[]);
         assert_ne!(r.code, 0, "{extra:?}");
-        // Sizes clap's value parsers refuse (cmd_values.rs) say so in their own words; the
+        // Sizes clap's value parsers refuse (src/cli/values.rs) say so in their own words; the
         // rest are extract's own checks, word for word.
         let first = r.stderr.lines().next().unwrap_or("");
         let by_clap = format!("error: invalid value '{}' for '{}", extra[1], extra[0]);

@@ -4,9 +4,13 @@
 //! `serde_json::Value` (keys sorted): the file was first built as a `serde_json::Value`, and
 //! this type keeps its bytes.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
+use super::analyze::Analysis;
 use super::superposition::HookMetrics;
+use crate::store::Dataset;
 
 /// File names in an analysis folder: the report, and the plots over all hooks (written when
 /// there are two or more).
@@ -37,6 +41,34 @@ pub struct HookReport {
     pub hook: String,
     #[serde(serialize_with = "crate::sorted_json::sorted")]
     pub metrics: HookMetrics,
+}
+
+impl AnalysisReport {
+    /// The report of `analysis` of the dataset in `dataset` (as the user named it).
+    pub fn new(analysis: &Analysis, dataset: &Path, ds: &Dataset) -> AnalysisReport {
+        AnalysisReport {
+            dataset: dataset.display().to_string(),
+            hooks: analysis
+                .hooks
+                .iter()
+                .zip(&analysis.metrics)
+                .map(|(hook, m)| HookReport {
+                    hook: hook.clone(),
+                    metrics: m.clone(),
+                })
+                .collect(),
+            model: ds.manifest().model.id.clone(),
+            tokens: analysis.tokens,
+        }
+    }
+
+    /// The file's text: every object's keys sorted, nested ones included, as the file has always
+    /// been.
+    pub fn to_json(&self) -> String {
+        serde_json::to_value(self)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .expect("a report of numbers and strings serialises")
+    }
 }
 
 #[cfg(test)]

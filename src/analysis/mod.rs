@@ -9,8 +9,11 @@
 //!                    (streamed), and the singular value spectrum of a weight matrix
 
 pub mod analysis_report;
+pub mod analyze;
 pub mod audit;
 pub mod blocks;
 pub mod concepts;
+pub mod label_values;
 pub mod report;
 pub mod superposition;
+pub mod weights;

@@ -123,7 +123,7 @@ pub fn key_numbers(
                 rel(run, &out.join(audit_report::REPORT_FILE)),
             ));
             links.push((
-                "scores.csv".into(),
+                crate::analysis::report::SCORES_FILE.into(),
                 rel(run, &out.join(audit_report::SCORES_FILE)),
             ));
             fig(out.join(audit_report::RATES_PLOT_FILE));

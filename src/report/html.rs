@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use super::figures::{
     class_colour, class_count_rate, density_svg, heatmap_svg, passing_svg, rates_svg, CLASSES,
 };
-use crate::analysis::report::{AuditReport, Card, Example, SideReport, UnitResult};
+use crate::analysis::report::{
+    AuditReport, Card, Example, SideReport, UnitResult, RATES_PLOT_FILE,
+};
 use crate::plot::colour::token_background;
 use crate::plot::{pct, sig3};
 
@@ -55,7 +57,7 @@ pub fn write_audit_html(report: &AuditReport, path: &Path) -> std::io::Result<()
 /// `rates.svg`, then per side `heatmap-<kind>.svg`, `passing-<kind>.svg`, `density-<kind>.svg`.
 /// Returns the paths written, in that order.
 pub fn write_audit_svgs(report: &AuditReport, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = vec![("rates.svg".to_string(), rates_svg(report))];
+    let mut files = vec![(RATES_PLOT_FILE.to_string(), rates_svg(report))];
     for side in &report.sides {
         let kind = file_safe(&side.kind);
         files.push((format!("heatmap-{kind}.svg"), heatmap_svg(report, side)));

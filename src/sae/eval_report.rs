@@ -7,10 +7,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::downstream::DownstreamReport;
-use super::train::EvalRecord;
+use super::train::record::EvalRecord;
 
 /// File name of an evaluation: `RUN/eval.json` after training, `--json` of `unravel eval`.
 pub const EVAL_FILE: &str = "eval.json";
+/// Where `unravel eval` writes its report inside the SAE folder when `--json` is not given.
+pub const EVAL_REPORT_FILE: &str = "eval-report.json";
 
 /// `unravel eval`'s report: the evaluation over the chosen shards, where it came from, and the
 /// CE/KL numbers when the SAE was spliced into a model.
@@ -68,6 +70,14 @@ impl EvalReport {
             sae: sae.to_string(),
             tokens: rec.tokens,
         }
+    }
+
+    /// The file's text: every object's keys sorted, nested ones included, as the file has always
+    /// been.
+    pub fn to_json(&self) -> String {
+        serde_json::to_value(self)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .expect("a report of numbers and strings serialises")
     }
 }
 

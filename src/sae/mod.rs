@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod downstream;
 pub mod eval_report;
+pub mod evaluate;
 pub mod fast;
 mod files;
 pub mod metrics;

@@ -3,6 +3,7 @@
 //! [`super::checkpoint`] for the whole run folder) and SAEs in that layout read back, from a
 //! local folder or the Hugging Face hub.
 
+use super::saelens_cfg::{SaeLensCfg, SaeLensMetadata, CFG_FILE};
 use std::path::{Path, PathBuf};
 
 use super::files::{diverged, file_err, read_f32, to_tensor_f32};
@@ -46,28 +47,28 @@ pub fn export_saelens(dir: &Path, sae: &Sae, densities: &[f64], meta: &ExportMet
     let path = dir.join("sparsity.safetensors");
     crate::io::write_safetensors(&path, &sp).map_err(|e| file_err(&path, e))?;
 
-    let cfg = serde_json::json!({
-        "architecture": "standard",
-        "d_in": d,
-        "d_sae": s,
-        "dtype": "float32",
-        "device": "cpu",
-        "apply_b_dec_to_input": sae.apply_b_dec_to_input,
-        "normalize_activations": "none",
-        "reshape_activations": "none",
-        "metadata": {
-            "model_name": meta.model_name,
-            "hook_name": meta.hook_name,
-            "hook_head_index": null,
-            "context_size": meta.context_size,
-            "prepend_bos": meta.prepend_bos,
-            "dataset_path": meta.dataset_path,
-            "sae_lens_version": "6.0.0",
-            "sae_lens_training_version": null,
-            "trained_with": format!("unravel {}", env!("CARGO_PKG_VERSION")),
-        }
-    });
-    let path = dir.join("cfg.json");
+    let cfg = SaeLensCfg {
+        apply_b_dec_to_input: sae.apply_b_dec_to_input,
+        architecture: "standard".into(),
+        d_in: d,
+        d_sae: s,
+        device: "cpu".into(),
+        dtype: "float32".into(),
+        metadata: SaeLensMetadata {
+            context_size: meta.context_size,
+            dataset_path: meta.dataset_path.clone(),
+            hook_head_index: None,
+            hook_name: meta.hook_name.clone(),
+            model_name: meta.model_name.clone(),
+            prepend_bos: meta.prepend_bos,
+            sae_lens_training_version: None,
+            sae_lens_version: "6.0.0".into(),
+            trained_with: format!("unravel {}", env!("CARGO_PKG_VERSION")),
+        },
+        normalize_activations: "none".into(),
+        reshape_activations: "none".into(),
+    };
+    let path = dir.join(CFG_FILE);
     let text = serde_json::to_string_pretty(&cfg).map_err(|e| file_err(&path, e))?;
     crate::io::write_atomic(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
 }
@@ -132,7 +133,7 @@ pub fn locate_saelens(spec: &str, hub: &crate::hub::HubOptions) -> Result<PathBu
         }
     };
     let mut folder = None;
-    for f in ["cfg.json", "sae_weights.safetensors"] {
+    for f in [CFG_FILE, "sae_weights.safetensors"] {
         let p = repo
             .get(&name(f))
             .map_err(|e| SaeError::Config(e.to_string()))?
@@ -157,7 +158,7 @@ pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
             format!("training diverged ({reason}); it exported no SAE"),
         ));
     }
-    let cpath = dir.join("cfg.json");
+    let cpath = dir.join(CFG_FILE);
     let text = std::fs::read_to_string(&cpath).map_err(|e| {
         file_err(
             &cpath,

@@ -1,9 +1,9 @@
-//! `cfg.json` as our SAELens export writes it ([`export_saelens`](super::checkpoint::export_saelens)).
+//! `cfg.json` as our SAELens export writes it ([`export_saelens`](super::saelens::export_saelens)).
 //!
 //! Reading a downloaded SAE stays lenient (`checkpoint::load_saelens` reads the keys it needs
 //! from any SAELens version); this type is the contract of our own exports, read back by
 //! `unravel run`'s summary. Fields are declared in sorted order: the file is written through a
-//! `serde_json::Value`, and this type keeps its bytes.
+//! `serde_json::Value`, and this type keeps its bytes (`the_export_reads_back_and_writes_the_same_bytes`).
 
 use serde::{Deserialize, Serialize};
 

@@ -7,9 +7,13 @@
 //! planted features added to a real dataset; [`verify`] — MMCS, MCC and recovery of planted
 //! features by an SAE. The truth/ folder: docs/formats.md; the metrics: docs/metrics.md.
 
+pub mod checks;
 pub mod neurons;
 pub mod plant;
 pub mod planted;
+pub mod truth;
 pub mod verify;
+pub mod verify_audit;
+pub mod verify_sae;
 
 pub use planted::{write_planted, PlantedSpec, PlantedTruth};

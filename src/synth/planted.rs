@@ -33,8 +33,7 @@ use crate::store::{
 
 /// The hook (column) name of planted datasets.
 pub const SYNTH_HOOK: &str = "synthetic";
-pub const TRUTH_DIR: &str = "truth";
-pub const TRUTH_FILE: &str = "ground_truth.safetensors";
+pub use super::truth::{TRUTH_DIR, TRUTH_FILE};
 
 /// How the planted directions are drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]

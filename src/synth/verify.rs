@@ -5,8 +5,6 @@
 //! - per-feature best cosine against the planted frequency (by frequency decile);
 //! - duplicated latents (pairs of live latents with cos ≥ threshold) and dead latents.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::dot;
@@ -190,43 +188,6 @@ pub fn recovery(
         bands,
         features,
     }
-}
-
-/// Reads a planted dataset's ground truth: `(directions [n, d], frequencies [n], d)`. `dir` is the
-/// dataset folder (holding `truth/`) or the truth folder itself.
-pub fn read_truth(dir: &Path) -> Result<(Vec<f32>, Vec<f32>, usize), String> {
-    let file = [
-        dir.join(super::planted::TRUTH_DIR)
-            .join(super::planted::TRUTH_FILE),
-        dir.join(super::planted::TRUTH_FILE),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .ok_or_else(|| {
-        format!(
-            "{}: no truth/{} (made by `unravel synth`)",
-            dir.display(),
-            super::planted::TRUTH_FILE
-        )
-    })?;
-    let t = candle_core::safetensors::load(&file, &candle_core::Device::Cpu)
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    let dirs = t
-        .get("directions")
-        .ok_or_else(|| format!("{}: no `directions` tensor", file.display()))?;
-    let (_, d) = dirs
-        .dims2()
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    let flat = |x: &candle_core::Tensor| {
-        x.flatten_all()
-            .and_then(|x| x.to_vec1::<f32>())
-            .map_err(|e| format!("{}: {e}", file.display()))
-    };
-    let freqs = match t.get("frequencies") {
-        Some(f) => flat(f)?,
-        None => vec![],
-    };
-    Ok((flat(dirs)?, freqs, d))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ mod evaluation;
 mod export;
 mod log;
 mod observer;
-mod record;
+pub mod record;
 mod resample;
 mod setup;
 mod split;
@@ -132,7 +132,7 @@ fn finish(
         &evaluator.shards,
         dir,
     )?;
-    let path = dir.join("eval.json");
+    let path = dir.join(crate::sae::eval_report::EVAL_FILE);
     let text =
         serde_json::to_string_pretty(&final_eval).map_err(|e| SaeError::Internal(e.to_string()))?;
     crate::io::write_atomic(&path, text.as_bytes()).map_err(|e| SaeError::File {

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 
+use unravel::pipeline::index::INDEX_FILE;
 use unravel::pipeline::plan::{plan_file, Kind, Plan, Stage};
 use unravel::pipeline::state::{self, Status};
-use unravel::pipeline::summary::{command_line, summarise};
+use unravel::pipeline::summary::{command_line, summarise, SUMMARY_FILE};
 
 pub const RUN_EXAMPLES: &str = "Examples:\n  \
 # the embedded demo: a tiny model, planted features and neurons, a few minutes on 2 cores\n  \
@@ -80,20 +81,9 @@ fn action(plan: &Plan, stage: &Stage, dry: bool) -> Result<Action> {
             aside("an unfinished attempt with other settings")?;
             Action::Run(stage.args.clone())
         }
-        Status::Interrupted => match stage.kind {
-            Kind::Extract if stage.out.join(unravel::store::MANIFEST_FILE).is_file() => {
-                let mut a = stage.args.clone();
-                a.push("--resume".into());
-                Action::Run(a)
-            }
-            Kind::Train if unravel::sae::checkpoint::has_checkpoint(&stage.out) => {
-                Action::Run(vec![
-                    "train".into(),
-                    "--resume".into(),
-                    stage.out.to_string_lossy().into_owned(),
-                ])
-            }
-            _ => {
+        Status::Interrupted => match stage.spec.resume_args() {
+            Some(args) => Action::Run(args),
+            None => {
                 aside("interrupted before it completed")?;
                 Action::Run(stage.args.clone())
             }
@@ -195,7 +185,8 @@ fn die_with_parent(_command: &mut Command) {}
 /// Checks a command line the way `unravel` would parse it; the message is clap's first line.
 pub type ArgCheck = fn(&[String]) -> std::result::Result<(), String>;
 
-pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
+/// The plan of the config, every stage's flags checked as `unravel` would parse them.
+fn checked_plan(a: &RunArgs, check: ArgCheck) -> Result<Plan> {
     let plan = plan_file(&a.config, a.out.as_deref()).map_err(|e| anyhow!(e))?;
     for stage in &plan.stages {
         check(&stage.args).map_err(|e| {
@@ -208,6 +199,21 @@ pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
             )
         })?;
     }
+    Ok(plan)
+}
+
+/// Creates the run folder and keeps the config in it as config.toml.
+fn copy_config(a: &RunArgs, run: &Path) -> Result<()> {
+    std::fs::create_dir_all(run)
+        .with_context(|| format!("--out {}: cannot create the run folder", run.display()))?;
+    let text =
+        std::fs::read(&a.config).with_context(|| format!("{}: cannot read", a.config.display()))?;
+    unravel::io::write_atomic(&run.join("config.toml"), &text)
+        .with_context(|| format!("cannot write {}", run.join("config.toml").display()))
+}
+
+pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
+    let plan = checked_plan(a, check)?;
     let run = plan.run_dir.clone();
     println!(
         "run {}: {} stages -> {}",
@@ -222,12 +228,7 @@ pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
         Some(unravel::folder_lock::lock_output("--out", &run, "run")?)
     };
     if !a.dry_run {
-        std::fs::create_dir_all(&run)
-            .with_context(|| format!("--out {}: cannot create the run folder", run.display()))?;
-        let text = std::fs::read(&a.config)
-            .with_context(|| format!("{}: cannot read", a.config.display()))?;
-        unravel::io::write_atomic(&run.join("config.toml"), &text)
-            .with_context(|| format!("cannot write {}", run.join("config.toml").display()))?;
+        copy_config(a, &run)?;
     }
     // Ctrl-C reaches the child stage (same process group); the runner stops after it.
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -286,18 +287,18 @@ pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
     }
     let summary = summarise(&plan, &ran, &seconds);
     let json = serde_json::to_string_pretty(&summary)?;
-    unravel::io::write_atomic(&run.join("summary.json"), json.as_bytes())
-        .with_context(|| format!("cannot write {}", run.join("summary.json").display()))?;
+    unravel::io::write_atomic(&run.join(SUMMARY_FILE), json.as_bytes())
+        .with_context(|| format!("cannot write {}", run.join(SUMMARY_FILE).display()))?;
     unravel::pipeline::index::write_index(&summary, &run)
-        .with_context(|| format!("cannot write {}", run.join("index.html").display()))?;
+        .with_context(|| format!("cannot write {}", run.join(INDEX_FILE).display()))?;
     print_summary(&summary);
-    println!("open {}", run.join("index.html").display());
+    println!("open {}", run.join(INDEX_FILE).display());
     if !summary.passed {
         bail!(
             "{} of {} checks failed (see {})",
             summary.checks.iter().filter(|c| !c.pass).count(),
             summary.checks.len(),
-            run.join("index.html").display()
+            run.join(INDEX_FILE).display()
         );
     }
     Ok(())
@@ -307,48 +308,7 @@ pub fn cmd_run(a: &RunArgs, check: ArgCheck) -> Result<()> {
 fn print_summary(s: &unravel::pipeline::summary::Summary) {
     println!("summary:");
     for st in &s.stages {
-        let r = &st.results.to_value();
-        let line = match st.kind {
-            Kind::Train | Kind::Eval => format!(
-                "EV {:.4}  L0 {:.1}  dead {:.1}%",
-                r["ev"].as_f64().unwrap_or(f64::NAN),
-                r["l0"].as_f64().unwrap_or(f64::NAN),
-                r["dead_frac"].as_f64().unwrap_or(f64::NAN) * 100.0
-            ),
-            Kind::Verify if r["of"] == "sae" => format!(
-                "planted features recovered {:.1}%  MMCS {:.4}  MCC {:.4}",
-                r["recovered"].as_f64().unwrap_or(f64::NAN) * 100.0,
-                r["mmcs"].as_f64().unwrap_or(f64::NAN),
-                r["mcc"].as_f64().unwrap_or(f64::NAN)
-            ),
-            Kind::Verify => format!(
-                "audit vs planted neurons: precision {:.4}  recall {:.4}  concept F1 {:.4}",
-                r["precision"].as_f64().unwrap_or(f64::NAN),
-                r["recall"].as_f64().unwrap_or(f64::NAN),
-                r["concept_f1"].as_f64().unwrap_or(f64::NAN)
-            ),
-            Kind::Audit => r["sides"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|side| {
-                    format!(
-                        "{} {:.1}% polysemantic",
-                        side["kind"].as_str().unwrap_or("?"),
-                        side["polysemantic_rate"].as_f64().unwrap_or(f64::NAN) * 100.0
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-            Kind::Extract | Kind::Synth | Kind::Plant => {
-                format!("{} tokens", r["tokens"])
-            }
-            Kind::Analyze => format!(
-                "{} hooks analysed",
-                r["hooks"].as_array().map(|h| h.len()).unwrap_or(0)
-            ),
-        };
-        println!("  {:<16} {line}", st.name);
+        println!("  {:<16} {}", st.name, st.line());
     }
     for c in &s.checks {
         println!(

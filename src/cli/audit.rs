@@ -1,14 +1,15 @@
 //! `unravel audit`: flags → concept labeler + unit sources → the audit → audit.json, scores.csv,
 //! report.html and SVG plots.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 
-use unravel::analysis::audit::{Audit, AuditOptions, ScoreKind, UnitSource};
+use unravel::analysis::audit::{Audit, AuditOptions, AuditOutput, ScoreKind, UnitSource};
 use unravel::analysis::concepts::{ConceptConfig, Labeler, TAGGERS};
+use unravel::analysis::label_values::{label_values, LabelValuesError};
+use unravel::analysis::report::{AuditReport, AUDIT_FILE, REPORT_FILE, SCORES_FILE};
 use unravel::sae::checkpoint;
 use unravel::store::Dataset;
 
@@ -34,7 +35,7 @@ pub struct AuditArgs {
     #[arg(long, value_name = "DIR")]
     acts: PathBuf,
     #[command(flatten)]
-    read: crate::read_args::ReadArgs,
+    read: crate::cli::read_args::ReadArgs,
     /// Audit the neurons (dimensions) of this hook. Default: the SAE's hook, or the dataset's
     /// only hook.
     #[arg(long, value_name = "NAME")]
@@ -66,14 +67,14 @@ pub struct AuditArgs {
     #[arg(long, default_value = "selectivity")]
     score: String,
     /// A concept passes when its score is at least this.
-    #[arg(long, default_value_t = 0.3, value_parser = crate::cmd_values::non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.3, value_parser = crate::cli::values::non_negative_f64, allow_negative_numbers = true)]
     threshold: f64,
     /// ... and the unit fires (> 0) on at least this many of the concept's tokens.
-    #[arg(long, default_value_t = 10, value_parser = crate::cmd_values::at_least_1::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
     min_support: u64,
     /// ... and its mean on the concept beats the rest by at least this many standard errors
     /// (guards rare concepts against chance; 5 keeps chance passes below ~1 in 3 million tests).
-    #[arg(long, default_value_t = 5.0, value_parser = crate::cmd_values::non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 5.0, value_parser = crate::cli::values::non_negative_f64, allow_negative_numbers = true)]
     min_z: f64,
     /// ... and the unit's ranks agree with its mean: the concept's AUROC is at least this (0.5 is
     /// chance; a mean lifted by a few huge activations on tokens the unit otherwise ranks low
@@ -90,21 +91,21 @@ pub struct AuditArgs {
     #[arg(long, default_value_t = 0.0, value_name = "LIFT")]
     min_topk_lift: f64,
     /// Top activations per unit for the top-k share (and the report's examples).
-    #[arg(long, default_value_t = 50, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 50, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
     top_k: usize,
     /// A passing concept with at least this share of its tokens inside a larger passing concept
     /// (|A∩B| / |A|) is subsumed by it and does not make the unit polysemantic.
-    #[arg(long, default_value_t = 0.5, value_parser = crate::cmd_values::fraction, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.5, value_parser = crate::cli::values::fraction, allow_negative_numbers = true)]
     related_overlap: f64,
     /// Units shown as cards in the report, per side.
-    #[arg(long, default_value_t = 32, value_parser = crate::cmd_values::whole::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 32, value_parser = crate::cli::values::whole::<usize>, allow_negative_numbers = true)]
     cards: usize,
     /// Score at most this many tokens.
-    #[arg(long, value_parser = crate::cmd_values::at_least_1::<u64>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
     max_tokens: Option<u64>,
     /// False-positive control: shuffle the concept labels across tokens with this seed (base
     /// rates kept, any link to the units broken). A sound audit then finds ~0 polysemantic units.
-    #[arg(long, value_name = "SEED", value_parser = crate::cmd_values::whole::<u64>, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SEED", value_parser = crate::cli::values::whole::<u64>, allow_negative_numbers = true)]
     shuffle_labels: Option<u64>,
     /// Output folder.
     #[arg(long, value_name = "DIR")]
@@ -140,55 +141,6 @@ fn concept_config(a: &AuditArgs, synthetic: bool) -> Result<ConceptConfig> {
     Ok(cfg)
 }
 
-/// Distinct values of every label column (a projection scan: label columns only).
-fn label_values(ds: &Dataset, columns: &[String]) -> Result<Vec<(String, Vec<String>)>> {
-    const MAX_VALUES: usize = 64;
-    let mut seen: BTreeMap<String, std::collections::BTreeSet<String>> = columns
-        .iter()
-        .map(|c| (c.clone(), Default::default()))
-        .collect();
-    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-    for s in 0..ds.shard_count() {
-        let reader = ds.shard_reader(s)?;
-        for g in 0..reader.row_groups().len() {
-            for batch in reader.read_columns(g, &names)? {
-                for name in columns {
-                    let Some(col) = batch.column_by_name(name) else {
-                        continue;
-                    };
-                    let Some(strings) = col.as_any().downcast_ref::<arrow_array::StringArray>()
-                    else {
-                        bail!(
-                            "{}: label column {name} is not text",
-                            reader.path().display()
-                        )
-                    };
-                    let Some(set) = seen.get_mut(name) else {
-                        continue;
-                    };
-                    for v in strings.iter().flatten() {
-                        if set.len() <= MAX_VALUES {
-                            set.insert(v.to_string());
-                        }
-                    }
-                }
-            }
-        }
-    }
-    for (name, set) in &seen {
-        if set.len() > MAX_VALUES {
-            bail!(
-                "label column {name} has more than {MAX_VALUES} distinct values; it is not a concept label \
-                 (leave it out with --label-column for the ones you want)"
-            );
-        }
-    }
-    Ok(seen
-        .into_iter()
-        .map(|(k, v)| (k, v.into_iter().collect()))
-        .collect())
-}
-
 pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
     if a.taggers.iter().any(|t| t == "list") {
         for (name, what) in TAGGERS {
@@ -202,10 +154,67 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
     let manifest = ds.manifest();
     let synthetic = manifest.model.arch == "synthetic";
     let cfg = concept_config(a, synthetic)?;
-    let values = label_values(&ds, &manifest.label_columns)?;
+    let values = label_values(&ds, &manifest.label_columns).map_err(|e| match e {
+        LabelValuesError::TooManyValues { .. } => {
+            anyhow!("{e} (leave it out with --label-column for the ones you want)")
+        }
+        e => e.into(),
+    })?;
     let wordpiece = manifest.model.arch.contains("bert");
     let labeler = Labeler::new(&cfg, &values, wordpiece).map_err(|e| anyhow!(e))?;
 
+    let sides = unit_sources(a, &ds)?;
+
+    let options = AuditOptions {
+        score: ScoreKind::parse(&a.score).map_err(|e| anyhow!(e))?,
+        threshold: a.threshold,
+        min_support: a.min_support,
+        min_z: a.min_z,
+        min_auroc: a.min_auroc,
+        topk_alpha: a.topk_alpha,
+        min_topk_lift: a.min_topk_lift,
+        top_k: a.top_k.max(1),
+        related_overlap: a.related_overlap,
+        cards: a.cards,
+        max_tokens: a.max_tokens,
+        shuffle_labels: a.shuffle_labels,
+        ..AuditOptions::default()
+    };
+    let audit = Audit::new(&ds, &labeler, sides, options).map_err(|e| anyhow!(e))?;
+    eprintln!(
+        "auditing {} concepts over {} tokens of {}",
+        labeler.names().len(),
+        a.max_tokens
+            .unwrap_or(manifest.totals.rows - manifest.totals.special_rows),
+        a.acts.display()
+    );
+    let bar = crate::cli::progress::progress_bar(
+        "{spinner} audit [{bar:30}] {pos}/{len} row groups  {msg}  {elapsed} ETA {eta}",
+    );
+    let t0 = std::time::Instant::now();
+    let out = audit.run(&mut |done, total, tokens| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(format!(
+            "{tokens} tokens, {:.0} tok/s",
+            tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+        ));
+    })?;
+    bar.finish_and_clear();
+
+    write_outputs(a, &out)?;
+    print_summary(&out.report, t0.elapsed().as_secs_f64());
+    println!(
+        "wrote {}/{{audit.json, scores.csv, report.html, *.svg}}",
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// The units to audit: the neurons of the hook, and the features of the SAE (--sae), in that
+/// order.
+fn unit_sources(a: &AuditArgs, ds: &Dataset) -> Result<Vec<UnitSource>> {
+    let manifest = ds.manifest();
     let mut sides = vec![];
     let mut sae_hook = None;
     let mut features = None;
@@ -258,58 +267,28 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
         sides.push(UnitSource::Neurons { hook });
     }
     sides.extend(features);
+    Ok(sides)
+}
 
-    let options = AuditOptions {
-        score: ScoreKind::parse(&a.score).map_err(|e| anyhow!(e))?,
-        threshold: a.threshold,
-        min_support: a.min_support,
-        min_z: a.min_z,
-        min_auroc: a.min_auroc,
-        topk_alpha: a.topk_alpha,
-        min_topk_lift: a.min_topk_lift,
-        top_k: a.top_k.max(1),
-        related_overlap: a.related_overlap,
-        cards: a.cards,
-        max_tokens: a.max_tokens,
-        shuffle_labels: a.shuffle_labels,
-        ..AuditOptions::default()
-    };
-    let audit = Audit::new(&ds, &labeler, sides, options).map_err(|e| anyhow!(e))?;
-    eprintln!(
-        "auditing {} concepts over {} tokens of {}",
-        labeler.names().len(),
-        a.max_tokens
-            .unwrap_or(manifest.totals.rows - manifest.totals.special_rows),
-        a.acts.display()
-    );
-    let bar = crate::cmd_train::progress_bar(
-        "{spinner} audit [{bar:30}] {pos}/{len} row groups  {msg}  {elapsed} ETA {eta}",
-    );
-    let t0 = std::time::Instant::now();
-    let out = audit.run(&mut |done, total, tokens| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(format!(
-            "{tokens} tokens, {:.0} tok/s",
-            tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
-        ));
-    })?;
-    bar.finish_and_clear();
-
+/// audit.json, scores.csv, report.html and the SVG plots.
+fn write_outputs(a: &AuditArgs, out: &AuditOutput) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let json = serde_json::to_string_pretty(&out.report)?;
     let write = |name: &str, bytes: &[u8]| {
         let p = a.out.join(name);
         unravel::io::write_atomic(&p, bytes).with_context(|| format!("writing {}", p.display()))
     };
-    write("audit.json", json.as_bytes())?;
-    write("scores.csv", out.scores_csv().as_bytes())?;
-    unravel::report::html::write_audit_html(&out.report, &a.out.join("report.html"))
-        .with_context(|| format!("writing {}", a.out.join("report.html").display()))?;
+    write(AUDIT_FILE, json.as_bytes())?;
+    write(SCORES_FILE, out.scores_csv().as_bytes())?;
+    unravel::report::html::write_audit_html(&out.report, &a.out.join(REPORT_FILE))
+        .with_context(|| format!("writing {}", a.out.join(REPORT_FILE).display()))?;
     unravel::report::html::write_audit_svgs(&out.report, &a.out)
         .with_context(|| format!("writing plots into {}", a.out.display()))?;
+    Ok(())
+}
 
-    let r = &out.report;
+/// What was audited and, per side, how many units are of each class.
+fn print_summary(r: &AuditReport, secs: f64) {
     println!(
         "{} tokens, {} concepts, score {} >= {} (support >= {}, z >= {}, auroc >= {}, top-k chance p >= {}{}) in {:.1}s",
         r.tokens,
@@ -325,7 +304,7 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
         } else {
             String::new()
         },
-        t0.elapsed().as_secs_f64()
+        secs
     );
     println!(
         "  {:<9} {:>7} {:>13} {:>13} {:>12} {:>6}  source",
@@ -348,9 +327,4 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
             s.source
         );
     }
-    println!(
-        "wrote {}/{{audit.json, scores.csv, report.html, *.svg}}",
-        a.out.display()
-    );
-    Ok(())
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 
+use crate::cli::progress::progress_bar;
 use unravel::toy::output::{summary_text, write_outputs};
 use unravel::toy::{run_experiment, Experiment, ToyFile, ToySettings};
 
@@ -34,19 +35,19 @@ pub struct ToyArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Training steps.
-    #[arg(long, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
     steps: Option<usize>,
     /// Batch size (per instance).
-    #[arg(long, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
     batch: Option<usize>,
     /// Instances (initialisations) per configuration; the lowest-loss one is reported.
-    #[arg(long, value_parser = crate::cmd_values::at_least_1::<usize>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
     instances: Option<usize>,
     /// AdamW learning rate.
-    #[arg(long, value_parser = crate::cmd_values::positive_f64, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::cli::values::positive_f64, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Seed of the initialisation and the data.
-    #[arg(long, value_parser = crate::cmd_values::whole::<u64>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::cli::values::whole::<u64>, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// cpu, cuda, cuda:N, metal or auto.
     #[arg(long, value_name = "DEVICE")]
@@ -54,19 +55,6 @@ pub struct ToyArgs {
     /// Output folder (default toy/NAME).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-}
-
-/// Steps/s, ETA and the latest mean loss.
-fn progress_bar(template: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::hidden();
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
 }
 
 pub fn cmd_toy(a: &ToyArgs) -> Result<()> {

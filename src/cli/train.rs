@@ -1,0 +1,369 @@
+//! `unravel train`: flags → config → `sae::train`; the progress bar and the summary.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use unravel::sae::checkpoint;
+use unravel::sae::config::{EngineChoice, PartialConfig, Recipe, TrainConfig};
+use unravel::sae::train::{self, EvalRecord, TrainObserver, TrainSummary};
+use unravel::sae::SaeError;
+use unravel::store::Dataset;
+
+use crate::cli::progress::progress_bar;
+use crate::cli::read_args::ReadArgs;
+use crate::cli::Exit;
+
+pub const TRAIN_EXAMPLES: &str = "Examples:\n  \
+# GPT-2 layer 6 residual stream, 8x expansion, 50M tokens (april-2024 recipe)\n  \
+unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --expansion 8 --tokens 50000000 --out runs/l6\n\n  \
+# the same from a config file, overriding one value\n  \
+unravel train --config configs/gpt2-l6.toml --l1-coefficient 3 --out runs/l6-l1-3\n\n  \
+# continue after Ctrl-C, a crash or kill -9 (bit-identical to an uninterrupted run on CPU)\n  \
+unravel train --resume runs/l6\n\n  \
+# Towards-Monosemanticity recipe on a GPU\n  \
+unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --recipe unit-norm --d-sae 16384 --device cuda --out runs/l6-un\n\n\
+The run folder holds config.toml, metrics.jsonl (one JSON line per log step and evaluation), eval.json,\n\
+checkpoints/ (exact resume), and the SAELens export: cfg.json, sae_weights.safetensors, sparsity.safetensors\n\
+(load it with `sae_lens.SAE.load_from_disk(\"runs/l6\")`).";
+
+/// Flags of `unravel train`; every one overrides the config file.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Activation dataset folder (from `unravel extract`).
+    #[arg(long, value_name = "DIR")]
+    acts: Option<PathBuf>,
+    /// Hook (column) to train on; may be left out when the dataset holds one hook.
+    #[arg(long)]
+    hook: Option<String>,
+    /// Output run folder.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// TOML config (see configs/); flags override its values.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint (uses its saved config).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["acts", "config"])]
+    resume: Option<PathBuf>,
+    /// april-2024 (default) or unit-norm.
+    #[arg(long)]
+    recipe: Option<String>,
+    /// Features, as a multiple of the hook's width (default 8).
+    #[arg(long, value_parser = crate::cli::values::positive_f64, allow_negative_numbers = true)]
+    expansion: Option<f64>,
+    /// Features (instead of --expansion).
+    #[arg(long, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
+    d_sae: Option<usize>,
+    /// Training tokens (default 10M).
+    #[arg(long, value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
+    tokens: Option<u64>,
+    /// Tokens per step (default 4096).
+    #[arg(long, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
+    batch: Option<usize>,
+    /// Learning rate. Default: by the run's length, 1e-3 · √(250 / steps) within [5e-5, 1e-3]
+    /// (unit-norm: [1e-4, 1e-3]); at batch 4096: 1e-3 up to 1M tokens, 3.2e-4 at 10M, 1.4e-4
+    /// at 50M, 5e-5 from 400M on.
+    #[arg(long, value_parser = crate::cli::values::positive_f32, allow_negative_numbers = true)]
+    lr: Option<f32>,
+    /// L1 coefficient λ (default 5).
+    #[arg(long, value_parser = crate::cli::values::non_negative_f32, allow_negative_numbers = true)]
+    l1_coefficient: Option<f32>,
+    /// Seed of the initialisation and the shuffle.
+    #[arg(long, value_parser = crate::cli::values::whole::<u64>, allow_negative_numbers = true)]
+    seed: Option<u64>,
+    /// auto, cpu, cuda, cuda:N or metal.
+    #[arg(long)]
+    device: Option<String>,
+    /// Step implementation: auto (fast sparse on CPU, plain candle ops elsewhere), fast or plain.
+    #[arg(long)]
+    engine: Option<String>,
+    /// Shards held out for evaluation (the last ones; default 1; 0 = evaluate on training data).
+    /// More are added while they hold fewer than --eval-tokens rows and stay within a tenth of
+    /// the rows; the split is printed before training.
+    #[arg(long, value_parser = crate::cli::values::whole::<usize>, allow_negative_numbers = true)]
+    eval_shards: Option<usize>,
+    /// Tokens per evaluation (default 200k).
+    #[arg(long, value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
+    eval_tokens: Option<u64>,
+    /// Evaluate every N training tokens (default: only at the end).
+    #[arg(long, value_name = "N", value_parser = crate::cli::values::whole::<u64>, allow_negative_numbers = true)]
+    eval_every: Option<u64>,
+    /// Append a metrics.jsonl line every N steps (default 10).
+    #[arg(long, value_name = "N", value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
+    log_every: Option<u64>,
+    /// Checkpoint every N tokens (default 5M).
+    #[arg(long, value_name = "N", value_parser = crate::cli::values::whole::<u64>, allow_negative_numbers = true)]
+    checkpoint_every: Option<u64>,
+    /// A feature is dead when it did not fire in this many tokens (default min(10M, --tokens)).
+    #[arg(long, value_name = "N", value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
+    dead_window: Option<u64>,
+    /// Shuffle window in tokens (default 65536).
+    #[arg(long, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
+    shuffle_buffer: Option<usize>,
+    #[command(flatten)]
+    read: ReadArgs,
+    /// Start from this SAELens-layout SAE: a folder, or OWNER/REPO[/SUBFOLDER] on the hub.
+    #[arg(long, value_name = "DIR_OR_HUB")]
+    from: Option<String>,
+}
+
+impl TrainArgs {
+    fn partial(&self) -> Result<PartialConfig> {
+        Ok(PartialConfig {
+            acts: self.acts.clone(),
+            hook: self.hook.clone(),
+            recipe: self
+                .recipe
+                .as_deref()
+                .map(Recipe::parse)
+                .transpose()
+                .context("--recipe")?,
+            d_sae: self.d_sae,
+            expansion: self.expansion,
+            tokens: self.tokens,
+            batch: self.batch,
+            lr: self.lr,
+            l1_coefficient: self.l1_coefficient,
+            seed: self.seed,
+            device: self.device.clone(),
+            engine: self.engine.as_deref().map(parse_engine).transpose()?,
+            eval_shards: self.eval_shards,
+            eval_tokens: self.eval_tokens,
+            eval_every: self.eval_every,
+            log_every: self.log_every,
+            checkpoint_every: self.checkpoint_every,
+            dead_window: self.dead_window,
+            shuffle_buffer: self.shuffle_buffer,
+            skip_nonfinite: self.read.skip_nonfinite.then_some(true),
+            allow_incomplete: self.read.allow_incomplete.then_some(true),
+            from: self.from.clone(),
+            ..Default::default()
+        })
+    }
+}
+
+fn parse_engine(s: &str) -> Result<EngineChoice> {
+    match s {
+        "auto" => Ok(EngineChoice::Auto),
+        "fast" => Ok(EngineChoice::Fast),
+        "plain" => Ok(EngineChoice::Plain),
+        o => bail!("--engine {o}: expected auto, fast or plain"),
+    }
+}
+
+fn hooks_of(acts: &Path, read: &ReadArgs) -> Result<Vec<(String, usize)>> {
+    let ds = Dataset::open_with(acts, read.options())?;
+    Ok(ds
+        .manifest()
+        .hooks
+        .iter()
+        .map(|h| (h.name.clone(), h.d))
+        .collect())
+}
+
+/// The progress bar: loss, L0, dead %, tokens/s, ETA.
+struct Bar {
+    bar: indicatif::ProgressBar,
+    batch: u64,
+}
+
+impl Bar {
+    /// A line above the bar, or on stderr when there is no bar (not a terminal).
+    fn say(&self, msg: impl AsRef<str>) {
+        if self.bar.is_hidden() {
+            eprintln!("{}", msg.as_ref());
+        } else {
+            self.bar.println(msg.as_ref());
+        }
+    }
+}
+
+impl TrainObserver for Bar {
+    fn started(&mut self, total: u64, done: u64, batch: usize, engine: &str) {
+        self.batch = batch as u64;
+        self.bar.set_length(total * self.batch);
+        self.bar.set_position(done * self.batch);
+        self.bar.reset_eta();
+        self.say(format!(
+            "training on {engine}: {total} steps of {batch} tokens ({done} done)"
+        ));
+    }
+    fn stepped(&mut self, step: u64, loss: f64, l0: f64, dead: f64) {
+        self.bar.set_position(step * self.batch);
+        self.bar.set_message(format!(
+            "loss {loss:.4}  L0 {l0:.1}  dead {:.1}%",
+            dead * 100.0
+        ));
+    }
+    fn evaluated(&mut self, r: &EvalRecord) {
+        self.say(format!(
+            "eval at step {}: EV {:.4}  FVU {:.4}  MSE {:.4e}  L0 {:.1}  dead {:.1}%  dense {:.1}%  ({} {} tokens)",
+            r.step, r.ev, r.fvu, r.mse, r.l0, r.dead_frac * 100.0, r.dense_frac * 100.0, r.tokens,
+            if r.held_out { "held-out" } else { "training" }
+        ));
+    }
+    fn checkpointed(&mut self, dir: &Path) {
+        self.bar
+            .set_message(format!("checkpoint {}", dir.display()));
+    }
+    fn note(&mut self, msg: &str) {
+        self.say(msg);
+    }
+}
+
+pub fn cmd_train(a: &TrainArgs) -> Result<()> {
+    let (cfg, dir, resume) = match &a.resume {
+        Some(dir) => {
+            let saved = checkpoint::load_config(dir)?;
+            if !checkpoint::has_checkpoint(dir) {
+                bail!(
+                    "--resume {}: the run has no checkpoint yet; start it again without --resume",
+                    dir.display()
+                );
+            }
+            // Flags given with --resume must agree with the saved config.
+            let hooks = vec![(saved.hook.clone(), saved.d_in)];
+            let mut p = a.partial()?;
+            p.acts = Some(saved.acts.clone());
+            let given = PartialConfig {
+                acts: None,
+                ..p.clone()
+            };
+            if given != PartialConfig::default() {
+                let requested =
+                    TrainConfig::resolve(partial_from(&saved).overridden_by(p), &hooks)?;
+                let diff = saved.differences(&requested);
+                if !diff.is_empty() {
+                    bail!(
+                        "--resume {}: these settings differ from the run's config.toml: {}",
+                        dir.display(),
+                        diff.join("; ")
+                    );
+                }
+            }
+            (saved, dir.clone(), true)
+        }
+        None => {
+            let Some(out) = &a.out else {
+                bail!("--out DIR is required (the run folder)")
+            };
+            let file = match &a.config {
+                Some(f) => PartialConfig::from_file(f)?,
+                None => PartialConfig::default(),
+            };
+            let p = file.overridden_by(a.partial()?);
+            let Some(acts) = p.acts.clone() else {
+                bail!("--acts DIR is required (an activation dataset from `unravel extract`)")
+            };
+            let cfg = TrainConfig::resolve(p, &hooks_of(&acts, &a.read)?)?;
+            (cfg, out.clone(), false)
+        }
+    };
+    let flag = if resume { "--resume" } else { "--out" };
+    let _lock = unravel::folder_lock::lock_output(flag, &dir, "train")?;
+    let interrupt = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupt.clone();
+        // A second Ctrl-C exits at once.
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let bar = progress_bar(
+        "[{elapsed_precise}] {bar:25} {human_pos}/{human_len} tok  {per_sec}  ETA {eta}  {msg}",
+    );
+    let mut obs = Bar {
+        bar: bar.clone(),
+        batch: 1,
+    };
+    let result = train::train(&cfg, &dir, resume, &mut obs, &interrupt);
+    bar.finish_and_clear();
+    match result {
+        Ok(s) => {
+            print_summary(&s);
+            Ok(())
+        }
+        Err(SaeError::Interrupted) => Err(Exit {
+            code: 130,
+            message: format!(
+                "interrupted: checkpoint saved; continue with `unravel train --resume {}`",
+                dir.display()
+            ),
+        }
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A saved config as a partial one (every field set), so flags can be laid over it.
+fn partial_from(c: &TrainConfig) -> PartialConfig {
+    PartialConfig {
+        acts: Some(c.acts.clone()),
+        hook: Some(c.hook.clone()),
+        recipe: Some(c.recipe),
+        d_sae: Some(c.d_sae),
+        expansion: None,
+        tokens: Some(c.tokens),
+        batch: Some(c.batch),
+        lr: Some(c.lr),
+        l1_coefficient: Some(c.l1_coefficient),
+        lr_warmup_frac: Some(c.lr_warmup_frac),
+        lr_decay_frac: Some(c.lr_decay_frac),
+        l1_warmup_frac: Some(c.l1_warmup_frac),
+        clip_norm: c.clip_norm,
+        beta1: Some(c.beta1),
+        beta2: Some(c.beta2),
+        adam_eps: Some(c.adam_eps),
+        dec_init_norm: Some(c.dec_init_norm),
+        seed: Some(c.seed),
+        shuffle_buffer: Some(c.shuffle_buffer),
+        eval_shards: Some(c.eval_shards),
+        eval_tokens: Some(c.eval_tokens),
+        eval_every: Some(c.eval_every),
+        log_every: Some(c.log_every),
+        checkpoint_every: Some(c.checkpoint_every),
+        dead_window: Some(c.dead_window),
+        scale_tokens: Some(c.scale_tokens),
+        resample_every: Some(c.resample_every),
+        resample_inputs: Some(c.resample_inputs),
+        skip_nonfinite: Some(c.skip_nonfinite),
+        allow_incomplete: Some(c.allow_incomplete),
+        include_special: Some(c.include_special),
+        engine: Some(c.engine),
+        device: Some(c.device.clone()),
+        from: c.from.clone(),
+    }
+}
+
+/// Steps, tokens, rate and the final evaluation.
+fn print_summary(s: &TrainSummary) {
+    let e = &s.final_eval;
+    println!(
+        "trained {} steps, {} tokens in {:.1}s ({:.0} tokens/s, {}) -> {}",
+        s.steps,
+        s.tokens,
+        s.seconds,
+        s.tokens as f64 / s.seconds.max(1e-9),
+        s.engine,
+        s.dir.display()
+    );
+    println!(
+        "final eval ({} {} tokens): EV {:.4}  FVU {:.4}  MSE {:.4e}  L0 {:.1}  dead {:.1}%  dense {:.1}%",
+        e.tokens, if e.held_out { "held-out" } else { "training" }, e.ev, e.fvu, e.mse, e.l0,
+        e.dead_frac * 100.0, e.dense_frac * 100.0
+    );
+    if s.resampled > 0 {
+        println!("resampled {} dead features during training", s.resampled);
+    }
+    if s.skipped_rows > 0 {
+        println!(
+            "dropped {} rows holding NaN/Inf (--skip-nonfinite)",
+            s.skipped_rows
+        );
+    }
+}

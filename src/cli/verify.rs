@@ -1,0 +1,241 @@
+//! `unravel verify`: an SAE against planted features, or an audit against planted neurons.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+
+use unravel::sae::checkpoint;
+use unravel::synth::checks::Check;
+use unravel::synth::neurons::{NeuronScore, NeuronTruth};
+use unravel::synth::truth::read_truth;
+use unravel::synth::verify::RecoveryReport;
+use unravel::synth::verify::{VERIFY_FILE, VERIFY_PLOT_FILE};
+use unravel::synth::verify_audit::{
+    audit_checks, read_audit, verify_audit, AuditThresholds, AuditVerifyError,
+};
+use unravel::synth::verify_sae::{sae_checks, verify_sae, SaeThresholds};
+
+use crate::cli::output;
+
+pub const VERIFY_EXAMPLES: &str = "Examples:\n  \
+unravel synth --features 512 --dims 256 --density 0.1 --tokens 1000000 --seed 7 --out synth/seed000\n  \
+unravel train --acts synth/seed000 --d-sae 1024 --tokens 1000000 --out runs/seed000\n  \
+unravel verify --truth synth/seed000 --sae runs/seed000 --min-mmcs 0.98\n\n  \
+# planted polysemantic neurons: precision / recall of the audit\n  \
+unravel synth --neurons 256 --tokens 200000 --out synth/neurons\n  \
+unravel audit --acts synth/neurons --out audits/planted\n  \
+unravel verify --truth synth/neurons --audit audits/planted --min-precision 0.95 --min-recall 0.95\n\n\
+MMCS = mean over planted directions of the best cosine with any decoder row; MCC = mean |cos| under the\n\
+optimal one-to-one matching (Hungarian); recovered = fraction with best cosine >= --threshold.\n\
+With --min-mmcs / --min-mcc / --min-recovered / --max-dead it prints a PASS/FAIL table and exits 1 on
+any failure (for scripts and CI).";
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Planted dataset folder from `unravel synth` (or its truth/ folder).
+    #[arg(long, value_name = "DIR")]
+    truth: PathBuf,
+    /// The SAE: a run folder or any SAELens-layout folder (or OWNER/REPO[/SUBFOLDER] on the hub).
+    #[arg(
+        long,
+        value_name = "DIR_OR_HUB",
+        required_unless_present = "audit",
+        conflicts_with = "audit"
+    )]
+    sae: Option<String>,
+    /// An audit folder (`unravel audit --acts TRUTH_DIR`) to score against planted neurons
+    /// (`unravel synth --neurons`): precision, recall, F1 of the polysemantic ones and their concepts.
+    #[arg(long, value_name = "DIR")]
+    audit: Option<PathBuf>,
+    /// With --audit: fail when the precision at finding polysemantic neurons is below this.
+    #[arg(long, value_parser = crate::cli::values::fraction, allow_negative_numbers = true)]
+    min_precision: Option<f64>,
+    /// With --audit: fail when the recall at finding polysemantic neurons is below this.
+    #[arg(long, value_parser = crate::cli::values::fraction, allow_negative_numbers = true)]
+    min_recall: Option<f64>,
+    /// With --audit: fail when the F1 of the (neuron, concept) pairs found is below this.
+    #[arg(long, value_parser = crate::cli::values::fraction, allow_negative_numbers = true)]
+    min_concept_f1: Option<f64>,
+    /// Cosine at which a planted feature counts as recovered (and two latents as duplicates).
+    #[arg(long, default_value_t = 0.9, value_parser = crate::cli::values::probability_f32, allow_negative_numbers = true)]
+    threshold: f32,
+    /// Fail (exit 1) when MMCS is below this.
+    #[arg(long, value_parser = crate::cli::values::fraction, allow_negative_numbers = true)]
+    min_mmcs: Option<f64>,
+    /// Fail when MCC (one-to-one matching) is below this.
+    #[arg(long, value_parser = crate::cli::values::fraction, allow_negative_numbers = true)]
+    min_mcc: Option<f64>,
+    /// Fail when the recovered fraction (0–1) is below this.
+    #[arg(long, value_parser = crate::cli::values::fraction, allow_negative_numbers = true)]
+    min_recovered: Option<f64>,
+    /// Fail when more than this fraction (0–1) of latents is dead.
+    #[arg(long, value_parser = crate::cli::values::fraction, allow_negative_numbers = true)]
+    max_dead: Option<f64>,
+    /// Where to write the JSON report (default SAE_DIR/verify.json).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// Prints the pass/fail table; an error (exit 1) when a check fails.
+fn check_table(checks: &[Check]) -> Result<()> {
+    if checks.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "  {:<14} {:>8}  {:<10} result",
+        "check", "value", "threshold"
+    );
+    for c in checks {
+        println!(
+            "  {:<14} {:>8.4}  {:<10} {}",
+            c.name,
+            c.value,
+            c.threshold,
+            if c.pass { "PASS" } else { "FAIL" }
+        );
+    }
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.pass)
+        .map(|c| format!("{} {:.4} (wanted {})", c.name, c.value, c.threshold))
+        .collect();
+    if !failed.is_empty() {
+        bail!("verify failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// `verify --audit`: the audit of planted neurons against their truth.
+fn cmd_verify_audit(a: &VerifyArgs, audit_dir: &Path) -> Result<()> {
+    let truth = NeuronTruth::load(&a.truth).map_err(|e| {
+        anyhow!("--truth {e} (planted neurons come from `unravel synth --neurons`)")
+    })?;
+    let _lock = unravel::folder_lock::lock_output("--audit", audit_dir, "verify")?;
+    let flag = |e: AuditVerifyError| anyhow!("--audit {e}");
+    let report = read_audit(audit_dir).map_err(flag)?;
+    let s = verify_audit(&truth, &report, audit_dir).map_err(flag)?;
+    println!(
+        "{} planted neurons ({} polysemantic) vs the audit in {} ({} >= {}):",
+        truth.neurons.len(),
+        s.polysemantic.actual,
+        audit_dir.display(),
+        report.score,
+        report.threshold
+    );
+    print_neuron_score(&s);
+    let out = a
+        .json
+        .clone()
+        .unwrap_or_else(|| audit_dir.join(VERIFY_FILE));
+    output::write(&out, serde_json::to_string_pretty(&s)?.as_bytes(), || {
+        format!("--json {}", out.display())
+    })?;
+    println!("-> {}", out.display());
+    let thresholds = AuditThresholds {
+        min_precision: a.min_precision,
+        min_recall: a.min_recall,
+        min_concept_f1: a.min_concept_f1,
+    };
+    check_table(&audit_checks(&s, &thresholds))
+}
+
+fn print_neuron_score(s: &NeuronScore) {
+    println!(
+        "  {:<22} {:>9} {:>9} {:>9}",
+        "", "precision", "recall", "F1"
+    );
+    for (name, p) in [
+        ("polysemantic neurons", &s.polysemantic),
+        ("(neuron, concept)", &s.concepts),
+    ] {
+        println!(
+            "  {name:<22} {:>9.4} {:>9.4} {:>9.4}   ({} found, {} true, {} right)",
+            p.precision, p.recall, p.f1, p.predicted, p.actual, p.true_positives
+        );
+    }
+    println!(
+        "  class accuracy (a distractor's class is unexplained) {:.4}",
+        s.class_accuracy
+    );
+    if s.distractors > 0 {
+        println!(
+            "  distractors called polysemantic: {} of {} ({} of their outlier concepts passed)",
+            s.distractors_flagged, s.distractors, s.distractor_concepts_passed
+        );
+    }
+}
+
+pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
+    let sae = match (&a.audit, &a.sae) {
+        (Some(dir), _) => return cmd_verify_audit(a, dir),
+        (None, Some(s)) => s.as_str(),
+        (None, None) => bail!("give --sae (planted features) or --audit (planted neurons)"),
+    };
+    let truth = read_truth(&a.truth).map_err(|e| anyhow!("--truth {e}"))?;
+    let dir = checkpoint::locate_saelens(sae, &unravel::hub::HubOptions::default())?;
+    let _lock = unravel::folder_lock::lock_output("--sae", &dir, "verify")?;
+    let loaded = checkpoint::load_saelens(&dir)?;
+    let r = verify_sae(&truth, &dir, &loaded.sae, a.threshold)
+        .map_err(|e| anyhow!("--sae {sae}: {e}"))?;
+    print_recovery(&r);
+    let plot = dir.join(VERIFY_PLOT_FILE);
+    let points: Vec<(f32, f32)> = r
+        .features
+        .iter()
+        .map(|f| (f.frequency, f.best_cos))
+        .collect();
+    unravel::report::plots::recovery_scatter(
+        &plot,
+        &points,
+        r.threshold,
+        "planted features: best cosine vs frequency",
+    )
+    .map_err(|e| anyhow!("cannot write the plot: {e}"))?;
+    println!("  plot: {}", plot.display());
+    let out = a.json.clone().unwrap_or_else(|| dir.join(VERIFY_FILE));
+    output::write(&out, serde_json::to_string_pretty(&r)?.as_bytes(), || {
+        format!("--json {}", out.display())
+    })?;
+    println!("-> {}", out.display());
+    let thresholds = SaeThresholds {
+        min_mmcs: a.min_mmcs,
+        min_mcc: a.min_mcc,
+        min_recovered: a.min_recovered,
+        max_dead: a.max_dead,
+    };
+    check_table(&sae_checks(&r, &thresholds))
+}
+
+fn print_recovery(r: &RecoveryReport) {
+    println!(
+        "{} planted features vs {} latents ({} dims):",
+        r.n_truth, r.d_sae, r.d
+    );
+    println!("  MMCS       {:.4}", r.mmcs);
+    println!("  MCC        {:.4}  (Hungarian one-to-one)", r.mcc);
+    println!(
+        "  recovered  {:.1}%  (best cos >= {})",
+        r.recovered * 100.0,
+        r.threshold
+    );
+    println!(
+        "  dead latents {}, duplicated latent pairs {}",
+        r.dead_latents, r.duplicated_pairs
+    );
+    println!("  by planted frequency:");
+    println!(
+        "    {:>21}  {:>8}  {:>13}  {:>9}",
+        "frequency", "features", "mean best cos", "recovered"
+    );
+    for b in &r.bands {
+        println!(
+            "    {:>9.5} – {:<9.5}  {:>8}  {:>13.4}  {:>8.1}%",
+            b.min_frequency,
+            b.max_frequency,
+            b.features,
+            b.mean_best_cos,
+            b.recovered * 100.0
+        );
+    }
+}
