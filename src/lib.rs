@@ -11,8 +11,8 @@
 //! ```
 //!
 //! The stages below are listed in that order; a stage imports only stages above it
-//! (docs/design.md, "Layering", names the few imports that still break the rule), and the
-//! utilities in the last row serve them all.
+//! (docs/design.md, "Layering"; `tests/architecture.rs` checks it), and the ground floor in the
+//! last rows (kernels, hub, plot and the utilities) serves them all.
 //!
 //! | module | what it does |
 //! |---|---|
@@ -21,19 +21,23 @@
 //! | [`store`] | the activation dataset: parquet shards, `manifest.json`, the checks every read passes, the shuffled resumable loader, `unravel inspect` |
 //! | [`extract`] | `unravel extract`: corpus → hooked forward → shards (packer thread, forward workers, writer thread) |
 //! | [`trace`] | `unravel trace`: the hooks of a few texts into one safetensors file |
-//! | [`sae`] | sparse autoencoders: model, two training engines, recipes, training loop, evaluation, checkpoints and SAELens export, CE/KL splicing |
-//! | [`synth`] | planted features, planted polysemantic neurons, planting into real shards, recovery metrics against the truth |
-//! | [`analysis`] | the polysemanticity audit (concepts, units × concepts scores, `audit.json`) and superposition metrics |
-//! | [`report`] | SVG plots, the audit's HTML report, the run's index page |
-//! | [`pipeline`] | `unravel run`: a config → stage command lines, stage records, the summary and its checks |
+//! | [`sae`] | sparse autoencoders: model, two training engines, recipes, training loop, evaluation (`unravel eval`), checkpoints, SAELens import/export, CE/KL splicing |
+//! | [`synth`] | planted features, planted polysemantic neurons, planting into real shards, recovery metrics against the truth (`unravel verify`) |
+//! | [`analysis`] | the polysemanticity audit (concepts, units × concepts scores, `audit.json`) and superposition metrics (`unravel analyze`) |
+//! | [`report`] | SVG plots, the audit's HTML report |
+//! | [`pipeline`] | `unravel run`: a config → typed stage specs and their command lines, stage records, typed stage results, the summary and its checks, the run's index page |
 //! | [`toy`] | toy models of superposition (own batched trainer, metrics, plots) |
+//! | `cli` (binary crate) | the command line, one file per command in `src/cli/`, the top layer, over all of these |
 //! | [`kernels`] | the shared CPU kernels under every stage: GEMM wrappers, LayerNorm, attention, GELU, row kernels, dot/axpy, SIMD dispatch |
 //! | [`hub`] | the one Hugging Face hub client (models, datasets, SAEs) and `HF_HUB_OFFLINE` |
-//! | [`device`], [`io`], [`folder_lock`], [`memory`] | `--device`/`--dtype`; atomic writes; one writer per folder; refusing sizes that cannot fit |
+//! | [`plot`] | the shared SVG toolkit of `report` and `toy`: escaping, colour scales, number labels, SVG elements |
+//! | [`device`], [`io`], [`folder_lock`], [`memory`], [`sorted_json`] | `--device`/`--dtype`; atomic writes; one writer per folder; refusing sizes that cannot fit; JSON with sorted keys |
 //!
 //! The command line itself (flags → these modules → printing, exit codes) is the binary crate:
-//! `src/main.rs` and `src/cmd_*.rs`. Definitions of every metric: docs/metrics.md; file
-//! formats: docs/formats.md; architecture, recipes and numerics: docs/design.md.
+//! `src/main.rs` (parse, dispatch, exit codes) and `src/cli/` (one file per command, the shared
+//! flags, progress bar and output helpers beside them). Definitions of every metric:
+//! docs/metrics.md; file formats: docs/formats.md; architecture, recipes and numerics:
+//! docs/design.md.
 
 pub mod analysis;
 pub mod corpus;

@@ -12,7 +12,7 @@
 //! Imports are the paths starting with `crate::`, `super::`, `self::` or `unravel::` (the
 //! binary's name for the library), in `use` statements and inline, outside comments, strings and
 //! `#[cfg(test)] mod tests { ... }` blocks. Each resolves to the deepest file its segments name
-//! (`crate::models::fused::matmul` → `src/models/fused.rs`). A module's root file (`mod.rs`, or
+//! (`crate::kernels::matmul::linear` → `src/kernels/matmul.rs`). A module's root file (`mod.rs`, or
 //! `x.rs` beside `x/`) and its own children are not a circle: the root declares and re-exports
 //! them, and children use the items it defines.
 
@@ -22,24 +22,23 @@ use std::path::Path;
 
 /// Layers, bottom to top, named by the first path segment under `src/` (a folder, or a file
 /// without `.rs`; `*` ends a prefix). A file may import its own layer and the layers below it.
-/// `extract`, `trace` and `inspect` fill and read the store straight from models and corpora, so
-/// they sit with `store` (issue 23 moves them into it). `lib` is the crate root: not checked.
+/// `extract` and `trace` fill the store straight from models and corpora, so they sit with
+/// `store`. `lib` is the crate root: not checked.
 #[rustfmt::skip]
 const LAYERS: &[(&str, &[&str])] = &[
-    ("foundations", &["kernels", "util", "io", "simd", "device", "memory", "folder_lock", "hub", "plot", "sorted_json"]),
+    ("foundations", &["kernels", "io", "device", "memory", "folder_lock", "hub", "plot", "sorted_json"]),
     ("models, corpus", &["models", "corpus"]),
-    ("store", &["store", "extract", "trace", "inspect"]),
+    ("store", &["store", "extract", "trace"]),
     ("sae", &["sae"]),
     ("synth, analysis, toy", &["synth", "analysis", "toy"]),
     ("report", &["report"]),
     ("pipeline", &["pipeline"]),
-    ("cli", &["main", "cli", "cmd_*", "read_args"]),
+    ("cli", &["main", "cli"]),
 ];
 
-/// Ground-floor code (kernels, the hub client) that still lives inside a higher module. Another
-/// top-level module using it climbs against the flow in spirit: it depends on a model
-/// architecture or an SAE just for a kernel. Move it down (a `kernels` module, one hub module)
-/// and delete its line here.
+/// Where ground-floor code (kernels, the hub client) lived inside higher modules before it moved
+/// down into `kernels` and `hub`. A use of one of these paths means such code came back up: a
+/// module would depend on a model architecture or an SAE just for a kernel.
 const FLOOR_CODE_UPSTAIRS: &[&str] = &[
     "models::fused",
     "models::kernels",

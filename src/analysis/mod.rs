@@ -2,11 +2,15 @@
 //! superposition metrics of `unravel analyze`. Definitions: docs/metrics.md.
 //!
 //! concepts.rs  — concept labels per token (taggers, lexicons, regexes, label columns)
+//! label_values.rs — the distinct values of a dataset's label columns (one concept per value)
 //! blocks.rs    — a dataset read back as blocks of whole contexts (tokens, labels, one hook)
 //! audit/       — streaming scores of every unit × concept and the classification
 //! report.rs    — the result as written to audit.json
 //! superposition.rs — effective dimensionality and rank, sparsity, interference, PCA of one hook
 //!                    (streamed), and the singular value spectrum of a weight matrix
+//! analyze.rs   — `unravel analyze`: every chosen hook of a dataset in one streaming pass
+//! analysis_report.rs — analysis.json
+//! weights.rs   — `analyze --weights`: the spectrum of every weight matrix, weights.json
 
 pub mod analysis_report;
 pub mod analyze;

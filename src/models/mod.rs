@@ -1,5 +1,6 @@
-//! Hooked transformer models written on candle: GPT-2, DistilBERT and BERT, and the CPU kernels
-//! their forward pass runs on.
+//! Hooked transformer models written on candle: GPT-2, DistilBERT and BERT. The CPU kernels
+//! their forward pass runs on (GEMM wrappers, LayerNorm, attention, GELU, row kernels) are in
+//! [`crate::kernels`].
 //!
 //! [`Model::load`] reads `config.json`, picks the architecture ([`Arch`]) from `model_type`, and
 //! builds the model from safetensors or random weights. [`Model::forward`] records any set of
@@ -12,10 +13,8 @@
 //! - names and files: [`hooks`] (TransformerLens hook names, the one table of what each is),
 //!   [`load`] (local folder, config file or hub repo; both key prefixes; checked shapes),
 //!   [`tokenizer`] (Hugging Face `tokenizer.json`);
-//! - CPU kernels: [`fused`] (linear with bias, two-pass LayerNorm, attention, and the GEMM wrapper
-//!   `fused::matmul` that `sae` and `analysis` call too), [`kernels`] (GELU as candle custom ops),
-//!   [`rows`] (LayerNorm and masked-softmax rows), `split` (data-parallel forward: each thread
-//!   runs its own sequences; also the worker pools of `extract`).
+//! - forward on the CPU: `split` (data-parallel forward: each thread runs its own sequences; also
+//!   the worker pools of `extract`).
 //!
 //! Design and numerical traps: docs/design.md.
 

@@ -1,8 +1,10 @@
 //! Sparse autoencoders: the model ([`model`]), one training step on two engines ([`step`],
 //! [`fast`], [`plain`]), Adam ([`optim`]), the recipes and their schedules ([`config`]), the
-//! training loop and evaluation ([`train`]), checkpoints ([`checkpoint`]), the SAELens
-//! import/export ([`saelens`]) and the typed `cfg.json` of our export ([`saelens_cfg`]), metrics
-//! ([`metrics`]), and CE loss recovered / KL with the SAE spliced into GPT-2 ([`downstream`]).
+//! training loop and evaluation ([`train`]), checkpoints ([`checkpoint`]; the `DIVERGED` marker
+//! and safetensors helpers in `files`), the SAELens import/export ([`saelens`]) and the typed
+//! `cfg.json` of our export ([`saelens_cfg`]), `unravel eval` ([`evaluate`]) and its report
+//! ([`eval_report`]), metrics ([`metrics`]), and CE loss recovered / KL with the SAE spliced into
+//! GPT-2 ([`downstream`]).
 //! Recipes: docs/design.md; metrics: docs/metrics.md; the run folder: docs/formats.md.
 
 pub mod checkpoint;

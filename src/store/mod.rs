@@ -11,6 +11,8 @@
 //! re-hashes every shard and checks its footer on request. [`Loader`] streams shuffled
 //! `[batch, d]` f32 tensors with an exactly resumable position ([`LoaderState`]).
 //!
+//! [`inspect`]: `unravel inspect`'s summary of a dataset and a preview of its rows.
+//!
 //! Field-by-field reference of the folder and the manifest: docs/formats.md.
 //!
 //! # On-disk format (format_version 1)

@@ -4,8 +4,11 @@
 //!
 //! [`planted`] — `unravel synth`: planted feature directions; [`neurons`] — `synth --neurons`:
 //! planted polysemantic neurons and the audit's score against them; [`plant`] — `unravel plant`:
-//! planted features added to a real dataset; [`verify`] — MMCS, MCC and recovery of planted
-//! features by an SAE. The truth/ folder: docs/formats.md; the metrics: docs/metrics.md.
+//! planted features added to a real dataset; [`truth`] — where the truth is kept and read back;
+//! [`verify`] — MMCS, MCC and recovery of planted features by an SAE; `unravel verify`:
+//! [`verify_sae`] (an SAE against planted features), [`verify_audit`] (an audit against planted
+//! neurons), [`checks`] (the pass/fail thresholds). The truth/ folder: docs/formats.md; the
+//! metrics: docs/metrics.md.
 
 pub mod checks;
 pub mod neurons;
