@@ -276,8 +276,81 @@ pub fn write(
         path: path.into(),
         reason: e.to_string(),
     })?;
+    let bytes = with_sorted_header(bytes);
     crate::io::write_atomic(path, &bytes).map_err(|e| TraceError::Write {
         path: path.into(),
         reason: e.to_string(),
     })
+}
+
+/// The same safetensors bytes with the header's JSON keys sorted. `safetensors` writes the
+/// metadata from a `HashMap`, so its key order (and the file's bytes) changed from run to run;
+/// sorted, the same trace is the same file. The header keeps its length (the same keys and
+/// values, compact either way), so the tensor offsets stay valid; if it would not, the bytes are
+/// returned as they were.
+fn with_sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let Some(len) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize)
+    else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + len) else {
+        return bytes;
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return bytes;
+    };
+    // serde_json's map is a BTreeMap here (no `preserve_order`): keys come out sorted.
+    let Ok(mut sorted) = serde_json::to_vec(&value) else {
+        return bytes;
+    };
+    if sorted.len() > len {
+        return bytes;
+    }
+    sorted.resize(len, b' ');
+    bytes[8..8 + len].copy_from_slice(&sorted);
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace() -> Trace {
+        Trace {
+            tokens: vec![3, 1, 4],
+            doc: vec![0, 0, 1],
+            hooks: vec![("blocks.0.hook_resid_post".into(), 2, vec![0.5; 6])],
+            logits: None,
+            token_ce: None,
+            vocab: 8,
+        }
+    }
+
+    #[test]
+    fn the_same_trace_is_the_same_file_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = |i: usize| -> HashMap<String, String> {
+            (0..12)
+                .map(|k| (format!("key{k}"), format!("v{i}{k}")))
+                .collect()
+        };
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        write(&trace(), &a, meta(0)).unwrap();
+        write(&trace(), &b, meta(0)).unwrap();
+        let bytes = std::fs::read(&a).unwrap();
+        assert_eq!(bytes, std::fs::read(&b).unwrap());
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let keys: Vec<&String> = header.metadata().as_ref().unwrap().keys().collect();
+        assert_eq!(keys.len(), 12);
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let hook = st.tensor("blocks.0.hook_resid_post").unwrap();
+        assert_eq!(hook.shape(), &[3, 2]);
+        assert_eq!(&hook.data()[..4], &0.5f32.to_le_bytes());
+        // Sorted as strings: "key10" before "key2".
+        let k2 = bytes.windows(4).position(|w| w == b"key2");
+        let k10 = bytes.windows(5).position(|w| w == b"key10");
+        assert!(k10.is_some() && k10 < k2, "metadata keys sorted");
+    }
 }
