@@ -43,6 +43,7 @@ pub mod analysis;
 pub mod corpus;
 pub mod device;
 pub mod extract;
+pub mod flag_values;
 pub mod folder_lock;
 pub mod hub;
 pub mod io;

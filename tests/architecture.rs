@@ -26,7 +26,7 @@ use std::path::Path;
 /// `store`. `lib` is the crate root: not checked.
 #[rustfmt::skip]
 const LAYERS: &[(&str, &[&str])] = &[
-    ("foundations", &["kernels", "io", "device", "memory", "folder_lock", "hub", "plot", "sorted_json"]),
+    ("foundations", &["kernels", "io", "device", "memory", "folder_lock", "flag_values", "hub", "plot", "sorted_json"]),
     ("models, corpus", &["models", "corpus"]),
     ("store", &["store", "extract", "trace"]),
     ("sae", &["sae"]),
@@ -60,7 +60,7 @@ const KNOWN_LONG_FILES: &[(&str, &str)] = &[
     ("src/corpus/pack.rs", "tokenize and pack into contexts"),
     ("src/corpus/read.rs", "corpus reading for every format"),
     ("src/pipeline/plan.rs", "builds CLI flags by hand; typed stage specs"),
-    ("src/sae/config.rs", "config mirrored in PartialConfig; config once"),
+    ("src/sae/config.rs", "the settings type (flags, config keys: one field each) and the resolved config with its defaults"),
     ("src/sae/fast.rs", "fast engine with its two backward passes"),
     ("src/store/loader.rs", "shuffled loader"),
     ("src/store/manifest.rs", "manifest read, write and merge"),

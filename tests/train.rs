@@ -1189,3 +1189,46 @@ fn ce_recovered_is_undefined_when_zero_ablation_lowers_the_loss() {
     assert!(ds["ce_recovered"].is_null(), "{ds}");
     assert!(ds["ce_zero"].as_f64().unwrap() < ds["ce_clean"].as_f64().unwrap());
 }
+
+/// One type holds every setting: each knob is a flag and a config-file key of the same name, and
+/// both reach the saved config.toml the same way.
+#[test]
+fn every_setting_is_a_flag_and_a_config_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts");
+    planted(&acts, 8192);
+    let knobs = [
+        ("resample-every", "4096"),
+        ("lr-decay-frac", "0.5"),
+        ("beta2", "0.99"),
+        ("scale-tokens", "2048"),
+    ];
+    let (by_flags, by_file) = (tmp.path().join("flags"), tmp.path().join("file"));
+    let (acts_s, flags_s, file_s) = (p(&acts), p(&by_flags), p(&by_file));
+    let mut args = train_args(&acts_s, &flags_s, &["--tokens", "8192"]);
+    let flags: Vec<String> = knobs.iter().map(|(k, _)| format!("--{k}")).collect();
+    for ((_, v), f) in knobs.iter().zip(&flags) {
+        args.extend([f.as_str(), v]);
+    }
+    ok(&args);
+    let file = tmp.path().join("knobs.toml");
+    let toml: String = knobs.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+    std::fs::write(&file, toml).unwrap();
+    let file_arg = p(&file);
+    let mut args = train_args(&acts_s, &file_s, &["--tokens", "8192"]);
+    args.extend(["--config", file_arg.as_str()]);
+    ok(&args);
+    let saved = std::fs::read_to_string(by_flags.join("config.toml")).unwrap();
+    for line in [
+        "resample_every = 4096",
+        "lr_decay_frac = 0.5",
+        "beta2 = 0.99",
+        "scale_tokens = 2048",
+    ] {
+        assert!(saved.lines().any(|l| l == line), "{line} in\n{saved}");
+    }
+    assert_eq!(
+        saved,
+        std::fs::read_to_string(by_file.join("config.toml")).unwrap()
+    );
+}

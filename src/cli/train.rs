@@ -33,12 +33,6 @@ checkpoints/ (exact resume), and the SAELens export: cfg.json, sae_weights.safet
 /// Flags of `unravel train`; every one overrides the config file.
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Activation dataset folder (from `unravel extract`).
-    #[arg(long, value_name = "DIR")]
-    acts: Option<PathBuf>,
-    /// Hook (column) to train on; may be left out when the dataset holds one hook.
-    #[arg(long)]
-    hook: Option<String>,
     /// Output run folder.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -51,96 +45,32 @@ pub struct TrainArgs {
     /// april-2024 (default) or unit-norm.
     #[arg(long)]
     recipe: Option<String>,
-    /// Features, as a multiple of the hook's width (default 8).
-    #[arg(long, value_parser = crate::cli::values::positive_f64, allow_negative_numbers = true)]
-    expansion: Option<f64>,
-    /// Features (instead of --expansion).
-    #[arg(long, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
-    d_sae: Option<usize>,
-    /// Training tokens (default 10M).
-    #[arg(long, value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
-    tokens: Option<u64>,
-    /// Tokens per step (default 4096).
-    #[arg(long, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
-    batch: Option<usize>,
-    /// Learning rate. Default: by the run's length, 1e-3 · √(250 / steps) within [5e-5, 1e-3]
-    /// (unit-norm: [1e-4, 1e-3]); at batch 4096: 1e-3 up to 1M tokens, 3.2e-4 at 10M, 1.4e-4
-    /// at 50M, 5e-5 from 400M on.
-    #[arg(long, value_parser = crate::cli::values::positive_f32, allow_negative_numbers = true)]
-    lr: Option<f32>,
-    /// L1 coefficient λ (default 5).
-    #[arg(long, value_parser = crate::cli::values::non_negative_f32, allow_negative_numbers = true)]
-    l1_coefficient: Option<f32>,
-    /// Seed of the initialisation and the shuffle.
-    #[arg(long, value_parser = crate::cli::values::whole::<u64>, allow_negative_numbers = true)]
-    seed: Option<u64>,
-    /// auto, cpu, cuda, cuda:N or metal.
-    #[arg(long)]
-    device: Option<String>,
     /// Step implementation: auto (fast sparse on CPU, plain candle ops elsewhere), fast or plain.
     #[arg(long)]
     engine: Option<String>,
-    /// Shards held out for evaluation (the last ones; default 1; 0 = evaluate on training data).
-    /// More are added while they hold fewer than --eval-tokens rows and stay within a tenth of
-    /// the rows; the split is printed before training.
-    #[arg(long, value_parser = crate::cli::values::whole::<usize>, allow_negative_numbers = true)]
-    eval_shards: Option<usize>,
-    /// Tokens per evaluation (default 200k).
-    #[arg(long, value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
-    eval_tokens: Option<u64>,
-    /// Evaluate every N training tokens (default: only at the end).
-    #[arg(long, value_name = "N", value_parser = crate::cli::values::whole::<u64>, allow_negative_numbers = true)]
-    eval_every: Option<u64>,
-    /// Append a metrics.jsonl line every N steps (default 10).
-    #[arg(long, value_name = "N", value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
-    log_every: Option<u64>,
-    /// Checkpoint every N tokens (default 5M).
-    #[arg(long, value_name = "N", value_parser = crate::cli::values::whole::<u64>, allow_negative_numbers = true)]
-    checkpoint_every: Option<u64>,
-    /// A feature is dead when it did not fire in this many tokens (default min(10M, --tokens)).
-    #[arg(long, value_name = "N", value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
-    dead_window: Option<u64>,
-    /// Shuffle window in tokens (default 65536).
-    #[arg(long, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
-    shuffle_buffer: Option<usize>,
+    /// Every other training setting (`--acts`, `--lr`, ...): its flags, the keys of a `--config`
+    /// file and of a run config's `[train]` section are the fields of this one type.
+    #[command(flatten)]
+    settings: PartialConfig,
     #[command(flatten)]
     read: ReadArgs,
-    /// Start from this SAELens-layout SAE: a folder, or OWNER/REPO[/SUBFOLDER] on the hub.
-    #[arg(long, value_name = "DIR_OR_HUB")]
-    from: Option<String>,
 }
 
 impl TrainArgs {
+    /// The settings given on the command line; `--recipe` and `--engine` parsed here for their
+    /// messages, the reading flags from the shared ones.
     fn partial(&self) -> Result<PartialConfig> {
         Ok(PartialConfig {
-            acts: self.acts.clone(),
-            hook: self.hook.clone(),
             recipe: self
                 .recipe
                 .as_deref()
                 .map(Recipe::parse)
                 .transpose()
                 .context("--recipe")?,
-            d_sae: self.d_sae,
-            expansion: self.expansion,
-            tokens: self.tokens,
-            batch: self.batch,
-            lr: self.lr,
-            l1_coefficient: self.l1_coefficient,
-            seed: self.seed,
-            device: self.device.clone(),
             engine: self.engine.as_deref().map(parse_engine).transpose()?,
-            eval_shards: self.eval_shards,
-            eval_tokens: self.eval_tokens,
-            eval_every: self.eval_every,
-            log_every: self.log_every,
-            checkpoint_every: self.checkpoint_every,
-            dead_window: self.dead_window,
-            shuffle_buffer: self.shuffle_buffer,
             skip_nonfinite: self.read.skip_nonfinite.then_some(true),
             allow_incomplete: self.read.allow_incomplete.then_some(true),
-            from: self.from.clone(),
-            ..Default::default()
+            ..self.settings.clone()
         })
     }
 }

@@ -61,66 +61,143 @@ pub enum EngineChoice {
     Plain,
 }
 
-/// Every setting, all optional: what a TOML file or the command line gives. A `--config` file
-/// spells keys as the flags do (`d-sae`, `l1-coefficient`, like the `[train]` section of a run
-/// config) or in snake_case (`d_sae`, as the saved `config.toml` does); both are read.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Every setting, all optional: what a TOML file or the command line gives. This one type is
+/// the train command's flags (clap), a `--config` file's keys and a run config's `[train]`
+/// section (serde), so a knob is one field here. A `--config` file spells keys as the flags do
+/// (`d-sae`, `l1-coefficient`) or in snake_case (`d_sae`, as the saved `config.toml` does); both
+/// are read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct PartialConfig {
+    /// Activation dataset folder (from `unravel extract`).
+    #[arg(long, value_name = "DIR")]
     pub acts: Option<PathBuf>,
+    /// Hook (column) to train on; may be left out when the dataset holds one hook.
+    #[arg(long)]
     pub hook: Option<String>,
+    /// april-2024 (default) or unit-norm: on the command line a string (`TrainArgs`), parsed
+    /// with its own message.
+    #[arg(skip)]
     pub recipe: Option<Recipe>,
+    /// Features, as a multiple of the hook's width (default 8).
+    #[arg(long, value_parser = crate::flag_values::positive_f64, allow_negative_numbers = true)]
+    pub expansion: Option<f64>,
+    /// Features (instead of --expansion).
+    #[arg(long, value_parser = crate::flag_values::at_least_1::<usize>, allow_negative_numbers = true)]
     #[serde(alias = "d-sae")]
     pub d_sae: Option<usize>,
-    pub expansion: Option<f64>,
+    /// Training tokens (default 10M).
+    #[arg(long, value_parser = crate::flag_values::at_least_1::<u64>, allow_negative_numbers = true)]
     pub tokens: Option<u64>,
+    /// Tokens per step (default 4096).
+    #[arg(long, value_parser = crate::flag_values::at_least_1::<usize>, allow_negative_numbers = true)]
     pub batch: Option<usize>,
+    /// Learning rate. Default: by the run's length, 1e-3 · √(250 / steps) within [5e-5, 1e-3]
+    /// (unit-norm: [1e-4, 1e-3]); at batch 4096: 1e-3 up to 1M tokens, 3.2e-4 at 10M, 1.4e-4
+    /// at 50M, 5e-5 from 400M on.
+    #[arg(long, value_parser = crate::flag_values::positive_f32, allow_negative_numbers = true)]
     pub lr: Option<f32>,
+    /// L1 coefficient λ (default 5).
+    #[arg(long, value_parser = crate::flag_values::non_negative_f32, allow_negative_numbers = true)]
     #[serde(alias = "l1-coefficient")]
     pub l1_coefficient: Option<f32>,
-    #[serde(alias = "lr-warmup-frac")]
-    pub lr_warmup_frac: Option<f64>,
-    #[serde(alias = "lr-decay-frac")]
-    pub lr_decay_frac: Option<f64>,
-    #[serde(alias = "l1-warmup-frac")]
-    pub l1_warmup_frac: Option<f64>,
-    #[serde(alias = "clip-norm")]
-    pub clip_norm: Option<f32>,
-    pub beta1: Option<f32>,
-    pub beta2: Option<f32>,
-    #[serde(alias = "adam-eps")]
-    pub adam_eps: Option<f32>,
-    #[serde(alias = "dec-init-norm")]
-    pub dec_init_norm: Option<f32>,
+    /// Seed of the initialisation and the shuffle.
+    #[arg(long, value_parser = crate::flag_values::whole::<u64>, allow_negative_numbers = true)]
     pub seed: Option<u64>,
-    #[serde(alias = "shuffle-buffer")]
-    pub shuffle_buffer: Option<usize>,
+    /// auto, cpu, cuda, cuda:N or metal.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Step implementation: on the command line a string (`TrainArgs`), parsed with its own
+    /// message.
+    #[arg(skip)]
+    pub engine: Option<EngineChoice>,
+    /// Shards held out for evaluation (the last ones; default 1; 0 = evaluate on training data).
+    /// More are added while they hold fewer than --eval-tokens rows and stay within a tenth of
+    /// the rows; the split is printed before training.
+    #[arg(long, value_parser = crate::flag_values::whole::<usize>, allow_negative_numbers = true)]
     #[serde(alias = "eval-shards")]
     pub eval_shards: Option<usize>,
+    /// Tokens per evaluation (default 200k).
+    #[arg(long, value_parser = crate::flag_values::at_least_1::<u64>, allow_negative_numbers = true)]
     #[serde(alias = "eval-tokens")]
     pub eval_tokens: Option<u64>,
+    /// Evaluate every N training tokens (default: only at the end).
+    #[arg(long, value_name = "N", value_parser = crate::flag_values::whole::<u64>, allow_negative_numbers = true)]
     #[serde(alias = "eval-every")]
     pub eval_every: Option<u64>,
+    /// Append a metrics.jsonl line every N steps (default 10).
+    #[arg(long, value_name = "N", value_parser = crate::flag_values::at_least_1::<u64>, allow_negative_numbers = true)]
     #[serde(alias = "log-every")]
     pub log_every: Option<u64>,
+    /// Checkpoint every N tokens (default 5M).
+    #[arg(long, value_name = "N", value_parser = crate::flag_values::whole::<u64>, allow_negative_numbers = true)]
     #[serde(alias = "checkpoint-every")]
     pub checkpoint_every: Option<u64>,
+    /// A feature is dead when it did not fire in this many tokens (default min(10M, --tokens)).
+    #[arg(long, value_name = "N", value_parser = crate::flag_values::at_least_1::<u64>, allow_negative_numbers = true)]
     #[serde(alias = "dead-window")]
     pub dead_window: Option<u64>,
+    /// Shuffle window in tokens (default 65536).
+    #[arg(long, value_parser = crate::flag_values::at_least_1::<usize>, allow_negative_numbers = true)]
+    #[serde(alias = "shuffle-buffer")]
+    pub shuffle_buffer: Option<usize>,
+    /// Fraction of steps with a linearly rising learning rate (default 0).
+    #[arg(long, value_parser = crate::flag_values::fraction, allow_negative_numbers = true)]
+    #[serde(alias = "lr-warmup-frac")]
+    pub lr_warmup_frac: Option<f64>,
+    /// Fraction of steps, at the end, with the learning rate falling linearly to 0 (default 0.2;
+    /// unit-norm: 0).
+    #[arg(long, value_parser = crate::flag_values::fraction, allow_negative_numbers = true)]
+    #[serde(alias = "lr-decay-frac")]
+    pub lr_decay_frac: Option<f64>,
+    /// Fraction of steps with λ rising linearly to --l1-coefficient (default 0.05; unit-norm: 0).
+    #[arg(long, value_parser = crate::flag_values::fraction, allow_negative_numbers = true)]
+    #[serde(alias = "l1-warmup-frac")]
+    pub l1_warmup_frac: Option<f64>,
+    /// Global gradient-norm clip (default 1; unit-norm: none).
+    #[arg(long, value_parser = crate::flag_values::positive_f32, allow_negative_numbers = true)]
+    #[serde(alias = "clip-norm")]
+    pub clip_norm: Option<f32>,
+    /// Adam β1 (default 0.9).
+    #[arg(long, value_parser = crate::flag_values::probability_f32, allow_negative_numbers = true)]
+    pub beta1: Option<f32>,
+    /// Adam β2 (default 0.999).
+    #[arg(long, value_parser = crate::flag_values::probability_f32, allow_negative_numbers = true)]
+    pub beta2: Option<f32>,
+    /// Adam ε (default 1e-8).
+    #[arg(long, value_parser = crate::flag_values::positive_f32, allow_negative_numbers = true)]
+    #[serde(alias = "adam-eps")]
+    pub adam_eps: Option<f32>,
+    /// Decoder row norm at initialisation (april-2024; default 0.1).
+    #[arg(long, value_parser = crate::flag_values::positive_f32, allow_negative_numbers = true)]
+    #[serde(alias = "dec-init-norm")]
+    pub dec_init_norm: Option<f32>,
+    /// Tokens sampled to estimate the input scaling and the geometric median (default 65536).
+    #[arg(long, value_name = "N", value_parser = crate::flag_values::at_least_1::<u64>, allow_negative_numbers = true)]
     #[serde(alias = "scale-tokens")]
     pub scale_tokens: Option<u64>,
+    /// Resample dead features every N tokens (default: unit-norm --tokens / 4; april-2024 0 = never).
+    #[arg(long, value_name = "N", value_parser = crate::flag_values::whole::<u64>, allow_negative_numbers = true)]
     #[serde(alias = "resample-every")]
     pub resample_every: Option<u64>,
+    /// Inputs scored to pick the new directions when resampling (default 16384).
+    #[arg(long, value_name = "N", value_parser = crate::flag_values::at_least_1::<usize>, allow_negative_numbers = true)]
     #[serde(alias = "resample-inputs")]
     pub resample_inputs: Option<usize>,
+    /// From the shared reading flags (`--skip-nonfinite`).
+    #[arg(skip)]
     #[serde(alias = "skip-nonfinite")]
     pub skip_nonfinite: Option<bool>,
+    /// From the shared reading flags (`--allow-incomplete`).
+    #[arg(skip)]
     #[serde(alias = "allow-incomplete")]
     pub allow_incomplete: Option<bool>,
+    /// Train on special-token rows (BOS/CLS/SEP) too (config files only).
+    #[arg(skip)]
     #[serde(alias = "include-special")]
     pub include_special: Option<bool>,
-    pub engine: Option<EngineChoice>,
-    pub device: Option<String>,
+    /// Start from this SAELens-layout SAE: a folder, or OWNER/REPO[/SUBFOLDER] on the hub.
+    #[arg(long, value_name = "DIR_OR_HUB")]
     pub from: Option<String>,
 }
 
