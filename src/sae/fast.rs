@@ -41,6 +41,90 @@ pub struct FastEngine {
     g: Vec<f32>,
 }
 
+/// CSR of the active pairs of `pre [rows, s]`: per row, feature indices and values.
+fn active_by_row(pre: &[f32], s: usize) -> Vec<(Vec<u32>, Vec<f32>)> {
+    pre.par_chunks(s)
+        .map(|r| {
+            let mut idx = vec![];
+            let mut val = vec![];
+            for (i, &v) in r.iter().enumerate() {
+                if v > 0.0 {
+                    idx.push(i as u32);
+                    val.push(v);
+                }
+            }
+            (idx, val)
+        })
+        .collect()
+}
+
+/// CSC of the CSR `per_row`: for each feature, its (token, f) entries in token order, as
+/// (column pointers `[s + 1]`, tokens, values).
+fn by_feature(per_row: &[(Vec<u32>, Vec<f32>)], s: usize) -> (Vec<usize>, Vec<u32>, Vec<f32>) {
+    let mut col_ptr = vec![0usize; s + 1];
+    for (idx, _) in per_row {
+        for &i in idx {
+            col_ptr[i as usize + 1] += 1;
+        }
+    }
+    for i in 0..s {
+        col_ptr[i + 1] += col_ptr[i];
+    }
+    let nnz = col_ptr[s];
+    let mut e_tok = vec![0u32; nnz];
+    let mut e_f = vec![0f32; nnz];
+    let mut fill = col_ptr.clone();
+    for (t, (idx, val)) in per_row.iter().enumerate() {
+        for (&i, &f) in idx.iter().zip(val) {
+            let p = &mut fill[i as usize];
+            e_tok[*p] = t as u32;
+            e_f[*p] = f;
+            *p += 1;
+        }
+    }
+    (col_ptr, e_tok, e_f)
+}
+
+/// Turns `g = x̂ [rows, d]` into G = two_b·(x̂ − x) in place; returns Σ (x̂ − x)² (fixed
+/// chunks, deterministic).
+fn residual_gradient(g: &mut [f32], x: &[f32], two_b: f32, d: usize) -> f64 {
+    g.par_chunks_mut(d * ROW_CHUNK)
+        .zip(x.par_chunks(d * ROW_CHUNK))
+        .map(|(g, xr)| {
+            let mut sq = 0f64;
+            for (gi, &xi) in g.iter_mut().zip(xr) {
+                let e = *gi - xi;
+                sq += (e as f64) * (e as f64);
+                *gi = two_b * e;
+            }
+            sq
+        })
+        .collect::<Vec<f64>>()
+        .into_iter()
+        .sum()
+}
+
+/// Per feature, the rows of `f [rows, s]` where it is positive (fixed chunks, deterministic).
+fn fired_counts(f: &[f32], s: usize) -> Vec<u32> {
+    let parts: Vec<Vec<u32>> = f
+        .par_chunks(s * ROW_CHUNK)
+        .map(|c| {
+            let mut n = vec![0u32; s];
+            for r in c.chunks(s) {
+                for (ni, &v) in n.iter_mut().zip(r) {
+                    *ni += (v > 0.0) as u32;
+                }
+            }
+            n
+        })
+        .collect();
+    let mut n = vec![0u32; s];
+    for p in parts {
+        n.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+    }
+    n
+}
+
 /// Column sums of `x [rows, n]` in f32 over fixed row chunks (deterministic).
 fn col_sums(x: &[f32], n: usize) -> Vec<f32> {
     let parts: Vec<Vec<f32>> = x
@@ -161,22 +245,7 @@ impl FastEngine {
         let lam_b = lam / rows as f32;
         let two_b = 2.0 / rows as f32;
 
-        // CSR of the active pairs: per row, feature indices and values.
-        let pre = &self.pre[..rows * s];
-        let per_row: Vec<(Vec<u32>, Vec<f32>)> = pre
-            .par_chunks(s)
-            .map(|r| {
-                let mut idx = vec![];
-                let mut val = vec![];
-                for (i, &v) in r.iter().enumerate() {
-                    if v > 0.0 {
-                        idx.push(i as u32);
-                        val.push(v);
-                    }
-                }
-                (idx, val)
-            })
-            .collect();
+        let per_row = active_by_row(&self.pre[..rows * s], s);
 
         // Row phase: x̂_t = b_dec + Σ f_ti W_dec,i, then G_t = (2/B)(x̂_t − x_t); the L1 term.
         grow(&mut self.g, rows * d);
@@ -203,28 +272,7 @@ impl FastEngine {
             })
             .collect();
 
-        // CSC: for each feature, its (token, f) entries in token order.
-        let mut col_ptr = vec![0usize; s + 1];
-        for (idx, _) in &per_row {
-            for &i in idx {
-                col_ptr[i as usize + 1] += 1;
-            }
-        }
-        for i in 0..s {
-            col_ptr[i + 1] += col_ptr[i];
-        }
-        let nnz = col_ptr[s];
-        let mut e_tok = vec![0u32; nnz];
-        let mut e_f = vec![0f32; nnz];
-        let mut fill = col_ptr.clone();
-        for (t, (idx, val)) in per_row.iter().enumerate() {
-            for (&i, &f) in idx.iter().zip(val) {
-                let p = &mut fill[i as usize];
-                e_tok[*p] = t as u32;
-                e_f[*p] = f;
-                *p += 1;
-            }
-        }
+        let (col_ptr, e_tok, e_f) = by_feature(&per_row, s);
 
         // Feature phase, with W_dec,i and both gradient rows in L1 and each G_t read once:
         // ∂pre_ti = G_t·W_dec,i + λ w_i / B; ∂W_dec,i = Σ f_ti G_t; ∂W_enc,i = Σ ∂pre_ti xin_t;
@@ -311,21 +359,7 @@ impl FastEngine {
             &self.sae.w_dec,
             (d, 1),
         );
-        let sq_err: f64 = self.g[..rows * d]
-            .par_chunks_mut(d * ROW_CHUNK)
-            .zip(x.par_chunks(d * ROW_CHUNK))
-            .map(|(g, xr)| {
-                let mut sq = 0f64;
-                for (gi, &xi) in g.iter_mut().zip(xr) {
-                    let e = *gi - xi;
-                    sq += (e as f64) * (e as f64);
-                    *gi = two_b * e;
-                }
-                sq
-            })
-            .collect::<Vec<f64>>()
-            .into_iter()
-            .sum();
+        let sq_err = residual_gradient(&mut self.g[..rows * d], x, two_b, d);
 
         // ∂pre = [f > 0] · (G · W_decᵀ + λ w / B).
         grow(&mut self.dpre_dense, rows * s);
@@ -380,25 +414,7 @@ impl FastEngine {
         }
         g_bdec.copy_from_slice(&gb);
 
-        let fired: Vec<u32> = {
-            let parts: Vec<Vec<u32>> = f
-                .par_chunks(s * ROW_CHUNK)
-                .map(|c| {
-                    let mut n = vec![0u32; s];
-                    for r in c.chunks(s) {
-                        for (ni, &v) in n.iter_mut().zip(r) {
-                            *ni += (v > 0.0) as u32;
-                        }
-                    }
-                    n
-                })
-                .collect();
-            let mut n = vec![0u32; s];
-            for p in parts {
-                n.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-            }
-            n
-        };
+        let fired = fired_counts(f, s);
         StepStats {
             rows,
             sq_err,
