@@ -59,7 +59,6 @@ const KNOWN_LONG_FILES: &[(&str, &str)] = &[
     ("src/corpus/json_line.rs", "long-line JSON reader"),
     ("src/pipeline/plan.rs", "builds CLI flags by hand; typed stage specs"),
     ("src/sae/config.rs", "config mirrored in PartialConfig; config once"),
-    ("src/sae/fast.rs", "fast engine with its two backward passes"),
     ("src/store/manifest.rs", "manifest read, write and merge"),
     ("src/store/shard.rs", "shard writer"),
     ("src/synth/neurons.rs", "planted neurons spec and writer"),
