@@ -315,96 +315,12 @@ impl Labeler {
     ) -> Vec<u128> {
         let n = tokens.len();
         let mut out = vec![0u128; n];
-        // The context text and each token's byte span in it.
-        let mut text = String::new();
-        let mut spans = Vec::with_capacity(n);
-        for (t, &sp) in tokens.iter().zip(special) {
-            if sp {
-                spans.push((text.len(), text.len()));
-                continue;
-            }
-            let piece = if self.wordpiece {
-                match t.strip_prefix("##") {
-                    Some(rest) => rest,
-                    None => {
-                        if !text.is_empty() {
-                            text.push(' ');
-                        }
-                        t.as_str()
-                    }
-                }
-            } else {
-                t.as_str()
-            };
-            let start = text.len();
-            text.push_str(piece);
-            spans.push((start, text.len()));
-        }
-        let is_word = |c: char| c.is_alphanumeric();
+        let (text, spans) = self.context_text(tokens, special);
         for (ti, &(start, end)) in spans.iter().enumerate() {
             if special[ti] || start == end {
                 continue;
             }
-            let piece = &text[start..end];
-            let stripped = piece.trim_start();
-            // The token's word: the alphanumeric run around its first alphanumeric character.
-            let word = piece
-                .char_indices()
-                .find(|(_, c)| is_word(*c))
-                .map(|(i, _)| {
-                    let at = start + i;
-                    let ws = text[..at]
-                        .char_indices()
-                        .rev()
-                        .take_while(|(_, c)| is_word(*c))
-                        .last()
-                        .map_or(at, |(j, _)| j);
-                    let we = text[at..]
-                        .char_indices()
-                        .find(|(_, c)| !is_word(*c))
-                        .map_or(text.len(), |(j, _)| at + j);
-                    (ws, at, &text[ws..we])
-                });
-            let mut set = 0u128;
-            for (c, rule) in &self.rules {
-                let Rule::Tagger(k) = rule else { continue };
-                let hit = match TAGGERS[*k].0 {
-                    "digit" => !stripped.is_empty() && stripped.bytes().all(|b| b.is_ascii_digit()),
-                    "punctuation" => {
-                        !stripped.is_empty()
-                            && stripped
-                                .chars()
-                                .all(|c| !c.is_alphanumeric() && !c.is_whitespace())
-                    }
-                    "sentence_end" => matches!(stripped, "." | "!" | "?"),
-                    "capitalized" => stripped.chars().next().is_some_and(char::is_uppercase),
-                    "all_caps" => word.is_some_and(|(_, _, w)| {
-                        w.chars().filter(|c| c.is_alphabetic()).count() >= 2
-                            && w.chars().all(|c| !c.is_alphabetic() || c.is_uppercase())
-                    }),
-                    "word_start" => word.is_some_and(|(ws, at, _)| {
-                        ws == at && piece.trim_start().starts_with(|c: char| is_word(c))
-                    }),
-                    "whitespace" => stripped.is_empty(),
-                    "newline" => piece.contains('\n'),
-                    "code" => stripped
-                        .chars()
-                        .any(|c| "{}[]();=<>\\|&*#$@^~`_".contains(c)),
-                    // Context-level taggers are applied below.
-                    _ => false,
-                };
-                if hit {
-                    set |= 1 << c;
-                }
-            }
-            if let Some((_, _, w)) = word {
-                if let Some(cs) = self.words.get(&w.to_lowercase()) {
-                    for &c in cs {
-                        set |= 1 << c;
-                    }
-                }
-            }
-            out[ti] = set;
+            out[ti] = self.token_concepts(&text, start, end);
         }
         // Context-level matches: every token overlapping a match gets the concept.
         let mut mark = |c: usize, re: &Regex| {
@@ -436,6 +352,113 @@ impl Labeler {
             }
         }
         out
+    }
+
+    /// The context text and each token's byte span in it (empty for special tokens).
+    fn context_text(&self, tokens: &[String], special: &[bool]) -> (String, Vec<(usize, usize)>) {
+        let mut text = String::new();
+        let mut spans = Vec::with_capacity(tokens.len());
+        for (t, &sp) in tokens.iter().zip(special) {
+            if sp {
+                spans.push((text.len(), text.len()));
+                continue;
+            }
+            let piece = if self.wordpiece {
+                match t.strip_prefix("##") {
+                    Some(rest) => rest,
+                    None => {
+                        if !text.is_empty() {
+                            text.push(' ');
+                        }
+                        t.as_str()
+                    }
+                }
+            } else {
+                t.as_str()
+            };
+            let start = text.len();
+            text.push_str(piece);
+            spans.push((start, text.len()));
+        }
+        (text, spans)
+    }
+
+    /// The token-level concepts of the token spanning `text[start..end]`: the token taggers and
+    /// the word lists.
+    fn token_concepts(&self, text: &str, start: usize, end: usize) -> u128 {
+        let piece = &text[start..end];
+        let word = word_around(text, start, piece);
+        let mut set = 0u128;
+        for (c, rule) in &self.rules {
+            let Rule::Tagger(k) = rule else { continue };
+            if token_tagger_hits(TAGGERS[*k].0, piece, word) {
+                set |= 1 << c;
+            }
+        }
+        if let Some((_, _, w)) = word {
+            if let Some(cs) = self.words.get(&w.to_lowercase()) {
+                for &c in cs {
+                    set |= 1 << c;
+                }
+            }
+        }
+        set
+    }
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric()
+}
+
+/// The token's word: the alphanumeric run around its first alphanumeric character, as (the
+/// word's start, that character's offset, the word); `piece` starts at `text[start..]`.
+fn word_around<'t>(text: &'t str, start: usize, piece: &str) -> Option<(usize, usize, &'t str)> {
+    piece
+        .char_indices()
+        .find(|(_, c)| is_word(*c))
+        .map(|(i, _)| {
+            let at = start + i;
+            let ws = text[..at]
+                .char_indices()
+                .rev()
+                .take_while(|(_, c)| is_word(*c))
+                .last()
+                .map_or(at, |(j, _)| j);
+            let we = text[at..]
+                .char_indices()
+                .find(|(_, c)| !is_word(*c))
+                .map_or(text.len(), |(j, _)| at + j);
+            (ws, at, &text[ws..we])
+        })
+}
+
+/// Whether the token tagger `name` marks a token `piece` (with its `word`, see [`word_around`]).
+fn token_tagger_hits(name: &str, piece: &str, word: Option<(usize, usize, &str)>) -> bool {
+    let stripped = piece.trim_start();
+    match name {
+        "digit" => !stripped.is_empty() && stripped.bytes().all(|b| b.is_ascii_digit()),
+        "punctuation" => {
+            !stripped.is_empty()
+                && stripped
+                    .chars()
+                    .all(|c| !c.is_alphanumeric() && !c.is_whitespace())
+        }
+        "sentence_end" => matches!(stripped, "." | "!" | "?"),
+        "capitalized" => stripped.chars().next().is_some_and(char::is_uppercase),
+        "all_caps" => word.is_some_and(|(_, _, w)| {
+            w.chars().filter(|c| c.is_alphabetic()).count() >= 2
+                && w.chars().all(|c| !c.is_alphabetic() || c.is_uppercase())
+        }),
+        "word_start" => word.is_some_and(|(ws, at, _)| {
+            ws == at && piece.trim_start().starts_with(|c: char| is_word(c))
+        }),
+        "whitespace" => stripped.is_empty(),
+        "newline" => piece.contains('\n'),
+        "code" => stripped
+            .chars()
+            .any(|c| "{}[]();=<>\\|&*#$@^~`_".contains(c)),
+        // Context-level taggers are applied in `label`.
+        _ => false,
     }
 }
 

@@ -17,13 +17,17 @@
 
 use std::path::PathBuf;
 
+mod held;
 mod json_line;
+mod jsonl;
 pub mod pack;
+mod pack_options;
 mod parquet;
 pub mod read;
 mod record;
 pub mod source;
 pub mod token_text;
+mod txt;
 mod utf8;
 
 pub use pack::{

@@ -109,6 +109,43 @@ pub fn downstream(
     max_contexts: usize,
     batch: usize,
 ) -> Result<DownstreamReport> {
+    check_model(model, hook, sae)?;
+    let contexts = read_contexts(dataset, shards, max_contexts)?;
+    if contexts.is_empty() {
+        return Err(SaeError::Data(
+            "no contexts to evaluate in the chosen shards".into(),
+        ));
+    }
+    let vocab = model.vocab_size() as u32;
+    if let Some(bad) = contexts.iter().flat_map(|c| &c.ids).find(|&&t| t >= vocab) {
+        return Err(SaeError::Config(format!(
+            "--model: token id {bad} in the shards is outside the model's vocabulary ({vocab}); use the model the shards were extracted with"
+        )));
+    }
+    let weights = SaeTensors::new(sae, &model.device())?;
+    let mut totals = Totals::default();
+    for chunk in contexts.chunks(batch.max(1)) {
+        totals.add_chunk(model, hook, &weights, chunk)?;
+    }
+    let Totals { ce, kl, n } = totals;
+    let nf = n.max(1) as f64;
+    let [ce_clean, ce_sae, ce_zero] = ce.map(|v| v / nf);
+    let [kl_sae, kl_zero] = kl.map(|v| v / nf);
+    Ok(DownstreamReport {
+        contexts: contexts.len(),
+        tokens: n,
+        ce_clean,
+        ce_sae,
+        ce_zero,
+        ce_recovered: ce_recovered(ce_clean, ce_sae, ce_zero),
+        kl_sae,
+        kl_zero,
+        kl_score: 1.0 - kl_sae / kl_zero,
+    })
+}
+
+/// Refuses a model without logits, a hook outside the blocks, or a width the SAE does not read.
+fn check_model(model: &Model, hook: HookPoint, sae: &Sae) -> Result<()> {
     if !model.has_logits() {
         return Err(SaeError::Config(
             "--model: CE/KL evaluation needs a GPT-2 model (DistilBERT has no language-model head here)".into(),
@@ -131,30 +168,85 @@ pub fn downstream(
             sae.d_in
         )));
     }
-    let contexts = read_contexts(dataset, shards, max_contexts)?;
-    if contexts.is_empty() {
-        return Err(SaeError::Data(
-            "no contexts to evaluate in the chosen shards".into(),
-        ));
-    }
-    let vocab = model.vocab_size() as u32;
-    if let Some(bad) = contexts.iter().flat_map(|c| &c.ids).find(|&&t| t >= vocab) {
-        return Err(SaeError::Config(format!(
-            "--model: token id {bad} in the shards is outside the model's vocabulary ({vocab}); use the model the shards were extracted with"
-        )));
-    }
-    let device = model.device();
-    let (d, s) = (sae.d_in, sae.d_sae);
-    // W_enc [d, S] from our feature-major rows.
-    let w_enc = Tensor::from_slice(&sae.w_enc, (s, d), &device)?
-        .t()?
-        .contiguous()?;
-    let b_enc = Tensor::from_slice(&sae.b_enc, s, &device)?;
-    let w_dec = Tensor::from_slice(&sae.w_dec, (s, d), &device)?;
-    let b_dec = Tensor::from_slice(&sae.b_dec, d, &device)?;
+    Ok(())
+}
 
-    let (mut ce, mut kl, mut n) = ([0f64; 3], [0f64; 2], 0u64);
-    for chunk in contexts.chunks(batch.max(1)) {
+/// The SAE's weights on the model's device.
+struct SaeTensors<'a> {
+    sae: &'a Sae,
+    /// `[d, S]`, from our feature-major rows.
+    w_enc: Tensor,
+    b_enc: Tensor,
+    w_dec: Tensor,
+    b_dec: Tensor,
+}
+
+impl<'a> SaeTensors<'a> {
+    fn new(sae: &'a Sae, device: &Device) -> Result<Self> {
+        let (d, s) = (sae.d_in, sae.d_sae);
+        let w_enc = Tensor::from_slice(&sae.w_enc, (s, d), device)?
+            .t()?
+            .contiguous()?;
+        let b_enc = Tensor::from_slice(&sae.b_enc, s, device)?;
+        let w_dec = Tensor::from_slice(&sae.w_dec, (s, d), device)?;
+        let b_dec = Tensor::from_slice(&sae.b_dec, d, device)?;
+        Ok(Self {
+            sae,
+            w_enc,
+            b_enc,
+            w_dec,
+            b_dec,
+        })
+    }
+
+    /// `x [b, t, d]` with the SAE's reconstruction on the rows where `keep_mask [b, t, 1]` is 1.
+    fn splice(
+        &self,
+        x: &Tensor,
+        keep_mask: &Tensor,
+        b: usize,
+        t: usize,
+    ) -> candle_core::Result<Tensor> {
+        let d = self.sae.d_in;
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?.reshape((b * t, d))?;
+        let xin = if self.sae.apply_b_dec_to_input {
+            xf.broadcast_sub(&self.b_dec)?
+        } else {
+            xf.clone()
+        };
+        let f = xin
+            .matmul(&self.w_enc)?
+            .broadcast_add(&self.b_enc)?
+            .relu()?;
+        let xh = f
+            .matmul(&self.w_dec)?
+            .broadcast_add(&self.b_dec)?
+            .reshape((b, t, d))?;
+        let xf = xf.reshape((b, t, d))?;
+        (&xf + (xh - &xf)?.broadcast_mul(keep_mask)?)?.to_dtype(dtype)
+    }
+}
+
+/// Running sums: CE of clean / SAE / zero, KL of SAE / zero, positions scored.
+#[derive(Default)]
+struct Totals {
+    ce: [f64; 3],
+    kl: [f64; 2],
+    n: u64,
+}
+
+impl Totals {
+    /// Runs one batch of contexts clean, with the SAE and zero-ablated, and adds its scores.
+    fn add_chunk(
+        &mut self,
+        model: &Model,
+        hook: HookPoint,
+        weights: &SaeTensors,
+        chunk: &[StoredContext],
+    ) -> Result<()> {
+        let device = model.device();
+        let vocab = model.vocab_size();
         let t = chunk.iter().map(|c| c.ids.len()).max().unwrap_or(0);
         let b = chunk.len();
         let pad = model.pad_token_id();
@@ -170,29 +262,14 @@ pub fn downstream(
         }
         let ids_t = Tensor::from_vec(ids.clone(), (b, t), &device)?;
         let keep_mask = Tensor::from_vec(replace, (b, t, 1), &Device::Cpu)?.to_device(&device)?;
-        let sae_fn = |x: &Tensor| -> candle_core::Result<Tensor> {
-            let dtype = x.dtype();
-            let xf = x.to_dtype(DType::F32)?.reshape((b * t, d))?;
-            let xin = if sae.apply_b_dec_to_input {
-                xf.broadcast_sub(&b_dec)?
-            } else {
-                xf.clone()
-            };
-            let f = xin.matmul(&w_enc)?.broadcast_add(&b_enc)?.relu()?;
-            let xh = f
-                .matmul(&w_dec)?
-                .broadcast_add(&b_dec)?
-                .reshape((b, t, d))?;
-            let xf = xf.reshape((b, t, d))?;
-            (&xf + (xh - &xf)?.broadcast_mul(&keep_mask)?)?.to_dtype(dtype)
-        };
+        let sae_fn = |x: &Tensor| weights.splice(x, &keep_mask, b, t);
         let zero_fn = |x: &Tensor| -> candle_core::Result<Tensor> {
             let m = (1.0 - &keep_mask)?.to_dtype(x.dtype())?;
             x.broadcast_mul(&m)
         };
         let run = |splice: Option<&Splice>| -> Result<Vec<Vec<f32>>> {
             let logits = model.logits_with_splice(&ids_t, &mask, splice)?; // [b, t, V]
-            log_softmax_rows(&logits.reshape((b * t, vocab as usize))?)
+            log_softmax_rows(&logits.reshape((b * t, vocab))?)
         };
         let clean = run(None)?;
         let with_sae = run(Some(&Splice {
@@ -203,14 +280,21 @@ pub fn downstream(
             point: hook,
             replace: &zero_fn,
         }))?;
+        self.add_scores(chunk, t, [&clean, &with_sae, &zero]);
+        Ok(())
+    }
+
+    /// Adds CE and KL at every position with a next token (`lp`: clean, SAE, zero log-probs).
+    fn add_scores(&mut self, chunk: &[StoredContext], t: usize, lp: [&Vec<Vec<f32>>; 3]) {
+        let [clean, with_sae, zero] = lp;
         for (i, c) in chunk.iter().enumerate() {
             for j in 0..c.ids.len().saturating_sub(1) {
                 let row = i * t + j;
                 let target = c.ids[j + 1] as usize;
-                for (k, lp) in [&clean, &with_sae, &zero].iter().enumerate() {
-                    ce[k] -= lp[row][target] as f64;
+                for (k, lp) in [clean, with_sae, zero].iter().enumerate() {
+                    self.ce[k] -= lp[row][target] as f64;
                 }
-                for (k, lp) in [&with_sae, &zero].iter().enumerate() {
+                for (k, lp) in [with_sae, zero].iter().enumerate() {
                     let mut div = 0f64;
                     for (a, q) in clean[row].iter().zip(&lp[row]) {
                         let p = (*a as f64).exp();
@@ -218,26 +302,12 @@ pub fn downstream(
                             div += p * (*a as f64 - *q as f64);
                         }
                     }
-                    kl[k] += div;
+                    self.kl[k] += div;
                 }
-                n += 1;
+                self.n += 1;
             }
         }
     }
-    let nf = n.max(1) as f64;
-    let [ce_clean, ce_sae, ce_zero] = ce.map(|v| v / nf);
-    let [kl_sae, kl_zero] = kl.map(|v| v / nf);
-    Ok(DownstreamReport {
-        contexts: contexts.len(),
-        tokens: n,
-        ce_clean,
-        ce_sae,
-        ce_zero,
-        ce_recovered: ce_recovered(ce_clean, ce_sae, ce_zero),
-        kl_sae,
-        kl_zero,
-        kl_score: 1.0 - kl_sae / kl_zero,
-    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,10 @@
 
 use rayon::prelude::*;
 
+use super::fast_rows::{
+    active_by_row, by_feature, col_sums, fired_counts, grow, residual_gradient,
+    subtract_weighted_rows, ROW_CHUNK,
+};
 use super::model::Sae;
 use super::optim::{adam_update, clip_coefficient, global_norm, AdamState, AdamStep};
 use super::step::{Engine, Reconstruction, StepConfig, StepStats};
@@ -18,9 +22,6 @@ use crate::kernels::{axpy, dot, matmul};
 
 /// Above this fraction of active (token, feature) pairs the dense GEMM path is faster.
 pub const SPARSE_MAX_DENSITY: f64 = 0.06;
-
-/// Rows per task in row-parallel loops and reductions.
-const ROW_CHUNK: usize = 64;
 
 pub struct FastEngine {
     sae: Sae,
@@ -39,31 +40,6 @@ pub struct FastEngine {
     xin: Vec<f32>,
     /// `[B, d]`: x̂, then G = (2/B)(x̂ − x).
     g: Vec<f32>,
-}
-
-/// Column sums of `x [rows, n]` in f32 over fixed row chunks (deterministic).
-fn col_sums(x: &[f32], n: usize) -> Vec<f32> {
-    let parts: Vec<Vec<f32>> = x
-        .par_chunks(n * ROW_CHUNK)
-        .map(|chunk| {
-            let mut s = vec![0f32; n];
-            for row in chunk.chunks(n) {
-                s.iter_mut().zip(row).for_each(|(a, b)| *a += b);
-            }
-            s
-        })
-        .collect();
-    let mut total = vec![0f32; n];
-    for p in parts {
-        total.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-    }
-    total
-}
-
-fn grow(v: &mut Vec<f32>, n: usize) {
-    if v.len() < n {
-        v.resize(n, 0.0);
-    }
 }
 
 impl FastEngine {
@@ -161,22 +137,7 @@ impl FastEngine {
         let lam_b = lam / rows as f32;
         let two_b = 2.0 / rows as f32;
 
-        // CSR of the active pairs: per row, feature indices and values.
-        let pre = &self.pre[..rows * s];
-        let per_row: Vec<(Vec<u32>, Vec<f32>)> = pre
-            .par_chunks(s)
-            .map(|r| {
-                let mut idx = vec![];
-                let mut val = vec![];
-                for (i, &v) in r.iter().enumerate() {
-                    if v > 0.0 {
-                        idx.push(i as u32);
-                        val.push(v);
-                    }
-                }
-                (idx, val)
-            })
-            .collect();
+        let per_row = active_by_row(&self.pre[..rows * s], s);
 
         // Row phase: x̂_t = b_dec + Σ f_ti W_dec,i, then G_t = (2/B)(x̂_t − x_t); the L1 term.
         grow(&mut self.g, rows * d);
@@ -203,28 +164,7 @@ impl FastEngine {
             })
             .collect();
 
-        // CSC: for each feature, its (token, f) entries in token order.
-        let mut col_ptr = vec![0usize; s + 1];
-        for (idx, _) in &per_row {
-            for &i in idx {
-                col_ptr[i as usize + 1] += 1;
-            }
-        }
-        for i in 0..s {
-            col_ptr[i + 1] += col_ptr[i];
-        }
-        let nnz = col_ptr[s];
-        let mut e_tok = vec![0u32; nnz];
-        let mut e_f = vec![0f32; nnz];
-        let mut fill = col_ptr.clone();
-        for (t, (idx, val)) in per_row.iter().enumerate() {
-            for (&i, &f) in idx.iter().zip(val) {
-                let p = &mut fill[i as usize];
-                e_tok[*p] = t as u32;
-                e_f[*p] = f;
-                *p += 1;
-            }
-        }
+        let (col_ptr, e_tok, e_f) = by_feature(&per_row, s);
 
         // Feature phase, with W_dec,i and both gradient rows in L1 and each G_t read once:
         // ∂pre_ti = G_t·W_dec,i + λ w_i / B; ∂W_dec,i = Σ f_ti G_t; ∂W_enc,i = Σ ∂pre_ti xin_t;
@@ -311,21 +251,7 @@ impl FastEngine {
             &self.sae.w_dec,
             (d, 1),
         );
-        let sq_err: f64 = self.g[..rows * d]
-            .par_chunks_mut(d * ROW_CHUNK)
-            .zip(x.par_chunks(d * ROW_CHUNK))
-            .map(|(g, xr)| {
-                let mut sq = 0f64;
-                for (gi, &xi) in g.iter_mut().zip(xr) {
-                    let e = *gi - xi;
-                    sq += (e as f64) * (e as f64);
-                    *gi = two_b * e;
-                }
-                sq
-            })
-            .collect::<Vec<f64>>()
-            .into_iter()
-            .sum();
+        let sq_err = residual_gradient(&mut self.g[..rows * d], x, two_b, d);
 
         // ∂pre = [f > 0] · (G · W_decᵀ + λ w / B).
         grow(&mut self.dpre_dense, rows * s);
@@ -380,25 +306,7 @@ impl FastEngine {
         }
         g_bdec.copy_from_slice(&gb);
 
-        let fired: Vec<u32> = {
-            let parts: Vec<Vec<u32>> = f
-                .par_chunks(s * ROW_CHUNK)
-                .map(|c| {
-                    let mut n = vec![0u32; s];
-                    for r in c.chunks(s) {
-                        for (ni, &v) in n.iter_mut().zip(r) {
-                            *ni += (v > 0.0) as u32;
-                        }
-                    }
-                    n
-                })
-                .collect();
-            let mut n = vec![0u32; s];
-            for p in parts {
-                n.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-            }
-            n
-        };
+        let fired = fired_counts(f, s);
         StepStats {
             rows,
             sq_err,
@@ -407,24 +315,6 @@ impl FastEngine {
             fired,
             grad_norm: 0.0,
         }
-    }
-}
-
-/// `out −= Σ_i c_i · rows_i` (rows `[len(c), d]`), summed over fixed chunks of rows.
-fn subtract_weighted_rows(out: &mut [f32], c: &[f32], rows: &[f32], d: usize) {
-    let parts: Vec<Vec<f32>> = rows
-        .par_chunks(d * ROW_CHUNK)
-        .zip(c.par_chunks(ROW_CHUNK))
-        .map(|(r, c)| {
-            let mut acc = vec![0f32; d];
-            for (row, &ci) in r.chunks(d).zip(c) {
-                axpy(ci, row, &mut acc);
-            }
-            acc
-        })
-        .collect();
-    for p in parts {
-        out.iter_mut().zip(&p).for_each(|(o, v)| *o -= v);
     }
 }
 

@@ -13,6 +13,7 @@ pub mod downstream;
 pub mod eval_report;
 pub mod evaluate;
 pub mod fast;
+mod fast_rows;
 mod files;
 pub mod metrics;
 pub mod model;

@@ -58,6 +58,8 @@ mod shard;
 mod shard_file;
 mod shuffle;
 mod stats;
+mod token_rows;
+mod window;
 mod writer;
 
 pub use error::{Result, StoreError};
@@ -68,13 +70,14 @@ pub use manifest::{
     merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part, ShardInfo, Totals,
     FORMAT, FORMAT_VERSION, MANIFEST_FILE,
 };
-pub use reader::{Dataset, HookRows, ShardReader, TokenRows};
+pub use reader::{Dataset, HookRows, ShardReader};
 pub use schema::{HookInfo, StorageDtype, DTYPE_METADATA_KEY};
 pub use shard::{
     ContextBatch, ShardWriter, ShardWriterBuilder, DEFAULT_ROW_GROUP_ROWS, DEFAULT_ZSTD_LEVEL,
 };
 pub(crate) use shuffle::mix as mix_seed;
 pub use stats::{HookStats, RunningStats};
+pub use token_rows::TokenRows;
 pub use writer::{DatasetWriter, WriterOptions, DEFAULT_SHARD_ROWS};
 
 /// CPU seconds the calling thread has used (0 where the platform has no per-thread clock).

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow_array::{Array, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, Schema};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use super::error::{Result, StoreError};
 use super::integrity::{self, ReadOptions};
 use super::manifest::Manifest;
-use super::schema::{decode_hook, HookInfo, CONTEXT_ID, FIXED_COLUMNS, POSITION, SPECIAL, TOKEN};
+use super::schema::{decode_hook, HookInfo, FIXED_COLUMNS, SPECIAL};
 
 /// Rows per decoded Arrow batch: small enough that the parquet reader's buffers are reused from
 /// the allocator's free lists (whole row groups at once cost page faults on every read).
@@ -386,99 +386,11 @@ impl ShardReader {
             dropped,
         })
     }
-}
-
-/// Every row of one row group with its token columns, chosen label columns and (optionally) one
-/// hook: what an analysis that needs the text beside the activations reads.
-#[derive(Debug, Clone, Default)]
-pub struct TokenRows {
-    pub context_id: Vec<u64>,
-    pub position: Vec<u32>,
-    pub token: Vec<String>,
-    pub special: Vec<bool>,
-    /// One column per requested label column, one value per row.
-    pub labels: Vec<Vec<Option<String>>>,
-    /// Hook values, `rows × d` row-major (empty without a hook).
-    pub acts: Vec<f32>,
-}
-
-impl ShardReader {
-    /// Reads all rows of one row group: token columns, the label columns `labels` and `hook`.
-    pub fn read_token_rows(
-        &self,
-        row_group: usize,
-        hook: Option<&HookInfo>,
-        labels: &[String],
-    ) -> Result<TokenRows> {
-        let mut columns = vec![CONTEXT_ID, POSITION, TOKEN, SPECIAL];
-        columns.extend(labels.iter().map(String::as_str));
-        if let Some(h) = hook {
-            columns.push(&h.name);
-        }
-        let batches = self.read_columns(row_group, &columns)?;
-        let bad = |m: String| StoreError::format(&self.path, m);
-        let mut out = TokenRows {
-            labels: vec![vec![]; labels.len()],
-            ..TokenRows::default()
-        };
-        for batch in &batches {
-            let col = |name: &str| {
-                batch
-                    .column_by_name(name)
-                    .ok_or_else(|| bad(format!("has no column {name}")))
-            };
-            let typed = |name: &str| bad(format!("column {name} has an unexpected type"));
-            let ids = col(CONTEXT_ID)?;
-            let ids = ids
-                .as_any()
-                .downcast_ref::<UInt64Array>()
-                .ok_or_else(|| typed(CONTEXT_ID))?;
-            out.context_id.extend(ids.values().iter());
-            let pos = col(POSITION)?;
-            let pos = pos
-                .as_any()
-                .downcast_ref::<UInt32Array>()
-                .ok_or_else(|| typed(POSITION))?;
-            out.position.extend(pos.values().iter());
-            let tok = col(TOKEN)?;
-            let tok = tok
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| typed(TOKEN))?;
-            out.token
-                .extend((0..tok.len()).map(|i| tok.value(i).to_string()));
-            let sp = col(SPECIAL)?;
-            let sp = sp
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .ok_or_else(|| typed(SPECIAL))?;
-            out.special.extend((0..sp.len()).map(|i| sp.value(i)));
-            for (k, name) in labels.iter().enumerate() {
-                let c = col(name)?;
-                let c = c
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .ok_or_else(|| typed(name))?;
-                out.labels[k]
-                    .extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i).to_string())));
-            }
-            if let Some(h) = hook {
-                let (start, first_row) = (out.acts.len(), out.acts.len() / h.d.max(1));
-                decode_hook(col(&h.name)?.as_ref(), h, None, &mut out.acts).map_err(bad)?;
-                let dropped = self.finite_or_dropped(h, row_group, &mut out.acts, start)?;
-                if !dropped.is_empty() {
-                    let rows: Vec<usize> = dropped.iter().map(|r| first_row + r).collect();
-                    out.remove_rows(&rows);
-                }
-            }
-        }
-        Ok(out)
-    }
 
     /// The check every decoded hook value passes: rows `values[start..]` holding NaN/Inf are
     /// refused, or removed (and counted) when the dataset is read with `skip_nonfinite`.
     /// Returns the removed rows, relative to `start`.
-    fn finite_or_dropped(
+    pub(super) fn finite_or_dropped(
         &self,
         hook: &HookInfo,
         row_group: usize,
@@ -502,22 +414,6 @@ impl ShardReader {
         values.extend_from_slice(&tail);
         dropped.fetch_add(bad.len() as u64, Ordering::Relaxed);
         Ok(bad)
-    }
-}
-
-impl TokenRows {
-    /// Removes rows (sorted indices) from every column except `acts`, which the caller has
-    /// already compacted.
-    fn remove_rows(&mut self, rows: &[usize]) {
-        let mut keep = vec![true; self.context_id.len()];
-        rows.iter().for_each(|&r| keep[r] = false);
-        integrity::retain_rows(&mut self.context_id, &keep);
-        integrity::retain_rows(&mut self.position, &keep);
-        integrity::retain_rows(&mut self.token, &keep);
-        integrity::retain_rows(&mut self.special, &keep);
-        for column in &mut self.labels {
-            integrity::retain_rows(column, &keep);
-        }
     }
 }
 

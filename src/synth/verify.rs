@@ -94,8 +94,48 @@ pub fn recovery(
                 .fold((0, f32::MIN), |b, (j, c)| if c > b.1 { (j, c) } else { b })
         })
         .collect();
-    // Optimal one-to-one matching on |cos| (integer weights for the exact algorithm).
-    let assignment: Vec<usize> = if n <= s {
+    let assignment = one_to_one(&cos, &best, n, s);
+    let features: Vec<FeatureMatch> = (0..n)
+        .map(|i| {
+            let m = assignment[i];
+            FeatureMatch {
+                feature: i,
+                frequency: frequencies.get(i).copied().unwrap_or(f32::NAN),
+                best_cos: best[i].1,
+                best_latent: best[i].0,
+                matched_cos: if m < s { cos[i][m].abs() } else { 0.0 },
+                matched_latent: m,
+            }
+        })
+        .collect();
+    let mmcs = features.iter().map(|f| f.best_cos as f64).sum::<f64>() / n.max(1) as f64;
+    let mcc = features.iter().map(|f| f.matched_cos as f64).sum::<f64>() / n.max(1) as f64;
+    let recovered =
+        features.iter().filter(|f| f.best_cos >= threshold).count() as f64 / n.max(1) as f64;
+    let live: Vec<usize> = (0..s)
+        .filter(|&j| alive.get(j).copied().unwrap_or(true))
+        .collect();
+    let duplicated_pairs = duplicated_pairs(&w, &live, d, threshold);
+    let bands = frequency_bands(&features, threshold);
+    RecoveryReport {
+        n_truth: n,
+        d_sae: s,
+        d,
+        threshold,
+        mmcs,
+        mcc,
+        recovered,
+        dead_latents: s - live.len(),
+        duplicated_pairs,
+        bands,
+        features,
+    }
+}
+
+/// Optimal one-to-one matching of the `n` truths to the `s` latents on |cos| (integer weights
+/// for the exact algorithm): the latent of each truth, `usize::MAX` for an unmatched one.
+fn one_to_one(cos: &[Vec<f32>], best: &[(usize, f32)], n: usize, s: usize) -> Vec<usize> {
+    if n <= s {
         let weights = pathfinding::matrix::Matrix::from_rows(cos.iter().map(|row| {
             row.iter()
                 .map(|c| (c.abs() as f64 * 1e6).round() as i64)
@@ -125,30 +165,13 @@ pub fn recovery(
             }
         }
         a
-    };
-    let features: Vec<FeatureMatch> = (0..n)
-        .map(|i| {
-            let m = assignment[i];
-            FeatureMatch {
-                feature: i,
-                frequency: frequencies.get(i).copied().unwrap_or(f32::NAN),
-                best_cos: best[i].1,
-                best_latent: best[i].0,
-                matched_cos: if m < s { cos[i][m].abs() } else { 0.0 },
-                matched_latent: m,
-            }
-        })
-        .collect();
-    let mmcs = features.iter().map(|f| f.best_cos as f64).sum::<f64>() / n.max(1) as f64;
-    let mcc = features.iter().map(|f| f.matched_cos as f64).sum::<f64>() / n.max(1) as f64;
-    let recovered =
-        features.iter().filter(|f| f.best_cos >= threshold).count() as f64 / n.max(1) as f64;
-    // Duplicates among live latents.
-    let live: Vec<usize> = (0..s)
-        .filter(|&j| alive.get(j).copied().unwrap_or(true))
-        .collect();
-    let duplicated_pairs: usize = live
-        .par_iter()
+    }
+}
+
+/// Pairs of live latents (rows of the unit decoder `w`) with cos ≥ threshold.
+fn duplicated_pairs(w: &[f32], live: &[usize], d: usize, threshold: f32) -> usize {
+    use rayon::prelude::*;
+    live.par_iter()
         .enumerate()
         .map(|(a, &j)| {
             live[a + 1..]
@@ -156,11 +179,15 @@ pub fn recovery(
                 .filter(|&&k| dot(&w[j * d..(j + 1) * d], &w[k * d..(k + 1) * d]) >= threshold)
                 .count()
         })
-        .sum();
-    // Deciles of frequency.
+        .sum()
+}
+
+/// Recovery by deciles of planted frequency.
+fn frequency_bands(features: &[FeatureMatch], threshold: f32) -> Vec<FrequencyBand> {
+    let n = features.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| features[a].frequency.total_cmp(&features[b].frequency));
-    let bands = order
+    order
         .chunks(n.div_ceil(10).max(1))
         .map(|c| FrequencyBand {
             min_frequency: features[c[0]].frequency,
@@ -174,20 +201,7 @@ pub fn recovery(
                 .count() as f64
                 / c.len() as f64,
         })
-        .collect();
-    RecoveryReport {
-        n_truth: n,
-        d_sae: s,
-        d,
-        threshold,
-        mmcs,
-        mcc,
-        recovered,
-        dead_latents: s - live.len(),
-        duplicated_pairs,
-        bands,
-        features,
-    }
+        .collect()
 }
 
 #[cfg(test)]

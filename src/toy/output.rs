@@ -10,35 +10,65 @@ use crate::io::write_atomic;
 
 /// Writes results.json and the plots into `dir`; returns the paths written.
 pub fn write_outputs(r: &ToyResults, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    let mut put = |name: &str, text: String| -> std::io::Result<()> {
-        let path = dir.join(name);
-        write_atomic(&path, text.as_bytes())?;
-        files.push(path);
-        Ok(())
+    let mut out = Outputs {
+        dir,
+        files: Vec::new(),
     };
     let json = serde_json::to_string_pretty(r).map_err(std::io::Error::other)?;
-    put("results.json", json)?;
-    let exp = r.experiment.name();
-    let best_w = |k: usize| r.configs[k].best().w.clone();
-    let labels = |k: usize| r.configs[k].config.label.clone();
-    let all = 0..r.configs.len();
+    out.put("results.json", json)?;
     if r.settings.hidden == [2] {
-        let panels: Vec<_> = all.clone().map(|k| (labels(k), best_w(k))).collect();
-        put(
+        out.feature_arrows(r)?;
+    }
+    if r.experiment != super::Experiment::Phase {
+        out.geometry(r)?;
+    }
+    out.summary_plot(r)?;
+    out.loss(r)?;
+    Ok(out.files)
+}
+
+/// The folder being written and the paths written so far; each method writes one or more plots.
+struct Outputs<'a> {
+    dir: &'a Path,
+    files: Vec<PathBuf>,
+}
+
+fn label(r: &ToyResults, k: usize) -> String {
+    r.configs[k].config.label.clone()
+}
+
+impl Outputs<'_> {
+    fn put(&mut self, name: &str, text: String) -> std::io::Result<()> {
+        let path = self.dir.join(name);
+        write_atomic(&path, text.as_bytes())?;
+        self.files.push(path);
+        Ok(())
+    }
+
+    /// Feature embeddings (two hidden dimensions only).
+    fn feature_arrows(&mut self, r: &ToyResults) -> std::io::Result<()> {
+        let exp = r.experiment.name();
+        let panels: Vec<_> = (0..r.configs.len())
+            .map(|k| (label(r, k), r.configs[k].best().w.clone()))
+            .collect();
+        self.put(
             "features.svg",
             plots::feature_arrows(
                 &format!("{exp}: feature embeddings W_i (best instance)"),
                 &panels,
             ),
-        )?;
+        )
     }
-    if r.experiment != super::Experiment::Phase {
+
+    /// Norms, dimensionality and WᵀW of each configuration's best instance.
+    fn geometry(&mut self, r: &ToyResults) -> std::io::Result<()> {
+        let exp = r.experiment.name();
+        let all = 0..r.configs.len();
         let norms: Vec<_> = all
             .clone()
-            .map(|k| (labels(k), r.configs[k].best().geometry.norms.clone()))
+            .map(|k| (label(r, k), r.configs[k].best().geometry.norms.clone()))
             .collect();
-        put(
+        self.put(
             "norms.svg",
             plots::bars(
                 &format!("{exp}: feature norms ‖W_i‖"),
@@ -51,12 +81,12 @@ pub fn write_outputs(r: &ToyResults, dir: &Path) -> std::io::Result<Vec<PathBuf>
             .clone()
             .map(|k| {
                 (
-                    labels(k),
+                    label(r, k),
                     r.configs[k].best().geometry.dimensionality.clone(),
                 )
             })
             .collect();
-        put(
+        self.put(
             "dimensionality.svg",
             plots::bars(
                 &format!("{exp}: feature dimensionality D_i"),
@@ -66,49 +96,50 @@ pub fn write_outputs(r: &ToyResults, dir: &Path) -> std::io::Result<Vec<PathBuf>
             ),
         )?;
         let wtw: Vec<_> = all
-            .clone()
-            .map(|k| (labels(k), r.configs[k].best().geometry.wtw.clone()))
+            .map(|k| (label(r, k), r.configs[k].best().geometry.wtw.clone()))
             .collect();
-        put(
+        self.put(
             "wtw.svg",
             plots::heatmaps(&format!("{exp}: WᵀW (best instance)"), &wtw),
-        )?;
+        )
     }
-    match &r.summary {
-        Summary::Wtw(rows) => {
-            let cats: Vec<_> = rows
-                .iter()
-                .zip(&r.configs)
-                .map(|(row, c)| {
-                    (
-                        format!("p={}", row.density),
-                        c.best().geometry.dimensionality.clone(),
-                        row.dims_per_feature,
-                    )
-                })
-                .collect();
-            put(
-                "dimensionality-scatter.svg",
-                plots::dimensionality("wtw: feature dimensionality by density", &cats),
-            )?;
-        }
-        Summary::HiddenSizes(rows) => {
-            let pts: Vec<_> = rows
-                .iter()
-                .map(|row| (row.hidden as f64, row.mean_interference))
-                .collect();
-            put(
-                "interference.svg",
-                plots::lines(
-                    "hidden-sizes: mean interference Σ_{j≠i}(Ŵ_i·W_j)² vs hidden size",
-                    "hidden size d",
-                    "mean interference",
-                    &[("best instance".into(), pts)],
-                ),
-            )?;
-        }
-        Summary::Phase(p) => {
-            put(
+
+    /// The plot of the experiment's own summary, where it has one.
+    fn summary_plot(&mut self, r: &ToyResults) -> std::io::Result<()> {
+        match &r.summary {
+            Summary::Wtw(rows) => {
+                let cats: Vec<_> = rows
+                    .iter()
+                    .zip(&r.configs)
+                    .map(|(row, c)| {
+                        (
+                            format!("p={}", row.density),
+                            c.best().geometry.dimensionality.clone(),
+                            row.dims_per_feature,
+                        )
+                    })
+                    .collect();
+                self.put(
+                    "dimensionality-scatter.svg",
+                    plots::dimensionality("wtw: feature dimensionality by density", &cats),
+                )
+            }
+            Summary::HiddenSizes(rows) => {
+                let pts: Vec<_> = rows
+                    .iter()
+                    .map(|row| (row.hidden as f64, row.mean_interference))
+                    .collect();
+                self.put(
+                    "interference.svg",
+                    plots::lines(
+                        "hidden-sizes: mean interference Σ_{j≠i}(Ŵ_i·W_j)² vs hidden size",
+                        "hidden size d",
+                        "mean interference",
+                        &[("best instance".into(), pts)],
+                    ),
+                )
+            }
+            Summary::Phase(p) => self.put(
                 "phase.svg",
                 plots::phase(
                     "phase: feature 2 of n=2 in d=1",
@@ -117,21 +148,24 @@ pub fn write_outputs(r: &ToyResults, dir: &Path) -> std::io::Result<Vec<PathBuf>
                     &p.classes,
                     &p.norms,
                 ),
-            )?;
+            ),
+            _ => Ok(()),
         }
-        _ => {}
     }
-    let curve: Vec<_> = r.curve.iter().map(|&(s, l)| (s as f64, l)).collect();
-    put(
-        "loss.svg",
-        plots::lines(
-            &format!("{exp}: training loss"),
-            "step",
-            "mean loss over instances",
-            &[("loss".into(), curve)],
-        ),
-    )?;
-    Ok(files)
+
+    fn loss(&mut self, r: &ToyResults) -> std::io::Result<()> {
+        let exp = r.experiment.name();
+        let curve: Vec<_> = r.curve.iter().map(|&(s, l)| (s as f64, l)).collect();
+        self.put(
+            "loss.svg",
+            plots::lines(
+                &format!("{exp}: training loss"),
+                "step",
+                "mean loss over instances",
+                &[("loss".into(), curve)],
+            ),
+        )
+    }
 }
 
 fn list(v: &[f64], prec: usize) -> String {
