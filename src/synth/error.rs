@@ -37,3 +37,8 @@ impl SynthError {
         }
     }
 }
+
+/// `Err(SynthError::Spec(message))`, for the spec checks.
+pub(crate) fn spec<T>(message: impl Into<String>) -> Result<T, SynthError> {
+    Err(SynthError::Spec(message.into()))
+}

@@ -31,7 +31,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Exp1, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::error::SynthError;
+use super::error::{spec, SynthError};
 use super::planted::{synthetic_manifest, TRUTH_DIR};
 use crate::store::{
     ContextBatch, DatasetWriter, HookInfo, StorageDtype, StoreError, WriterOptions,
@@ -97,21 +97,16 @@ impl NeuronSpec {
     /// Checks the spec; the message names the `unravel synth` flag at fault.
     pub fn check(&self) -> Result<(), SynthError> {
         if self.neurons == 0 || self.tokens == 0 {
-            return Err(SynthError::Spec(
-                "--neurons and --tokens must be at least 1".into(),
-            ));
+            return spec("--neurons and --tokens must be at least 1");
         }
         if self.concepts < 2 || self.concepts > 100 {
-            return Err(SynthError::Spec(format!(
-                "--concepts {}: must be 2 to 100",
-                self.concepts
-            )));
+            return spec(format!("--concepts {}: must be 2 to 100", self.concepts));
         }
         let p = |name: &str, v: f64| {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(SynthError::Spec(format!("--{name} {v}: must be in [0, 1]")))
+                spec(format!("--{name} {v}: must be in [0, 1]"))
             }
         };
         p("concept-density", self.concept_density)?;
@@ -123,18 +118,18 @@ impl NeuronSpec {
         p("spurious", self.spurious)?;
         p("overlap", self.overlap)?;
         if self.polysemantic + self.monosemantic + self.dead + self.distractor > 1.0 + 1e-9 {
-            return Err(SynthError::Spec(
-                "--polysemantic + --monosemantic + --dead + --distractor must be at most 1".into(),
-            ));
+            return spec(
+                "--polysemantic + --monosemantic + --dead + --distractor must be at most 1",
+            );
         }
         if self.k_max < 2 || self.k_max > self.concepts / 2 {
-            return Err(SynthError::Spec(format!(
+            return spec(format!(
                 "--k-max {}: must be at least 2 and at most half of --concepts",
                 self.k_max
-            )));
+            ));
         }
         if self.noise < 0.0 {
-            return Err(SynthError::Spec("--noise must be non-negative".into()));
+            return spec("--noise must be non-negative");
         }
         Ok(())
     }

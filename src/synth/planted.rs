@@ -26,7 +26,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Exp1, StandardNormal};
 
-use super::error::SynthError;
+use super::error::{spec, SynthError};
 use crate::store::{
     Bos, ContextBatch, CorpusInfo, DatasetWriter, HookInfo, Manifest, ModelInfo, StorageDtype,
     StoreError, WriterOptions,
@@ -65,9 +65,9 @@ impl std::str::FromStr for Magnitude {
             "exponential" => Ok(Magnitude::Exponential),
             "uniform" => Ok(Magnitude::Uniform),
             "half-normal" | "abs-normal" => Ok(Magnitude::HalfNormal),
-            o => Err(SynthError::Spec(format!(
+            o => spec(format!(
                 "`{o}`: expected exponential, uniform or half-normal"
-            ))),
+            )),
         }
     }
 }
@@ -136,44 +136,29 @@ impl PlantedSpec {
     /// Checks the spec; the message names the `unravel synth` flag at fault.
     pub fn check(&self) -> Result<(), SynthError> {
         if self.n_features == 0 || self.d == 0 || self.tokens == 0 {
-            return Err(SynthError::Spec(
-                "--features, --dims and --tokens must be at least 1".into(),
-            ));
+            return spec("--features, --dims and --tokens must be at least 1");
         }
         if !(self.density > 0.0 && self.density <= 1.0) {
-            return Err(SynthError::Spec(format!(
-                "--density {}: must be in (0, 1]",
-                self.density
-            )));
+            return spec(format!("--density {}: must be in (0, 1]", self.density));
         }
         if let Some(decay) = self.frequency_decay {
             if !(decay > 0.0 && decay <= 1.0) {
-                return Err(SynthError::Spec(format!(
-                    "--power-law {decay}: must be in (0, 1]"
-                )));
+                return spec(format!("--power-law {decay}: must be in (0, 1]"));
             }
         }
         if let Directions::MaxCosine(c) = self.directions {
             if !(c > 0.0 && c <= 1.0) {
-                return Err(SynthError::Spec(format!(
-                    "--max-cosine {c}: must be in (0, 1]"
-                )));
+                return spec(format!("--max-cosine {c}: must be in (0, 1]"));
             }
         }
         if !(self.importance_decay > 0.0 && self.noise >= 0.0) {
-            return Err(SynthError::Spec(
-                "--importance-decay must be positive and --noise non-negative".into(),
-            ));
+            return spec("--importance-decay must be positive and --noise non-negative");
         }
         if self.group_size == 0 || self.exclusive_size == 0 {
-            return Err(SynthError::Spec(
-                "--group-size and --exclusive-size must be at least 1".into(),
-            ));
+            return spec("--group-size and --exclusive-size must be at least 1");
         }
         if self.group_size > 1 && self.exclusive_size > 1 {
-            return Err(SynthError::Spec(
-                "choose --group-size or --exclusive-size, not both".into(),
-            ));
+            return spec("choose --group-size or --exclusive-size, not both");
         }
         Ok(())
     }
