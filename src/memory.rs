@@ -32,9 +32,27 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
-/// `Err(one line)` when `needed` bytes exceed the available memory; `what` names the flags that
-/// set the size and `hint` says what to lower.
-pub fn check_fits(what: &str, needed: u64, hint: &str) -> Result<(), String> {
+/// A size that does not fit in the available memory.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{what} needs about {} of memory ({needed} bytes), but only {} is available; {hint}",
+    human(*needed),
+    human(*available)
+)]
+pub struct TooLarge {
+    /// The flags that set the size.
+    pub what: String,
+    /// The estimated footprint in bytes.
+    pub needed: u64,
+    /// The bytes available.
+    pub available: u64,
+    /// What to lower.
+    pub hint: String,
+}
+
+/// `Err` when `needed` bytes exceed the available memory; `what` names the flags that set the
+/// size and `hint` says what to lower.
+pub fn check_fits(what: &str, needed: u64, hint: &str) -> Result<(), TooLarge> {
     check_against(what, needed, available_bytes(), hint)
 }
 
@@ -43,13 +61,14 @@ fn check_against(
     needed: u64,
     available: Option<u64>,
     hint: &str,
-) -> Result<(), String> {
+) -> Result<(), TooLarge> {
     match available {
-        Some(avail) if needed > avail => Err(format!(
-            "{what} needs about {} of memory ({needed} bytes), but only {} is available; {hint}",
-            human(needed),
-            human(avail)
-        )),
+        Some(avail) if needed > avail => Err(TooLarge {
+            what: what.to_string(),
+            needed,
+            available: avail,
+            hint: hint.to_string(),
+        }),
         _ => Ok(()),
     }
 }
@@ -75,7 +94,8 @@ mod tests {
         assert!(check_against("x", 10, Some(100), "h").is_ok());
         assert!(check_against("x", 10, None, "h").is_ok());
         let e = check_against("--d-sae 9", 25_600_000_000, Some(2_000_000_000), "lower it")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "--d-sae 9 needs about 25.6 GB of memory (25600000000 bytes), but only 2.0 GB is available; lower it"

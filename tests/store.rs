@@ -840,8 +840,9 @@ fn resuming_with_other_settings_is_refused_with_the_differences() {
     other.corpus.sha256 = "f00d".into();
     let diff = Manifest::load(dir.path())
         .unwrap()
-        .compatible_for_resume(&other)
-        .unwrap_err();
+        .compatible_for_resume(&other, dir.path())
+        .unwrap_err()
+        .to_string();
     assert!(
         diff.contains("ctx: dataset has 16, this run has 32"),
         "{diff}"
@@ -868,7 +869,7 @@ fn resuming_with_other_settings_is_refused_with_the_differences() {
     same.max_tokens = Some(1 << 20);
     Manifest::load(dir.path())
         .unwrap()
-        .compatible_for_resume(&same)
+        .compatible_for_resume(&same, dir.path())
         .unwrap();
     // Creating over an existing dataset is refused.
     let err = DatasetWriter::create(dir.path(), header(16), options())

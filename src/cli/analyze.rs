@@ -187,7 +187,7 @@ pub fn cmd_analyze(a: &AnalyzeArgs) -> Result<()> {
 fn write_plots(a: &AnalyzeArgs, analysis: &Analysis) -> Result<()> {
     let (names, metrics) = (&analysis.hooks, &analysis.metrics);
     let colors = analysis.colors.as_deref();
-    let plot = |r: Result<(), String>| {
+    let plot = |r: Result<(), plots::PlotError>| {
         r.map_err(|e| anyhow!("writing plots into {}: {e}", a.out.display()))
     };
     for (name, m) in names.iter().zip(metrics) {

@@ -161,7 +161,7 @@ pub fn cmd_synth(a: &SynthArgs) -> Result<()> {
     spec.magnitude = a
         .magnitude
         .parse()
-        .map_err(|e: String| anyhow::anyhow!("--magnitude {e}"))?;
+        .map_err(|e: unravel::synth::SynthError| anyhow::anyhow!("--magnitude {e}"))?;
     spec.frequency_decay = a.power_law;
     spec.importance_decay = a.importance_decay;
     spec.group_size = a.group_size;

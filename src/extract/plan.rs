@@ -165,9 +165,9 @@ pub(super) fn header_manifest(
     m.max_tokens = plan.max_tokens;
     if let Some((i, n)) = plan.part {
         m.part = Some(
-            Part::new(i as u32, n as u32).map_err(|reason| ExtractError::BadOption {
+            Part::new(i as u32, n as u32).map_err(|e| ExtractError::BadOption {
                 flag: "--part",
-                reason,
+                reason: e.to_string(),
             })?,
         );
     }

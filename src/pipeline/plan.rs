@@ -23,6 +23,35 @@ use crate::synth::verify::VERIFY_FILE;
 
 pub use super::kind::Kind;
 
+/// A run config that cannot be planned; each names the config file.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The config file cannot be read.
+    #[error("{}: {source}; give the path of a run config such as configs/demo.toml", config.display())]
+    Read {
+        config: PathBuf,
+        source: std::io::Error,
+    },
+    /// A TOML syntax error, at `:LINE:COL` when known (as compilers write it).
+    #[error("{}{at}: {message}", config.display())]
+    Syntax {
+        config: PathBuf,
+        at: String,
+        message: String,
+    },
+    /// A section, key or value the run config cannot have (the message names it).
+    #[error("{}: {message}", config.display())]
+    Config { config: PathBuf, message: String },
+}
+
+/// A mistake in the config `config`.
+fn bad(config: &Path, message: impl Into<String>) -> PlanError {
+    PlanError::Config {
+        config: config.to_path_buf(),
+        message: message.into(),
+    }
+}
+
 /// What ground truth a dataset carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,21 +137,24 @@ struct Builder<'a> {
 }
 
 /// Reads and plans a run config. `out` overrides `[run] out`.
-pub fn plan_file(config: &Path, out: Option<&Path>) -> Result<Plan, String> {
-    let text = std::fs::read_to_string(config).map_err(|e| {
-        format!(
-            "{}: {e}; give the path of a run config such as configs/demo.toml",
-            config.display()
-        )
+pub fn plan_file(config: &Path, out: Option<&Path>) -> Result<Plan, PlanError> {
+    let text = std::fs::read_to_string(config).map_err(|source| PlanError::Read {
+        config: config.to_path_buf(),
+        source,
     })?;
     plan(config, &text, out)
 }
 
 /// A TOML syntax error on one line, as compilers write it: `FILE:LINE:COL: message`.
-pub fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> String {
+pub fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> PlanError {
     let message = e.message().trim().replace('\n', "; ");
+    let syntax = |at: String| PlanError::Syntax {
+        config: file.to_path_buf(),
+        at,
+        message: message.clone(),
+    };
     let Some(span) = e.span() else {
-        return format!("{}: {message}", file.display());
+        return syntax(String::new());
     };
     let before = &text.as_bytes()[..span.start.min(text.len())];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -134,25 +166,24 @@ pub fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> String {
         .chars()
         .count()
         + 1;
-    format!("{}:{line}:{col}: {message}", file.display())
+    syntax(format!(":{line}:{col}"))
 }
 
 /// Plans a run from the text of its config.
-pub fn plan(config: &Path, text: &str, out: Option<&Path>) -> Result<Plan, String> {
-    let cfg = config.display();
+pub fn plan(config: &Path, text: &str, out: Option<&Path>) -> Result<Plan, PlanError> {
     let table: Table = text
         .parse()
         .map_err(|e: toml::de::Error| toml_error(config, text, &e))?;
     for key in table.keys() {
         if key != "run" && !Kind::ALL.iter().any(|k| k.as_str() == key) {
-            return Err(format!(
-                "{cfg}: unknown section [{key}]; expected run, extract, synth, plant, train, eval, audit, verify or analyze"
-            ));
+            return Err(bad(config, format!(
+                "unknown section [{key}]; expected run, extract, synth, plant, train, eval, audit, verify or analyze"
+            )));
         }
     }
     let run = match table.get("run") {
         Some(Value::Table(t)) => t.clone(),
-        Some(_) => return Err(format!("{cfg}: [run] must be a table")),
+        Some(_) => return Err(bad(config, "[run] must be a table")),
         None => Table::new(),
     };
     let stem = config
@@ -161,16 +192,17 @@ pub fn plan(config: &Path, text: &str, out: Option<&Path>) -> Result<Plan, Strin
         .unwrap_or_else(|| "run".into());
     for key in run.keys() {
         if !["out", "title", "description"].contains(&key.as_str()) {
-            return Err(format!(
-                "{cfg}: [run] unknown key `{key}`; expected out, title or description"
+            return Err(bad(
+                config,
+                format!("[run] unknown key `{key}`; expected out, title or description"),
             ));
         }
     }
-    let string = |key: &str| -> Result<Option<String>, String> {
+    let string = |key: &str| -> Result<Option<String>, PlanError> {
         match run.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(format!("{cfg}: [run] {key} must be a string")),
+            Some(_) => Err(bad(config, format!("[run] {key} must be a string"))),
         }
     };
     let run_dir = match (out, string("out")?) {
@@ -192,7 +224,7 @@ pub fn plan(config: &Path, text: &str, out: Option<&Path>) -> Result<Plan, Strin
         let instances = instances(&table, kind, config)?;
         if kind == Kind::Verify {
             if instances.len() > 1 {
-                return Err(format!("{cfg}: [verify] may appear once"));
+                return Err(bad(config, "[verify] may appear once"));
             }
             if let Some((_, t)) = instances.first() {
                 (thresholds, verify_threshold) = verify_section(t, config)?;
@@ -205,8 +237,9 @@ pub fn plan(config: &Path, text: &str, out: Option<&Path>) -> Result<Plan, Strin
         }
     }
     if b.stages.is_empty() {
-        return Err(format!(
-            "{cfg}: no stages; add at least one of [extract], [synth], [train], [audit], [analyze] (see configs/demo.toml)"
+        return Err(bad(
+            config,
+            "no stages; add at least one of [extract], [synth], [train], [audit], [analyze] (see configs/demo.toml)",
         ));
     }
     Ok(Plan {
@@ -220,7 +253,7 @@ pub fn plan(config: &Path, text: &str, out: Option<&Path>) -> Result<Plan, Strin
 }
 
 /// The tables of one kind, with their names: `[kind]` or `[[kind]]`.
-fn instances(table: &Table, kind: Kind, config: &Path) -> Result<Vec<(String, Table)>, String> {
+fn instances(table: &Table, kind: Kind, config: &Path) -> Result<Vec<(String, Table)>, PlanError> {
     let k = kind.as_str();
     let tables: Vec<Table> = match table.get(k) {
         None => return Ok(vec![]),
@@ -229,13 +262,10 @@ fn instances(table: &Table, kind: Kind, config: &Path) -> Result<Vec<(String, Ta
             .iter()
             .map(|v| match v {
                 Value::Table(t) => Ok(t.clone()),
-                _ => Err(format!(
-                    "{}: [[{k}]] entries must be tables",
-                    config.display()
-                )),
+                _ => Err(bad(config, format!("[[{k}]] entries must be tables"))),
             })
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(format!("{}: [{k}] must be a table", config.display())),
+        Some(_) => return Err(bad(config, format!("[{k}] must be a table"))),
     };
     let many = tables.len() > 1;
     tables
@@ -244,7 +274,7 @@ fn instances(table: &Table, kind: Kind, config: &Path) -> Result<Vec<(String, Ta
         .map(|(i, t)| {
             let name = match t.get("name") {
                 Some(Value::String(s)) => s.clone(),
-                Some(_) => return Err(format!("{}: [{k}] name must be a string", config.display())),
+                Some(_) => return Err(bad(config, format!("[{k}] name must be a string"))),
                 None if many => format!("{k}-{}", i + 1),
                 None => k.to_string(),
             };
@@ -253,10 +283,7 @@ fn instances(table: &Table, kind: Kind, config: &Path) -> Result<Vec<(String, Ta
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                return Err(format!(
-                    "{}: [{k}] name `{name}`: use letters, digits, - and _ (it names the stage's folder)",
-                    config.display()
-                ));
+                return Err(bad(config, format!("[{k}] name `{name}`: use letters, digits, - and _ (it names the stage's folder)")));
             }
             Ok((name, t))
         })
@@ -265,27 +292,24 @@ fn instances(table: &Table, kind: Kind, config: &Path) -> Result<Vec<(String, Ta
 
 /// `[verify]`: thresholds (checked by the runner) and the cosine threshold passed to
 /// `verify --sae`.
-fn verify_section(t: &Table, config: &Path) -> Result<(Vec<Threshold>, Option<f64>), String> {
+fn verify_section(t: &Table, config: &Path) -> Result<(Vec<Threshold>, Option<f64>), PlanError> {
     let mut thresholds = vec![];
     let mut threshold = None;
     for (key, v) in t {
         let k = key.replace('_', "-");
         if !VERIFY_KEYS.contains(&k.as_str()) {
-            return Err(format!(
-                "{}: [verify] unknown key `{key}`; expected {}",
-                config.display(),
-                VERIFY_KEYS.join(", ")
+            return Err(bad(
+                config,
+                format!(
+                    "[verify] unknown key `{key}`; expected {}",
+                    VERIFY_KEYS.join(", ")
+                ),
             ));
         }
         let value = match v {
             Value::Float(f) => *f,
             Value::Integer(i) => *i as f64,
-            _ => {
-                return Err(format!(
-                    "{}: [verify] {key} must be a number",
-                    config.display()
-                ))
-            }
+            _ => return Err(bad(config, format!("[verify] {key} must be a number"))),
         };
         if k == "threshold" {
             threshold = Some(value);
@@ -297,7 +321,7 @@ fn verify_section(t: &Table, config: &Path) -> Result<(Vec<Threshold>, Option<f6
 }
 
 /// A TOML table → command-line flags, skipping `skip` (keys the runner interprets).
-fn flags(t: &Table, skip: &[&str], section: &str, config: &Path) -> Result<Vec<Flag>, String> {
+fn flags(t: &Table, skip: &[&str], section: &str, config: &Path) -> Result<Vec<Flag>, PlanError> {
     let mut out = vec![];
     for (key, v) in t {
         let k = key.replace('_', "-");
@@ -305,24 +329,18 @@ fn flags(t: &Table, skip: &[&str], section: &str, config: &Path) -> Result<Vec<F
             continue;
         }
         if OWNED.contains(&k.as_str()) {
-            return Err(format!(
-                "{}: [{section}] remove `{key}`: the run decides where stages write and resumes by itself",
-                config.display()
-            ));
+            return Err(bad(config, format!("[{section}] remove `{key}`: the run decides where stages write and resumes by itself")));
         }
         let flag = |value: Option<String>| Flag {
             name: k.clone(),
             value,
         };
-        let scalar = |v: &Value| -> Result<String, String> {
+        let scalar = |v: &Value| -> Result<String, PlanError> {
             match v {
                 Value::String(s) => Ok(s.clone()),
                 Value::Integer(i) => Ok(i.to_string()),
                 Value::Float(f) => Ok(f.to_string()),
-                _ => Err(format!(
-                    "{}: [{section}] {key}: expected a string, number, true/false or an array of them",
-                    config.display()
-                )),
+                _ => Err(bad(config, format!("[{section}] {key}: expected a string, number, true/false or an array of them"))),
             }
         };
         match v {
@@ -366,8 +384,8 @@ fn fingerprint(kind: Kind, args: &[String], inputs: &[&Stage]) -> String {
 }
 
 impl Builder<'_> {
-    fn err(&self, section: &str, msg: impl std::fmt::Display) -> String {
-        format!("{}: [{section}] {msg}", self.config.display())
+    fn err(&self, section: &str, msg: impl std::fmt::Display) -> PlanError {
+        bad(self.config, format!("[{section}] {msg}"))
     }
 
     /// The dataset named by `key` (a stage name or a folder), or the default.
@@ -376,7 +394,7 @@ impl Builder<'_> {
         t: &Table,
         section: &str,
         default: Option<DatasetRef>,
-    ) -> Result<DatasetRef, String> {
+    ) -> Result<DatasetRef, PlanError> {
         match t.get("data") {
             Some(Value::String(s)) => {
                 if let Some(d) = self.datasets.get(s) {
@@ -448,12 +466,12 @@ impl Builder<'_> {
         spec: StageSpec,
         inputs: Vec<String>,
         checks: Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PlanError> {
         let (kind, args) = (spec.kind(), spec.to_args());
         if self.stage(&name).is_some() {
-            return Err(format!(
-                "{}: two stages are named `{name}`; give one a different name",
-                self.config.display()
+            return Err(bad(
+                self.config,
+                format!("two stages are named `{name}`; give one a different name"),
             ));
         }
         let input_stages: Vec<&Stage> = inputs.iter().filter_map(|n| self.stage(n)).collect();
@@ -471,7 +489,7 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn add(&mut self, kind: Kind, name: String, t: &Table) -> Result<(), String> {
+    fn add(&mut self, kind: Kind, name: String, t: &Table) -> Result<(), PlanError> {
         let section = kind.as_str();
         let out = self.run_dir.join(&name);
         let mut inputs = vec![];
@@ -591,7 +609,7 @@ impl Builder<'_> {
         t: &Table,
         section: &str,
         audited: Option<&DatasetRef>,
-    ) -> Result<Option<(String, DatasetRef)>, String> {
+    ) -> Result<Option<(String, DatasetRef)>, PlanError> {
         match t.get("sae") {
             Some(Value::Boolean(false)) => Ok(None),
             Some(Value::String(s)) => self
@@ -620,7 +638,7 @@ impl Builder<'_> {
 
     /// A verify stage for every SAE trained on planted features and every audit of planted
     /// neurons.
-    fn add_verify_stages(&mut self, threshold: Option<f64>) -> Result<(), String> {
+    fn add_verify_stages(&mut self, threshold: Option<f64>) -> Result<(), PlanError> {
         for (train, d) in self.trains.clone() {
             if d.truth == Truth::None {
                 continue;
@@ -769,7 +787,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_line_and_column() {
-        let err = |t: &str| plan(Path::new("c.toml"), t, None).unwrap_err();
+        let err = |t: &str| plan(Path::new("c.toml"), t, None).unwrap_err().to_string();
         let e = err("[synth]\nneurons = 8\ntokens = = 5\n");
         assert!(e.starts_with("c.toml:3:10: "), "{e}");
         assert!(!e.contains('\n'), "{e}");
@@ -779,7 +797,7 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
-        let err = |t: &str| plan(Path::new("c.toml"), t, None).unwrap_err();
+        let err = |t: &str| plan(Path::new("c.toml"), t, None).unwrap_err().to_string();
         assert!(err("[eval]\n").contains("[eval] there is no SAE to evaluate"));
         assert!(err("[synth]\n[[audit]]\nname = \"a b\"\n").contains("name `a b`"));
         assert!(

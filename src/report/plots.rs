@@ -1,23 +1,54 @@
 //! Plots written atomically as SVG.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
+
+/// A plot that could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// plotters failed while drawing `path` (the message is plotters' own; the CLI names the
+    /// output folder).
+    #[error("{message}")]
+    Draw { path: PathBuf, message: String },
+    /// The finished plot could not be moved into place.
+    #[error("{}: {source}", path.display())]
+    Rename {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A plotters failure inside a drawing callback, before [`atomic_svg`] names the file.
+struct Failed(String);
+
+impl<E: std::fmt::Display> From<E> for Failed {
+    fn from(e: E) -> Self {
+        Failed(e.to_string())
+    }
+}
 
 /// Renders into `path` via `path.tmp` + rename, so a failed draw never leaves a complete-looking file.
 fn atomic_svg(
     path: &Path,
     size: (u32, u32),
-    draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> Result<(), String>,
-) -> Result<(), String> {
+    draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> Result<(), Failed>,
+) -> Result<(), PlotError> {
     let tmp = path.with_extension("svg.tmp");
+    let failed = |Failed(message): Failed| PlotError::Draw {
+        path: path.to_path_buf(),
+        message,
+    };
     {
         let root = SVGBackend::new(&tmp, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        draw(&root)?;
-        root.present().map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(|e| failed(e.into()))?;
+        draw(&root).map_err(failed)?;
+        root.present().map_err(|e| failed(e.into()))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::rename(&tmp, path).map_err(|source| PlotError::Rename {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Planted-feature recovery: each planted feature's best cosine with any latent against its
@@ -27,7 +58,7 @@ pub fn recovery_scatter(
     points: &[(f32, f32)],
     threshold: f32,
     title: &str,
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     let lf: Vec<(f32, f32)> = points
         .iter()
         .map(|&(f, c)| ((f.max(1e-7)).log10(), c))
@@ -47,35 +78,30 @@ pub fn recovery_scatter(
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(56)
-            .build_cartesian_2d(lo..hi, ymin..1.02f32)
-            .map_err(|e| e.to_string())?;
+            .build_cartesian_2d(lo..hi, ymin..1.02f32)?;
         chart
             .configure_mesh()
             .x_desc("log10 planted frequency")
             .y_desc("best cosine with any latent")
-            .draw()
-            .map_err(|e| e.to_string())?;
+            .draw()?;
         chart
             .draw_series(LineSeries::new(
                 [(lo, threshold), (hi, threshold)],
                 RED.stroke_width(1),
-            ))
-            .map_err(|e| e.to_string())?
+            ))?
             .label(format!("recovered: cos ≥ {threshold}"))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
-        chart
-            .draw_series(
-                lf.iter()
-                    .map(|&(x, y)| Circle::new((x, y), 3, BLUE.mix(0.6).filled())),
-            )
-            .map_err(|e| e.to_string())?;
+        chart.draw_series(
+            lf.iter()
+                .map(|&(x, y)| Circle::new((x, y), 3, BLUE.mix(0.6).filled())),
+        )?;
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .position(SeriesLabelPosition::LowerRight)
             .draw()
-            .map_err(|e| e.to_string())
+            .map_err(Failed::from)
     })
 }
 
@@ -85,7 +111,7 @@ pub fn spectrum(
     series: &[(String, Vec<f64>)],
     title: &str,
     y_desc: &str,
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     let n = series.iter().map(|s| s.1.len()).max().unwrap_or(1).max(2);
     let floor = 1e-12f64;
     let vals = series.iter().flat_map(|s| s.1.iter().map(|v| v.max(floor)));
@@ -101,15 +127,13 @@ pub fn spectrum(
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(60)
-            .build_cartesian_2d(1f64..n as f64, lo..hi)
-            .map_err(|e| e.to_string())?;
+            .build_cartesian_2d(1f64..n as f64, lo..hi)?;
         chart
             .configure_mesh()
             .x_desc("index (largest first)")
             .y_desc(y_desc)
             .y_label_formatter(&|v| format!("1e{v:.0}"))
-            .draw()
-            .map_err(|e| e.to_string())?;
+            .draw()?;
         for (i, (name, v)) in series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             chart
@@ -118,8 +142,7 @@ pub fn spectrum(
                         .enumerate()
                         .map(|(k, &x)| ((k + 1) as f64, x.max(floor).log10())),
                     color.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
+                ))?
                 .label(name.clone())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
         }
@@ -129,7 +152,7 @@ pub fn spectrum(
             .border_style(BLACK)
             .position(SeriesLabelPosition::UpperRight)
             .draw()
-            .map_err(|e| e.to_string())
+            .map_err(Failed::from)
     })
 }
 
@@ -141,7 +164,7 @@ pub fn scatter(
     labels: Option<&[String]>,
     title: &str,
     axes: (&str, &str),
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     let ext = |k: usize| {
         let (a, b) = points
             .iter()
@@ -174,22 +197,18 @@ pub fn scatter(
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(|e| e.to_string())?;
+            .build_cartesian_2d(x0..x1, y0..y1)?;
         chart
             .configure_mesh()
             .x_desc(axes.0)
             .y_desc(axes.1)
-            .draw()
-            .map_err(|e| e.to_string())?;
+            .draw()?;
         let Some(l) = labels else {
-            chart
-                .draw_series(
-                    points
-                        .iter()
-                        .map(|p| Circle::new((p[0], p[1]), 2, BLUE.mix(0.4).filled())),
-                )
-                .map_err(|e| e.to_string())?;
+            chart.draw_series(
+                points
+                    .iter()
+                    .map(|p| Circle::new((p[0], p[1]), 2, BLUE.mix(0.4).filled())),
+            )?;
             return Ok(());
         };
         let other: Vec<&[f32; 2]> = points
@@ -198,13 +217,11 @@ pub fn scatter(
             .filter(|(_, v)| !top.iter().any(|(t, _)| t == *v))
             .map(|(p, _)| p)
             .collect();
-        chart
-            .draw_series(
-                other
-                    .iter()
-                    .map(|p| Circle::new((p[0], p[1]), 2, BLACK.mix(0.15).filled())),
-            )
-            .map_err(|e| e.to_string())?;
+        chart.draw_series(
+            other
+                .iter()
+                .map(|p| Circle::new((p[0], p[1]), 2, BLACK.mix(0.15).filled())),
+        )?;
         for (i, (name, _)) in top.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             chart
@@ -214,8 +231,7 @@ pub fn scatter(
                         .zip(l)
                         .filter(|(_, v)| *v == name)
                         .map(|(p, _)| Circle::new((p[0], p[1]), 2, color.mix(0.6).filled())),
-                )
-                .map_err(|e| e.to_string())?
+                )?
                 .label(name.clone())
                 .legend(move |(x, y)| Circle::new((x + 6, y), 4, color.filled()));
         }
@@ -224,12 +240,12 @@ pub fn scatter(
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
-            .map_err(|e| e.to_string())
+            .map_err(Failed::from)
     })
 }
 
 /// A square matrix in [−1, 1] as a heatmap (blue negative, red positive).
-pub fn heatmap(path: &Path, m: &[Vec<f32>], title: &str) -> Result<(), String> {
+pub fn heatmap(path: &Path, m: &[Vec<f32>], title: &str) -> Result<(), PlotError> {
     let k = m.len().max(1);
     atomic_svg(path, (560, 560), |root| {
         let mut chart = ChartBuilder::on(root)
@@ -237,26 +253,19 @@ pub fn heatmap(path: &Path, m: &[Vec<f32>], title: &str) -> Result<(), String> {
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(40)
-            .build_cartesian_2d(0..k, 0..k)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .draw()
-            .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(m.iter().enumerate().flat_map(|(i, row)| {
-                row.iter().enumerate().map(move |(j, &v)| {
-                    let v = v.clamp(-1.0, 1.0) as f64;
-                    let (r, g, b) = if v >= 0.0 {
-                        (255, (255.0 * (1.0 - v)) as u8, (255.0 * (1.0 - v)) as u8)
-                    } else {
-                        ((255.0 * (1.0 + v)) as u8, (255.0 * (1.0 + v)) as u8, 255)
-                    };
-                    Rectangle::new([(j, k - 1 - i), (j + 1, k - i)], RGBColor(r, g, b).filled())
-                })
-            }))
-            .map_err(|e| e.to_string())?;
+            .build_cartesian_2d(0..k, 0..k)?;
+        chart.configure_mesh().disable_mesh().draw()?;
+        chart.draw_series(m.iter().enumerate().flat_map(|(i, row)| {
+            row.iter().enumerate().map(move |(j, &v)| {
+                let v = v.clamp(-1.0, 1.0) as f64;
+                let (r, g, b) = if v >= 0.0 {
+                    (255, (255.0 * (1.0 - v)) as u8, (255.0 * (1.0 - v)) as u8)
+                } else {
+                    ((255.0 * (1.0 + v)) as u8, (255.0 * (1.0 + v)) as u8, 255)
+                };
+                Rectangle::new([(j, k - 1 - i), (j + 1, k - i)], RGBColor(r, g, b).filled())
+            })
+        }))?;
         Ok(())
     })
 }
@@ -267,7 +276,7 @@ pub fn per_layer(
     layers: &[String],
     series: &[(&str, Vec<f64>)],
     title: &str,
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     let n = layers.len().max(2);
     let hi = series
         .iter()
@@ -281,8 +290,7 @@ pub fn per_layer(
             .margin(12)
             .x_label_area_size(60)
             .y_label_area_size(56)
-            .build_cartesian_2d(0f64..(n - 1) as f64, 0f64..hi)
-            .map_err(|e| e.to_string())?;
+            .build_cartesian_2d(0f64..(n - 1) as f64, 0f64..hi)?;
         let names = layers.to_vec();
         chart
             .configure_mesh()
@@ -296,31 +304,27 @@ pub fn per_layer(
                 }
             })
             .x_desc("hook")
-            .draw()
-            .map_err(|e| e.to_string())?;
+            .draw()?;
         for (i, (name, v)) in series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             chart
                 .draw_series(LineSeries::new(
                     v.iter().enumerate().map(|(k, &y)| (k as f64, y)),
                     color.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
+                ))?
                 .label(name.to_string())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
-            chart
-                .draw_series(
-                    v.iter()
-                        .enumerate()
-                        .map(|(k, &y)| Circle::new((k as f64, y), 3, color.filled())),
-                )
-                .map_err(|e| e.to_string())?;
+            chart.draw_series(
+                v.iter()
+                    .enumerate()
+                    .map(|(k, &y)| Circle::new((k as f64, y), 3, color.filled())),
+            )?;
         }
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
-            .map_err(|e| e.to_string())
+            .map_err(Failed::from)
     })
 }

@@ -114,6 +114,14 @@ pub enum StoreError {
         /// The differing settings, `; `-separated.
         differences: String,
     },
+    /// A part number outside 1..=count.
+    #[error("part {index} of {count}: the index must be in 1..={count}")]
+    Part {
+        /// The part asked for (1-based).
+        index: u32,
+        /// How many parts there are.
+        count: u32,
+    },
     /// Manifests of parts cannot be merged.
     #[error("cannot merge manifests: {0}")]
     Merge(String),

@@ -108,11 +108,9 @@ pub struct Part {
 
 impl Part {
     /// Part `index` of `count`, checked (1 ≤ index ≤ count).
-    pub fn new(index: u32, count: u32) -> Result<Part, String> {
+    pub fn new(index: u32, count: u32) -> Result<Part> {
         if index == 0 || index > count {
-            return Err(format!(
-                "part {index} of {count}: the index must be in 1..={count}"
-            ));
+            return Err(StoreError::Part { index, count });
         }
         Ok(Part { index, count })
     }
@@ -269,10 +267,7 @@ impl Manifest {
                 path: path.to_path_buf(),
                 message: format!("not a valid manifest ({e}); the file is corrupt or not ours"),
             })?;
-        manifest.check().map_err(|message| StoreError::Manifest {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        manifest.check(path)?;
         Ok(manifest)
     }
 
@@ -305,19 +300,25 @@ impl Manifest {
     }
 
     /// Sanity checks after loading: format, version, unique names, relative shard paths.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self, path: &Path) -> Result<()> {
         if self.format != FORMAT {
-            return Err(format!("format is {:?}, expected {FORMAT:?}", self.format));
+            return Err(manifest_error(
+                path,
+                format!("format is {:?}, expected {FORMAT:?}", self.format),
+            ));
         }
         if self.format_version > FORMAT_VERSION {
-            return Err(format!(
+            return Err(manifest_error(path, format!(
                 "format_version {} was written by a newer unravel (this one reads {FORMAT_VERSION}); upgrade unravel",
                 self.format_version
-            ));
+            )));
         }
         let mut names = HashSet::new();
         if let Some(h) = self.hooks.iter().find(|h| !names.insert(&h.name)) {
-            return Err(format!("hook {} is listed twice", h.name));
+            return Err(manifest_error(
+                path,
+                format!("hook {} is listed twice", h.name),
+            ));
         }
         for s in &self.shards {
             let p = Path::new(&s.file);
@@ -325,9 +326,12 @@ impl Manifest {
                 .components()
                 .any(|c| !matches!(c, std::path::Component::Normal(_)));
             if s.file.is_empty() || escapes {
-                return Err(format!(
-                    "shard path {:?} must be relative to the manifest's folder, without `..`",
-                    s.file
+                return Err(manifest_error(
+                    path,
+                    format!(
+                        "shard path {:?} must be relative to the manifest's folder, without `..`",
+                        s.file
+                    ),
                 ));
             }
         }
@@ -350,14 +354,26 @@ impl Manifest {
 
     /// Checks that a run asking for `requested` settings may continue this (existing) dataset.
     /// On refusal, lists every difference (`; `-separated). Shards, totals, statistics, document
-    /// counts and `max_tokens` may differ (a resumed run may extend its budget).
-    pub fn compatible_for_resume(&self, requested: &Manifest) -> Result<(), String> {
+    /// counts and `max_tokens` may differ (a resumed run may extend its budget). `dir` is the
+    /// dataset's folder, named in the error.
+    pub fn compatible_for_resume(&self, requested: &Manifest, dir: &Path) -> Result<()> {
         let diffs = setting_differences(self, requested, ("dataset has", "this run has"), true);
         if diffs.is_empty() {
             Ok(())
         } else {
-            Err(diffs.join("; "))
+            Err(StoreError::Incompatible {
+                dir: dir.to_path_buf(),
+                differences: diffs.join("; "),
+            })
         }
+    }
+}
+
+/// A manifest at `path` that fails its sanity checks.
+fn manifest_error(path: &Path, message: String) -> StoreError {
+    StoreError::Manifest {
+        path: path.to_path_buf(),
+        message,
     }
 }
 

@@ -138,8 +138,7 @@ impl ShardWriterBuilder {
 
     /// Starts a shard that will appear at `path` when finished (written to `path` + `.tmp`).
     pub fn create(&self, path: &Path) -> Result<ShardWriter> {
-        validate_names(&self.hooks, &self.label_columns)
-            .map_err(|m| StoreError::format(path, m))?;
+        validate_names(path, &self.hooks, &self.label_columns)?;
         let tmp = tmp_path(path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
@@ -184,20 +183,21 @@ fn hook_encoding(dtype: StorageDtype) -> Encoding {
 }
 
 /// Column names must be unique and must not shadow the fixed columns.
-fn validate_names(hooks: &[HookInfo], labels: &[String]) -> Result<(), String> {
+fn validate_names(path: &Path, hooks: &[HookInfo], labels: &[String]) -> Result<()> {
     let mut seen: Vec<&str> = super::schema::FIXED_COLUMNS.to_vec();
     for name in labels.iter().chain(hooks.iter().map(|h| &h.name)) {
         if seen.contains(&name.as_str()) {
-            return Err(format!(
-                "column name {name:?} is used twice; rename the label or hook"
+            return Err(StoreError::format(
+                path,
+                format!("column name {name:?} is used twice; rename the label or hook"),
             ));
         }
         seen.push(name);
     }
     if let Some(h) = hooks.iter().find(|h| h.d == 0 || h.d > i32::MAX as usize) {
-        return Err(format!(
-            "hook {} has width {}; it must be at least 1",
-            h.name, h.d
+        return Err(StoreError::format(
+            path,
+            format!("hook {} has width {}; it must be at least 1", h.name, h.d),
         ));
     }
     Ok(())
@@ -259,10 +259,7 @@ impl ShardWriter {
     /// Appends whole contexts. A malformed batch is refused before anything is written; an IO
     /// error removes the `.tmp` file and leaves the writer unusable.
     pub fn write_batch(&mut self, batch: &ContextBatch) -> Result<()> {
-        let summary = self.validate(batch).map_err(|message| StoreError::Batch {
-            path: self.path.clone(),
-            message,
-        })?;
+        let summary = self.validate(batch)?;
         let mut batch_stats: Vec<RunningStats> =
             self.hooks.iter().map(|h| RunningStats::new(h.d)).collect();
         let record = self.record_batch(batch, &mut batch_stats)?;
@@ -275,10 +272,9 @@ impl ShardWriter {
             .collect();
         // Counted before the write: a failed write leaves the writer unusable anyway.
         for (total, stats) in self.stats.iter_mut().zip(&batch_stats) {
-            total.merge(stats).map_err(|message| StoreError::Batch {
-                path: self.path.clone(),
-                message,
-            })?;
+            total
+                .merge(stats)
+                .map_err(|e| batch_error(&self.path, e.to_string()))?;
         }
         let written = match self.writer.as_mut() {
             Some(writer) => writer.write(record),
@@ -309,7 +305,7 @@ impl ShardWriter {
     }
 
     /// Checks lengths, context structure and value ranges; returns the contexts it found.
-    fn validate(&self, b: &ContextBatch) -> Result<BatchSummary, String> {
+    fn validate(&self, b: &ContextBatch) -> Result<BatchSummary> {
         let n = b.rows();
         for (what, len) in [
             ("positions", b.positions.len()),
@@ -318,41 +314,56 @@ impl ShardWriter {
             ("special", b.special.len()),
         ] {
             if len != n {
-                return Err(format!("{what} has {len} rows, context_ids has {n}"));
+                return Err(batch_error(
+                    &self.path,
+                    format!("{what} has {len} rows, context_ids has {n}"),
+                ));
             }
         }
         if b.labels.len() != self.label_columns.len() {
-            return Err(format!(
-                "{} label columns given, the shard has {} ({:?})",
-                b.labels.len(),
-                self.label_columns.len(),
-                self.label_columns
+            return Err(batch_error(
+                &self.path,
+                format!(
+                    "{} label columns given, the shard has {} ({:?})",
+                    b.labels.len(),
+                    self.label_columns.len(),
+                    self.label_columns
+                ),
             ));
         }
         for (name, col) in self.label_columns.iter().zip(b.labels) {
             if col.len() != n {
-                return Err(format!("label {name} has {} rows, expected {n}", col.len()));
+                return Err(batch_error(
+                    &self.path,
+                    format!("label {name} has {} rows, expected {n}", col.len()),
+                ));
             }
         }
         if b.hooks.len() != self.hooks.len() {
-            return Err(format!(
-                "{} hook arrays given, the shard has {} hooks",
-                b.hooks.len(),
-                self.hooks.len()
+            return Err(batch_error(
+                &self.path,
+                format!(
+                    "{} hook arrays given, the shard has {} hooks",
+                    b.hooks.len(),
+                    self.hooks.len()
+                ),
             ));
         }
         for (hook, values) in self.hooks.iter().zip(b.hooks) {
             if values.len() != n * hook.d {
-                return Err(format!(
-                    "hook {} has {} values, expected {n} rows × {} = {}",
-                    hook.name,
-                    values.len(),
-                    hook.d,
-                    n * hook.d
+                return Err(batch_error(
+                    &self.path,
+                    format!(
+                        "hook {} has {} values, expected {n} rows × {} = {}",
+                        hook.name,
+                        values.len(),
+                        hook.d,
+                        n * hook.d
+                    ),
                 ));
             }
         }
-        context_runs(b.context_ids, b.positions, self.last_context_id)
+        context_runs(&self.path, b.context_ids, b.positions, self.last_context_id)
     }
 
     /// The Arrow record batch of `b` (already validated); adds each hook's non-special rows to
@@ -484,13 +495,22 @@ struct BatchSummary {
     last: u64,
 }
 
+/// A malformed batch for the shard at `path`.
+fn batch_error(path: &Path, message: String) -> StoreError {
+    StoreError::Batch {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
 /// Checks that rows form whole contexts (runs of one id, positions 0, 1, …) with ids increasing,
 /// also across batches (`after`: the last id already written).
 fn context_runs(
+    path: &Path,
     ids: &[u64],
     positions: &[u32],
     after: Option<u64>,
-) -> Result<BatchSummary, String> {
+) -> Result<BatchSummary> {
     let mut summary = BatchSummary {
         contexts: 0,
         first: ids.first().copied().unwrap_or(0),
@@ -501,22 +521,29 @@ fn context_runs(
         let continues = row > 0 && ids[row - 1] == id;
         if continues {
             if pos != positions[row - 1].wrapping_add(1) {
-                return Err(format!(
-                    "row {row}: context {id} jumps from position {} to {pos}",
-                    positions[row - 1]
+                return Err(batch_error(
+                    path,
+                    format!(
+                        "row {row}: context {id} jumps from position {} to {pos}",
+                        positions[row - 1]
+                    ),
                 ));
             }
             continue;
         }
         if pos != 0 {
-            return Err(format!(
-                "row {row}: context {id} starts at position {pos}; batches must hold whole \
+            return Err(batch_error(
+                path,
+                format!(
+                    "row {row}: context {id} starts at position {pos}; batches must hold whole \
                  contexts starting at position 0"
+                ),
             ));
         }
         if let Some(p) = prev.filter(|&p| id <= p) {
-            return Err(format!(
-                "row {row}: context id {id} does not increase (previous context {p})"
+            return Err(batch_error(
+                path,
+                format!("row {row}: context id {id} does not increase (previous context {p})"),
             ));
         }
         prev = Some(id);
@@ -532,17 +559,23 @@ mod tests {
 
     #[test]
     fn context_runs_accept_whole_contexts() {
-        let s = context_runs(&[3, 3, 3, 5, 5], &[0, 1, 2, 0, 1], Some(2)).unwrap();
+        let s = context_runs(Path::new("s"), &[3, 3, 3, 5, 5], &[0, 1, 2, 0, 1], Some(2)).unwrap();
         assert_eq!((s.contexts, s.first, s.last), (2, 3, 5));
     }
 
     #[test]
     fn context_runs_refuse_partial_or_unordered_contexts() {
-        let e = context_runs(&[1, 1], &[1, 2], None).unwrap_err();
+        let e = context_runs(Path::new("s"), &[1, 1], &[1, 2], None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("starts at position 1"), "{e}");
-        let e = context_runs(&[1, 1], &[0, 2], None).unwrap_err();
+        let e = context_runs(Path::new("s"), &[1, 1], &[0, 2], None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("jumps"), "{e}");
-        let e = context_runs(&[4], &[0], Some(4)).unwrap_err();
+        let e = context_runs(Path::new("s"), &[4], &[0], Some(4))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not increase"), "{e}");
     }
 

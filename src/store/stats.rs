@@ -24,6 +24,16 @@ pub struct RunningStats {
     sum_norm: f64,
 }
 
+/// Statistics of two widths cannot be merged (the caller names the file or hook).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot merge statistics of width {from} into width {into}")]
+pub struct WidthMismatch {
+    /// The width merged in.
+    pub from: usize,
+    /// The accumulator's width.
+    pub into: usize,
+}
+
 impl RunningStats {
     /// Empty statistics for rows of width `d`.
     pub fn new(d: usize) -> Self {
@@ -74,13 +84,12 @@ impl RunningStats {
     }
 
     /// Adds another accumulator of the same width.
-    pub fn merge(&mut self, other: &RunningStats) -> Result<(), String> {
+    pub fn merge(&mut self, other: &RunningStats) -> Result<(), WidthMismatch> {
         if other.d() != self.d() {
-            return Err(format!(
-                "cannot merge statistics of width {} into width {}",
-                other.d(),
-                self.d()
-            ));
+            return Err(WidthMismatch {
+                from: other.d(),
+                into: self.d(),
+            });
         }
         for (a, b) in self.sum.iter_mut().zip(&other.sum) {
             *a += b;

@@ -88,12 +88,7 @@ impl DatasetWriter {
             });
         }
         let mut manifest = Manifest::load_file(&path)?;
-        manifest
-            .compatible_for_resume(requested)
-            .map_err(|differences| StoreError::Incompatible {
-                dir: dir.to_path_buf(),
-                differences,
-            })?;
+        manifest.compatible_for_resume(requested, dir)?;
         for s in &manifest.shards {
             let shard = dir.join(&s.file);
             if !shard.is_file() {
@@ -238,7 +233,7 @@ impl DatasetWriter {
                     .merge(shard_stats)
                     .map_err(|m| StoreError::Batch {
                         path: self.dir.clone(),
-                        message: m,
+                        message: m.to_string(),
                     })?;
             }
         }

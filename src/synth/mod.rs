@@ -11,6 +11,7 @@
 //! metrics: docs/metrics.md.
 
 pub mod checks;
+pub mod error;
 pub mod neurons;
 pub mod plant;
 pub mod planted;
@@ -19,4 +20,5 @@ pub mod verify;
 pub mod verify_audit;
 pub mod verify_sae;
 
+pub use error::SynthError;
 pub use planted::{write_planted, PlantedSpec, PlantedTruth};

@@ -31,6 +31,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Exp1, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+use super::error::{spec, SynthError};
 use super::planted::{synthetic_manifest, TRUTH_DIR};
 use crate::store::{
     ContextBatch, DatasetWriter, HookInfo, StorageDtype, StoreError, WriterOptions,
@@ -94,18 +95,18 @@ impl NeuronSpec {
     }
 
     /// Checks the spec; the message names the `unravel synth` flag at fault.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SynthError> {
         if self.neurons == 0 || self.tokens == 0 {
-            return Err("--neurons and --tokens must be at least 1".into());
+            return spec("--neurons and --tokens must be at least 1");
         }
         if self.concepts < 2 || self.concepts > 100 {
-            return Err(format!("--concepts {}: must be 2 to 100", self.concepts));
+            return spec(format!("--concepts {}: must be 2 to 100", self.concepts));
         }
         let p = |name: &str, v: f64| {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(format!("--{name} {v}: must be in [0, 1]"))
+                spec(format!("--{name} {v}: must be in [0, 1]"))
             }
         };
         p("concept-density", self.concept_density)?;
@@ -117,18 +118,18 @@ impl NeuronSpec {
         p("spurious", self.spurious)?;
         p("overlap", self.overlap)?;
         if self.polysemantic + self.monosemantic + self.dead + self.distractor > 1.0 + 1e-9 {
-            return Err(
-                "--polysemantic + --monosemantic + --dead + --distractor must be at most 1".into(),
+            return spec(
+                "--polysemantic + --monosemantic + --dead + --distractor must be at most 1",
             );
         }
         if self.k_max < 2 || self.k_max > self.concepts / 2 {
-            return Err(format!(
+            return spec(format!(
                 "--k-max {}: must be at least 2 and at most half of --concepts",
                 self.k_max
             ));
         }
         if self.noise < 0.0 {
-            return Err("--noise must be non-negative".into());
+            return spec("--noise must be non-negative");
         }
         Ok(())
     }
@@ -163,14 +164,13 @@ pub struct NeuronTruth {
 
 impl NeuronTruth {
     /// Reads `DIR/truth/neurons.json` (DIR may also be the truth folder itself).
-    pub fn load(dir: &Path) -> Result<NeuronTruth, String> {
+    pub fn load(dir: &Path) -> Result<NeuronTruth, SynthError> {
         let mut path = dir.join(TRUTH_DIR).join(NEURON_TRUTH_FILE);
         if !path.exists() {
             path = dir.join(NEURON_TRUTH_FILE);
         }
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let text = std::fs::read_to_string(&path).map_err(|e| SynthError::file(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| SynthError::file(&path, e))
     }
 }
 
@@ -246,7 +246,7 @@ pub fn write_neurons_with_progress(
         path: dir.to_path_buf(),
         message,
     };
-    spec.check().map_err(bad)?;
+    spec.check().map_err(|e| bad(e.to_string()))?;
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let neurons = draw_neurons(spec, &mut rng);
     let (n, nc) = (spec.neurons, spec.concepts);
@@ -395,7 +395,7 @@ pub fn write_neurons_with_progress(
         .iter()
         .map(|&k| (k as f64 / (contexts * spec.ctx as u64) as f64) as f32)
         .collect();
-    write_concept_directions(spec, &members, &frequencies, dir).map_err(bad)?;
+    write_concept_directions(spec, &members, &frequencies, dir).map_err(|e| bad(e.to_string()))?;
     Ok(truth)
 }
 
@@ -407,7 +407,7 @@ fn write_concept_directions(
     members: &[Vec<(usize, f32)>],
     frequencies: &[f32],
     dir: &Path,
-) -> Result<(), String> {
+) -> Result<(), SynthError> {
     use candle_core::{Device, Tensor};
     let n = spec.neurons;
     let mut directions = Vec::new();
@@ -428,19 +428,18 @@ fn write_concept_directions(
         }
     }
     let k = kept_freqs.len();
-    let to = |e: candle_core::Error| e.to_string();
     let tensors = [
         (
             "directions",
-            Tensor::from_slice(&directions, (k, n), &Device::Cpu).map_err(to)?,
+            Tensor::from_slice(&directions, (k, n), &Device::Cpu)?,
         ),
         (
             "frequencies",
-            Tensor::from_slice(&kept_freqs, k, &Device::Cpu).map_err(to)?,
+            Tensor::from_slice(&kept_freqs, k, &Device::Cpu)?,
         ),
     ];
     let path = dir.join(TRUTH_DIR).join(super::planted::TRUTH_FILE);
-    crate::io::write_safetensors(&path, &tensors).map_err(|e| format!("{}: {e}", path.display()))
+    crate::io::write_safetensors(&path, &tensors).map_err(|e| SynthError::file(&path, e))
 }
 
 /// Precision, recall and F1 of an audit against planted neurons.
@@ -505,13 +504,13 @@ pub struct NeuronScore {
 pub fn score_neurons(
     truth: &NeuronTruth,
     found: &[(String, Vec<String>)],
-) -> Result<NeuronScore, String> {
+) -> Result<NeuronScore, SynthError> {
     if found.len() != truth.neurons.len() {
-        return Err(format!(
-            "the audit has {} units, the truth {} neurons: audit the `{NEURON_HOOK}` hook of the planted dataset",
-            found.len(),
-            truth.neurons.len()
-        ));
+        return Err(SynthError::UnitCount {
+            units: found.len(),
+            neurons: truth.neurons.len(),
+            hook: NEURON_HOOK,
+        });
     }
     let (mut tp, mut pred, mut act) = (0, 0, 0);
     let (mut ctp, mut cpred, mut cact) = (0, 0, 0);

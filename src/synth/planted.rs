@@ -26,6 +26,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Exp1, StandardNormal};
 
+use super::error::{spec, SynthError};
 use crate::store::{
     Bos, ContextBatch, CorpusInfo, DatasetWriter, HookInfo, Manifest, ModelInfo, StorageDtype,
     StoreError, WriterOptions,
@@ -58,13 +59,13 @@ pub enum Magnitude {
 }
 
 impl std::str::FromStr for Magnitude {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = SynthError;
+    fn from_str(s: &str) -> Result<Self, SynthError> {
         match s {
             "exponential" => Ok(Magnitude::Exponential),
             "uniform" => Ok(Magnitude::Uniform),
             "half-normal" | "abs-normal" => Ok(Magnitude::HalfNormal),
-            o => Err(format!(
+            o => spec(format!(
                 "`{o}`: expected exponential, uniform or half-normal"
             )),
         }
@@ -133,31 +134,31 @@ impl PlantedSpec {
     }
 
     /// Checks the spec; the message names the `unravel synth` flag at fault.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SynthError> {
         if self.n_features == 0 || self.d == 0 || self.tokens == 0 {
-            return Err("--features, --dims and --tokens must be at least 1".into());
+            return spec("--features, --dims and --tokens must be at least 1");
         }
         if !(self.density > 0.0 && self.density <= 1.0) {
-            return Err(format!("--density {}: must be in (0, 1]", self.density));
+            return spec(format!("--density {}: must be in (0, 1]", self.density));
         }
         if let Some(decay) = self.frequency_decay {
             if !(decay > 0.0 && decay <= 1.0) {
-                return Err(format!("--power-law {decay}: must be in (0, 1]"));
+                return spec(format!("--power-law {decay}: must be in (0, 1]"));
             }
         }
         if let Directions::MaxCosine(c) = self.directions {
             if !(c > 0.0 && c <= 1.0) {
-                return Err(format!("--max-cosine {c}: must be in (0, 1]"));
+                return spec(format!("--max-cosine {c}: must be in (0, 1]"));
             }
         }
         if !(self.importance_decay > 0.0 && self.noise >= 0.0) {
-            return Err("--importance-decay must be positive and --noise non-negative".into());
+            return spec("--importance-decay must be positive and --noise non-negative");
         }
         if self.group_size == 0 || self.exclusive_size == 0 {
-            return Err("--group-size and --exclusive-size must be at least 1".into());
+            return spec("--group-size and --exclusive-size must be at least 1");
         }
         if self.group_size > 1 && self.exclusive_size > 1 {
-            return Err("choose --group-size or --exclusive-size, not both".into());
+            return spec("choose --group-size or --exclusive-size, not both");
         }
         Ok(())
     }
@@ -346,9 +347,9 @@ pub fn write_planted_with_progress(
     dir: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> crate::store::Result<PlantedTruth> {
-    spec.check().map_err(|message| StoreError::Batch {
+    spec.check().map_err(|e| StoreError::Batch {
         path: dir.to_path_buf(),
-        message,
+        message: e.to_string(),
     })?;
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let (n, d) = (spec.n_features, spec.d);

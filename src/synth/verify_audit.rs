@@ -68,7 +68,7 @@ pub fn verify_audit(
             )
         })
         .collect();
-    score_neurons(truth, &found).map_err(AuditVerifyError::Mismatch)
+    score_neurons(truth, &found).map_err(|e| AuditVerifyError::Mismatch(e.to_string()))
 }
 
 /// The checks the thresholds ask for, in the order the table shows them.

@@ -4,6 +4,7 @@
 use candle_core::Device;
 use serde::Serialize;
 
+use super::error::ToyError;
 use super::metrics::{
     angle_gaps, geometry, monte_carlo_loss, orthogonal_solution, orthogonal_solution_loss,
     spearman, Geometry, Weights,
@@ -145,8 +146,8 @@ pub fn run_experiment(
     settings: &ToySettings,
     device: &Device,
     on_step: &mut dyn FnMut(usize, Option<f64>),
-) -> anyhow::Result<ToyResults> {
-    settings.validate().map_err(anyhow::Error::msg)?;
+) -> Result<ToyResults, ToyError> {
+    settings.validate()?;
     let configs = settings.configs();
     let trained = train(settings, &configs, device, on_step)?;
     Ok(summarise(settings, configs, trained, device))

@@ -8,6 +8,7 @@
 //! plots) → `plots`. Metric definitions: docs/metrics.md, "Toy models".
 
 pub mod data;
+pub mod error;
 pub mod experiments;
 pub mod metrics;
 pub mod output;
@@ -15,6 +16,7 @@ pub mod plots;
 pub mod settings;
 pub mod train;
 
+pub use error::ToyError;
 pub use experiments::{run_experiment, ToyResults};
 pub use settings::{Experiment, ToyConfig, ToyFile, ToySettings};
 pub use train::{train, Trained, TrainedInstance};

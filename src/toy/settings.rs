@@ -9,6 +9,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::ToyError;
+
 /// The experiments of Elhage et al. 2022 that `unravel toy` reproduces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -44,17 +46,17 @@ impl Experiment {
 }
 
 impl std::str::FromStr for Experiment {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ToyError;
+    fn from_str(s: &str) -> Result<Self, ToyError> {
         Experiment::ALL
             .into_iter()
             .find(|e| e.name() == s)
             .ok_or_else(|| {
                 let names: Vec<&str> = Experiment::ALL.iter().map(|e| e.name()).collect();
-                format!(
-                    "unknown experiment `{s}`: expected one of {}",
-                    names.join(", ")
-                )
+                ToyError::UnknownExperiment {
+                    name: s.to_string(),
+                    expected: names.join(", "),
+                }
             })
     }
 }
@@ -158,41 +160,57 @@ impl ToySettings {
     }
 
     /// Checks every value once; the error names the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ToyError> {
         let exp = self.experiment.name();
         if self.features == 0 {
-            return Err("features: must be at least 1".into());
+            return Err(ToyError::setting("features", "must be at least 1"));
         }
         if self.hidden.is_empty() || self.hidden.contains(&0) {
-            return Err("hidden: needs at least one size, each at least 1".into());
+            return Err(ToyError::setting(
+                "hidden",
+                "needs at least one size, each at least 1",
+            ));
         }
         if self.densities.is_empty() {
-            return Err("densities: needs at least one value".into());
+            return Err(ToyError::setting("densities", "needs at least one value"));
         }
         if let Some(p) = self.densities.iter().find(|p| !(**p > 0.0 && **p <= 1.0)) {
-            return Err(format!("densities: {p} is not in (0, 1]"));
+            return Err(ToyError::setting(
+                "densities",
+                format!("{p} is not in (0, 1]"),
+            ));
         }
         if !(self.importance_decay > 0.0 && self.importance_decay.is_finite()) {
-            return Err("importance_decay: must be positive".into());
+            return Err(ToyError::setting("importance_decay", "must be positive"));
         }
         if let Some(r) = self
             .relative_importances
             .iter()
             .find(|r| !(**r > 0.0 && r.is_finite()))
         {
-            return Err(format!("relative_importances: {r} is not positive"));
+            return Err(ToyError::setting(
+                "relative_importances",
+                format!("{r} is not positive"),
+            ));
         }
         if self.experiment == Experiment::Phase {
             if self.features != 2 {
-                return Err(format!("features: phase needs 2, got {}", self.features));
+                return Err(ToyError::setting(
+                    "features",
+                    format!("phase needs 2, got {}", self.features),
+                ));
             }
             if self.relative_importances.is_empty() {
-                return Err("relative_importances: phase needs at least one".into());
+                return Err(ToyError::setting(
+                    "relative_importances",
+                    "phase needs at least one",
+                ));
             }
         }
         if self.experiment != Experiment::HiddenSizes && self.hidden.len() != 1 {
-            return Err(format!(
-                "hidden: {exp} takes one size (a list is for hidden-sizes)"
+            return Err(ToyError::setting(
+                "hidden",
+                format!("{exp} takes one size (a list is for hidden-sizes)"),
             ));
         }
         for (key, v) in [
@@ -202,22 +220,31 @@ impl ToySettings {
             ("eval_batches", self.eval_batches),
         ] {
             if v == 0 {
-                return Err(format!("{key}: must be at least 1"));
+                return Err(ToyError::setting(key, "must be at least 1"));
             }
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(format!("lr: {} is not positive", self.lr));
+            return Err(ToyError::setting(
+                "lr",
+                format!("{} is not positive", self.lr),
+            ));
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return Err(format!("weight_decay: {} is negative", self.weight_decay));
+            return Err(ToyError::setting(
+                "weight_decay",
+                format!("{} is negative", self.weight_decay),
+            ));
         }
         for (key, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&v) {
-                return Err(format!("{key}: {v} is not in [0, 1)"));
+                return Err(ToyError::setting(key, format!("{v} is not in [0, 1)")));
             }
         }
         if self.eps.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-            return Err(format!("eps: {} is not positive", self.eps));
+            return Err(ToyError::setting(
+                "eps",
+                format!("{} is not positive", self.eps),
+            ));
         }
         Ok(())
     }
@@ -316,16 +343,25 @@ pub struct ToyFile {
 }
 
 impl ToyFile {
-    pub fn load(path: &Path) -> Result<ToyFile, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<ToyFile, ToyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ToyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| ToyError::Parse {
+            path: path.to_path_buf(),
+            error,
+        })
     }
 
     /// The file's experiment, if it names one.
-    pub fn experiment(&self) -> Result<Option<Experiment>, String> {
+    pub fn experiment(&self) -> Result<Option<Experiment>, ToyError> {
         self.experiment
             .as_deref()
-            .map(|s| s.parse().map_err(|e| format!("experiment: {e}")))
+            .map(|s| {
+                s.parse()
+                    .map_err(|e: ToyError| ToyError::setting("experiment", e.to_string()))
+            })
             .transpose()
     }
 
@@ -383,10 +419,14 @@ mod tests {
     fn bad_values_name_their_key() {
         let mut s = ToySettings::defaults(Experiment::Pentagon);
         s.densities = vec![1.5];
-        assert!(s.validate().unwrap_err().starts_with("densities"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("densities"));
         let mut s = ToySettings::defaults(Experiment::Pentagon);
         s.batch = 0;
-        assert!(s.validate().unwrap_err().starts_with("batch"));
+        assert!(s.validate().unwrap_err().to_string().starts_with("batch"));
         let f: ToyFile = toml::from_str("steps = 10\nhidden = [3]").unwrap();
         let mut s = ToySettings::defaults(Experiment::Pentagon);
         f.apply(&mut s);

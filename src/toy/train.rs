@@ -16,6 +16,7 @@ use rand_distr::{Distribution, Normal};
 use serde::Serialize;
 
 use super::data::sample_batch;
+use super::error::ToyError;
 use super::settings::{ToyConfig, ToySettings};
 
 /// Stream offsets, so that init, training data and evaluation data never share draws.
@@ -127,7 +128,7 @@ pub fn train(
     configs: &[ToyConfig],
     device: &Device,
     on_step: &mut dyn FnMut(usize, Option<f64>),
-) -> anyhow::Result<Trained> {
+) -> Result<Trained, ToyError> {
     let start = Instant::now();
     let n = settings.features;
     let lay = Layout::new(n, configs, settings.instances);
@@ -158,7 +159,7 @@ pub fn train(
         let logged = if step == 1 || step % every == 0 || step == settings.steps {
             let mean = loss.to_scalar::<f32>()? as f64 / count as f64;
             if !mean.is_finite() {
-                anyhow::bail!("toy training diverged at step {step} (loss {mean}); lower --lr");
+                return Err(ToyError::Diverged { step, loss: mean });
             }
             curve.push((step, mean));
             Some(mean)
@@ -206,7 +207,7 @@ fn build(
     configs: &[ToyConfig],
     lay: &Layout,
     device: &Device,
-) -> anyhow::Result<Model> {
+) -> Result<Model, ToyError> {
     let (n, d_max, count) = (lay.n, lay.d_max, lay.len());
     let mut rng = SmallRng::seed_from_u64(settings.seed);
     let mut w = vec![0f32; count * d_max * n];
@@ -248,7 +249,7 @@ fn evaluate(
     lay: &Layout,
     model: &Model,
     device: &Device,
-) -> anyhow::Result<Vec<f64>> {
+) -> Result<Vec<f64>, ToyError> {
     let mut rng = SmallRng::seed_from_u64(settings.seed ^ EVAL_STREAM);
     let mut buf = Vec::new();
     let mut sum = vec![0f64; lay.len()];

@@ -40,7 +40,7 @@ pub(super) fn open_dataset(cfg: &TrainConfig) -> Result<Dataset> {
         cfg.memory_bytes(),
         "lower --d-sae (or --expansion) or --batch",
     )
-    .map_err(SaeError::Config)?;
+    .map_err(|e| SaeError::Config(e.to_string()))?;
     Ok(dataset)
 }
 
