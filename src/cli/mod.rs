@@ -4,7 +4,8 @@
 //! mod.rs        — the command enum, its help text, dispatch and `check_args` (for `run`)
 //! progress.rs   — the progress bar every command shows on a terminal
 //! output.rs     — writing a result file, naming the flag it came from
-//! values.rs     — value parsers of numeric flags
+//! values.rs     — value parsers of numeric flags (the library's `flag_values`, beside the config
+//!                 types whose fields are flags)
 //! read_args.rs  — --allow-incomplete / --skip-nonfinite, shared by reading commands
 //! model_args.rs — --model and its loading flags, shared by trace and extract
 //! run.rs, trace.rs, extract.rs, inspect.rs (inspect, merge-manifests), train.rs, eval.rs,
