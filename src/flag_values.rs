@@ -95,6 +95,14 @@ pub fn probability_f32(s: &str) -> Result<f32, String> {
     probability(s).map(|v| v as f32)
 }
 
+/// An Adam β in [0, 1) that f32 holds (1 would divide by zero in the bias correction).
+pub fn adam_beta(s: &str) -> Result<f32, String> {
+    match float(s)? {
+        v if (0.0..1.0).contains(&v) => Ok(v as f32),
+        _ => Err("must be in [0, 1)".into()),
+    }
+}
+
 /// A fraction in (0, 1) (exclusive: a threshold on a cumulative share, say).
 pub fn open_fraction(s: &str) -> Result<f64, String> {
     match float(s)? {
@@ -131,5 +139,8 @@ mod tests {
         assert!(open_fraction("1").is_err() && open_fraction("0.99").is_ok());
         assert_eq!(whole::<u64>("0"), Ok(0));
         assert!(non_negative_f32("-1").is_err() && non_negative_f64("0").is_ok());
+        assert_eq!(adam_beta("0"), Ok(0.0));
+        assert_eq!(adam_beta("1"), Err("must be in [0, 1)".to_string()));
+        assert!(adam_beta("0.999").is_ok() && adam_beta("-0.1").is_err());
     }
 }

@@ -291,7 +291,8 @@ pub fn write(
 fn with_sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
     let Some(len) = bytes
         .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize)
+        .and_then(|b| b.try_into().ok())
+        .map(|b| u64::from_le_bytes(b) as usize)
     else {
         return bytes;
     };

@@ -62,12 +62,9 @@ impl AnalysisReport {
         }
     }
 
-    /// The file's text: every object's keys sorted, nested ones included, as the file has always
-    /// been.
+    /// The file's text: every object's keys sorted, as the file has always been.
     pub fn to_json(&self) -> String {
-        serde_json::to_value(self)
-            .and_then(|v| serde_json::to_string_pretty(&v))
-            .expect("a report of numbers and strings serialises")
+        crate::sorted_json::pretty(self)
     }
 }
 

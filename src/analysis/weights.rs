@@ -46,12 +46,9 @@ pub struct WeightsReport {
 }
 
 impl WeightsReport {
-    /// The file's text. Written through a `serde_json::Value`, so every object's keys are sorted,
-    /// as the file has always been.
+    /// The file's text: every object's keys sorted, as the file has always been.
     pub fn to_json(&self) -> String {
-        serde_json::to_value(self)
-            .and_then(|v| serde_json::to_string_pretty(&v))
-            .expect("a report of numbers and strings serialises")
+        crate::sorted_json::pretty(self)
     }
 
     /// The matrices by kind (the name without its layer numbers), each spectrum divided by its

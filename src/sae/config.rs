@@ -159,10 +159,10 @@ pub struct PartialConfig {
     #[serde(alias = "clip-norm")]
     pub clip_norm: Option<f32>,
     /// Adam β1 (default 0.9).
-    #[arg(long, value_parser = crate::flag_values::probability_f32, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::flag_values::adam_beta, allow_negative_numbers = true)]
     pub beta1: Option<f32>,
     /// Adam β2 (default 0.999).
-    #[arg(long, value_parser = crate::flag_values::probability_f32, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::flag_values::adam_beta, allow_negative_numbers = true)]
     pub beta2: Option<f32>,
     /// Adam ε (default 1e-8).
     #[arg(long, value_parser = crate::flag_values::positive_f32, allow_negative_numbers = true)]
