@@ -5,9 +5,11 @@
 //! The commands run through `sh -c` in one scratch folder prepared with what the documentation
 //! assumes: `unravel` on PATH, the repository's `configs/`, `data/`, `tests/`, `scripts/`, the
 //! files the examples name (texts.txt, reviews.jsonl, ...), and a pre-filled Hugging Face hub
-//! cache (`HF_HOME`, `HF_HUB_OFFLINE=1`) in which `gpt2` and `distilbert-base-uncased` are the
-//! tiny fixtures grown to the real models' depth and context (random-weight layers copied from
-//! tests/fixtures), and hub datasets are small parquet files made from data/corpus.jsonl.
+//! cache (`HF_HOME`, `HF_HUB_OFFLINE=1`) in which `gpt2` is the tiny fixture's architecture at
+//! GPT-2 small's depth and context, 64 wide, with Hugging Face's initialisation
+//! ([`initialised_gpt2`]), `distilbert-base-uncased` is the tiny fixture grown to the real
+//! model's depth and context (its layers copied), and hub datasets are small parquet files made
+//! from data/corpus.jsonl.
 //! Commands run in documentation order, except that one reading a folder another writes runs
 //! after it; a command writing a folder that exists already gets a fresh one (the old one is moved
 //! aside), as the documentation assumes. `EXCEPTIONS` lists, with the reason, the few lines that
@@ -16,6 +18,10 @@
 //! Run `cargo test --test docs -- --nocapture` for every command's wall time.
 
 mod common;
+
+/// Width of the documentation's stand-in `gpt2` (GPT-2 small is 768 wide; 64 keeps the documented
+/// training runs to seconds while its residual stream has sparse structure to learn).
+const GPT2_WIDTH: usize = 64;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -38,38 +44,7 @@ enum Handling {
 /// Documented commands that run as written but fail today on the fixtures, each with the reason
 /// measured. The test fails when any other command fails, and when one of these starts passing
 /// (then delete its line): the list can only shrink. Issue 22 keeps them open.
-const KNOWN_FAILURES: &[(&str, &str)] = &[
-    (
-        "unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --expansion 8 --tokens 2000000 --out runs/l6",
-        "1 481 rows of a random-weight GPT-2 at layer 6: the divergence guard stops it at EV -0.02 (nothing to learn in so few distinct rows)",
-    ),
-    ("unravel train --resume runs/l6", "resumes the run above, which diverged"),
-    ("unravel eval --sae runs/l6 --acts acts/gpt2-resid", "runs/l6 diverged and exported no SAE"),
-    (
-        "unravel eval --sae ./some-saelens-sae --acts acts/gpt2-resid --shards all --eval-tokens 1000000",
-        "./some-saelens-sae is a copy of runs/l6's export, which does not exist",
-    ),
-    (
-        "unravel eval --sae runs/l6 --acts acts/gpt2-resid --model gpt2 --contexts 256",
-        "runs/l6 diverged and exported no SAE",
-    ),
-    (
-        "unravel train --acts acts/gpt2-resid --expansion 8 --tokens 2000000 --out runs/l6",
-        "as the first runs/l6 line: diverges on 1 481 fixture rows",
-    ),
-    (
-        "unravel eval --sae runs/l6 --acts acts/gpt2-resid --model gpt2",
-        "runs/l6 diverged and exported no SAE",
-    ),
-    (
-        "unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --recipe unit-norm --d-sae 16384 --device cpu --tokens 100000 --out runs/l6-un",
-        "unit-norm, 16 384 features on 741 training rows, 25 steps: EV -2.9e4 (diverged)",
-    ),
-    (
-        "unravel verify --truth acts/gpt2-resid-planted --sae runs/planted --min-recovered 0.9",
-        "64 planted directions in the fixture's 1 481 rows: 64% recovered with default training",
-    ),
-];
+const KNOWN_FAILURES: &[(&str, &str)] = &[];
 
 const EXCEPTIONS: &[(&str, Handling, &str)] = &[
     (
@@ -114,8 +89,8 @@ const EXCEPTIONS: &[(&str, Handling, &str)] = &[
     ),
     (
         "unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --recipe unit-norm --d-sae 16384 --device cuda --out runs/l6-un",
-        Handling::Instead("unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --recipe unit-norm --d-sae 16384 --device cpu --tokens 100000 --out runs/l6-un"),
-        "needs a CUDA GPU and a `--features cuda` build; run on the CPU, shortened (16384 features)",
+        Handling::Instead("unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --recipe unit-norm --d-sae 1024 --device cpu --tokens 1000000 --out runs/l6-un"),
+        "needs a CUDA GPU and a `--features cuda` build; run on the CPU at a CPU size: 1 024 features (16× the stand-in's 64 dims, as 16 384 is 21× GPT-2's 768) for 1M tokens",
     ),
     (
         "unravel toy --config configs/toy-pentagon.toml --steps 3000 --device cuda",
@@ -468,6 +443,76 @@ fn grown_model(fixture: &str, dst: &Path, layer_key: &str, positions: usize, gro
     }
 }
 
+/// The documentation's `gpt2`: the tiny fixture's architecture and tokenizer at GPT-2 small's
+/// depth (12 blocks) and context (1024), `width` wide, with Hugging Face's GPT-2 initialisation
+/// (matrices N(0, 0.02), residual projections N(0, 0.02/√(2·12)), LayerNorms 1 and 0, biases 0).
+/// The fixture's own weights are deliberately large (std 0.3–0.5, for sensitive parity tests),
+/// which makes every residual stream dense noise with nothing for an SAE to find; an initialised
+/// model's stream carries its tokens and positions as sparse directions, as a trained model's
+/// carries features, so the documented training, eval and plant examples have something to learn.
+fn initialised_gpt2(dst: &Path, width: usize) {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    const LAYERS: usize = 12;
+    const POSITIONS: usize = 1024;
+    let src = common::fixtures().join("tiny-gpt2");
+    let tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let d_src = config["n_embd"].as_u64().unwrap() as usize;
+    let positions_src = config["n_positions"].as_u64().unwrap() as usize;
+    config["n_embd"] = width.into();
+    config["n_layer"] = LAYERS.into();
+    config["n_positions"] = POSITIONS.into();
+    // The fixture's shapes, rescaled: d → width, 3d (qkv) and 4d (MLP) with it, positions → 1024.
+    let dim = |n: usize| match n {
+        n if n == positions_src => POSITIONS,
+        n if n % d_src == 0 && n / d_src <= 4 => n / d_src * width,
+        n => n,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut out: HashMap<String, Tensor> = HashMap::new();
+    let mut add = |name: String, shape: Vec<usize>| {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = if name.contains(".ln_") {
+            let one = if name.ends_with(".weight") { 1.0 } else { 0.0 };
+            vec![one; n]
+        } else if name.ends_with(".bias") {
+            vec![0.0; n]
+        } else {
+            let std = if name.ends_with("c_proj.weight") {
+                0.02 / (2.0 * LAYERS as f64).sqrt()
+            } else {
+                0.02
+            };
+            let normal = rand_distr::Normal::new(0.0, std).unwrap();
+            (0..n).map(|_| normal.sample(&mut rng) as f32).collect()
+        };
+        out.insert(name, Tensor::from_vec(values, shape, &Device::Cpu).unwrap());
+    };
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        let shape: Vec<usize> = tensors[name].dims().iter().map(|&n| dim(n)).collect();
+        match name.split_once(".h.0.") {
+            Some((pre, tail)) => {
+                for l in 0..LAYERS {
+                    add(format!("{pre}.h.{l}.{tail}"), shape.clone());
+                }
+            }
+            None if !name.contains(".h.") => add(name.clone(), shape),
+            None => {}
+        }
+    }
+    fs::create_dir_all(dst).unwrap();
+    candle_core::safetensors::save(&out, dst.join("model.safetensors")).unwrap();
+    fs::write(dst.join("config.json"), config.to_string()).unwrap();
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+}
+
 /// A parquet file with a `text` and an int64 `label` column.
 fn text_parquet(path: &Path, texts: &[String], labels: &[i64]) {
     use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -527,13 +572,7 @@ fn scratch(root: &Path) -> PathBuf {
 
     // The hub cache.
     let hf = root.join("hf");
-    grown_model(
-        "tiny-gpt2",
-        &hub_repo(&hf, "models", "gpt2"),
-        ".h.",
-        1024,
-        &[("n_layer", 12), ("n_positions", 1024)],
-    );
+    initialised_gpt2(&hub_repo(&hf, "models", "gpt2"), GPT2_WIDTH);
     grown_model(
         "tiny-distilbert",
         &hub_repo(&hf, "models", "distilbert-base-uncased"),
@@ -543,10 +582,17 @@ fn scratch(root: &Path) -> PathBuf {
     );
     let sentiment = |d: &serde_json::Value| (d["sentiment"] == "positive") as i64;
     let labels: Vec<i64> = docs.iter().map(sentiment).collect();
+    // pile-10k stands for a large corpus (the plant example needs its planted directions to fire
+    // on enough tokens): the corpus's texts paired ten ways, 450 documents, ~30k tokens.
+    let n = texts.len();
+    let pairs: Vec<String> = (1..=10)
+        .flat_map(|r| (0..n).map(move |i| (i, (i + r) % n)))
+        .map(|(i, j)| format!("{} {}", texts[i], texts[j]))
+        .collect();
     text_parquet(
         &hub_repo(&hf, "datasets", "NeelNanda/pile-10k").join("data/train-00000-of-00001.parquet"),
-        &texts,
-        &labels,
+        &pairs,
+        &vec![0; pairs.len()],
     );
     let imdb = hub_repo(&hf, "datasets", "stanfordnlp/imdb").join("plain_text");
     text_parquet(&imdb.join("train-00000-of-00001.parquet"), &texts, &labels);

@@ -10,10 +10,10 @@ use unravel::folder_lock::lock_output;
 
 pub const PLANT_EXAMPLES: &str = "Examples:\n  \
 # 64 directions in GPT-2's layer-6 residual stream, each on 1% of tokens, at 0.5x the mean norm\n  \
-unravel plant --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --features 64 --density 0.01 \\\n      \
---magnitude 0.5 --out acts/gpt2-resid-planted\n  \
-unravel train --acts acts/gpt2-resid-planted --hook blocks.6.hook_resid_post --out runs/planted\n  \
-unravel verify --truth acts/gpt2-resid-planted --sae runs/planted --min-recovered 0.9\n\n\
+unravel plant --acts acts/gpt2-l6 --hook blocks.6.hook_resid_post --features 64 --density 0.01 \\\n      \
+--magnitude 0.5 --out acts/gpt2-l6-planted\n  \
+unravel train --acts acts/gpt2-l6-planted --hook blocks.6.hook_resid_post --out runs/planted\n  \
+unravel verify --truth acts/gpt2-l6-planted --sae runs/planted --min-recovered 0.9\n\n\
 Special-token rows are left alone; every other column and hook is copied unchanged.";
 
 #[derive(Args)]
