@@ -1,7 +1,9 @@
 //! The audit as one static, self-contained HTML page (and its figures as standalone SVG files).
 //!
-//! Everything is inline (CSS, SVG; no script, no fonts, no URLs) so the page opens offline, can be
-//! mailed or archived as one file, and renders the same years later. The SVG is written by hand
+//! Everything is inline (CSS, SVG, the unit browser's code; no fonts, no URLs) so the page opens
+//! offline, can be mailed or archived as one file, and renders the same years later; the unit
+//! browser at its end (super::browser) reads the per-unit data in `units/` beside it, and says
+//! so when that folder is missing. The only links are anchors of the page (`#feature-12`). The SVG is written by hand
 //! (the figures are in [`super::figures`], drawn with [`crate::plot`]): a few rects and texts are
 //! easier to read and to check than a plotting library's output.
 //!
@@ -44,6 +46,7 @@ pub fn render_audit_html(report: &AuditReport) -> String {
     section_heatmaps(&mut h, report);
     section_histograms(&mut h, report);
     section_cards(&mut h, report);
+    super::browser::section_units(&mut h);
     h.push_str("</body>\n</html>\n");
     h
 }
@@ -113,7 +116,7 @@ fn section_header(h: &mut String, r: &AuditReport) {
     h.push_str(
         "<nav><a href=\"#rates\">rates</a> · <a href=\"#concepts\">concepts</a> · \
          <a href=\"#heatmaps\">heatmaps</a> · <a href=\"#histograms\">histograms</a> · \
-         <a href=\"#cards\">cards</a></nav>\n</header>\n",
+         <a href=\"#cards\">cards</a> · <a href=\"#units\">every unit</a></nav>\n</header>\n",
     );
 }
 
@@ -257,7 +260,8 @@ fn card_html(h: &mut String, side: &SideReport, card: &Card) {
     let result = unit_result(side, card.unit);
     let _ = write!(
         h,
-        "<div class=\"card-head\"><span class=\"unit\">unit {}</span> {}",
+        "<div class=\"card-head\"><a class=\"unit\" href=\"#{}\">unit {}</a> {}",
+        super::browser::unit_anchor(&side.kind, card.unit),
         card.unit,
         badge(&card.class)
     );
