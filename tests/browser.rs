@@ -166,3 +166,220 @@ fn index_and_dashboards_of_planted_neurons() {
     let card_unit = report["sides"][0]["cards"][0]["unit"].as_u64().unwrap();
     assert!(html.contains(&format!("href=\"#neuron-{card_unit}\"")));
 }
+
+/// An SAELens folder: encoder = identity (features = ReLU of the hook's dimensions), decoder =
+/// `w_dec [d, d]`.
+fn write_sae(dir: &Path, d: usize, w_dec: &[f32], hook: &str) {
+    use candle_core::{Device, Tensor};
+    std::fs::create_dir_all(dir).unwrap();
+    let mut eye = vec![0f32; d * d];
+    for i in 0..d {
+        eye[i * d + i] = 1.0;
+    }
+    let t = |v: &[f32], shape: &[usize]| Tensor::from_slice(v, shape, &Device::Cpu).unwrap();
+    let tensors = [
+        ("W_enc", t(&eye, &[d, d])),
+        ("b_enc", t(&vec![0.0; d], &[d])),
+        ("W_dec", t(w_dec, &[d, d])),
+        ("b_dec", t(&vec![0.0; d], &[d])),
+    ];
+    let bytes = safetensors::tensor::serialize(tensors.iter().map(|(k, v)| (*k, v)), None).unwrap();
+    std::fs::write(dir.join("sae_weights.safetensors"), bytes).unwrap();
+    let cfg = serde_json::json!({"architecture": "standard", "d_in": d, "d_sae": d,
+        "dtype": "float32", "apply_b_dec_to_input": false, "normalize_activations": "none",
+        "metadata": {"hook_name": hook, "sae_lens_version": "6.0.0"}});
+    std::fs::write(dir.join("cfg.json"), cfg.to_string()).unwrap();
+}
+
+/// `dirs [n, d] · W_Uᵀ`, each row's 10 highest and 10 lowest (token text, logit), computed
+/// directly.
+fn direct_logits(
+    dirs: &[f32],
+    d: usize,
+    wte: &[f32],
+    texts: &[String],
+) -> Vec<[Vec<(String, f32)>; 2]> {
+    let vocab = wte.len() / d;
+    dirs.chunks(d)
+        .map(|dir| {
+            let logits: Vec<f32> = (0..vocab)
+                .map(|v| (0..d).map(|j| dir[j] * wte[v * d + j]).sum())
+                .collect();
+            let mut ids: Vec<usize> = (0..vocab).collect();
+            ids.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+            let pick = |ids: &[usize]| ids.iter().map(|&i| (texts[i].clone(), logits[i])).collect();
+            let top = pick(&ids[..10]);
+            ids.sort_by(|&a, &b| logits[a].total_cmp(&logits[b]).then(a.cmp(&b)));
+            [top, pick(&ids[..10])]
+        })
+        .collect()
+}
+
+/// The dashboards' logit panels of every unit of the audit in `dir` (one side).
+fn dashboard_logits(dir: &Path, prefix: &str) -> Vec<[Vec<(String, f32)>; 2]> {
+    let pages = call(&dir.join(format!("units/{prefix}-0000.js")), "unravelChunk");
+    let list = |v: &Value| -> Vec<(String, f32)> {
+        (v.as_array().unwrap().iter())
+            .map(|p| {
+                (
+                    p[0].as_str().unwrap().to_string(),
+                    p[1].as_f64().unwrap() as f32,
+                )
+            })
+            .collect()
+    };
+    (pages[2].as_array().unwrap().iter())
+        .map(|p| [list(&p["logits"]["pos"]), list(&p["logits"]["neg"])])
+        .collect()
+}
+
+fn assert_same_logits(got: &[[Vec<(String, f32)>; 2]], want: &[[Vec<(String, f32)>; 2]]) {
+    assert_eq!(got.len(), want.len());
+    for (u, (g, w)) in got.iter().zip(want).enumerate() {
+        for side in 0..2 {
+            assert_eq!(g[side].len(), 10, "unit {u}");
+            for ((gt, gv), (wt, wv)) in g[side].iter().zip(&w[side]) {
+                assert_eq!(gt, wt, "unit {u}: {:?} vs {:?}", g[side], w[side]);
+                assert!(
+                    (gv - wv).abs() < 1e-4 * wv.abs().max(1.0),
+                    "unit {u}: {gv} vs {wv}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gpt2_logit_effect_matches_a_direct_computation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::fixtures().join("tiny-gpt2");
+    let acts = tmp.path().join("acts");
+    ok(&[
+        "extract",
+        "--model",
+        &p(&model),
+        "--corpus",
+        "data/corpus.jsonl",
+        "--ctx",
+        "64",
+        "--hooks",
+        "blocks.2.hook_resid_post,blocks.2.mlp.hook_post",
+        "--out",
+        &p(&acts),
+    ]);
+    // The model's W_U (= wte) and layer 2's MLP output weights, read directly.
+    let tensors =
+        candle_core::safetensors::load(model.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    let flat =
+        |k: &str| -> Vec<f32> { tensors[k].flatten_all().unwrap().to_vec1::<f32>().unwrap() };
+    let (wte, w_out) = (
+        flat("transformer.wte.weight"),
+        flat("transformer.h.2.mlp.c_proj.weight"),
+    );
+    let texts =
+        unravel::corpus::token_text::TokenText::from_file(&model.join("tokenizer.json")).unwrap();
+    let texts: Vec<String> = (0..wte.len() / 32)
+        .map(|i| texts.get(i as u32).to_string())
+        .collect();
+    // SAE features on the residual stream: decoder rows from a fixed LCG.
+    let d = 32;
+    let mut x = 12345u64;
+    let w_dec: Vec<f32> = (0..d * d)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect();
+    let sae = tmp.path().join("sae");
+    write_sae(&sae, d, &w_dec, "blocks.2.hook_resid_post");
+    let resid = tmp.path().join("resid");
+    ok(&[
+        "audit",
+        "--acts",
+        &p(&acts),
+        "--sae",
+        &p(&sae),
+        "--out",
+        &p(&resid),
+    ]);
+    assert_same_logits(
+        &dashboard_logits(&resid, "feature"),
+        &direct_logits(&w_dec, d, &wte, &texts),
+    );
+    // The residual stream's neurons are basis vectors: W_U's columns.
+    let mut eye = vec![0f32; d * d];
+    for i in 0..d {
+        eye[i * d + i] = 1.0;
+    }
+    assert_same_logits(
+        &dashboard_logits(&resid, "neuron"),
+        &direct_logits(&eye, d, &wte, &texts),
+    );
+    // MLP neurons: through the rows of the MLP output weights [128, 32].
+    let mlp = tmp.path().join("mlp");
+    ok(&[
+        "audit",
+        "--acts",
+        &p(&acts),
+        "--hook",
+        "blocks.2.mlp.hook_post",
+        "--out",
+        &p(&mlp),
+    ]);
+    assert_same_logits(
+        &dashboard_logits(&mlp, "neuron"),
+        &direct_logits(&w_out, d, &wte, &texts),
+    );
+    // Features have nearest features by decoder cosine; the index has no note on this side.
+    let pages = call(&resid.join("units/feature-0000.js"), "unravelChunk");
+    let near = &pages[2][0]["nearest"];
+    assert_eq!(near.as_array().unwrap().len(), 8);
+    let cos = |a: usize, b: usize| {
+        let (ra, rb) = (&w_dec[a * d..(a + 1) * d], &w_dec[b * d..(b + 1) * d]);
+        let dot: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+        let n = |r: &[f32]| r.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (n(ra) * n(rb))
+    };
+    let mut want: Vec<(usize, f32)> = (1..d).map(|b| (b, cos(0, b))).collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    assert_eq!(near[0][0], format!("feature-{}", want[0].0));
+    assert!((near[0][1].as_f64().unwrap() as f32 - want[0].1).abs() < 1e-5);
+    let index = call(&resid.join("units/index.js"), "unravelIndex");
+    assert!(index["sides"][1].get("logits_note").is_none());
+}
+
+#[test]
+fn encoder_models_get_a_note_instead_of_a_logit_effect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts");
+    ok(&[
+        "extract",
+        "--model",
+        &p(&common::fixtures().join("tiny-distilbert")),
+        "--corpus",
+        "data/corpus.jsonl",
+        "--ctx",
+        "64",
+        "--hooks",
+        "blocks.1.mlp.hook_post",
+        "--out",
+        &p(&acts),
+    ]);
+    let audit = tmp.path().join("audit");
+    ok(&["audit", "--acts", &p(&acts), "--out", &p(&audit)]);
+    let index = call(&audit.join("units/index.js"), "unravelIndex");
+    let note = index["sides"][0]["logits_note"].as_str().unwrap();
+    assert!(
+        note.contains("encoder model without an unembedding"),
+        "{note}"
+    );
+    let pages = call(&audit.join("units/neuron-0000.js"), "unravelChunk");
+    assert!(pages[2]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p.get("logits").is_none()));
+}

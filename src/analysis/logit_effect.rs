@@ -69,7 +69,9 @@ pub fn logit_effect(dirs: &[f32], d: usize, w_u: &[f32], vocab: usize, k: usize)
                     .collect::<Vec<_>>()
             };
             let promoted = top(&mut ids, &by);
-            let suppressed = top(&mut ids, &|a: &u32, b: &u32| by(b, a));
+            let low =
+                |a: &u32, b: &u32| row[*a as usize].total_cmp(&row[*b as usize]).then(a.cmp(b));
+            let suppressed = top(&mut ids, &low);
             out.push(TopTokens {
                 promoted,
                 suppressed,

@@ -156,7 +156,7 @@ mod tests {
         // Values 0.01..10.0 in a shuffled order; the maximum arrives late.
         let mut rows: Vec<u32> = (1..=1000).collect();
         rows.sort_by_key(|&r| addr_hash(addr(r)));
-        let mut run = |order: &[u32]| {
+        let run = |order: &[u32]| {
             let mut b = Bands::new();
             let mut max = 0f32;
             for &r in order {
