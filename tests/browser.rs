@@ -11,14 +11,19 @@ use std::path::Path;
 use common::{json, ok, p};
 use serde_json::Value;
 
-/// The argument of the one call in a `units/*.js` file.
+/// The arguments of the one call in a `units/*.js` file: the argument when there is one, else
+/// the array of them.
 fn call(path: &Path, name: &str) -> Value {
     let text = std::fs::read_to_string(path).unwrap();
     let body = text
         .strip_prefix(&format!("{name}("))
         .and_then(|t| t.strip_suffix(");\n"))
         .unwrap_or_else(|| panic!("{}: not a {name}(...) call", path.display()));
-    serde_json::from_str(body).unwrap()
+    let args: Vec<Value> = serde_json::from_str(&format!("[{body}]")).unwrap();
+    match args.len() {
+        1 => args.into_iter().next().unwrap(),
+        _ => Value::Array(args),
+    }
 }
 
 #[test]
