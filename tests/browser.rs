@@ -1,6 +1,7 @@
 //! The report's unit browser (`OUT/units/`): the index lists exactly the audited units with the
 //! audit's class, passing concepts, density and maximum; a planted polysemantic neuron's
-//! dashboard names its planted concepts, with examples from every band; an SAE's features get
+//! dashboard names its planted concepts, with examples read back at the right tokens and within
+//! their bands; an SAE's features get
 //! their nearest features by decoder cosine; GPT-2 units get the logit effect of a direct
 //! computation, encoder models a note instead.
 
@@ -101,9 +102,10 @@ fn index_and_dashboards_of_planted_neurons() {
     assert_eq!(pages.len(), 40);
     assert!(!audit.join("units/neuron-0001.js").exists());
     // Planted polysemantic neurons the audit also calls polysemantic: the dashboard's concept
-    // table passes exactly their planted concepts, and the top examples' tokens carry them.
+    // table passes exactly their planted concepts; 8 top examples read back at the right tokens;
+    // lower-band examples within their band; the histogram counts every token.
     let truth = json(&acts.join("truth/neurons.json"));
-    let mut checked = 0;
+    let (mut checked, mut banded) = (0, 0);
     for n in truth["neurons"].as_array().unwrap() {
         let u = n["unit"].as_u64().unwrap() as usize;
         if n["class"] != "polysemantic" || results[u]["class"] != "polysemantic" {
@@ -125,27 +127,28 @@ fn index_and_dashboards_of_planted_neurons() {
         assert_eq!(bands.len(), 3);
         let top = bands[0].as_array().unwrap();
         assert_eq!(top.len(), 8, "unit {u}: 8 top examples");
-        let mut seen = std::collections::BTreeSet::new();
         for e in top {
-            // [activation, tokens, % of max, focus, focus concepts]
+            // [activation, tokens, % of max, focus, focus concepts]: the focus token is the
+            // activation's, and its concepts are the ones its synthetic text lists ("·": none).
             let focus = e[3].as_u64().unwrap() as usize;
-            assert_eq!(
-                e[2][focus].as_i64().unwrap(),
-                (100.0 * e[0].as_f64().unwrap() / page["max"].as_f64().unwrap()).round() as i64
-            );
-            for c in e[4].as_array().unwrap() {
-                seen.insert(concepts[c.as_u64().unwrap() as usize]);
-            }
+            let pct = (100.0 * e[0].as_f64().unwrap() / page["max"].as_f64().unwrap()).round();
+            assert_eq!(e[2][focus].as_i64().unwrap(), pct as i64);
+            let carried: Vec<&str> = (e[4].as_array().unwrap().iter())
+                .map(|c| concepts[c.as_u64().unwrap() as usize])
+                .collect();
+            let text = e[1][focus].as_str().unwrap();
+            let listed = if carried.is_empty() {
+                "·".to_string()
+            } else {
+                carried.join("+")
+            };
+            assert_eq!(text, listed, "unit {u}");
         }
-        assert!(
-            planted.iter().all(|c| seen.contains(c)),
-            "unit {u}: {seen:?} vs {planted:?}"
-        );
         // Lower bands: every example within its band of the maximum.
         let max = page["max"].as_f64().unwrap();
         for (b, (lo, hi)) in [(1, (0.75, 0.9)), (2, (0.5, 0.75))] {
             let band = bands[b].as_array().unwrap();
-            assert!(!band.is_empty(), "unit {u} band {b}");
+            banded += band.len();
             for e in band {
                 let a = e[0].as_f64().unwrap();
                 assert!(

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::analysis::audit::{AuditOutput, UnitDetail, BANDS};
+use crate::analysis::audit::{AuditOutput, ScoreKind, UnitDetail, BANDS};
 use crate::analysis::report::{AuditReport, Example, SideReport, UnitResult};
 
 /// Units per dashboard file.
@@ -157,12 +157,8 @@ pub fn dashboard(out: &AuditOutput, s: usize, u: usize) -> Value {
     // Concepts: passing and rejected first, then the best remaining by the audited score.
     let row = &out.scores[s][u * nc..(u + 1) * nc];
     let failed = &out.failed[s][u * nc..(u + 1) * nc];
-    let score = |c: usize| match r.score.as_str() {
-        "auroc" => (2.0 * row[c].auroc - 1.0).max(0.0),
-        "topk" => row[c].topk,
-        "iou" => row[c].iou,
-        _ => row[c].selectivity,
-    };
+    let kind = ScoreKind::parse(&r.score).unwrap_or(ScoreKind::Selectivity);
+    let score = |c: usize| kind.of(&row[c]);
     let mut order: Vec<usize> = (0..nc).collect();
     order.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
     let listed = |c: usize| {
