@@ -168,6 +168,10 @@ fn index_and_dashboards_of_planted_neurons() {
         checked >= 5,
         "only {checked} planted polysemantic neurons checked"
     );
+    assert!(
+        banded >= checked,
+        "{banded} lower-band examples for {checked} units"
+    );
     // The report links every card title to its dashboard and loads the browser.
     let html = std::fs::read_to_string(audit.join("report.html")).unwrap();
     assert!(html.contains("id=\"units\"") && html.contains("units/index.js"));

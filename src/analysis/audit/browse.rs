@@ -52,6 +52,9 @@ pub struct UnitDetail {
     pub nearest: Vec<(usize, f32)>,
 }
 
+/// Examples with the row each one's activating token lies at.
+type Located = Vec<(Example, RowAddr)>;
+
 /// A context to read back: which unit, which band, which token.
 struct Request {
     side: usize,
@@ -103,7 +106,8 @@ impl Audit<'_> {
             }
         }
         let examples = self.read_back(&requests, stream, n, progress)?;
-        let mut found: Vec<Vec<Vec<Vec<(Example, RowAddr)>>>> = accs
+        // Per side, unit and band: the examples read back, with where they lie.
+        let mut found: Vec<Vec<Vec<Located>>> = accs
             .iter()
             .map(|a| vec![vec![vec![]; BANDS.len()]; a.len()])
             .collect();
