@@ -24,7 +24,7 @@
 //! | [`sae`] | sparse autoencoders: model, two training engines, recipes, training loop, evaluation (`unravel eval`), checkpoints, SAELens import/export, CE/KL splicing |
 //! | [`synth`] | planted features, planted polysemantic neurons, planting into real shards, recovery metrics against the truth (`unravel verify`) |
 //! | [`analysis`] | the polysemanticity audit (concepts, units × concepts scores, `audit.json`) and superposition metrics (`unravel analyze`) |
-//! | [`report`] | SVG plots, the audit's HTML report |
+//! | [`report`] | SVG plots, the audit's HTML report and its unit browser (`units/`: every unit's dashboard) |
 //! | [`pipeline`] | `unravel run`: a config → typed stage specs and their command lines, stage records, typed stage results, the summary and its checks, the run's index page |
 //! | [`toy`] | toy models of superposition (own batched trainer, metrics, plots) |
 //! | `cli` (binary crate) | the command line, one file per command in `src/cli/`, the top layer, over all of these |

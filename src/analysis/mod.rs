@@ -18,6 +18,7 @@ pub mod audit;
 pub mod blocks;
 pub mod concepts;
 pub mod label_values;
+pub mod logit_effect;
 pub mod report;
 pub mod superposition;
 pub mod weights;

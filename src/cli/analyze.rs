@@ -215,26 +215,12 @@ fn write_plots(a: &AnalyzeArgs, analysis: &Analysis) -> Result<()> {
         ))?;
     }
     if names.len() > 1 {
+        let (layers, series) = layer_series(names, metrics);
         plot(plots::per_layer(
             &a.out.join(LAYERS_PLOT_FILE),
-            &names
-                .iter()
-                .map(|n| n.replace(".hook_", "."))
-                .collect::<Vec<_>>(),
-            &[
-                (
-                    "effective rank / d",
-                    metrics.iter().map(|m| m.rank_ratio).collect(),
-                ),
-                (
-                    "participation ratio / d",
-                    metrics
-                        .iter()
-                        .map(|m| m.effective_dimensionality / m.d as f64)
-                        .collect(),
-                ),
-            ],
-            "Effective rank and dimensionality per hook",
+            &layers,
+            &series,
+            "Effective rank and dimensionality per layer",
         ))?;
         plot(plots::spectrum(
             &a.out.join(SPECTRA_PLOT_FILE),
@@ -274,4 +260,56 @@ fn print_table(a: &AnalyzeArgs, acts: &Path, analysis: &Analysis, secs: f64) {
         );
     }
     println!("wrote {}/analysis.json and plots", a.out.display());
+}
+
+/// The x axis of layers.svg (layer numbers; hooks outside a block by name, embed first) and one
+/// series per metric × hook kind (`mlp.post`, `resid_post`, ...), so the MLP and residual hooks
+/// of a layer are separate lines.
+#[allow(clippy::type_complexity)]
+fn layer_series(
+    names: &[String],
+    metrics: &[unravel::analysis::superposition::HookMetrics],
+) -> (Vec<String>, Vec<(String, usize, Vec<Option<f64>>)>) {
+    let place = |name: &str| -> (String, String) {
+        match name.strip_prefix("blocks.").and_then(|r| r.split_once('.')) {
+            Some((layer, kind)) => (layer.to_string(), kind.replace("hook_", "")),
+            None => (name.replace("hook_", ""), "other".to_string()),
+        }
+    };
+    let mut layers: Vec<String> = vec![];
+    let mut kinds: Vec<String> = vec![];
+    for n in names {
+        let (layer, kind) = place(n);
+        if !layers.contains(&layer) {
+            layers.push(layer);
+        }
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    let value = |m: &unravel::analysis::superposition::HookMetrics, metric: usize| {
+        if metric == 0 {
+            m.rank_ratio
+        } else {
+            m.effective_dimensionality / m.d as f64
+        }
+    };
+    let mut series = vec![];
+    for (metric, label) in ["effective rank / d", "participation ratio / d"]
+        .iter()
+        .enumerate()
+    {
+        for kind in &kinds {
+            let mut v = vec![None; layers.len()];
+            for (n, m) in names.iter().zip(metrics) {
+                let (layer, k) = place(n);
+                if &k == kind {
+                    let x = layers.iter().position(|l| *l == layer).unwrap_or(0);
+                    v[x] = Some(value(m, metric));
+                }
+            }
+            series.push((format!("{label} ({kind})"), metric, v));
+        }
+    }
+    (layers, series)
 }

@@ -9,9 +9,11 @@ use clap::Args;
 use unravel::analysis::audit::{Audit, AuditOptions, AuditOutput, ScoreKind, UnitSource};
 use unravel::analysis::concepts::{ConceptConfig, Labeler, TAGGERS};
 use unravel::analysis::label_values::{label_values, LabelValuesError};
+use unravel::analysis::logit_effect::load_unembedding;
 use unravel::analysis::report::{AuditReport, AUDIT_FILE, REPORT_FILE, SCORES_FILE};
+use unravel::report::browser::LogitPanel;
 use unravel::sae::checkpoint;
-use unravel::store::Dataset;
+use unravel::store::{Dataset, ModelInfo};
 
 pub const AUDIT_EXAMPLES: &str = "Examples:\n  \
 # GPT-2 layer-3 MLP neurons vs the features of an SAE trained on them, built-in taggers + lexicons\n  \
@@ -27,7 +29,8 @@ unravel audit --acts synth/neurons --out audits/planted\n  \
 unravel verify --truth synth/neurons --audit audits/planted --min-precision 0.95 --min-recall 0.95\n\n\
 Writes OUT/audit.json (summary, every unit's class and passing concepts, report cards),\n\
 OUT/scores.csv (every unit x concept: selectivity, auroc, topk, iou, support), OUT/report.html\n\
-(self-contained: open it in any browser) and OUT/*.svg. Score definitions: README, \"Audit\".";
+(open it in any browser, offline), OUT/units/ (every unit's dashboard, for the report's unit\n\
+browser: report.html#feature-12 opens feature 12) and OUT/*.svg. Score definitions: README, \"Audit\".";
 
 #[derive(Args)]
 pub struct AuditArgs {
@@ -164,6 +167,7 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
     let labeler = Labeler::new(&cfg, &values, wordpiece).map_err(|e| anyhow!(e))?;
 
     let sides = unit_sources(a, &ds)?;
+    let logits = logit_effects(&sides, &manifest.model);
 
     let options = AuditOptions {
         score: ScoreKind::parse(&a.score).map_err(|e| anyhow!(e))?,
@@ -202,10 +206,10 @@ pub fn cmd_audit(a: &AuditArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
 
-    write_outputs(a, &out)?;
+    write_outputs(a, &out, &logits)?;
     print_summary(&out.report, t0.elapsed().as_secs_f64());
     println!(
-        "wrote {}/{{audit.json, scores.csv, report.html, *.svg}}",
+        "wrote {}/{{audit.json, scores.csv, report.html, units/, *.svg}}",
         a.out.display()
     );
     Ok(())
@@ -271,7 +275,7 @@ fn unit_sources(a: &AuditArgs, ds: &Dataset) -> Result<Vec<UnitSource>> {
 }
 
 /// audit.json, scores.csv, report.html and the SVG plots.
-fn write_outputs(a: &AuditArgs, out: &AuditOutput) -> Result<()> {
+fn write_outputs(a: &AuditArgs, out: &AuditOutput, logits: &[LogitPanel]) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let json = serde_json::to_string_pretty(&out.report)?;
     let write = |name: &str, bytes: &[u8]| {
@@ -284,7 +288,41 @@ fn write_outputs(a: &AuditArgs, out: &AuditOutput) -> Result<()> {
         .with_context(|| format!("writing {}", a.out.join(REPORT_FILE).display()))?;
     unravel::report::html::write_audit_svgs(&out.report, &a.out)
         .with_context(|| format!("writing plots into {}", a.out.display()))?;
+    unravel::report::browser::write_unit_browser(out, logits, &a.out)
+        .with_context(|| format!("writing the unit browser into {}/units", a.out.display()))?;
     Ok(())
+}
+
+/// Per side, the units' logit effects (GPT-2: top promoted and suppressed tokens through the
+/// unembedding), or why there are none.
+fn logit_effects(sides: &[UnitSource], model: &ModelInfo) -> Vec<LogitPanel> {
+    sides
+        .iter()
+        .map(|side| {
+            let (hook, features) = match side {
+                UnitSource::Neurons { hook } | UnitSource::Columns { hook, .. } => (hook, None),
+                UnitSource::Features { hook, sae, .. } => (hook, Some(sae)),
+            };
+            let u = load_unembedding(model, &hook.name)?;
+            let tops = match (side, features) {
+                (_, Some(sae)) => u.of_features(&sae.w_dec, sae.d_in),
+                (UnitSource::Columns { columns, .. }, None) => {
+                    let all = u.of_neurons(hook.d);
+                    columns.iter().map(|&c| all[c].clone()).collect()
+                }
+                _ => u.of_neurons(hook.d),
+            };
+            let text = |v: &[(u32, f32)]| -> Vec<(String, f32)> {
+                v.iter()
+                    .map(|&(id, x)| (u.tokens.get(id).to_string(), x))
+                    .collect()
+            };
+            Ok(tops
+                .iter()
+                .map(|t| [text(&t.promoted), text(&t.suppressed)])
+                .collect())
+        })
+        .collect()
 }
 
 /// What was audited and, per side, how many units are of each class.

@@ -131,7 +131,9 @@ pub(super) fn heatmap_svg(r: &AuditReport, side: &SideReport) -> String {
         let y = top + i as f64 * CELL;
         let _ = write!(
             s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"{}\">unit {}</text>",
+            "<a href=\"#{}\"><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"{}\">\
+             unit {}</text>",
+            super::browser::unit_anchor(&side.kind, card.unit),
             left - 6.0,
             y + CELL - 4.0,
             class_colour(&card.class),
@@ -157,6 +159,7 @@ pub(super) fn heatmap_svg(r: &AuditReport, side: &SideReport) -> String {
                 sig3(v)
             );
         }
+        s.push_str("</a>");
     }
     s.push_str("</g>");
     heatmap_legend(&mut s, left, top + nrows * CELL + 14.0, r.threshold);

@@ -1,7 +1,9 @@
 //! The audit as one static, self-contained HTML page (and its figures as standalone SVG files).
 //!
-//! Everything is inline (CSS, SVG; no script, no fonts, no URLs) so the page opens offline, can be
-//! mailed or archived as one file, and renders the same years later. The SVG is written by hand
+//! Everything is inline (CSS, SVG, the unit browser's code; no fonts, no URLs) so the page opens
+//! offline, can be mailed or archived as one file, and renders the same years later; the unit
+//! browser at its end (super::browser) reads the per-unit data in `units/` beside it, and says
+//! so when that folder is missing. The only links are anchors of the page (`#feature-12`). The SVG is written by hand
 //! (the figures are in [`super::figures`], drawn with [`crate::plot`]): a few rects and texts are
 //! easier to read and to check than a plotting library's output.
 //!
@@ -44,6 +46,7 @@ pub fn render_audit_html(report: &AuditReport) -> String {
     section_heatmaps(&mut h, report);
     section_histograms(&mut h, report);
     section_cards(&mut h, report);
+    super::browser::section_units(&mut h);
     h.push_str("</body>\n</html>\n");
     h
 }
@@ -113,7 +116,7 @@ fn section_header(h: &mut String, r: &AuditReport) {
     h.push_str(
         "<nav><a href=\"#rates\">rates</a> · <a href=\"#concepts\">concepts</a> · \
          <a href=\"#heatmaps\">heatmaps</a> · <a href=\"#histograms\">histograms</a> · \
-         <a href=\"#cards\">cards</a></nav>\n</header>\n",
+         <a href=\"#cards\">cards</a> · <a href=\"#units\">every unit</a></nav>\n</header>\n",
     );
 }
 
@@ -257,7 +260,8 @@ fn card_html(h: &mut String, side: &SideReport, card: &Card) {
     let result = unit_result(side, card.unit);
     let _ = write!(
         h,
-        "<div class=\"card-head\"><span class=\"unit\">unit {}</span> {}",
+        "<div class=\"card-head\"><a class=\"unit\" href=\"#{}\">unit {}</a> {}",
+        super::browser::unit_anchor(&side.kind, card.unit),
         card.unit,
         badge(&card.class)
     );
@@ -655,10 +659,18 @@ mod tests {
         }
     }
 
+    /// The page without its one script, the unit browser's fixed code (no report text in it).
+    fn without_browser_code(html: &str) -> String {
+        let code = format!("<script>\n{}</script>\n", super::super::browser::BROWSER_JS);
+        assert_eq!(html.matches("<script").count(), 1);
+        assert_eq!(html.matches(&code).count(), 1);
+        html.replace(&code, "")
+    }
+
     #[test]
     fn document_shape_cards_and_no_urls() {
         let r = sample();
-        let html = render_audit_html(&r);
+        let html = without_browser_code(&render_audit_html(&r));
         assert!(html.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
         assert!(html.ends_with("</body>\n</html>\n"));
         // One `class="card"` per card, nothing else.
@@ -682,7 +694,7 @@ mod tests {
 
     #[test]
     fn report_text_is_escaped() {
-        let html = render_audit_html(&sample());
+        let html = without_browser_code(&render_audit_html(&sample()));
         assert!(!html.contains("<script"));
         assert!(!html.contains("alert(1)</"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;&#47;script&gt;"));

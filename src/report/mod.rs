@@ -4,6 +4,7 @@
 //! the shared toolkit [`crate::plot`]). The `index.html` of an `unravel run` folder is the
 //! pipeline's (`pipeline::index`).
 
+pub mod browser;
 mod figures;
 pub mod html;
 pub mod plots;

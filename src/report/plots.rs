@@ -75,12 +75,16 @@ pub fn recovery_scatter(
     atomic_svg(path, (720, 440), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(56)
+            .margin(16)
+            .x_label_area_size(50)
+            .y_label_area_size(64)
             .build_cartesian_2d(lo..hi, ymin..1.02f32)?;
+        // A grid line per label, no fine mesh between them.
         chart
             .configure_mesh()
+            .x_labels(8)
+            .y_labels(6)
+            .light_line_style(WHITE)
             .x_desc("log10 planted frequency")
             .y_desc("best cosine with any latent")
             .draw()?;
@@ -270,31 +274,36 @@ pub fn heatmap(path: &Path, m: &[Vec<f32>], title: &str) -> Result<(), PlotError
     })
 }
 
-/// Named values per layer as lines (e.g. effective rank / d and PR / d against layer).
+/// Named values per layer as lines (e.g. effective rank / d and PR / d against layer), one series
+/// per metric × hook kind (`mlp.post`, `resid_post`: drawn solid, dashed, ... by kind, coloured by
+/// metric); a series skips the layers it has no value for (`None`).
 pub fn per_layer(
     path: &Path,
     layers: &[String],
-    series: &[(&str, Vec<f64>)],
+    series: &[(String, usize, Vec<Option<f64>>)],
     title: &str,
 ) -> Result<(), PlotError> {
     let n = layers.len().max(2);
     let hi = series
         .iter()
-        .flat_map(|s| s.1.iter().copied())
+        .flat_map(|s| s.2.iter().flatten().copied())
         .fold(0.0f64, f64::max)
         .max(1e-9)
         * 1.1;
-    atomic_svg(path, (760, 460), |root| {
+    atomic_svg(path, (760, 480), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(60)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..(n - 1) as f64, 0f64..hi)?;
+            .margin(16)
+            .x_label_area_size(50)
+            .y_label_area_size(64)
+            .build_cartesian_2d(-0.3f64..(n - 1) as f64 + 0.3, 0f64..hi)?;
         let names = layers.to_vec();
+        // One grid line per layer and a few across; no fine mesh between them.
         chart
             .configure_mesh()
-            .x_labels(n)
+            .x_labels(n.min(24))
+            .y_labels(6)
+            .light_line_style(WHITE)
             .x_label_formatter(&move |x| {
                 let i = x.round() as usize;
                 if (x - i as f64).abs() < 1e-6 {
@@ -303,22 +312,43 @@ pub fn per_layer(
                     String::new()
                 }
             })
-            .x_desc("hook")
+            .x_desc("layer")
             .draw()?;
-        for (i, (name, v)) in series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+        for (name, metric, v) in series {
+            let colour = Palette99::pick(*metric).to_rgba();
+            let points: Vec<(f64, f64)> = (v.iter().enumerate())
+                .filter_map(|(k, y)| y.map(|y| (k as f64, y)))
+                .collect();
+            let dashed = name.contains("resid");
+            let line: Vec<PathElement<(f64, f64)>> = if dashed {
+                // Dashes: every other tenth of each segment.
+                points
+                    .windows(2)
+                    .flat_map(|w| {
+                        (0..10).step_by(2).map(move |t| {
+                            let at = |f: f64| {
+                                (
+                                    w[0].0 + f * (w[1].0 - w[0].0),
+                                    w[0].1 + f * (w[1].1 - w[0].1),
+                                )
+                            };
+                            PathElement::new(
+                                vec![at(t as f64 / 10.0), at((t + 1) as f64 / 10.0)],
+                                colour.stroke_width(2),
+                            )
+                        })
+                    })
+                    .collect()
+            } else {
+                vec![PathElement::new(points.clone(), colour.stroke_width(2))]
+            };
             chart
-                .draw_series(LineSeries::new(
-                    v.iter().enumerate().map(|(k, &y)| (k as f64, y)),
-                    color.stroke_width(2),
-                ))?
+                .draw_series(line)?
                 .label(name.to_string())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
-            chart.draw_series(
-                v.iter()
-                    .enumerate()
-                    .map(|(k, &y)| Circle::new((k as f64, y), 3, color.filled())),
-            )?;
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + if dashed { 6 } else { 16 }, y)], colour)
+                });
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
         }
         chart
             .configure_series_labels()

@@ -34,7 +34,11 @@
 //! - decision.rs — the tests ([`Failed`], the reasons) and each unit's class
 //! - explain.rs  — the explain-away pass
 //! - output.rs   — the report, its cards and scores.csv ([`AuditOutput`])
+//! - bands.rs    — per unit, for its dashboard: log2 histogram, samples of bands of its maximum
+//! - browse.rs   — every unit's dashboard data ([`UnitDetail`]): contexts read back, neighbours
 
+mod bands;
+mod browse;
 mod decision;
 mod explain;
 mod options;
@@ -49,6 +53,7 @@ use super::blocks::BlockStream;
 use super::concepts::Labeler;
 use crate::store::Dataset;
 
+pub use browse::{dedup, nearest_decoder, UnitDetail, BANDS, SHOWN};
 pub use decision::Failed;
 pub use options::{AuditOptions, ScoreKind};
 pub use output::AuditOutput;
@@ -162,10 +167,12 @@ impl<'a> Audit<'a> {
             report.cards = self.cards(side, acc, table, &report, &mut stream)?;
             sides.push(report);
         }
+        let details = self.details(&accs, n, &mut stream, progress)?;
         Ok(AuditOutput {
             report: self.report(n, concepts, sides),
             scores,
             failed,
+            details,
         })
     }
 }

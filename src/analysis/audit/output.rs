@@ -18,6 +18,8 @@ pub struct AuditOutput {
     pub report: AuditReport,
     pub scores: Vec<Vec<Scores>>,
     pub failed: Vec<Vec<Failed>>,
+    /// Per side, every unit's dashboard data (the report's unit browser).
+    pub details: Vec<Vec<super::browse::UnitDetail>>,
 }
 
 impl AuditOutput {

@@ -2,6 +2,7 @@
 //! they give per concept: selectivity, AUROC, top-k share, IoU, support, z; the binomial tail of
 //! the top-k test; concept counts and co-occurrence.
 
+use super::bands::Bands;
 use crate::analysis::blocks::RowAddr;
 use crate::analysis::report::Scores;
 
@@ -41,6 +42,8 @@ pub(super) struct UnitAcc {
     pub(super) max: f32,
     pub(super) top: Vec<Top>,
     top_min: usize,
+    /// For the unit's dashboard: log2 histogram and band samples (not used by any score).
+    pub(super) bands: Bands,
 }
 
 impl UnitAcc {
@@ -76,6 +79,7 @@ impl UnitAcc {
             max: f32::NEG_INFINITY,
             top: vec![],
             top_min: 0,
+            bands: Bands::new(),
         }
     }
 
@@ -97,6 +101,9 @@ impl UnitAcc {
             self.fires += fires as u64;
             self.active += active as u64;
             self.max = self.max.max(a);
+            if fires {
+                self.bands.add(a, self.max, ad, m);
+            }
             let mut bits = m;
             while bits != 0 {
                 let c = bits.trailing_zeros() as usize;
@@ -143,6 +150,11 @@ impl UnitAcc {
         if self.fires == 0 && self.max <= 0.0 {
             self.max = self.max.max(0.0);
         }
+    }
+
+    /// Rows where the unit is not 0.
+    pub(super) fn nonzero(&self) -> u64 {
+        self.nonzero
     }
 
     pub(super) fn scores(&self, c: usize, count: u64, n: u64) -> Scores {
