@@ -58,7 +58,7 @@ pub fn cmd_merge(a: &MergeArgs) -> Result<()> {
         "merged {} shards, {} tokens -> {}",
         m.shards.len(),
         m.totals.rows,
-        a.dir.join(unravel::store::MANIFEST_FILE).display()
+        unravel::store::manifest_path(&a.dir).display()
     );
     Ok(())
 }

@@ -67,8 +67,8 @@ pub use integrity::{completion_hint, ReadOptions};
 pub(crate) use integrity::{nonfinite_rows, remove_rows, retain_rows};
 pub use loader::{Loader, LoaderConfig, LoaderMode, LoaderState, DEFAULT_SHUFFLE_BUFFER};
 pub use manifest::{
-    merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part, ShardInfo, Totals,
-    FORMAT, FORMAT_VERSION, MANIFEST_FILE,
+    manifest_path, merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part,
+    ShardInfo, Totals, FORMAT, FORMAT_VERSION, LEGACY_MANIFEST_FILE, MANIFEST_FILE,
 };
 pub use reader::{Dataset, HookRows, ShardReader};
 pub use schema::{HookInfo, StorageDtype, DTYPE_METADATA_KEY};
