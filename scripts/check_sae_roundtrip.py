@@ -47,7 +47,8 @@ def saelens_encode(folder, x):
 
 
 def eval_report(unravel, sae, acts, out):
-    sh(unravel, "eval", "--sae", sae, "--acts", acts, "--json", out)
+    # Every shard: a run folder of ours would otherwise be evaluated on its own held-out shards.
+    sh(unravel, "eval", "--sae", sae, "--acts", acts, "--shards", "all", "--json", out)
     r = json.loads(Path(out).read_text())
     return {k: v for k, v in r.items() if k not in ("sae",)}
 
@@ -83,13 +84,15 @@ def main():
     # 2. apply_b_dec_to_input false (b_dec folded into b_enc) and expected_average_only_in.
     w = load_file(resaved / "sae_weights.safetensors")
     cfg = json.loads((resaved / "cfg.json").read_text())
-    for variant in ["no_b_dec_to_input", "expected_average_only_in"]:
+    for variant in ["flipped_apply_b_dec_to_input", "expected_average_only_in"]:
         v = work / variant
         v.mkdir()
         c, wv = dict(cfg), dict(w)
-        if variant == "no_b_dec_to_input":
-            c["apply_b_dec_to_input"] = False
-            wv["b_enc"] = (w["b_enc"] - w["b_dec"] @ w["W_enc"]).contiguous()
+        if variant == "flipped_apply_b_dec_to_input":
+            # relu((x - b_dec) W_enc + b_enc) = relu(x W_enc + b_enc - b_dec W_enc)
+            c["apply_b_dec_to_input"] = not cfg["apply_b_dec_to_input"]
+            sign = 1.0 if c["apply_b_dec_to_input"] else -1.0
+            wv["b_enc"] = (w["b_enc"] + sign * (w["b_dec"] @ w["W_enc"])).contiguous()
         else:
             c["normalize_activations"] = "expected_average_only_in"
         (v / "cfg.json").write_text(json.dumps(c))

@@ -372,7 +372,9 @@ fn a_dataset_with_the_old_manifest_name_still_reads_and_resumes() {
     // What a run written before the rename left: `manifest.json`, here of an unfinished run.
     let (new_name, old_name) = (old.join("_manifest.json"), old.join("manifest.json"));
     std::fs::rename(&new_name, &old_name).unwrap();
-    assert!(Dataset::open(&old).unwrap().manifest().totals.tokens >= 1500);
+    let partial = Dataset::open(&old).unwrap().manifest().totals.tokens;
+    let full = Dataset::open(&whole).unwrap().manifest().totals.tokens;
+    assert!(partial > 0 && partial < full, "{partial} of {full} tokens");
     let text = std::fs::read_to_string(&old_name).unwrap();
     std::fs::write(
         &old_name,

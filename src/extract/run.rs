@@ -228,7 +228,7 @@ fn open_writer(plan: &ExtractPlan, header: Manifest) -> Result<DatasetWriter, Ex
         zstd_level: plan.zstd_level,
         ..WriterOptions::default()
     };
-    let out_manifest = plan.out.join(header.file_name());
+    let out_manifest = header.existing_file(&plan.out);
     let writer = if plan.resume && out_manifest.exists() {
         DatasetWriter::resume(&plan.out, &header, options)?
     } else if out_manifest.exists() {

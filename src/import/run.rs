@@ -84,7 +84,7 @@ impl Stream {
         let batch_rows = if hooks.iter().any(|h| h.nested) {
             16
         } else {
-            2048
+            opts.writer.shard_rows.clamp(1, 2048)
         };
         let mut src = BatchSource::open(path, batch_rows)?;
         let token_col = columns::token_column(&src.schema);
@@ -114,11 +114,11 @@ impl Stream {
         Ok((stream, layout))
     }
 
-    /// The next chunk of whole contexts, of about [`CHUNK_VALUES`] values where the input allows.
-    fn next(&mut self, row_values: usize) -> Result<Option<Chunk>, ImportError> {
+    /// The next chunk of whole contexts, of at most `max_rows` rows where the input allows.
+    fn next(&mut self, max_rows: usize) -> Result<Option<Chunk>, ImportError> {
         match self {
             Stream::Raw(r) => {
-                let mut c = r.next_chunk((CHUNK_VALUES / row_values).max(1))?;
+                let mut c = r.next_chunk(max_rows)?;
                 if let Some(c) = &mut c {
                     check_finite(r.array().path.as_path(), c, r.array().d())?;
                 }
@@ -214,8 +214,10 @@ fn write_all(
                 ),
             ));
         }
+        // About CHUNK_VALUES values, and no more than a shard, so --shard-tokens holds.
         let row_values: usize = layout.ds.iter().sum();
-        while let Some(chunk) = stream.next(row_values)? {
+        let max_rows = (CHUNK_VALUES / row_values.max(1)).clamp(1, opts.writer.shard_rows.max(1));
+        while let Some(chunk) = stream.next(max_rows)? {
             write_chunk(w, &chunk, &layout)?;
             rows_done += chunk.rows as u64;
             progress(rows_done);

@@ -17,8 +17,8 @@
 //!
 //! # On-disk format (format_version 1)
 //!
-//! A dataset folder holds `manifest.json` and `shard-00000.parquet`, `shard-00001.parquet`, …
-//! (`shard-p03-00000.parquet` and `manifest-p03.json` when the run is part 3 of several, so
+//! A dataset folder holds `_manifest.json` and `shard-00000.parquet`, `shard-00001.parquet`, …
+//! (`shard-p03-00000.parquet` and `_manifest-p03.json` when the run is part 3 of several, so
 //! several machines can write into one folder; `unravel merge-manifests` joins them). Each shard
 //! holds whole contexts; its columns, in order:
 //!
