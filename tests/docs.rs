@@ -519,7 +519,7 @@ fn scratch(root: &Path) -> PathBuf {
         let x = values(2048, 32);
         write_npy(&work.join("acts.npy"), "<f4", &[2048, 32], &f32_bytes(&x));
         write_safetensors(
-            &work.join("acts.safetensors"),
+            &work.join("activations.safetensors"),
             &[("blocks.2.hook_resid_post", vec![2048, 32], x.clone())],
         );
         let rows: Vec<Vec<f32>> = x.chunks(32).map(<[f32]>::to_vec).collect();

@@ -15,7 +15,7 @@ pub const IMPORT_EXAMPLES: &str = "Examples:\n  \
 # a numpy array [rows, d] (or [contexts, ctx, d]); the hook is called `acts` unless --hook names it\n  \
 unravel import acts.npy --hook blocks.2.hook_resid_post --out acts/from-npy\n  \
 # one named tensor of a safetensors file (its name becomes the hook's)\n  \
-unravel import acts.safetensors --column blocks.2.hook_resid_post --out acts/from-safetensors\n  \
+unravel import activations.safetensors --column blocks.2.hook_resid_post --out acts/from-safetensors\n  \
 # a float list column of parquet files or a folder of them, stored as f16\n  \
 unravel import acts.parquet --column acts --dtype f16 --out acts/from-parquet\n  \
 # SAELens's cached activations (CacheActivationsRunner's folder: one column per hook, token_ids)\n  \

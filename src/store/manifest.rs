@@ -621,7 +621,7 @@ pub fn merge_part_folders(out_dir: &Path, part_dirs: &[PathBuf]) -> Result<Manif
         let files = Manifest::part_files(dir)?;
         if files.is_empty() {
             return Err(StoreError::Merge(format!(
-                "{} holds no part manifest (manifest-pNN.json)",
+                "{} holds no part manifest (_manifest-pNN.json)",
                 dir.display()
             )));
         }
