@@ -77,7 +77,7 @@ fn folder_files(dir: &Path) -> Result<Vec<(PathBuf, Kind)>, ImportError> {
     }
     let mut out = vec![];
     walk(dir, &mut out)?;
-    out.sort_by(|a, b| natural_key(&a.0).cmp(&natural_key(&b.0)));
+    out.sort_by_key(|a| natural_key(&a.0));
     Ok(out)
 }
 
