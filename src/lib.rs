@@ -21,6 +21,7 @@
 //! | [`store`] | the activation dataset: parquet shards, `manifest.json`, the checks every read passes, the shuffled resumable loader, `unravel inspect` |
 //! | [`extract`] | `unravel extract`: corpus → hooked forward → shards (packer thread, forward workers, writer thread) |
 //! | [`trace`] | `unravel trace`: the hooks of a few texts into one safetensors file |
+//! | [`import`] | `unravel import`: activations from .npy / .npz / .safetensors / parquet / Arrow / SAELens caches into a dataset |
 //! | [`sae`] | sparse autoencoders: model, two training engines, recipes, training loop, evaluation (`unravel eval`), checkpoints, SAELens import/export, CE/KL splicing |
 //! | [`synth`] | planted features, planted polysemantic neurons, planting into real shards, recovery metrics against the truth (`unravel verify`) |
 //! | [`analysis`] | the polysemanticity audit (concepts, units × concepts scores, `audit.json`) and superposition metrics (`unravel analyze`) |
@@ -46,6 +47,7 @@ pub mod extract;
 pub mod flag_values;
 pub mod folder_lock;
 pub mod hub;
+pub mod import;
 pub mod io;
 pub mod kernels;
 pub mod memory;

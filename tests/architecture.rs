@@ -28,7 +28,7 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     ("foundations", &["kernels", "io", "device", "memory", "folder_lock", "flag_values", "hub", "plot", "sorted_json"]),
     ("models, corpus", &["models", "corpus"]),
-    ("store", &["store", "extract", "trace"]),
+    ("store", &["store", "extract", "trace", "import"]),
     ("sae", &["sae"]),
     ("synth, analysis, toy", &["synth", "analysis", "toy"]),
     ("report", &["report"]),

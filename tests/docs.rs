@@ -557,6 +557,29 @@ fn scratch(root: &Path) -> PathBuf {
         .collect();
     fs::write(work.join("texts.txt"), texts[..8].join("\n") + "\n").unwrap();
     fs::write(work.join("reviews.jsonl"), &corpus).unwrap();
+    // `unravel import`'s inputs: 2 048 rows of d = 32 as numpy, safetensors, parquet, and a
+    // SAELens activation cache of 64 contexts of 32.
+    {
+        use common::import_files::*;
+        let x = values(2048, 32);
+        write_npy(&work.join("acts.npy"), "<f4", &[2048, 32], &f32_bytes(&x));
+        write_safetensors(
+            &work.join("activations.safetensors"),
+            &[("blocks.2.hook_resid_post", vec![2048, 32], x.clone())],
+        );
+        let rows: Vec<Vec<f32>> = x.chunks(32).map(<[f32]>::to_vec).collect();
+        write_parquet(
+            &work.join("acts.parquet"),
+            vec![("acts", float_list(&rows, Some(32)))],
+        );
+        write_saelens_cache(
+            &work.join("saelens-cache"),
+            "blocks.2.hook_resid_post",
+            &[32, 32],
+            32,
+            32,
+        );
+    }
     let fixtures = common::fixtures();
     std::os::unix::fs::symlink(fixtures.join("tiny-distilbert"), work.join("my-distilbert"))
         .unwrap();

@@ -137,7 +137,7 @@ fn killed_run_resumes_to_exactly_the_uninterrupted_rows() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let manifest = std::fs::read_to_string(killed.join("manifest.json")).unwrap();
+    let manifest = std::fs::read_to_string(killed.join("_manifest.json")).unwrap();
     assert!(
         manifest.contains("\"complete\": false"),
         "the run was killed before finishing"
@@ -351,4 +351,41 @@ fn resume_with_other_settings_is_refused_with_the_difference() {
     let r = bin().args(&args).output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert!(String::from_utf8_lossy(&r.stdout).contains("extracted 0 text tokens this run"));
+}
+
+#[test]
+fn a_dataset_with_the_old_manifest_name_still_reads_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(dir.path(), 200);
+    let corpus = corpus.to_str().unwrap();
+    let whole = dir.path().join("whole");
+    let old = dir.path().join("old");
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = extract_args(corpus, out.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let o = bin().args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&whole, &[]);
+    run(&old, &["--max-tokens", "1500"]);
+
+    // What a run written before the rename left: `manifest.json`, here of an unfinished run.
+    let (new_name, old_name) = (old.join("_manifest.json"), old.join("manifest.json"));
+    std::fs::rename(&new_name, &old_name).unwrap();
+    let partial = Dataset::open(&old).unwrap().manifest().totals.tokens;
+    let full = Dataset::open(&whole).unwrap().manifest().totals.tokens;
+    assert!(partial > 0 && partial < full, "{partial} of {full} tokens");
+    let text = std::fs::read_to_string(&old_name).unwrap();
+    std::fs::write(
+        &old_name,
+        text.replace("\"complete\": true", "\"complete\": false"),
+    )
+    .unwrap();
+
+    run(&old, &["--resume"]);
+    assert!(
+        new_name.is_file() && !old_name.exists(),
+        "moved to the new name"
+    );
+    assert!(all_rows(&whole) == all_rows(&old), "resumed rows differ");
 }

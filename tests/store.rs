@@ -755,7 +755,7 @@ fn unfinished_shards_stay_tmp_files_and_are_never_listed() {
     .unwrap();
     std::mem::forget(w);
     assert!(!path.exists());
-    assert!(tmp.path().join("shard-00003.parquet.tmp").exists());
+    assert!(tmp.path().join(".shard-00003.parquet.tmp").exists());
     let reopened = Dataset::open(tmp.path()).unwrap();
     assert_eq!(reopened.shard_count(), 3);
     assert_eq!(reopened.manifest(), ds.manifest());
@@ -763,7 +763,7 @@ fn unfinished_shards_stay_tmp_files_and_are_never_listed() {
     // Dropping an unfinished writer (an error path) removes its .tmp.
     let path = tmp.path().join("other.parquet");
     drop(ShardWriter::builder(hooks()).create(&path).unwrap());
-    assert!(!tmp.path().join("other.parquet.tmp").exists() && !path.exists());
+    assert!(!tmp.path().join(".other.parquet.tmp").exists() && !path.exists());
 }
 
 #[test]
@@ -909,7 +909,7 @@ fn parts_in_one_folder_merge_into_one_dataset() {
     let p1 = write_part(dir.path(), 1, CTX as usize, true);
     let p2 = write_part(dir.path(), 2, CTX as usize, true);
     assert_eq!(p2.shards[0].file, "shard-p02-00000.parquet");
-    assert!(dir.path().join("manifest-p02.json").exists());
+    assert!(dir.path().join("_manifest-p02.json").exists());
     let merged = merge_part_folders(dir.path(), &[dir.path().to_path_buf()]).unwrap();
     assert_eq!(merged.part, None);
     assert!(merged.complete);
@@ -1062,7 +1062,7 @@ fn malformed_batches_and_unwritable_files_are_reported() {
 
     // The .tmp path cannot be created: the error names it.
     let blocked = dir.path().join("shard-00001.parquet");
-    std::fs::create_dir(dir.path().join("shard-00001.parquet.tmp")).unwrap();
+    std::fs::create_dir(dir.path().join(".shard-00001.parquet.tmp")).unwrap();
     let err = ShardWriter::builder(hooks())
         .create(&blocked)
         .err()
@@ -1093,7 +1093,7 @@ fn loader_throughput() {
     }];
     m.label_columns = vec![];
     // UNRAVEL_BENCH_DIR holding a dataset from an earlier run: skip writing (to profile reads).
-    if !dir.join("manifest.json").exists() {
+    if !dir.join("_manifest.json").exists() {
         write_bench_dataset(&dir, m, contexts, ctx);
     }
     read_bench(&dir, hook);
@@ -1240,7 +1240,7 @@ fn a_full_disk_is_reported_with_the_file_and_leaves_nothing_behind() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shard-00000.parquet");
-    let tmp = dir.path().join("shard-00000.parquet.tmp");
+    let tmp = dir.path().join(".shard-00000.parquet.tmp");
     std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
     let mut w = ShardWriter::builder(hooks()).create(&path).unwrap();
     let acts: Vec<Vec<f32>> = hooks().iter().map(|h| vec![0.25; 4 * h.d]).collect();

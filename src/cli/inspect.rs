@@ -9,7 +9,7 @@ use unravel::folder_lock::lock_output;
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// Dataset folder (with manifest.json).
+    /// Dataset folder (with _manifest.json).
     dir: PathBuf,
     /// Re-hash every shard and check its parquet footer.
     #[arg(long)]
@@ -21,7 +21,7 @@ pub struct InspectArgs {
 
 #[derive(Args)]
 pub struct MergeArgs {
-    /// Dataset folder that receives manifest.json.
+    /// Dataset folder that receives _manifest.json.
     dir: PathBuf,
     /// Folders holding the part manifests (default: the dataset folder itself).
     #[arg(long, num_args = 1..)]
@@ -58,7 +58,7 @@ pub fn cmd_merge(a: &MergeArgs) -> Result<()> {
         "merged {} shards, {} tokens -> {}",
         m.shards.len(),
         m.totals.rows,
-        a.dir.join(unravel::store::MANIFEST_FILE).display()
+        unravel::store::manifest_path(&a.dir).display()
     );
     Ok(())
 }

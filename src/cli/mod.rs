@@ -8,7 +8,7 @@
 //!                 types whose fields are flags)
 //! read_args.rs  — --allow-incomplete / --skip-nonfinite, shared by reading commands
 //! model_args.rs — --model and its loading flags, shared by trace and extract
-//! run.rs, trace.rs, extract.rs, inspect.rs (inspect, merge-manifests), train.rs, eval.rs,
+//! run.rs, trace.rs, extract.rs, import.rs, inspect.rs (inspect, merge-manifests), train.rs, eval.rs,
 //! synth.rs, verify.rs, plant.rs, audit.rs, analyze.rs, toy.rs — one command each
 
 use anyhow::Result;
@@ -18,6 +18,7 @@ mod analyze;
 mod audit;
 mod eval;
 mod extract;
+mod import;
 mod inspect;
 mod model_args;
 mod output;
@@ -71,6 +72,9 @@ enum Command {
     /// Stream hidden states of a corpus into parquet shards (resumable, shardable across machines).
     #[command(after_help = extract::EXTRACT_EXAMPLES)]
     Extract(extract::ExtractArgs),
+    /// Turn activations from numpy, safetensors, parquet / Arrow or a SAELens cache into a dataset.
+    #[command(after_help = import::IMPORT_EXAMPLES)]
+    Import(import::ImportArgs),
     /// Summarise an activation dataset: model, hooks, tokens, shards, size; optionally verify it.
     #[command(
         after_help = "Examples:\n  unravel inspect acts/gpt2-resid\n  unravel inspect acts/gpt2-resid --verify --rows 5"
@@ -132,6 +136,7 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         Command::Run(a) => run::cmd_run(a, check_args),
         Command::Trace(a) => trace::cmd_trace(a),
         Command::Extract(a) => extract::cmd_extract(a),
+        Command::Import(a) => import::cmd_import(a),
         Command::Inspect(a) => inspect::cmd_inspect(a),
         Command::MergeManifests(a) => inspect::cmd_merge(a),
         Command::Train(a) => train::cmd_train(a),

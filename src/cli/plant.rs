@@ -68,7 +68,7 @@ pub fn cmd_plant(a: &PlantArgs) -> Result<()> {
     }
     let created = !a.out.exists();
     let _lock = lock_output("--out", &a.out, "plant")?;
-    if a.out.join(unravel::store::MANIFEST_FILE).exists() {
+    if unravel::store::manifest_path(&a.out).exists() {
         bail!(
             "--out {}: already holds a dataset; choose another folder",
             a.out.display()

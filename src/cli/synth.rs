@@ -17,8 +17,8 @@ unravel synth --neurons 256 --concepts 16 --tokens 200000 --out synth/neurons\n 
 unravel audit --acts synth/neurons --out audits/planted\n  \
 unravel verify --truth synth/neurons --audit audits/planted --min-precision 0.95 --min-recall 0.95\n\n\
 The dataset has one hook column, `synthetic`; the ground truth (directions [features, dims],\n\
-frequencies [features]) is in OUT/truth/ground_truth.safetensors. With --neurons: hook `neurons`,\n\
-label columns label.c00 ..., truth in OUT/truth/neurons.json.";
+frequencies [features]) is in OUT/_truth/ground_truth.safetensors. With --neurons: hook `neurons`,\n\
+label columns label.c00 ..., truth in OUT/_truth/neurons.json.";
 
 #[derive(Args)]
 pub struct SynthArgs {
@@ -73,7 +73,7 @@ pub struct SynthArgs {
     #[arg(long)]
     save_activations: bool,
     /// Planted polysemantic neurons instead of features: this many neurons (hook `neurons`,
-    /// one label column per concept, truth in OUT/truth/neurons.json).
+    /// one label column per concept, truth in OUT/_truth/neurons.json).
     #[arg(long, value_name = "N", help_heading = "Planted neurons (--neurons)", value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
     neurons: Option<usize>,
     /// Concepts (label columns c00, c01, ...).
@@ -146,7 +146,7 @@ pub struct SynthArgs {
 
 pub fn cmd_synth(a: &SynthArgs) -> Result<()> {
     let _lock = lock_output("--out", &a.out, "synth")?;
-    if a.out.join(unravel::store::MANIFEST_FILE).exists() {
+    if unravel::store::manifest_path(&a.out).exists() {
         bail!(
             "--out {}: already holds a dataset; choose another folder",
             a.out.display()

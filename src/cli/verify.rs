@@ -33,7 +33,7 @@ any failure (for scripts and CI).";
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// Planted dataset folder from `unravel synth` (or its truth/ folder).
+    /// Planted dataset folder from `unravel synth` (or its _truth/ folder).
     #[arg(long, value_name = "DIR")]
     truth: PathBuf,
     /// The SAE: a run folder or any SAELens-layout folder (or OWNER/REPO[/SUBFOLDER] on the hub).

@@ -63,7 +63,7 @@ pub fn run(
     let result = run_inner(model, files, tokenizer_json, random_seed, plan, progress);
     if result.is_err() && !plan.resume && !existed {
         let nothing_stored = Manifest::load(&plan.out).is_ok_and(|m| m.shards.is_empty())
-            || !plan.out.join(crate::store::MANIFEST_FILE).exists();
+            || !crate::store::manifest_path(&plan.out).exists();
         if nothing_stored {
             // Only files this run made: the folder was empty or absent before.
             let _ = std::fs::remove_dir_all(&plan.out);
@@ -228,7 +228,7 @@ fn open_writer(plan: &ExtractPlan, header: Manifest) -> Result<DatasetWriter, Ex
         zstd_level: plan.zstd_level,
         ..WriterOptions::default()
     };
-    let out_manifest = plan.out.join(header.file_name());
+    let out_manifest = header.existing_file(&plan.out);
     let writer = if plan.resume && out_manifest.exists() {
         DatasetWriter::resume(&plan.out, &header, options)?
     } else if out_manifest.exists() {

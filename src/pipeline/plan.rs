@@ -359,7 +359,7 @@ fn flags(t: &Table, skip: &[&str], section: &str, config: &Path) -> Result<Vec<F
 
 /// The ground truth an existing dataset folder carries.
 fn truth_of(dir: &Path) -> Truth {
-    let t = dir.join(crate::synth::planted::TRUTH_DIR);
+    let t = crate::synth::planted::truth_dir(dir);
     if t.join(crate::synth::neurons::NEURON_TRUTH_FILE).is_file() {
         Truth::Neurons
     } else if t.join(crate::synth::planted::TRUTH_FILE).is_file() {
@@ -401,7 +401,7 @@ impl Builder<'_> {
                     return Ok(d.clone());
                 }
                 let path = PathBuf::from(s);
-                if path.join(crate::store::MANIFEST_FILE).is_file() {
+                if crate::store::manifest_path(&path).is_file() {
                     return Ok(DatasetRef {
                         truth: truth_of(&path),
                         path,

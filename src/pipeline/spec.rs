@@ -173,7 +173,7 @@ impl StageSpec {
     /// what it left: an extract with a manifest, a train with a checkpoint.
     pub fn resume_args(&self) -> Option<Vec<String>> {
         match self {
-            StageSpec::Extract { out, .. } if out.join(crate::store::MANIFEST_FILE).is_file() => {
+            StageSpec::Extract { out, .. } if crate::store::manifest_path(out).is_file() => {
                 let mut a = self.to_args();
                 a.push("--resume".into());
                 Some(a)

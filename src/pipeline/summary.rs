@@ -17,9 +17,9 @@ use crate::analysis::report::{self as audit_report, AuditReport};
 use crate::sae::eval_report::{EvalReport, EVAL_FILE};
 use crate::sae::saelens_cfg::{SaeLensCfg, CFG_FILE};
 use crate::sae::train::EvalRecord;
-use crate::store::{Manifest, MANIFEST_FILE};
+use crate::store::{manifest_path, Manifest};
 use crate::synth::neurons::{NeuronScore, NeuronTruth, NEURON_TRUTH_FILE};
-use crate::synth::planted::TRUTH_DIR;
+use crate::synth::planted::truth_dir;
 use crate::synth::verify::{RecoveryReport, VERIFY_FILE, VERIFY_PLOT_FILE};
 
 /// File name of the run summary in the run folder.
@@ -83,11 +83,11 @@ fn rel(run_dir: &Path, p: &Path) -> String {
 /// A dataset's manifest, summarised (with the planted neurons of `synth --neurons`).
 fn dataset_numbers(dir: &Path, truth: bool) -> StageResults {
     let neurons: Option<NeuronTruth> = if truth {
-        read(&dir.join(TRUTH_DIR).join(NEURON_TRUTH_FILE))
+        read(&truth_dir(dir).join(NEURON_TRUTH_FILE))
     } else {
         None
     };
-    let m: Option<Manifest> = read(&dir.join(MANIFEST_FILE));
+    let m: Option<Manifest> = read(&manifest_path(dir));
     StageResults::Dataset(m.map(|m| DatasetNumbers::new(&m, neurons.as_ref())))
 }
 

@@ -14,7 +14,7 @@ use super::config::{PartialConfig, TrainConfig};
 use super::optim::AdamState;
 use super::train::{self, EvalRecord};
 use super::SaeError;
-use crate::store::{Dataset, ReadOptions, MANIFEST_FILE};
+use crate::store::{Dataset, ReadOptions};
 
 /// Which shards to evaluate on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +142,7 @@ impl EvalPlan {
 /// bytes).
 fn own_run(sae_dir: &Path, acts: &Path) -> Option<RunInfo> {
     RunInfo::load(sae_dir).ok().filter(|info| {
-        std::fs::read(acts.join(MANIFEST_FILE))
+        std::fs::read(crate::store::manifest_path(acts))
             .map(|b| hex::encode(sha2::Sha256::digest(&b)) == info.manifest_sha256)
             .unwrap_or(false)
     })

@@ -6,7 +6,7 @@
 use super::saelens_cfg::{SaeLensCfg, SaeLensMetadata, CFG_FILE};
 use std::path::{Path, PathBuf};
 
-use super::files::{diverged, file_err, read_f32, to_tensor_f32};
+use super::files::{diverged, file_err, read_f32, tensor_bytes, to_tensor_f32};
 use super::model::Sae;
 use super::{Result, SaeError};
 
@@ -192,10 +192,15 @@ pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
         .get("normalize_activations")
         .and_then(|v| v.as_str())
         .unwrap_or("none");
-    if norm != "none" {
+    // SAELens itself runs `expected_average_only_in` without any normalization when it loads a
+    // local folder (it folds a scaling factor only into its own hub releases): the same here.
+    if !matches!(norm, "none" | "expected_average_only_in") {
         return Err(file_err(
             &cpath,
-            format!("normalize_activations = `{norm}` is not supported (only `none`)"),
+            format!(
+                "normalize_activations = `{norm}` is not supported (`none` and \
+                 `expected_average_only_in` are; `{norm}` rescales every token at run time)"
+            ),
         ));
     }
     let meta = cfg.get("metadata");
@@ -209,20 +214,108 @@ pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
     let bytes = std::fs::read(&wpath).map_err(|e| file_err(&wpath, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| file_err(&wpath, format!("damaged weights: {e}")))?;
-    let w_enc_t = read_f32(&st, "W_enc", d * s, &wpath)?;
+    let read = |name: &str, len: usize| read_float(&st, name, len, &wpath);
+    let w_enc_t = read("W_enc", d * s)?;
     let mut sae = Sae::zeros(d, s, apply);
     for i in 0..s {
         for j in 0..d {
             sae.w_enc[i * d + j] = w_enc_t[j * s + i];
         }
     }
-    sae.b_enc = read_f32(&st, "b_enc", s, &wpath)?;
-    sae.w_dec = read_f32(&st, "W_dec", s * d, &wpath)?;
-    sae.b_dec = read_f32(&st, "b_dec", d, &wpath)?;
+    sae.b_enc = read("b_enc", s)?;
+    sae.w_dec = read("W_dec", s * d)?;
+    sae.b_dec = read("b_dec", d)?;
     Ok(LoadedSae {
         sae,
         hook_name: field("hook_name"),
         model_name: field("model_name"),
         dir: dir.to_path_buf(),
     })
+}
+
+/// A weight tensor as f32, whichever float type SAELens saved it in (f32, f16, bf16, f64).
+fn read_float(
+    st: &safetensors::SafeTensors,
+    name: &str,
+    len: usize,
+    path: &Path,
+) -> Result<Vec<f32>> {
+    use safetensors::Dtype;
+    let dtype = st.tensor(name).map(|t| t.dtype()).unwrap_or(Dtype::F32);
+    if !matches!(dtype, Dtype::F16 | Dtype::BF16 | Dtype::F64) {
+        return read_f32(st, name, len, path);
+    }
+    let b = tensor_bytes(st, name, dtype, len, path)?;
+    Ok(match dtype {
+        Dtype::F16 => b
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => b
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        _ => b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A SAELens folder as SAELens 6 saves one: bf16 weights, b_dec not applied to the input,
+    /// `expected_average_only_in` (run without normalization from a local folder, as SAELens).
+    #[test]
+    fn saelens_folders_with_other_dtypes_and_settings_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, s) = (3, 2);
+        let w_enc: Vec<f32> = (0..d * s).map(|i| i as f32 * 0.5).collect();
+        let bf16 = |v: &[f32]| -> Vec<u8> {
+            v.iter()
+                .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+                .collect()
+        };
+        let bytes: Vec<(&str, Vec<usize>, Vec<u8>)> = vec![
+            ("W_enc", vec![d, s], bf16(&w_enc)),
+            ("b_enc", vec![s], bf16(&[1.0, -1.0])),
+            ("W_dec", vec![s, d], bf16(&[0.25; 6])),
+            ("b_dec", vec![d], bf16(&[2.0; 3])),
+        ];
+        let views: Vec<(&str, safetensors::tensor::TensorView)> = bytes
+            .iter()
+            .map(|(n, shape, b)| {
+                let v = safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::BF16,
+                    shape.clone(),
+                    b,
+                );
+                (*n, v.unwrap())
+            })
+            .collect();
+        let wpath = dir.path().join("sae_weights.safetensors");
+        safetensors::serialize_to_file(views, None, &wpath).unwrap();
+        let cfg = serde_json::json!({"architecture": "standard", "d_in": d, "d_sae": s,
+            "apply_b_dec_to_input": false, "normalize_activations": "expected_average_only_in",
+            "metadata": {"hook_name": "blocks.0.hook_resid_post"}});
+        std::fs::write(dir.path().join(CFG_FILE), cfg.to_string()).unwrap();
+        let l = load_saelens(dir.path()).unwrap();
+        assert!(!l.sae.apply_b_dec_to_input);
+        assert_eq!(l.hook_name.as_deref(), Some("blocks.0.hook_resid_post"));
+        // W_enc [d_in, d_sae] comes back feature-major: row i is column i of W_enc.
+        assert_eq!(l.sae.w_enc, vec![0.0, 1.0, 2.0, 0.5, 1.5, 2.5]);
+        assert_eq!(
+            (l.sae.b_enc.clone(), l.sae.b_dec.clone()),
+            (vec![1.0, -1.0], vec![2.0; 3])
+        );
+
+        let cfg = cfg
+            .to_string()
+            .replace("expected_average_only_in", "layer_norm");
+        std::fs::write(dir.path().join(CFG_FILE), cfg).unwrap();
+        let err = load_saelens(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("`layer_norm` is not supported"), "{err}");
+    }
 }

@@ -45,7 +45,7 @@ pub enum StoreError {
     },
     /// A shard's bytes do not hash to what the manifest recorded.
     #[error(
-        "{path}: sha256 mismatch: manifest.json says {expected}, the file hashes to {actual} \
+        "{path}: sha256 mismatch: the manifest says {expected}, the file hashes to {actual} \
          (the shard is corrupt, truncated or was replaced; re-extract it)"
     )]
     Checksum {
@@ -58,7 +58,7 @@ pub enum StoreError {
     },
     /// The dataset's manifest says `complete: false`.
     #[error(
-        "{dir}: the dataset is incomplete (manifest.json says complete: false); {hint}; or pass \
+        "{dir}: the dataset is incomplete (the manifest says complete: false); {hint}; or pass \
          --allow-incomplete to read the shards it has"
     )]
     Incomplete {

@@ -18,8 +18,29 @@ use super::stats::{HookStats, RunningStats};
 pub const FORMAT: &str = "unravel-activations";
 /// The format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
-/// File name of a whole dataset's manifest.
-pub const MANIFEST_FILE: &str = "manifest.json";
+/// File name of a whole dataset's manifest. The leading underscore makes parquet readers that
+/// take the whole folder (pyarrow, pandas, polars, HF datasets) skip it, as they skip Hive/Spark
+/// metadata files.
+pub const MANIFEST_FILE: &str = "_manifest.json";
+/// The name datasets written before the rename use; still read (and replaced on the next save).
+pub const LEGACY_MANIFEST_FILE: &str = "manifest.json";
+
+/// The manifest of the dataset in `dir`: `_manifest.json`, else the legacy `manifest.json`
+/// where only that exists (where neither does: `_manifest.json`).
+pub fn manifest_path(dir: &Path) -> PathBuf {
+    existing_or_new(dir, MANIFEST_FILE, LEGACY_MANIFEST_FILE)
+}
+
+/// `dir/new`, or `dir/legacy` where only the legacy file exists.
+fn existing_or_new(dir: &Path, new: &str, legacy: &str) -> PathBuf {
+    let path = dir.join(new);
+    let old = dir.join(legacy);
+    if !path.exists() && old.exists() {
+        old
+    } else {
+        path
+    }
+}
 
 /// What a finished shard holds; recorded in the manifest (written by the shard writer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,12 +236,23 @@ impl Manifest {
         }
     }
 
-    /// `manifest.json`, or `manifest-p03.json` for part 3.
+    /// `_manifest.json`, or `_manifest-p03.json` for part 3.
     pub fn file_name(&self) -> String {
+        format!("_{}", self.legacy_file_name())
+    }
+
+    /// The name before the rename: `manifest.json`, `manifest-p03.json`.
+    fn legacy_file_name(&self) -> String {
         match &self.part {
             Some(p) => format!("manifest-{}.json", p.tag()),
-            None => MANIFEST_FILE.into(),
+            None => LEGACY_MANIFEST_FILE.into(),
         }
+    }
+
+    /// This run's manifest file in `dir`: [`Manifest::file_name`], or the legacy name where
+    /// only that exists.
+    pub fn existing_file(&self, dir: &Path) -> PathBuf {
+        existing_or_new(dir, &self.file_name(), &self.legacy_file_name())
     }
 
     /// The file name of shard number `index`: `shard-00012.parquet`, or `shard-p03-00012.parquet`
@@ -237,16 +269,16 @@ impl Manifest {
         self.hooks.iter().find(|h| h.name == name)
     }
 
-    /// Loads `dir/manifest.json`.
+    /// Loads `dir/_manifest.json` (or the legacy `dir/manifest.json`).
     pub fn load(dir: &Path) -> Result<Manifest> {
-        let path = dir.join(MANIFEST_FILE);
+        let path = manifest_path(dir);
         if !path.exists() {
             let parts = Manifest::part_files(dir).unwrap_or_default();
             let hint = if parts.is_empty() {
                 "is this a folder written by `unravel extract`?".to_string()
             } else {
                 format!(
-                    "the folder holds {} part manifests (manifest-pNN.json); join them with \
+                    "the folder holds {} part manifests (_manifest-pNN.json); join them with \
                      `unravel merge-manifests` first",
                     parts.len()
                 )
@@ -271,7 +303,8 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// The part manifests (`manifest-pNN.json`) in `dir`, sorted by name.
+    /// The part manifests (`_manifest-pNN.json`, or legacy `manifest-pNN.json`) in `dir`, sorted
+    /// by name.
     pub fn part_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
         let mut files: Vec<PathBuf> = entries
@@ -280,6 +313,7 @@ impl Manifest {
             .filter(|p| {
                 p.file_name()
                     .and_then(|n| n.to_str())
+                    .map(|n| n.strip_prefix('_').unwrap_or(n))
                     .is_some_and(|n| n.starts_with("manifest-p") && n.ends_with(".json"))
             })
             .collect();
@@ -287,7 +321,8 @@ impl Manifest {
         Ok(files)
     }
 
-    /// Writes `dir/<file_name()>` atomically (tmp, fsync, rename).
+    /// Writes `dir/<file_name()>` atomically (tmp, fsync, rename), then removes a legacy-named
+    /// copy (a resumed old dataset moves to the new name).
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(self.file_name());
         let json = serde_json::to_vec_pretty(self).map_err(|e| StoreError::Manifest {
@@ -295,6 +330,10 @@ impl Manifest {
             message: format!("cannot serialise the manifest: {e}"),
         })?;
         crate::io::write_atomic(&path, &json).map_err(|e| StoreError::io(&path, e))?;
+        let legacy = dir.join(self.legacy_file_name());
+        if legacy.exists() {
+            std::fs::remove_file(&legacy).map_err(|e| StoreError::io(&legacy, e))?;
+        }
         crate::io::sync_dir(&path);
         Ok(())
     }
@@ -582,7 +621,7 @@ pub fn merge_part_folders(out_dir: &Path, part_dirs: &[PathBuf]) -> Result<Manif
         let files = Manifest::part_files(dir)?;
         if files.is_empty() {
             return Err(StoreError::Merge(format!(
-                "{} holds no part manifest (manifest-pNN.json)",
+                "{} holds no part manifest (_manifest-pNN.json)",
                 dir.display()
             )));
         }

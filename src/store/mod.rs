@@ -17,8 +17,8 @@
 //!
 //! # On-disk format (format_version 1)
 //!
-//! A dataset folder holds `manifest.json` and `shard-00000.parquet`, `shard-00001.parquet`, …
-//! (`shard-p03-00000.parquet` and `manifest-p03.json` when the run is part 3 of several, so
+//! A dataset folder holds `_manifest.json` and `shard-00000.parquet`, `shard-00001.parquet`, …
+//! (`shard-p03-00000.parquet` and `_manifest-p03.json` when the run is part 3 of several, so
 //! several machines can write into one folder; `unravel merge-manifests` joins them). Each shard
 //! holds whole contexts; its columns, in order:
 //!
@@ -67,8 +67,8 @@ pub use integrity::{completion_hint, ReadOptions};
 pub(crate) use integrity::{nonfinite_rows, remove_rows, retain_rows};
 pub use loader::{Loader, LoaderConfig, LoaderMode, LoaderState, DEFAULT_SHUFFLE_BUFFER};
 pub use manifest::{
-    merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part, ShardInfo, Totals,
-    FORMAT, FORMAT_VERSION, MANIFEST_FILE,
+    manifest_path, merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part,
+    ShardInfo, Totals, FORMAT, FORMAT_VERSION, LEGACY_MANIFEST_FILE, MANIFEST_FILE,
 };
 pub use reader::{Dataset, HookRows, ShardReader};
 pub use schema::{HookInfo, StorageDtype, DTYPE_METADATA_KEY};

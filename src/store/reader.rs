@@ -57,7 +57,7 @@ impl Dataset {
             if !path.is_file() {
                 return Err(StoreError::format(
                     path,
-                    "listed in manifest.json but missing; restore it or re-extract the dataset",
+                    "listed in the manifest but missing; restore it or re-extract the dataset",
                 ));
             }
         }
@@ -161,7 +161,7 @@ impl Dataset {
         if rows as u64 != info.rows {
             return Err(StoreError::format(
                 path,
-                format!("holds {rows} rows, manifest.json says {}", info.rows),
+                format!("holds {rows} rows, the manifest says {}", info.rows),
             ));
         }
         Ok(())
@@ -442,7 +442,7 @@ fn check_schema(schema: &Schema, manifest: &Manifest) -> Result<(), String> {
             if *n as usize == hook.d && item.data_type() == &hook.dtype.item_type());
         if !ok {
             return Err(format!(
-                "column {} is {}, manifest.json says fixed_size_list<{}>[{}]",
+                "column {} is {}, the manifest says fixed_size_list<{}>[{}]",
                 hook.name,
                 field.data_type(),
                 hook.dtype.item_type(),

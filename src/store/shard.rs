@@ -19,7 +19,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Bytes go to `shard-NNNNN.parquet.tmp` and are hashed as they are written; `finish` writes the
+//! Bytes go to `.shard-NNNNN.parquet.tmp` and are hashed as they are written; `finish` writes the
 //! footer, fsyncs and renames. A crash before `finish` leaves only the `.tmp` file; an error or a
 //! drop before `finish` removes it.
 
@@ -203,11 +203,11 @@ fn validate_names(path: &Path, hooks: &[HookInfo], labels: &[String]) -> Result<
     Ok(())
 }
 
-/// `shard-00012.parquet` → `shard-00012.parquet.tmp`.
+/// `shard-00012.parquet` → `.shard-00012.parquet.tmp` (the dot keeps parquet readers that take
+/// the whole folder from reading a half-written shard).
 pub(crate) fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    PathBuf::from(name)
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.tmp"))
 }
 
 /// Writes one shard; see the module docs. Create it with [`ShardWriter::builder`].

@@ -58,7 +58,7 @@ impl DatasetWriter {
     /// holds this run's manifest.
     pub fn create(dir: &Path, mut manifest: Manifest, options: WriterOptions) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-        let path = dir.join(manifest.file_name());
+        let path = manifest.existing_file(dir);
         if path.exists() {
             return Err(StoreError::Manifest {
                 path,
@@ -80,7 +80,7 @@ impl DatasetWriter {
     /// `requested` (refused with the list of differences otherwise). Removes this run's
     /// leftover `.tmp` files and unlisted shards; `requested.max_tokens` replaces the old budget.
     pub fn resume(dir: &Path, requested: &Manifest, options: WriterOptions) -> Result<Self> {
-        let path = dir.join(requested.file_name());
+        let path = requested.existing_file(dir);
         if !path.exists() {
             return Err(StoreError::Manifest {
                 path,
@@ -263,9 +263,11 @@ fn remove_own_leftovers(dir: &Path, manifest: &Manifest) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
     for entry in entries.filter_map(|e| e.ok()) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let shard_name = name.strip_suffix(".tmp").unwrap_or(&name);
+        // `.shard-….parquet.tmp`, or `shard-….parquet.tmp` from versions before the dot.
+        let tmp = name.strip_suffix(".tmp");
+        let shard_name = tmp.map_or(name.as_str(), |n| n.strip_prefix('.').unwrap_or(n));
         let own = is_own_shard(shard_name, manifest);
-        if own && (name.ends_with(".tmp") || !listed.contains(&name.as_str())) {
+        if own && (tmp.is_some() || !listed.contains(&name.as_str())) {
             let path = entry.path();
             std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
         }

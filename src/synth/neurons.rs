@@ -21,7 +21,7 @@
 //!
 //! Written as a dataset (hook `neurons`, one label column `label.cNN` per concept, value `1` on
 //! the tokens that carry it; each token's text lists its concepts so report cards read well) with
-//! the truth in `truth/neurons.json`.
+//! the truth in `_truth/neurons.json`.
 
 use std::path::Path;
 
@@ -154,7 +154,7 @@ pub struct PlantedNeuron {
     pub outlier_concepts: Vec<String>,
 }
 
-/// `truth/neurons.json`.
+/// `_truth/neurons.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NeuronTruth {
     pub spec: NeuronSpec,
@@ -163,9 +163,9 @@ pub struct NeuronTruth {
 }
 
 impl NeuronTruth {
-    /// Reads `DIR/truth/neurons.json` (DIR may also be the truth folder itself).
+    /// Reads `DIR/_truth/neurons.json` (legacy: `DIR/truth/`; DIR may be the truth folder itself).
     pub fn load(dir: &Path) -> Result<NeuronTruth, SynthError> {
-        let mut path = dir.join(TRUTH_DIR).join(NEURON_TRUTH_FILE);
+        let mut path = super::truth::truth_dir(dir).join(NEURON_TRUTH_FILE);
         if !path.exists() {
             path = dir.join(NEURON_TRUTH_FILE);
         }
@@ -231,7 +231,7 @@ fn draw_neurons(spec: &NeuronSpec, rng: &mut StdRng) -> Vec<PlantedNeuron> {
         .collect()
 }
 
-/// Writes the dataset into `dir` and the truth into `dir/truth/neurons.json`.
+/// Writes the dataset into `dir` and the truth into `dir/_truth/neurons.json`.
 pub fn write_neurons(spec: &NeuronSpec, dir: &Path) -> crate::store::Result<NeuronTruth> {
     write_neurons_with_progress(spec, dir, &mut |_| {})
 }

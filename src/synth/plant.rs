@@ -36,7 +36,7 @@ fn err(path: &Path, m: impl Into<String>) -> StoreError {
     }
 }
 
-/// Writes the planted copy of `src` into `out` and returns the truth (also saved in `out/truth/`).
+/// Writes the planted copy of `src` into `out` and returns the truth (also saved in `out/_truth/`).
 pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Result<PlantedTruth> {
     let m = src.manifest();
     let hook = src.hook(&spec.hook)?.clone();
@@ -45,7 +45,7 @@ pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Resul
     let scale = spec.relative_magnitude * mean_norm;
     if !scale.is_finite() || scale <= 0.0 {
         return Err(StoreError::Format {
-            path: src.dir().join(crate::store::MANIFEST_FILE),
+            path: crate::store::manifest_path(src.dir()),
             message: format!(
                 "--magnitude {} × the mean row norm of {} ({mean_norm}) is {scale}, not a usable \
                  magnitude: give a smaller --magnitude (or re-extract a dataset whose stats are finite)",
@@ -284,7 +284,7 @@ impl ShardRows {
     }
 }
 
-/// Saves the truth (directions, frequencies, magnitude scale) in `out/truth/`.
+/// Saves the truth (directions, frequencies, magnitude scale) in `out/_truth/`.
 fn save_truth(
     out: &Path,
     directions: &[f32],

@@ -1,7 +1,7 @@
 //! Planted features: `n_features` unit directions in `d` dims (superposition when n_features > d);
 //! each token's activation is the sum of its active features' directions times their magnitudes,
 //! plus optional Gaussian noise. Written in the same shard format as `unravel extract` (hook
-//! `synthetic`, no special rows) with the ground truth in `truth/ground_truth.safetensors`.
+//! `synthetic`, no special rows) with the ground truth in `_truth/ground_truth.safetensors`.
 //!
 //! The generative model, every part chosen in [`PlantedSpec`]:
 //! - directions: independent Gaussian (`Random`), pushed apart until no pair has
@@ -34,7 +34,7 @@ use crate::store::{
 
 /// The hook (column) name of planted datasets.
 pub const SYNTH_HOOK: &str = "synthetic";
-pub use super::truth::{TRUTH_DIR, TRUTH_FILE};
+pub use super::truth::{truth_dir, TRUTH_DIR, TRUTH_FILE};
 
 /// How the planted directions are drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -336,7 +336,7 @@ pub(crate) fn synthetic_manifest(id: String, seed: u64, hook: HookInfo, ctx: usi
     )
 }
 
-/// Writes the dataset into `dir` and the truth into `dir/truth/`.
+/// Writes the dataset into `dir` and the truth into `dir/_truth/`.
 pub fn write_planted(spec: &PlantedSpec, dir: &Path) -> crate::store::Result<PlantedTruth> {
     write_planted_with_progress(spec, dir, &mut |_| {})
 }

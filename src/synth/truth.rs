@@ -4,8 +4,23 @@
 
 use std::path::{Path, PathBuf};
 
-/// The truth's folder inside a planted dataset.
-pub const TRUTH_DIR: &str = "truth";
+/// The truth's folder inside a planted dataset; the underscore makes parquet readers that take
+/// the whole dataset folder (pyarrow, pandas, polars, HF datasets) skip it.
+pub const TRUTH_DIR: &str = "_truth";
+/// The truth's folder in datasets written before the rename; still read.
+pub const LEGACY_TRUTH_DIR: &str = "truth";
+
+/// The truth folder of the dataset in `dir`: `_truth/`, else the legacy `truth/` where only that
+/// exists.
+pub fn truth_dir(dir: &Path) -> PathBuf {
+    let path = dir.join(TRUTH_DIR);
+    let old = dir.join(LEGACY_TRUTH_DIR);
+    if !path.exists() && old.is_dir() {
+        old
+    } else {
+        path
+    }
+}
 /// The planted directions and frequencies (safetensors) inside [`TRUTH_DIR`].
 pub const TRUTH_FILE: &str = "ground_truth.safetensors";
 
@@ -21,16 +36,16 @@ pub struct Truth {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TruthError {
-    #[error("{}: no truth/{TRUTH_FILE} (made by `unravel synth`)", .0.display())]
+    #[error("{}: no {TRUTH_DIR}/{TRUTH_FILE} (made by `unravel synth`)", .0.display())]
     Missing(PathBuf),
     #[error("{}: {reason}", file.display())]
     Read { file: PathBuf, reason: String },
 }
 
-/// Reads a planted dataset's ground truth. `dir` is the dataset folder (holding `truth/`) or the
+/// Reads a planted dataset's ground truth. `dir` is the dataset folder (holding `_truth/`) or the
 /// truth folder itself.
 pub fn read_truth(dir: &Path) -> Result<Truth, TruthError> {
-    let file = [dir.join(TRUTH_DIR).join(TRUTH_FILE), dir.join(TRUTH_FILE)]
+    let file = [truth_dir(dir).join(TRUTH_FILE), dir.join(TRUTH_FILE)]
         .into_iter()
         .find(|p| p.is_file())
         .ok_or_else(|| TruthError::Missing(dir.to_path_buf()))?;
@@ -58,4 +73,19 @@ pub fn read_truth(dir: &Path) -> Result<Truth, TruthError> {
         frequencies,
         d,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_legacy_truth_folder_is_found_where_only_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(truth_dir(dir.path()), dir.path().join("_truth"));
+        std::fs::create_dir(dir.path().join("truth")).unwrap();
+        assert_eq!(truth_dir(dir.path()), dir.path().join("truth"));
+        std::fs::create_dir(dir.path().join("_truth")).unwrap();
+        assert_eq!(truth_dir(dir.path()), dir.path().join("_truth"));
+    }
 }

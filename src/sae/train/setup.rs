@@ -226,7 +226,7 @@ pub fn make_engine(cfg: &TrainConfig, sae: &Sae, adam: &AdamState) -> Result<Box
 /// sha256 of a dataset's manifest.json.
 pub(super) fn manifest_sha(dataset: &Dataset) -> Result<String> {
     use sha2::{Digest, Sha256};
-    let path = dataset.dir().join(crate::store::MANIFEST_FILE);
+    let path = crate::store::manifest_path(dataset.dir());
     let bytes = std::fs::read(&path).map_err(|e| SaeError::File {
         path: path.clone(),
         reason: e.to_string(),
