@@ -201,6 +201,20 @@ impl Labeler {
             let c = l.add(name, "regex")?;
             l.rules.push((c, Rule::Pattern(re)));
         }
+        l.add_label_columns(cfg, label_values)?;
+        if l.names.is_empty() {
+            return Err(ConceptError::NoConcepts);
+        }
+        Ok(l)
+    }
+
+    /// The concepts of the label columns asked for (all when `cfg` names none): one per value
+    /// that makes a concept, in value order.
+    fn add_label_columns(
+        &mut self,
+        cfg: &ConceptConfig,
+        label_values: &[(String, Vec<String>)],
+    ) -> Result<(), ConceptError> {
         let wanted: Vec<&String> = match &cfg.label_columns {
             None => label_values.iter().map(|(c, _)| c).collect(),
             Some(cols) => {
@@ -229,25 +243,22 @@ impl Labeler {
                 .unwrap_or_default();
             values.sort();
             let mut rule = LabelRule {
-                column: l.label_columns.len(),
+                column: self.label_columns.len(),
                 values: HashMap::new(),
             };
             for v in &values {
                 if let Some(name) = label_concept(column, v) {
-                    let c = match l.names.iter().position(|n| *n == name) {
+                    let c = match self.names.iter().position(|n| *n == name) {
                         Some(c) => c,
-                        None => l.add(&name, "label")?,
+                        None => self.add(&name, "label")?,
                     };
                     rule.values.insert(v.clone(), c);
                 }
             }
-            l.label_columns.push(column.clone());
-            l.labels.push(rule);
+            self.label_columns.push(column.clone());
+            self.labels.push(rule);
         }
-        if l.names.is_empty() {
-            return Err(ConceptError::NoConcepts);
-        }
-        Ok(l)
+        Ok(())
     }
 
     fn add(&mut self, name: &str, source: &'static str) -> Result<usize, ConceptError> {

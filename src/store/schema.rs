@@ -494,7 +494,7 @@ mod tests {
         assert!(matches!(err, ColumnError::Shape { d: 2, .. }), "{err}");
         assert_eq!(
             err.to_string(),
-            "column h is FixedSizeList(3 x Float32), but the manifest says fixed_size_list<Float32>[2]"
+            "column h is FixedSizeList(3 x non-null Float32), but the manifest says fixed_size_list<Float32>[2]"
         );
     }
 
