@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use serde::Deserialize;
 
+pub use super::concept_error::ConceptError;
+
 /// The bit-set width.
 pub const MAX_CONCEPTS: usize = 128;
 
@@ -74,10 +76,15 @@ pub struct ConceptConfig {
 impl ConceptConfig {
     /// Reads a concepts TOML file. Relative lexicon paths are taken from the working folder
     /// when they exist there, else from the file's folder.
-    pub fn load(path: &Path) -> Result<ConceptConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut cfg: ConceptConfig =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<ConceptConfig, ConceptError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConceptError::Read {
+            path: path.into(),
+            error,
+        })?;
+        let mut cfg: ConceptConfig = toml::from_str(&text).map_err(|error| ConceptError::Toml {
+            path: path.into(),
+            error,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for lex in &mut cfg.lexicons {
             if lex.is_relative() && !lex.exists() && base.join(&*lex).exists() {
@@ -143,7 +150,8 @@ impl Labeler {
         cfg: &ConceptConfig,
         label_values: &[(String, Vec<String>)],
         wordpiece: bool,
-    ) -> Result<Labeler, String> {
+    ) -> Result<Labeler, ConceptError> {
+        let builtin = |error| ConceptError::Pattern { path: None, error };
         let mut l = Labeler {
             names: vec![],
             sources: vec![],
@@ -152,8 +160,8 @@ impl Labeler {
             labels: vec![],
             label_columns: vec![],
             wordpiece,
-            number: Regex::new(r"\d+(?:[.,]\d+)*").map_err(|e| e.to_string())?,
-            url: Regex::new(r"(?i)\b(?:https?://|www\.)[^\s<>]+").map_err(|e| e.to_string())?,
+            number: Regex::new(r"\d+(?:[.,]\d+)*").map_err(builtin)?,
+            url: Regex::new(r"(?i)\b(?:https?://|www\.)[^\s<>]+").map_err(builtin)?,
         };
         let all = cfg.taggers.iter().any(|t| t == "all");
         for (i, (name, _)) in TAGGERS.iter().enumerate() {
@@ -165,10 +173,10 @@ impl Labeler {
         for t in &cfg.taggers {
             if t != "all" && !TAGGERS.iter().any(|(n, _)| n == t) {
                 let names: Vec<&str> = TAGGERS.iter().map(|(n, _)| *n).collect();
-                return Err(format!(
-                    "unknown tagger `{t}`; the taggers are: all, {}",
-                    names.join(", ")
-                ));
+                return Err(ConceptError::UnknownTagger {
+                    tagger: t.clone(),
+                    known: names.join(", "),
+                });
             }
         }
         for path in &cfg.lexicons {
@@ -184,11 +192,29 @@ impl Labeler {
                     .unwrap_or("")
                     .trim()
                     .trim_start_matches("error: ");
-                format!("regex concept `{name}`: bad pattern `{pattern}`: {why}")
+                ConceptError::BadPattern {
+                    name: name.clone(),
+                    pattern: pattern.clone(),
+                    why: why.to_string(),
+                }
             })?;
             let c = l.add(name, "regex")?;
             l.rules.push((c, Rule::Pattern(re)));
         }
+        l.add_label_columns(cfg, label_values)?;
+        if l.names.is_empty() {
+            return Err(ConceptError::NoConcepts);
+        }
+        Ok(l)
+    }
+
+    /// The concepts of the label columns asked for (all when `cfg` names none): one per value
+    /// that makes a concept, in value order.
+    fn add_label_columns(
+        &mut self,
+        cfg: &ConceptConfig,
+        label_values: &[(String, Vec<String>)],
+    ) -> Result<(), ConceptError> {
         let wanted: Vec<&String> = match &cfg.label_columns {
             None => label_values.iter().map(|(c, _)| c).collect(),
             Some(cols) => {
@@ -196,14 +222,14 @@ impl Labeler {
                     if !label_values.iter().any(|(n, _)| n == c) {
                         let have: Vec<&str> =
                             label_values.iter().map(|(n, _)| n.as_str()).collect();
-                        return Err(format!(
-                            "label column `{c}` is not in the dataset (it has: {})",
-                            if have.is_empty() {
+                        return Err(ConceptError::UnknownLabelColumn {
+                            column: c.clone(),
+                            have: if have.is_empty() {
                                 "none".into()
                             } else {
                                 have.join(", ")
-                            }
-                        ));
+                            },
+                        });
                     }
                 }
                 cols.iter().collect()
@@ -217,57 +243,57 @@ impl Labeler {
                 .unwrap_or_default();
             values.sort();
             let mut rule = LabelRule {
-                column: l.label_columns.len(),
+                column: self.label_columns.len(),
                 values: HashMap::new(),
             };
             for v in &values {
                 if let Some(name) = label_concept(column, v) {
-                    let c = match l.names.iter().position(|n| *n == name) {
+                    let c = match self.names.iter().position(|n| *n == name) {
                         Some(c) => c,
-                        None => l.add(&name, "label")?,
+                        None => self.add(&name, "label")?,
                     };
                     rule.values.insert(v.clone(), c);
                 }
             }
-            l.label_columns.push(column.clone());
-            l.labels.push(rule);
+            self.label_columns.push(column.clone());
+            self.labels.push(rule);
         }
-        if l.names.is_empty() {
-            return Err("no concepts to audit: give taggers, lexicons, regexes or label columns (see configs/concepts.toml)".into());
-        }
-        Ok(l)
+        Ok(())
     }
 
-    fn add(&mut self, name: &str, source: &'static str) -> Result<usize, String> {
-        if self.names.iter().any(|n| n == name) {
-            return Err(format!(
-                "concept `{name}` is defined twice; rename one (sources: {} and {source})",
-                self.sources[self.names.iter().position(|n| n == name).unwrap_or(0)]
-            ));
+    fn add(&mut self, name: &str, source: &'static str) -> Result<usize, ConceptError> {
+        if let Some(i) = self.names.iter().position(|n| n == name) {
+            return Err(ConceptError::Twice {
+                name: name.to_string(),
+                first: self.sources[i],
+                second: source,
+            });
         }
         if self.names.len() == MAX_CONCEPTS {
-            return Err(format!(
-                "more than {MAX_CONCEPTS} concepts; audit fewer at once (choose taggers, lexicons or label columns)"
-            ));
+            return Err(ConceptError::TooMany { max: MAX_CONCEPTS });
         }
         self.names.push(name.to_string());
         self.sources.push(source);
         Ok(self.names.len() - 1)
     }
 
-    fn add_lexicon(&mut self, path: &Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("lexicon {}: {e}", path.display()))?;
-        let table: BTreeMap<String, Vec<String>> = toml::from_str(&text).map_err(|e| {
-            format!(
-                "lexicon {}: {e}; expected `concept = [\"word\", ...]` lines",
-                path.display()
-            )
+    fn add_lexicon(&mut self, path: &Path) -> Result<(), ConceptError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConceptError::LexiconRead {
+            path: path.into(),
+            error,
         })?;
+        let table: BTreeMap<String, Vec<String>> =
+            toml::from_str(&text).map_err(|error| ConceptError::LexiconToml {
+                path: path.into(),
+                error,
+            })?;
         for (concept, entries) in table {
             let c = self
                 .add(&concept, "lexicon")
-                .map_err(|e| format!("lexicon {}: {e}", path.display()))?;
+                .map_err(|e| ConceptError::Lexicon {
+                    path: path.into(),
+                    error: Box::new(e),
+                })?;
             let mut phrases = vec![];
             for entry in entries {
                 let e = entry.trim().to_lowercase();
@@ -282,8 +308,12 @@ impl Labeler {
                 }
             }
             if !phrases.is_empty() {
-                let re = Regex::new(&format!(r"(?i)\b(?:{})\b", phrases.join("|")))
-                    .map_err(|e| format!("lexicon {}: {e}", path.display()))?;
+                let re = Regex::new(&format!(r"(?i)\b(?:{})\b", phrases.join("|"))).map_err(
+                    |error| ConceptError::Pattern {
+                        path: Some(path.into()),
+                        error,
+                    },
+                )?;
                 self.rules.push((c, Rule::Pattern(re)));
             }
         }
@@ -578,8 +608,10 @@ mod tests {
             ..ConceptConfig::default()
         };
         let e = Labeler::new(&cfg, &[], false).err().unwrap();
+        assert!(matches!(&e, ConceptError::UnknownTagger { tagger, .. } if tagger == "digits"));
         assert!(
-            e.starts_with("unknown tagger `digits`; the taggers are: all, digit"),
+            e.to_string()
+                .starts_with("unknown tagger `digits`; the taggers are: all, digit"),
             "{e}"
         );
         let cfg = ConceptConfig {
@@ -588,7 +620,7 @@ mod tests {
         };
         let e = Labeler::new(&cfg, &[], false).err().unwrap();
         assert_eq!(
-            e,
+            e.to_string(),
             "label column `label.topic` is not in the dataset (it has: none)"
         );
     }

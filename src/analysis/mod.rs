@@ -2,6 +2,7 @@
 //! superposition metrics of `unravel analyze`. Definitions: docs/metrics.md.
 //!
 //! concepts.rs  — concept labels per token (taggers, lexicons, regexes, label columns)
+//! concept_error.rs — what is wrong with the concepts asked for
 //! label_values.rs — the distinct values of a dataset's label columns (one concept per value)
 //! blocks.rs    — a dataset read back as blocks of whole contexts (tokens, labels, one hook)
 //! audit/       — streaming scores of every unit × concept and the classification
@@ -16,6 +17,7 @@ pub mod analysis_report;
 pub mod analyze;
 pub mod audit;
 pub mod blocks;
+pub mod concept_error;
 pub mod concepts;
 pub mod label_values;
 pub mod logit_effect;

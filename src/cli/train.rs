@@ -1,4 +1,10 @@
 //! `unravel train`: flags → config → `sae::train`; the progress bar and the summary.
+//!
+//! The flags are [`TrainArgs`]: the few this command reads itself (`--out`, `--config`,
+//! `--resume`, `--recipe`, `--engine`) and every training knob (`--lr`, `--d-sae`, …) as the
+//! flattened [`PartialConfig`] of src/sae/config.rs, whose module doc follows a flag from here
+//! to the trainer. [`cmd_train`] layers them: config file < flags (or the saved config of
+//! `--resume` < flags), then [`TrainConfig::resolve`] fills in the defaults and checks.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -18,6 +18,8 @@
 use std::path::PathBuf;
 
 mod held;
+mod json_cursor;
+mod json_escape;
 mod json_line;
 mod jsonl;
 pub mod pack;
@@ -52,6 +54,14 @@ pub enum CorpusError {
         spec: String,
         /// What is wrong and what to do.
         reason: String,
+    },
+    /// An `hf://datasets/...` spec that is malformed, or whose files cannot be had.
+    #[error("corpus `{spec}`: {source}")]
+    Hub {
+        /// The spec as given.
+        spec: String,
+        /// What is wrong with it.
+        source: crate::hub::dataset::HubDatasetError,
     },
     /// A file could not be read.
     #[error("{file}: cannot read ({source}); check that the file exists and is readable")]

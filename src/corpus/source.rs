@@ -74,7 +74,11 @@ pub fn resolve(spec: &Path) -> Result<(CorpusFormat, Vec<Source>)> {
     let is_glob = spec_text.contains(['*', '?', '[']);
 
     let (base, files) = if let Some(hub_spec) = crate::hub::dataset::parse(&spec_text) {
-        crate::hub::dataset::files(&hub_spec.map_err(&bad)?).map_err(&bad)?
+        let hub = |source| CorpusError::Hub {
+            spec: spec_text.clone(),
+            source,
+        };
+        crate::hub::dataset::files(&hub_spec.map_err(hub)?).map_err(hub)?
     } else if is_glob {
         glob_files(spec, &spec_text)?
     } else if spec.is_dir() {

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use hf_hub::api::sync::ApiError;
 use hf_hub::{Cache, Repo, RepoType};
 
 use super::HubOptions;
@@ -22,8 +23,45 @@ pub struct HubSpec {
     pub glob: String,
 }
 
+/// What can go wrong with an `hf://datasets/...` spec. The library errors inside are kept as
+/// values, not as sources: the message already says them.
+#[derive(Debug, thiserror::Error)]
+pub enum HubDatasetError {
+    /// The spec lacks an owner, a name or a revision.
+    #[error(
+        "expected hf://datasets/OWNER/NAME[@REVISION][/GLOB], e.g. \
+         hf://datasets/stanfordnlp/imdb/plain_text/train-*.parquet"
+    )]
+    Spec { spec: String },
+    /// The glob after the repo name does not parse.
+    #[error("bad glob `{glob}`: {error}")]
+    Glob { glob: String, error: globset::Error },
+    /// No file of the repo matches the glob; `files` are the first few names, comma-separated.
+    #[error("no file matches `{glob}` (files: {files}); add a glob after the repo name")]
+    NoMatch { glob: String, files: String },
+    /// The repo is not in the local cache (and the network is not to be used, or failed).
+    #[error(
+        "not in the hub cache at {}{}",
+        cache.display(),
+        if *offline { " and HF_HUB_OFFLINE=1 is set; run once with network access or unset HF_HUB_OFFLINE" } else { "" }
+    )]
+    NotCached { cache: PathBuf, offline: bool },
+    /// The hub client could not be built.
+    #[error("{0}")]
+    Client(ApiError),
+    /// Listing the repo failed (no network, say) and the cache could not stand in.
+    #[error("cannot list the repo on the hub ({error}); from the cache: {cached}")]
+    List {
+        error: ApiError,
+        cached: Box<HubDatasetError>,
+    },
+    /// Downloading one of the matching files failed.
+    #[error("cannot download {name}: {error}")]
+    Download { name: String, error: ApiError },
+}
+
 /// Parses a spec; `None` when it is not a hub dataset.
-pub fn parse(spec: &str) -> Option<Result<HubSpec, String>> {
+pub fn parse(spec: &str) -> Option<Result<HubSpec, HubDatasetError>> {
     let rest = spec.strip_prefix(PREFIX)?;
     let mut parts = rest.splitn(3, '/');
     let (owner, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -36,10 +74,7 @@ pub fn parse(spec: &str) -> Option<Result<HubSpec, String>> {
         None => (name, "main"),
     };
     if owner.is_empty() || name.is_empty() || revision.is_empty() {
-        return Some(Err(
-            "expected hf://datasets/OWNER/NAME[@REVISION][/GLOB], e.g. hf://datasets/stanfordnlp/imdb/plain_text/train-*.parquet"
-                .into(),
-        ));
+        return Some(Err(HubDatasetError::Spec { spec: spec.into() }));
     }
     Some(Ok(HubSpec {
         repo: format!("{owner}/{name}"),
@@ -48,12 +83,15 @@ pub fn parse(spec: &str) -> Option<Result<HubSpec, String>> {
     }))
 }
 
-fn matcher(glob: &str) -> Result<globset::GlobMatcher, String> {
+fn matcher(glob: &str) -> Result<globset::GlobMatcher, HubDatasetError> {
     globset::GlobBuilder::new(glob)
         .literal_separator(true)
         .build()
         .map(|g| g.compile_matcher())
-        .map_err(|e| format!("bad glob `{glob}`: {e}"))
+        .map_err(|error| HubDatasetError::Glob {
+            glob: glob.into(),
+            error,
+        })
 }
 
 /// Every file of a cached snapshot, repo-relative and `/`-separated.
@@ -95,40 +133,32 @@ fn snapshot_dir(cache: &Cache, spec: &HubSpec) -> Option<PathBuf> {
 
 /// The local files of a hub dataset spec (downloading what the cache lacks unless offline), and
 /// the folder their names are relative to.
-pub fn files(spec: &HubSpec) -> Result<(PathBuf, Vec<PathBuf>), String> {
+pub fn files(spec: &HubSpec) -> Result<(PathBuf, Vec<PathBuf>), HubDatasetError> {
     let m = matcher(&spec.glob)?;
     // The standard cache, offline when HF_HUB_OFFLINE says so; the revision is the spec's.
     let hub = HubOptions::default();
     let (cache, offline) = (hub.cache(), hub.offline);
     let repo = Repo::with_revision(spec.repo.clone(), RepoType::Dataset, spec.revision.clone());
-    let pick = |names: &[String]| -> Result<Vec<String>, String> {
+    let pick = |names: &[String]| -> Result<Vec<String>, HubDatasetError> {
         let picked: Vec<String> = names.iter().filter(|n| m.is_match(n)).cloned().collect();
         if picked.is_empty() {
             let shown: Vec<&str> = names.iter().take(12).map(String::as_str).collect();
-            return Err(format!(
-                "no file matches `{}` (files: {}{}); add a glob after the repo name",
-                spec.glob,
-                shown.join(", "),
-                if names.len() > shown.len() {
-                    ", ..."
-                } else {
-                    ""
-                }
-            ));
+            let more = if names.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            };
+            return Err(HubDatasetError::NoMatch {
+                glob: spec.glob.clone(),
+                files: format!("{}{more}", shown.join(", ")),
+            });
         }
         Ok(picked)
     };
-    let offline_files = || -> Result<(PathBuf, Vec<PathBuf>), String> {
-        let dir = snapshot_dir(&cache, spec).ok_or_else(|| {
-            format!(
-                "not in the hub cache at {}{}",
-                cache.path().display(),
-                if offline {
-                    " and HF_HUB_OFFLINE=1 is set; run once with network access or unset HF_HUB_OFFLINE"
-                } else {
-                    ""
-                }
-            )
+    let offline_files = || -> Result<(PathBuf, Vec<PathBuf>), HubDatasetError> {
+        let dir = snapshot_dir(&cache, spec).ok_or_else(|| HubDatasetError::NotCached {
+            cache: cache.path().clone(),
+            offline,
         })?;
         let names = pick(&snapshot_files(&dir))?;
         let paths = names.iter().map(|n| dir.join(n)).collect();
@@ -137,13 +167,16 @@ pub fn files(spec: &HubSpec) -> Result<(PathBuf, Vec<PathBuf>), String> {
     if offline {
         return offline_files();
     }
-    let api = super::client(&cache).map_err(|e| e.to_string())?.repo(repo);
+    let api = super::client(&cache)
+        .map_err(HubDatasetError::Client)?
+        .repo(repo);
     let info = match api.info() {
         Ok(info) => info,
         // No network: whatever the cache already holds.
-        Err(e) => {
-            return offline_files().map_err(|cached| {
-                format!("cannot list the repo on the hub ({e}); from the cache: {cached}")
+        Err(error) => {
+            return offline_files().map_err(|cached| HubDatasetError::List {
+                error,
+                cached: Box::new(cached),
             })
         }
     };
@@ -151,10 +184,10 @@ pub fn files(spec: &HubSpec) -> Result<(PathBuf, Vec<PathBuf>), String> {
     let picked = pick(&names)?;
     let mut paths = Vec::with_capacity(picked.len());
     for name in &picked {
-        paths.push(
-            api.get(name)
-                .map_err(|e| format!("cannot download {name}: {e}"))?,
-        );
+        paths.push(api.get(name).map_err(|error| HubDatasetError::Download {
+            name: name.clone(),
+            error,
+        })?);
     }
     // Downloaded files live in snapshots/<commit>/<name>: names are relative to that folder.
     let base = paths

@@ -6,60 +6,25 @@
 //!
 //! The default learning rate depends on the run's length (see [`default_lr`]): a fixed small
 //! rate tuned for runs of hundreds of millions of tokens cannot converge in a few hundred steps.
+//!
+//! Where a knob goes, `--lr` for one: it is the field [`PartialConfig::lr`], which is at once
+//! the flag (clap, flattened into `TrainArgs` in src/cli/train.rs), the `lr` key of a `--config`
+//! file and of a run config's `[train]` section (serde). [`TrainConfig::resolve`] gives it its
+//! default and checks it into [`TrainConfig::lr`]; the trainer reads it through
+//! [`TrainConfig::lr_at`] (config/schedule.rs) at every step. The recipes and engines are in
+//! config/recipe.rs.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::optim::AdamConfig;
-use super::step::StepConfig;
 use super::{Result, SaeError};
 
-/// The two training recipes (defined in docs/design.md, "SAE recipes").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Recipe {
-    /// Anthropic, April 2024 update: inputs scaled to E‖x‖ = √d_in, decoder-norm-weighted L1,
-    /// decoder rows of norm 0.1 at init with W_enc = W_decᵀ, λ warm-up over the first 5% of
-    /// steps, LR linear decay over the last 20%, gradient-norm clip 1.0.
-    #[serde(rename = "april-2024")]
-    April2024,
-    /// Towards Monosemanticity (2023): b_dec subtracted before the encoder and initialised to the
-    /// geometric median, unit-norm decoder rows (parallel gradient removed, renormalised after
-    /// each step), plain L1, dead-feature resampling.
-    #[serde(rename = "unit-norm")]
-    UnitNorm,
-}
+mod recipe;
+mod schedule;
 
-impl Recipe {
-    pub fn parse(s: &str) -> Result<Recipe> {
-        match s {
-            "april-2024" => Ok(Recipe::April2024),
-            "unit-norm" => Ok(Recipe::UnitNorm),
-            other => Err(SaeError::Config(format!(
-                "unknown recipe `{other}`: use april-2024 or unit-norm"
-            ))),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Recipe::April2024 => "april-2024",
-            Recipe::UnitNorm => "unit-norm",
-        }
-    }
-}
-
-/// Which step implementation to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineChoice {
-    /// The fast sparse engine on CPU f32, the plain engine elsewhere.
-    Auto,
-    /// The sparse CPU engine (CPU only).
-    Fast,
-    /// Plain candle ops (any device).
-    Plain,
-}
+pub use recipe::{EngineChoice, Recipe};
+pub use schedule::default_lr;
 
 /// Every setting, all optional: what a TOML file or the command line gives. This one type is
 /// the train command's flags (clap), a `--config` file's keys and a run config's `[train]`
@@ -273,7 +238,10 @@ pub struct TrainConfig {
     pub tokens: u64,
     /// Tokens per step.
     pub batch: usize,
+    /// Peak learning rate (`--lr`, else [`default_lr`]); the rate of step t is
+    /// [`TrainConfig::lr_at`].
     pub lr: f32,
+    /// λ (`--l1-coefficient`); the value of step t is [`TrainConfig::l1_at`].
     pub l1_coefficient: f32,
     /// Fraction of steps with linearly rising LR (0: none).
     pub lr_warmup_frac: f64,
@@ -476,83 +444,6 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Peak bytes of host memory the trainer needs, estimated before anything is allocated:
-    /// weights, gradients and the two Adam moments (4 copies of the parameters), a checkpoint's
-    /// snapshot of weights and moments (3 more), per batch the pre-activations, features and
-    /// their gradients (3 × batch × d_sae) and the inputs (2 × batch × d_in), and the loader's
-    /// shuffle window and the one decoded ahead (2 × shuffle_buffer × d_in), all f32.
-    pub fn memory_bytes(&self) -> u64 {
-        use crate::memory::product;
-        let (d_in, d_sae, batch) = (self.d_in as u64, self.d_sae as u64, self.batch as u64);
-        let params = product(&[2, d_sae, d_in])
-            .saturating_add(d_sae)
-            .saturating_add(d_in);
-        let floats = product(&[7, params])
-            .saturating_add(product(&[3, batch, d_sae]))
-            .saturating_add(product(&[2, batch, d_in]))
-            .saturating_add(product(&[2, self.shuffle_buffer as u64, d_in]));
-        product(&[4, floats])
-    }
-
-    /// Optimisation steps in the run.
-    pub fn total_steps(&self) -> u64 {
-        self.tokens.div_ceil(self.batch as u64)
-    }
-
-    fn frac_steps(&self, frac: f64) -> u64 {
-        (frac * self.total_steps() as f64).round() as u64
-    }
-
-    /// Learning rate of step `t` (0-based): linear warm-up, constant, linear decay to 0.
-    pub fn lr_at(&self, t: u64) -> f32 {
-        let total = self.total_steps();
-        let (warm, decay) = (
-            self.frac_steps(self.lr_warmup_frac),
-            self.frac_steps(self.lr_decay_frac),
-        );
-        let mut f = 1.0f64;
-        if warm > 0 {
-            f = f.min((t + 1) as f64 / warm as f64);
-        }
-        if decay > 0 {
-            f = f.min(total.saturating_sub(t) as f64 / decay as f64);
-        }
-        (self.lr as f64 * f) as f32
-    }
-
-    /// λ of step `t` (0-based): `λ·min(1, (t+1)/warm-up steps)`.
-    pub fn l1_at(&self, t: u64) -> f32 {
-        let warm = self.frac_steps(self.l1_warmup_frac);
-        let f = if warm > 0 {
-            ((t + 1) as f64 / warm as f64).min(1.0)
-        } else {
-            1.0
-        };
-        (self.l1_coefficient as f64 * f) as f32
-    }
-
-    /// How the trainer reads its dataset.
-    pub fn read_options(&self) -> crate::store::ReadOptions {
-        crate::store::ReadOptions {
-            allow_incomplete: self.allow_incomplete,
-            skip_nonfinite: self.skip_nonfinite,
-        }
-    }
-
-    /// What the step needs of the recipe.
-    pub fn step_config(&self) -> StepConfig {
-        StepConfig {
-            decoder_norm_l1: self.recipe == Recipe::April2024,
-            unit_norm_decoder: self.recipe == Recipe::UnitNorm,
-            clip_norm: self.clip_norm,
-            adam: AdamConfig {
-                beta1: self.beta1,
-                beta2: self.beta2,
-                eps: self.adam_eps,
-            },
-        }
-    }
-
     /// The fields whose change makes a resumed run differ from the original.
     pub fn differences(&self, other: &TrainConfig) -> Vec<String> {
         let a = toml::Value::try_from(self).ok();
@@ -572,19 +463,6 @@ impl TrainConfig {
             })
             .collect()
     }
-}
-
-/// The default learning rate of a run of `steps` steps: `1e-3 · √(250 / steps)`, clamped between
-/// the recipe's long-run rate (april-2024: 5e-5, as SAELens; unit-norm: 1e-4) and 1e-3. So 1e-3
-/// up to 250 steps (1M tokens at batch 4096), ≈3.2e-4 at 10M tokens, ≈1.4e-4 at 50M, ≈1e-4 at
-/// 100M, and the long-run rate from ≈400M tokens (april-2024) on.
-pub fn default_lr(recipe: Recipe, steps: u64) -> f32 {
-    let floor = match recipe {
-        Recipe::April2024 => 5e-5,
-        Recipe::UnitNorm => 1e-4,
-    };
-    let lr = 1e-3 * (250.0 / steps.max(1) as f64).sqrt();
-    lr.clamp(floor, 1e-3) as f32
 }
 
 #[cfg(test)]

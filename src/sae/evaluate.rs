@@ -25,12 +25,12 @@ pub enum ShardChoice {
 }
 
 impl std::str::FromStr for ShardChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = EvalError;
+    fn from_str(s: &str) -> Result<Self, EvalError> {
         match s {
             "heldout" => Ok(Self::HeldOut),
             "all" => Ok(Self::All),
-            o => Err(format!("{o}: expected heldout or all")),
+            other => Err(EvalError::ShardChoice(other.to_string())),
         }
     }
 }
@@ -59,6 +59,9 @@ pub enum EvalError {
         acts: String,
         d: usize,
     },
+    /// A shard choice other than `heldout` or `all`.
+    #[error("{0}: expected heldout or all")]
+    ShardChoice(String),
 }
 
 /// A resolved evaluation: the config the engine runs with and the shards it reads.

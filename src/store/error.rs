@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use arrow_schema::DataType;
+
 /// Result alias for the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -90,6 +92,14 @@ pub enum StoreError {
         /// What does not match.
         message: String,
     },
+    /// A shard's column does not have the type or width the manifest promises.
+    #[error("{path}: {source}")]
+    Column {
+        /// The shard at fault.
+        path: PathBuf,
+        /// Which column and how it differs.
+        source: ColumnError,
+    },
     /// `manifest.json` is missing, unreadable or malformed.
     #[error("{path}: {message}")]
     Manifest {
@@ -143,6 +153,46 @@ pub enum StoreError {
     Tensor(#[from] candle_core::Error),
 }
 
+/// A column of a shard that does not match the manifest (the shard's path is added by
+/// [`StoreError::Column`]). `found` is the column's Arrow type; `item` and `d` are the item type
+/// and width the manifest says a hook column has.
+#[derive(Debug, thiserror::Error)]
+pub enum ColumnError {
+    /// A column the manifest names is not in the shard.
+    #[error("has no column {column}; it is not a shard of this dataset")]
+    Missing { column: String },
+    /// A hook column whose schema type differs from the manifest's.
+    #[error("column {column} is {found}, the manifest says fixed_size_list<{item}>[{d}]")]
+    Schema {
+        column: String,
+        found: DataType,
+        item: DataType,
+        d: usize,
+    },
+    /// A hook column whose data is not a fixed-size list.
+    #[error("column {column} is {found}, expected fixed_size_list<{item}>[{d}]")]
+    NotAList {
+        column: String,
+        found: DataType,
+        item: DataType,
+        d: usize,
+    },
+    /// A hook column whose list width or item type differs from the manifest's.
+    #[error("column {column} is {found}, but the manifest says fixed_size_list<{item}>[{d}]")]
+    Shape {
+        column: String,
+        found: DataType,
+        item: DataType,
+        d: usize,
+    },
+    /// A hook column whose values buffer has the wrong length or holds nulls.
+    #[error("column {column} has a malformed values buffer")]
+    Values { column: String },
+    /// A hook column whose values are not of its item type.
+    #[error("column {column}: unexpected item type")]
+    ItemType { column: String },
+}
+
 impl StoreError {
     /// Wraps an IO error with the path it happened on.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -155,6 +205,14 @@ impl StoreError {
     /// Wraps a parquet error with the shard it happened on.
     pub(crate) fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
         StoreError::Parquet {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A column of the shard at `path` that does not match the manifest.
+    pub(crate) fn column(path: impl Into<PathBuf>, source: ColumnError) -> Self {
+        StoreError::Column {
             path: path.into(),
             source,
         }

@@ -62,7 +62,7 @@ mod token_rows;
 mod window;
 mod writer;
 
-pub use error::{Result, StoreError};
+pub use error::{ColumnError, Result, StoreError};
 pub use integrity::{completion_hint, ReadOptions};
 pub(crate) use integrity::{nonfinite_rows, remove_rows, retain_rows};
 pub use loader::{Loader, LoaderConfig, LoaderMode, LoaderState, DEFAULT_SHUFFLE_BUFFER};

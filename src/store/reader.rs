@@ -14,7 +14,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
 
-use super::error::{Result, StoreError};
+use super::error::{ColumnError, Result, StoreError};
 use super::integrity::{self, ReadOptions};
 use super::manifest::Manifest;
 use super::schema::{decode_hook, HookInfo, FIXED_COLUMNS, SPECIAL};
@@ -207,7 +207,7 @@ impl ShardReader {
         let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
         let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
             .map_err(|e| StoreError::parquet(path, e))?;
-        check_schema(metadata.schema(), manifest).map_err(|m| StoreError::format(path, m))?;
+        check_schema(metadata.schema(), manifest).map_err(|e| StoreError::column(path, e))?;
         let row_groups = metadata
             .metadata()
             .row_groups()
@@ -372,7 +372,8 @@ impl ShardReader {
             let column = batch
                 .column_by_name(&hook.name)
                 .ok_or_else(|| bad(format!("has no column {}", hook.name)))?;
-            decode_hook(column.as_ref(), hook, keep.as_deref(), &mut values).map_err(bad)?;
+            decode_hook(column.as_ref(), hook, keep.as_deref(), &mut values)
+                .map_err(|e| StoreError::column(&self.path, e))?;
             if check {
                 dropped += self
                     .finite_or_dropped(hook, row_group, &mut values, start)?
@@ -419,35 +420,33 @@ impl ShardReader {
 
 /// The shard must hold the fixed columns, the manifest's label columns and its hooks with the
 /// manifest's widths and dtypes.
-fn check_schema(schema: &Schema, manifest: &Manifest) -> Result<(), String> {
+fn check_schema(schema: &Schema, manifest: &Manifest) -> Result<(), ColumnError> {
     for name in FIXED_COLUMNS
         .iter()
         .copied()
         .chain(manifest.label_columns.iter().map(|s| s.as_str()))
     {
         if schema.field_with_name(name).is_err() {
-            return Err(format!(
-                "has no column {name}; it is not a shard of this dataset"
-            ));
+            return Err(ColumnError::Missing {
+                column: name.to_string(),
+            });
         }
     }
     for hook in &manifest.hooks {
-        let field = schema.field_with_name(&hook.name).map_err(|_| {
-            format!(
-                "has no column {}; it is not a shard of this dataset",
-                hook.name
-            )
-        })?;
+        let field = schema
+            .field_with_name(&hook.name)
+            .map_err(|_| ColumnError::Missing {
+                column: hook.name.clone(),
+            })?;
         let ok = matches!(field.data_type(), DataType::FixedSizeList(item, n)
             if *n as usize == hook.d && item.data_type() == &hook.dtype.item_type());
         if !ok {
-            return Err(format!(
-                "column {} is {}, the manifest says fixed_size_list<{}>[{}]",
-                hook.name,
-                field.data_type(),
-                hook.dtype.item_type(),
-                hook.d
-            ));
+            return Err(ColumnError::Schema {
+                column: hook.name.clone(),
+                found: field.data_type().clone(),
+                item: hook.dtype.item_type(),
+                d: hook.d,
+            });
         }
     }
     Ok(())

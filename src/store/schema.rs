@@ -13,6 +13,7 @@ use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
+use super::error::ColumnError;
 use super::stats::RunningStats;
 
 /// Column of the context id (UInt64).
@@ -302,39 +303,33 @@ pub(crate) fn decode_hook(
     hook: &HookInfo,
     keep: Option<&[bool]>,
     out: &mut Vec<f32>,
-) -> Result<(), String> {
+) -> Result<(), ColumnError> {
+    let name = || hook.name.clone();
     let list = column
         .as_any()
         .downcast_ref::<FixedSizeListArray>()
-        .ok_or_else(|| {
-            format!(
-                "column {} is {}, expected fixed_size_list<{}>[{}]",
-                hook.name,
-                column.data_type(),
-                hook.dtype.item_type(),
-                hook.d
-            )
+        .ok_or_else(|| ColumnError::NotAList {
+            column: name(),
+            found: column.data_type().clone(),
+            item: hook.dtype.item_type(),
+            d: hook.d,
         })?;
     let d = hook.d;
     if list.value_length() as usize != d || list.value_type() != hook.dtype.item_type() {
-        return Err(format!(
-            "column {} is {}, but the manifest says fixed_size_list<{}>[{}]",
-            hook.name,
-            list.data_type(),
-            hook.dtype.item_type(),
-            d
-        ));
+        return Err(ColumnError::Shape {
+            column: name(),
+            found: list.data_type().clone(),
+            item: hook.dtype.item_type(),
+            d,
+        });
     }
     let values = list.values();
     if values.len() != list.len() * d || values.null_count() != 0 {
-        return Err(format!(
-            "column {} has a malformed values buffer",
-            hook.name
-        ));
+        return Err(ColumnError::Values { column: name() });
     }
     let any = values.as_any();
     // The downcasts cannot fail after the type check above; a mismatch is reported, not unwrapped.
-    let bad = || format!("column {}: unexpected item type", hook.name);
+    let bad = || ColumnError::ItemType { column: name() };
     match hook.dtype {
         StorageDtype::F32 => {
             let src = any
@@ -496,7 +491,11 @@ mod tests {
             ..hook(StorageDtype::F32)
         };
         let err = decode_hook(column.as_ref(), &wide, None, &mut vec![]).unwrap_err();
-        assert!(err.contains("manifest says"), "{err}");
+        assert!(matches!(err, ColumnError::Shape { d: 2, .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "column h is FixedSizeList(3 x non-null Float32), but the manifest says fixed_size_list<Float32>[2]"
+        );
     }
 
     #[test]

@@ -41,39 +41,17 @@ use super::schema::{encode_hook, shard_schema, EncodeError, HookInfo, StorageDty
 use super::shard_file::{ShardFile, Written};
 use super::stats::RunningStats;
 
+mod batch;
+
+use batch::batch_error;
+pub use batch::ContextBatch;
+
 /// Rows per parquet row group unless the builder says otherwise: the loader's shuffle unit.
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 8192;
 /// zstd level unless the builder says otherwise. Float activations compress through zstd's
 /// entropy coder, not its match finder: on GPT-2 f16 hook pages level 1 kept 90.9% of the bytes
 /// against level 3's 90.8%, compressing at 898 MB/s against 649 (BENCHMARKS.md).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
-
-/// Rows of whole contexts to append to a shard. Every per-row slice has the same length; a
-/// context's rows are consecutive with positions 0, 1, …; context ids increase.
-#[derive(Debug, Clone, Copy)]
-pub struct ContextBatch<'a> {
-    /// Context id of each row.
-    pub context_ids: &'a [u64],
-    /// Position of each row within its context.
-    pub positions: &'a [u32],
-    /// Token id of each row.
-    pub token_ids: &'a [u32],
-    /// Token string of each row.
-    pub tokens: &'a [String],
-    /// Whether each row is a special token (BOS, CLS, SEP).
-    pub special: &'a [bool],
-    /// One value per row for each label column, in the writer's label order (None = no label).
-    pub labels: &'a [Vec<Option<String>>],
-    /// For each hook, in the writer's hook order, `rows × d` values, row-major.
-    pub hooks: &'a [&'a [f32]],
-}
-
-impl ContextBatch<'_> {
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.context_ids.len()
-    }
-}
 
 /// Settings of a [`ShardWriter`]; the defaults live here and only here.
 #[derive(Debug, Clone)]
@@ -259,7 +237,12 @@ impl ShardWriter {
     /// Appends whole contexts. A malformed batch is refused before anything is written; an IO
     /// error removes the `.tmp` file and leaves the writer unusable.
     pub fn write_batch(&mut self, batch: &ContextBatch) -> Result<()> {
-        let summary = self.validate(batch)?;
+        let summary = batch.check(
+            &self.path,
+            &self.hooks,
+            &self.label_columns,
+            self.last_context_id,
+        )?;
         let mut batch_stats: Vec<RunningStats> =
             self.hooks.iter().map(|h| RunningStats::new(h.d)).collect();
         let record = self.record_batch(batch, &mut batch_stats)?;
@@ -302,68 +285,6 @@ impl ShardWriter {
             self.last_context_id = Some(summary.last);
         }
         Ok(())
-    }
-
-    /// Checks lengths, context structure and value ranges; returns the contexts it found.
-    fn validate(&self, b: &ContextBatch) -> Result<BatchSummary> {
-        let n = b.rows();
-        for (what, len) in [
-            ("positions", b.positions.len()),
-            ("token_ids", b.token_ids.len()),
-            ("tokens", b.tokens.len()),
-            ("special", b.special.len()),
-        ] {
-            if len != n {
-                return Err(batch_error(
-                    &self.path,
-                    format!("{what} has {len} rows, context_ids has {n}"),
-                ));
-            }
-        }
-        if b.labels.len() != self.label_columns.len() {
-            return Err(batch_error(
-                &self.path,
-                format!(
-                    "{} label columns given, the shard has {} ({:?})",
-                    b.labels.len(),
-                    self.label_columns.len(),
-                    self.label_columns
-                ),
-            ));
-        }
-        for (name, col) in self.label_columns.iter().zip(b.labels) {
-            if col.len() != n {
-                return Err(batch_error(
-                    &self.path,
-                    format!("label {name} has {} rows, expected {n}", col.len()),
-                ));
-            }
-        }
-        if b.hooks.len() != self.hooks.len() {
-            return Err(batch_error(
-                &self.path,
-                format!(
-                    "{} hook arrays given, the shard has {} hooks",
-                    b.hooks.len(),
-                    self.hooks.len()
-                ),
-            ));
-        }
-        for (hook, values) in self.hooks.iter().zip(b.hooks) {
-            if values.len() != n * hook.d {
-                return Err(batch_error(
-                    &self.path,
-                    format!(
-                        "hook {} has {} values, expected {n} rows × {} = {}",
-                        hook.name,
-                        values.len(),
-                        hook.d,
-                        n * hook.d
-                    ),
-                ));
-            }
-        }
-        context_runs(&self.path, b.context_ids, b.positions, self.last_context_id)
     }
 
     /// The Arrow record batch of `b` (already validated); adds each hook's non-special rows to
@@ -487,97 +408,9 @@ impl Drop for ShardWriter {
     }
 }
 
-/// Contexts found in a batch.
-#[derive(Debug)]
-struct BatchSummary {
-    contexts: u64,
-    first: u64,
-    last: u64,
-}
-
-/// A malformed batch for the shard at `path`.
-fn batch_error(path: &Path, message: String) -> StoreError {
-    StoreError::Batch {
-        path: path.to_path_buf(),
-        message,
-    }
-}
-
-/// Checks that rows form whole contexts (runs of one id, positions 0, 1, …) with ids increasing,
-/// also across batches (`after`: the last id already written).
-fn context_runs(
-    path: &Path,
-    ids: &[u64],
-    positions: &[u32],
-    after: Option<u64>,
-) -> Result<BatchSummary> {
-    let mut summary = BatchSummary {
-        contexts: 0,
-        first: ids.first().copied().unwrap_or(0),
-        last: 0,
-    };
-    let mut prev = after;
-    for (row, (&id, &pos)) in ids.iter().zip(positions).enumerate() {
-        let continues = row > 0 && ids[row - 1] == id;
-        if continues {
-            if pos != positions[row - 1].wrapping_add(1) {
-                return Err(batch_error(
-                    path,
-                    format!(
-                        "row {row}: context {id} jumps from position {} to {pos}",
-                        positions[row - 1]
-                    ),
-                ));
-            }
-            continue;
-        }
-        if pos != 0 {
-            return Err(batch_error(
-                path,
-                format!(
-                    "row {row}: context {id} starts at position {pos}; batches must hold whole \
-                 contexts starting at position 0"
-                ),
-            ));
-        }
-        if let Some(p) = prev.filter(|&p| id <= p) {
-            return Err(batch_error(
-                path,
-                format!("row {row}: context id {id} does not increase (previous context {p})"),
-            ));
-        }
-        prev = Some(id);
-        summary.contexts += 1;
-        summary.last = id;
-    }
-    Ok(summary)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn context_runs_accept_whole_contexts() {
-        let s = context_runs(Path::new("s"), &[3, 3, 3, 5, 5], &[0, 1, 2, 0, 1], Some(2)).unwrap();
-        assert_eq!((s.contexts, s.first, s.last), (2, 3, 5));
-    }
-
-    #[test]
-    fn context_runs_refuse_partial_or_unordered_contexts() {
-        let e = context_runs(Path::new("s"), &[1, 1], &[1, 2], None)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("starts at position 1"), "{e}");
-        let e = context_runs(Path::new("s"), &[1, 1], &[0, 2], None)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("jumps"), "{e}");
-        let e = context_runs(Path::new("s"), &[4], &[0], Some(4))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("does not increase"), "{e}");
-    }
 
     #[test]
     fn hook_value_buffers_come_back_for_the_next_batch() {

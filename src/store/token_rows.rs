@@ -84,7 +84,8 @@ impl ShardReader {
             }
             if let Some(h) = hook {
                 let (start, first_row) = (out.acts.len(), out.acts.len() / h.d.max(1));
-                decode_hook(col(&h.name)?.as_ref(), h, None, &mut out.acts).map_err(bad)?;
+                decode_hook(col(&h.name)?.as_ref(), h, None, &mut out.acts)
+                    .map_err(|e| StoreError::column(self.path(), e))?;
                 let dropped = self.finite_or_dropped(h, row_group, &mut out.acts, start)?;
                 if !dropped.is_empty() {
                     let rows: Vec<usize> = dropped.iter().map(|r| first_row + r).collect();

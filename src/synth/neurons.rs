@@ -27,15 +27,14 @@ use std::path::Path;
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rand_distr::{Exp1, StandardNormal};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::error::{spec, SynthError};
-use super::planted::{synthetic_manifest, TRUTH_DIR};
-use crate::store::{
-    ContextBatch, DatasetWriter, HookInfo, StorageDtype, StoreError, WriterOptions,
-};
+
+mod write;
+
+pub use write::{write_neurons, write_neurons_with_progress};
 
 /// The hook (column) name of planted-neuron datasets.
 pub const NEURON_HOOK: &str = "neurons";
@@ -231,217 +230,6 @@ fn draw_neurons(spec: &NeuronSpec, rng: &mut StdRng) -> Vec<PlantedNeuron> {
         .collect()
 }
 
-/// Writes the dataset into `dir` and the truth into `dir/_truth/neurons.json`.
-pub fn write_neurons(spec: &NeuronSpec, dir: &Path) -> crate::store::Result<NeuronTruth> {
-    write_neurons_with_progress(spec, dir, &mut |_| {})
-}
-
-/// [`write_neurons`], calling `progress(rows written)` after every batch of contexts.
-pub fn write_neurons_with_progress(
-    spec: &NeuronSpec,
-    dir: &Path,
-    progress: &mut dyn FnMut(u64),
-) -> crate::store::Result<NeuronTruth> {
-    let bad = |message: String| StoreError::Batch {
-        path: dir.to_path_buf(),
-        message,
-    };
-    spec.check().map_err(|e| bad(e.to_string()))?;
-    let mut rng = StdRng::seed_from_u64(spec.seed);
-    let neurons = draw_neurons(spec, &mut rng);
-    let (n, nc) = (spec.neurons, spec.concepts);
-    let index = |c: &String| c[1..].parse::<usize>().unwrap_or(0);
-    let members: Vec<Vec<(usize, f32)>> = neurons
-        .iter()
-        .map(|p| {
-            p.concepts
-                .iter()
-                .zip(&p.weights)
-                .map(|(c, &w)| (index(c), w))
-                .collect()
-        })
-        .collect();
-    let outliers: Vec<Vec<usize>> = neurons
-        .iter()
-        .map(|p| p.outlier_concepts.iter().map(index).collect())
-        .collect();
-    // Per neuron: (dead, fires at random, distractor), looked up once instead of per token.
-    let kinds: Vec<(bool, bool, bool)> = neurons
-        .iter()
-        .map(|p| {
-            let c = p.class.as_str();
-            (
-                c == "dead",
-                c == "unexplained" || c == "distractor",
-                c == "distractor",
-            )
-        })
-        .collect();
-    let label_columns: Vec<String> = (0..nc)
-        .map(|c| format!("label.{}", NeuronSpec::concept_name(c)))
-        .collect();
-    let mut manifest = synthetic_manifest(
-        format!(
-            "synthetic:neurons(n={n},concepts={nc},p={},seed={})",
-            spec.concept_density, spec.seed
-        ),
-        spec.seed,
-        HookInfo {
-            name: NEURON_HOOK.into(),
-            d: n,
-            dtype: StorageDtype::F32,
-        },
-        spec.ctx,
-    );
-    manifest.label_columns = label_columns;
-    let options = WriterOptions {
-        shard_rows: spec.shard_tokens,
-        ..WriterOptions::default()
-    };
-    let mut writer = DatasetWriter::create(dir, manifest, options)?;
-    let contexts = spec.tokens.div_ceil(spec.ctx as u64);
-    let mut c = 0u64;
-    let mut on = vec![false; nc];
-    let mut concept_rows = vec![0u64; nc];
-    while c < contexts {
-        let batch = 16u64.min(contexts - c);
-        let rows = batch as usize * spec.ctx;
-        let mut acts = vec![0f32; rows * n];
-        let mut labels: Vec<Vec<Option<String>>> = vec![vec![None; rows]; nc];
-        let mut tokens = Vec::with_capacity(rows);
-        for (r, out) in acts.chunks_mut(n).enumerate() {
-            for v in on.iter_mut() {
-                *v = rng.random_bool(spec.concept_density);
-            }
-            for p in (0..nc / 2).map(|i| 2 * i) {
-                if on[p] && !on[p + 1] && spec.overlap > 0.0 && rng.random_bool(spec.overlap) {
-                    on[p + 1] = true;
-                }
-            }
-            let names: Vec<String> = (0..nc)
-                .filter(|&k| on[k])
-                .map(NeuronSpec::concept_name)
-                .collect();
-            for (k, col) in labels.iter_mut().enumerate() {
-                if on[k] {
-                    col[r] = Some("1".into());
-                    concept_rows[k] += 1;
-                }
-            }
-            tokens.push(if names.is_empty() {
-                "·".to_string()
-            } else {
-                names.join("+")
-            });
-            for (u, (o, &(dead, random, distractor))) in out.iter_mut().zip(&kinds).enumerate() {
-                if dead {
-                    continue;
-                }
-                if distractor && outliers[u].iter().any(|&k| on[k]) {
-                    // Rare and huge, else silent half the time, else its baseline (below).
-                    if rng.random_bool(DISTRACTOR_RATE) {
-                        let jitter = 1.0 + 0.2 * rng.sample::<f32, _>(StandardNormal);
-                        *o = (DISTRACTOR_SCALE * jitter).max(0.0);
-                        continue;
-                    }
-                    if rng.random_bool(0.5) {
-                        continue;
-                    }
-                }
-                let mut pre = 0f32;
-                for &(k, w) in &members[u] {
-                    if on[k] && !rng.random_bool(spec.miss) {
-                        pre += w * (1.0 + 0.2 * rng.sample::<f32, _>(StandardNormal));
-                    }
-                }
-                if random && rng.random_bool(spec.concept_density) {
-                    pre += rng.sample::<f32, _>(Exp1);
-                }
-                if spec.spurious > 0.0 && rng.random_bool(spec.spurious) {
-                    pre += rng.sample::<f32, _>(Exp1);
-                }
-                if spec.noise > 0.0 {
-                    pre += spec.noise * rng.sample::<f32, _>(StandardNormal);
-                }
-                *o = pre.max(0.0);
-            }
-        }
-        let ids: Vec<u64> = (c..c + batch)
-            .flat_map(|k| std::iter::repeat_n(k, spec.ctx))
-            .collect();
-        let positions: Vec<u32> = (0..rows).map(|r| (r % spec.ctx) as u32).collect();
-        writer.write_batch(&ContextBatch {
-            context_ids: &ids,
-            positions: &positions,
-            token_ids: &vec![0u32; rows],
-            tokens: &tokens,
-            special: &vec![false; rows],
-            labels: &labels,
-            hooks: &[&acts],
-        })?;
-        c += batch;
-        progress(c * spec.ctx as u64);
-    }
-    writer.finish()?;
-    let truth = NeuronTruth {
-        spec: spec.clone(),
-        concepts: (0..nc).map(NeuronSpec::concept_name).collect(),
-        neurons,
-    };
-    let path = dir.join(TRUTH_DIR).join(NEURON_TRUTH_FILE);
-    let json = serde_json::to_string_pretty(&truth).map_err(|e| bad(e.to_string()))?;
-    crate::io::write_atomic(&path, json.as_bytes()).map_err(|e| StoreError::io(&path, e))?;
-    let frequencies: Vec<f32> = concept_rows
-        .iter()
-        .map(|&k| (k as f64 / (contexts * spec.ctx as u64) as f64) as f32)
-        .collect();
-    write_concept_directions(spec, &members, &frequencies, dir).map_err(|e| bad(e.to_string()))?;
-    Ok(truth)
-}
-
-/// The concepts as planted features, for `verify --sae`: concept c adds the direction
-/// (w_{j,c} over its neurons j), normalised, to the neurons whenever it is on. Concepts no neuron
-/// responds to have no direction and are left out.
-fn write_concept_directions(
-    spec: &NeuronSpec,
-    members: &[Vec<(usize, f32)>],
-    frequencies: &[f32],
-    dir: &Path,
-) -> Result<(), SynthError> {
-    use candle_core::{Device, Tensor};
-    let n = spec.neurons;
-    let mut directions = Vec::new();
-    let mut kept_freqs = Vec::new();
-    for (c, &freq) in frequencies.iter().enumerate() {
-        let mut v = vec![0f32; n];
-        for (j, m) in members.iter().enumerate() {
-            for &(k, w) in m {
-                if k == c {
-                    v[j] = w;
-                }
-            }
-        }
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            directions.extend(v.iter().map(|x| x / norm));
-            kept_freqs.push(freq);
-        }
-    }
-    let k = kept_freqs.len();
-    let tensors = [
-        (
-            "directions",
-            Tensor::from_slice(&directions, (k, n), &Device::Cpu)?,
-        ),
-        (
-            "frequencies",
-            Tensor::from_slice(&kept_freqs, k, &Device::Cpu)?,
-        ),
-    ];
-    let path = dir.join(TRUTH_DIR).join(super::planted::TRUTH_FILE);
-    crate::io::write_safetensors(&path, &tensors).map_err(|e| SynthError::file(&path, e))
-}
-
 /// Precision, recall and F1 of an audit against planted neurons.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Prf {
@@ -550,6 +338,7 @@ pub fn score_neurons(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     fn neuron(unit: usize, class: &str, concepts: &[&str], outliers: &[&str]) -> PlantedNeuron {
         let names = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();

@@ -19,18 +19,16 @@
 //! (specified), `importance [n]`, and with `save_activations` the non-zero per-token activations as
 //! `act_token [nnz]` (i64), `act_feature [nnz]` (i64), `act_value [nnz]` (f32).
 
-use std::path::{Path, PathBuf};
-
-use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_distr::{Exp1, StandardNormal};
 
 use super::error::{spec, SynthError};
-use crate::store::{
-    Bos, ContextBatch, CorpusInfo, DatasetWriter, HookInfo, Manifest, ModelInfo, StorageDtype,
-    StoreError, WriterOptions,
-};
+use crate::store::{Bos, CorpusInfo, HookInfo, Manifest, ModelInfo, StorageDtype};
+
+mod write;
+
+pub use write::{write_planted, write_planted_with_progress};
 
 /// The hook (column) name of planted datasets.
 pub const SYNTH_HOOK: &str = "synthetic";
@@ -302,13 +300,6 @@ fn draw_token(
     }
 }
 
-fn store_err(dir: &Path, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Batch {
-        path: dir.to_path_buf(),
-        message: format!("ground truth: {e}"),
-    }
-}
-
 /// The manifest of a synthetic dataset: no model, no corpus, one hook, no BOS.
 pub(crate) fn synthetic_manifest(id: String, seed: u64, hook: HookInfo, ctx: usize) -> Manifest {
     Manifest::new(
@@ -336,146 +327,6 @@ pub(crate) fn synthetic_manifest(id: String, seed: u64, hook: HookInfo, ctx: usi
     )
 }
 
-/// Writes the dataset into `dir` and the truth into `dir/_truth/`.
-pub fn write_planted(spec: &PlantedSpec, dir: &Path) -> crate::store::Result<PlantedTruth> {
-    write_planted_with_progress(spec, dir, &mut |_| {})
-}
-
-/// [`write_planted`], calling `progress(rows written)` after every batch of contexts.
-pub fn write_planted_with_progress(
-    spec: &PlantedSpec,
-    dir: &Path,
-    progress: &mut dyn FnMut(u64),
-) -> crate::store::Result<PlantedTruth> {
-    spec.check().map_err(|e| StoreError::Batch {
-        path: dir.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let mut rng = StdRng::seed_from_u64(spec.seed);
-    let (n, d) = (spec.n_features, spec.d);
-    let directions = draw_directions(spec.directions, n, d, &mut rng);
-    let probs: Vec<f64> = (0..n).map(|i| spec.probability(i)).collect();
-    let importance: Vec<f32> = (0..n)
-        .map(|i| spec.importance_decay.powi(i as i32))
-        .collect();
-    let hook = HookInfo {
-        name: SYNTH_HOOK.into(),
-        d,
-        dtype: spec.dtype,
-    };
-    let manifest = synthetic_manifest(
-        format!(
-            "synthetic:planted(n={n},d={d},p={},seed={})",
-            spec.density, spec.seed
-        ),
-        spec.seed,
-        hook,
-        spec.ctx,
-    );
-    let options = WriterOptions {
-        shard_rows: spec.shard_tokens,
-        ..WriterOptions::default()
-    };
-    let mut writer = DatasetWriter::create(dir, manifest, options)?;
-    let contexts = spec.tokens.div_ceil(spec.ctx as u64);
-    let mut fired = vec![0u64; n];
-    let (mut act_token, mut act_feature, mut act_value) = (vec![], vec![], vec![]);
-    let mut active = vec![];
-    let mut c = 0u64;
-    let mut token = 0i64;
-    while c < contexts {
-        let batch = 16u64.min(contexts - c);
-        let rows = (batch as usize) * spec.ctx;
-        let mut acts = vec![0f32; rows * d];
-        for out in acts.chunks_mut(d) {
-            draw_token(spec, &probs, &importance, &mut rng, &mut active);
-            for &(f, a) in &active {
-                fired[f] += 1;
-                for (o, &w) in out.iter_mut().zip(&directions[f * d..(f + 1) * d]) {
-                    *o += a * w;
-                }
-                if spec.save_activations {
-                    act_token.push(token);
-                    act_feature.push(f as i64);
-                    act_value.push(a);
-                }
-            }
-            if spec.noise > 0.0 {
-                for o in out.iter_mut() {
-                    *o += spec.noise * rng.sample::<f32, _>(StandardNormal);
-                }
-            }
-            token += 1;
-        }
-        let ids: Vec<u64> = (c..c + batch)
-            .flat_map(|k| std::iter::repeat_n(k, spec.ctx))
-            .collect();
-        let positions: Vec<u32> = (0..rows).map(|r| (r % spec.ctx) as u32).collect();
-        writer.write_batch(&ContextBatch {
-            context_ids: &ids,
-            positions: &positions,
-            token_ids: &vec![0u32; rows],
-            tokens: &vec![String::new(); rows],
-            special: &vec![false; rows],
-            labels: &[],
-            hooks: &[&acts],
-        })?;
-        c += batch;
-        progress(c * spec.ctx as u64);
-    }
-    let m = writer.finish()?;
-    let total = m.totals.rows.max(1) as f64;
-    let frequencies: Vec<f32> = fired.iter().map(|&k| (k as f64 / total) as f32).collect();
-    let max_cosine = max_pairwise_cosine(&directions, d);
-    let truth_dir: PathBuf = dir.join(TRUTH_DIR);
-    std::fs::create_dir_all(&truth_dir).map_err(|e| StoreError::io(&truth_dir, e))?;
-    let cpu = Device::Cpu;
-    let e = |x: candle_core::Error| store_err(&truth_dir, x);
-    let probs32: Vec<f32> = probs.iter().map(|&p| p as f32).collect();
-    let mut tensors = vec![
-        (
-            "directions",
-            Tensor::from_slice(&directions, (n, d), &cpu).map_err(e)?,
-        ),
-        (
-            "frequencies",
-            Tensor::from_slice(&frequencies, n, &cpu).map_err(e)?,
-        ),
-        (
-            "probabilities",
-            Tensor::from_slice(&probs32, n, &cpu).map_err(e)?,
-        ),
-        (
-            "importance",
-            Tensor::from_slice(&importance, n, &cpu).map_err(e)?,
-        ),
-    ];
-    if spec.save_activations {
-        let nnz = act_value.len();
-        tensors.push((
-            "act_token",
-            Tensor::from_vec(act_token, nnz, &cpu).map_err(e)?,
-        ));
-        tensors.push((
-            "act_feature",
-            Tensor::from_vec(act_feature, nnz, &cpu).map_err(e)?,
-        ));
-        tensors.push((
-            "act_value",
-            Tensor::from_vec(act_value, nnz, &cpu).map_err(e)?,
-        ));
-    }
-    let path = truth_dir.join(TRUTH_FILE);
-    crate::io::write_safetensors(&path, &tensors).map_err(|x| StoreError::io(&path, x))?;
-    Ok(PlantedTruth {
-        directions,
-        frequencies,
-        n_features: n,
-        d,
-        max_cosine,
-    })
-}
-
 /// Mean over ground-truth directions of the best cosine with any of the SAE's decoder rows
 /// (`[d_sae, d]`), and the fraction with best cosine ≥ `threshold` (see `verify` for the full
 /// report).
@@ -487,6 +338,7 @@ pub fn mmcs(truth: &[f32], decoder: &[f32], d: usize, threshold: f32) -> (f64, f
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     fn rng() -> StdRng {
         StdRng::seed_from_u64(3)

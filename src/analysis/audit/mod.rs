@@ -27,6 +27,7 @@
 //! edges come from a sample of row groups read first.
 //!
 //! Files, in the order of the computation:
+//! - error.rs    — [`AuditError`]: the settings it refuses
 //! - options.rs  — [`AuditOptions`] and [`ScoreKind`]
 //! - units.rs    — [`UnitSource`]: neurons, a subset of them, or SAE features encoded on the fly
 //! - stream.rs   — the passes over the shards (labelled, shuffled, chunked) and the bin sample
@@ -40,6 +41,7 @@
 mod bands;
 mod browse;
 mod decision;
+mod error;
 mod explain;
 mod options;
 mod output;
@@ -55,6 +57,7 @@ use crate::store::Dataset;
 
 pub use browse::{dedup, nearest_decoder, UnitDetail, BANDS, SHOWN};
 pub use decision::Failed;
+pub use error::AuditError;
 pub use options::{AuditOptions, ScoreKind};
 pub use output::AuditOutput;
 pub use stats::binomial_cdf;
@@ -79,37 +82,28 @@ impl<'a> Audit<'a> {
         labeler: &'a Labeler,
         sides: Vec<UnitSource>,
         options: AuditOptions,
-    ) -> Result<Self, String> {
-        if sides.is_empty() {
-            return Err("nothing to audit: give --hook (neurons) and/or --sae (features)".into());
-        }
-        let hook = sides[0].hook().name.clone();
-        if sides.iter().any(|s| s.hook().name != hook) {
-            return Err("--hook and the SAE's hook differ; audit one hook at a time".into());
+    ) -> Result<Self, AuditError> {
+        let Some(first) = sides.first() else {
+            return Err(AuditError::NothingToAudit);
+        };
+        let hook = &first.hook().name;
+        if let Some(other) = sides.iter().find(|s| s.hook().name != *hook) {
+            return Err(AuditError::HooksDiffer {
+                first: hook.clone(),
+                other: other.hook().name.clone(),
+            });
         }
         if !(0.0..=1.0).contains(&options.threshold) {
-            return Err(format!(
-                "--threshold {}: must be in [0, 1]",
-                options.threshold
-            ));
+            return Err(AuditError::Threshold(options.threshold));
         }
         if !(0.0..=1.0).contains(&options.min_auroc) {
-            return Err(format!(
-                "--min-auroc {}: must be in [0, 1] (0.5 is chance)",
-                options.min_auroc
-            ));
+            return Err(AuditError::MinAuroc(options.min_auroc));
         }
         if !(0.0..1.0).contains(&options.topk_alpha) {
-            return Err(format!(
-                "--topk-alpha {}: must be in [0, 1) (0 turns the test off)",
-                options.topk_alpha
-            ));
+            return Err(AuditError::TopkAlpha(options.topk_alpha));
         }
         if !(options.min_topk_lift >= 0.0 && options.min_topk_lift.is_finite()) {
-            return Err(format!(
-                "--min-topk-lift {}: must be a number >= 0 (1 = the concept's base rate)",
-                options.min_topk_lift
-            ));
+            return Err(AuditError::MinTopkLift(options.min_topk_lift));
         }
         Ok(Audit {
             dataset,

@@ -1,5 +1,6 @@
 //! The audit's settings: which score the threshold applies to, and every threshold and size.
 
+use super::error::AuditError;
 use crate::analysis::report::Scores;
 
 /// Which score the threshold applies to.
@@ -13,15 +14,13 @@ pub enum ScoreKind {
 }
 
 impl ScoreKind {
-    pub fn parse(s: &str) -> Result<ScoreKind, String> {
+    pub fn parse(s: &str) -> Result<ScoreKind, AuditError> {
         match s {
             "selectivity" => Ok(ScoreKind::Selectivity),
             "auroc" => Ok(ScoreKind::Auroc),
             "topk" => Ok(ScoreKind::Topk),
             "iou" => Ok(ScoreKind::Iou),
-            _ => Err(format!(
-                "--score {s}: expected selectivity, auroc, topk or iou"
-            )),
+            _ => Err(AuditError::Score(s.to_string())),
         }
     }
 
