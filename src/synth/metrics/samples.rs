@@ -201,7 +201,7 @@ impl<'a> SampleMetrics<'a> {
         let explained_variance = if self.samples == 0 {
             0.0
         } else if var / n < 1e-10 {
-            if self.ev.sq_err < 1e-10 {
+            if self.ev.sq_err / n < 1e-10 {
                 1.0
             } else {
                 0.0
