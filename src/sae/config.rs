@@ -707,6 +707,29 @@ mod tests {
     }
 
     #[test]
+    fn target_l0_is_a_key_and_is_checked() {
+        let file: PartialConfig = toml::from_str("target-l0 = 25.0").unwrap();
+        let c = TrainConfig::resolve(file.overridden_by(base()), &hooks()).unwrap();
+        assert_eq!(c.target_l0, Some(25.0));
+        let back: TrainConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back.target_l0, Some(25.0));
+        // A saved config of an older version, without the key, reads as no target.
+        assert_eq!(TrainConfig::resolve(base(), &hooks()).unwrap().target_l0, None);
+        let p = PartialConfig {
+            target_l0: Some(25.0),
+            l1_coefficient: Some(0.0),
+            ..base()
+        };
+        let e = TrainConfig::resolve(p, &hooks()).unwrap_err().to_string();
+        assert!(e.contains("--target-l0") && e.contains("--l1-coefficient 0"), "{e}");
+        let p = PartialConfig {
+            target_l0: Some(f64::NAN),
+            ..base()
+        };
+        assert!(TrainConfig::resolve(p, &hooks()).is_err());
+    }
+
+    #[test]
     fn config_files_take_flag_spellings_too() {
         let kebab: PartialConfig =
             toml::from_str("d-sae = 64\nl1-coefficient = 2.0\neval-tokens = 100").unwrap();
