@@ -29,13 +29,14 @@ from safetensors.torch import load_file
 
 import sae_lens
 from sae_lens import SAE
-from sae_lens.synthetic import eval_sae_on_synthetic_data
+from safetensors.torch import save_file
+from sae_lens.synthetic import eval_sae_on_synthetic_data, feature_uniqueness, mean_correlation_coefficient
 
 TOL = 1e-3
 
 # name, synth flags, train flags, samples. "wide": more latents than features; "narrow": fewer
 # (MCC over the d_sae matched pairs); "noisy": Gaussian noise on the rows, power-law frequencies;
-# "dead": latents that never fire; "large": a bigger matching.
+# "dead": latents that never fire; "large": a bigger matching. Then "scale" (`scale_case`).
 CASES = [
     ("wide", ["--features", "64", "--dims", "32", "--density", "0.05", "--seed", "1"],
      ["--d-sae", "128"], 8000),
@@ -138,6 +139,36 @@ def case(unravel, work, name, synth_flags, train_flags, samples):
     return shape, out
 
 
+def scale_case(unravel, work):
+    """The decoder metrics at SynthSAEBench-16k's size: 16 384 random directions in 768 dims, 4 096
+    latents (half near a true direction, half random: a hard matching), no samples."""
+    root = os.path.join(work, "scale")
+    os.makedirs(os.path.join(root, "truth", "truth"))
+    os.makedirs(os.path.join(root, "sae"))
+    torch.manual_seed(0)
+    n, s, d = 16384, 4096, 768
+    g = torch.randn(n, d)
+    g /= g.norm(dim=1, keepdim=True)
+    w = g[torch.randperm(n)[:s]] + 0.7 * torch.randn(s, d) / d ** 0.5
+    w[s // 2:] = torch.randn(s // 2, d)
+    save_file({"directions": g.contiguous()},
+              os.path.join(root, "truth", "truth", "ground_truth.safetensors"))
+    save_file({"W_enc": w.T.contiguous(), "b_enc": torch.zeros(s), "W_dec": w.contiguous(),
+               "b_dec": torch.zeros(d)}, os.path.join(root, "sae", "sae_weights.safetensors"))
+    cfg = {"architecture": "standard", "d_in": d, "d_sae": s, "dtype": "float32", "device": "cpu",
+           "apply_b_dec_to_input": False, "normalize_activations": "none",
+           "metadata": {"hook_name": "synthetic", "sae_lens_version": "6.0.0"}}
+    json.dump(cfg, open(os.path.join(root, "sae", "cfg.json"), "w"))
+    ours_path = os.path.join(root, "verify.json")
+    run([unravel, "verify", "--truth", os.path.join(root, "truth"), "--sae",
+         os.path.join(root, "sae"), "--samples", "0", "--json", ours_path])
+    ours = json.load(open(ours_path))
+    pairs = {"mcc": (ours["mcc"], mean_correlation_coefficient(w, g)),
+             "uniqueness": (ours["uniqueness"], feature_uniqueness(w, g))}
+    out = {k: {"unravel": a, "saelens": b, "abs_diff": abs(a - b)} for k, (a, b) in pairs.items()}
+    return {"features": n, "d_sae": s, "d": d, "samples": 0}, out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--unravel", default="target/debug/unravel")
@@ -145,8 +176,11 @@ def main():
     a = ap.parse_args()
     results, worst = {}, 0.0
     with tempfile.TemporaryDirectory() as work:
-        for name, synth_flags, train_flags, samples in CASES:
-            shape, out = case(a.unravel, work, name, synth_flags, train_flags, samples)
+        for name, synth_flags, train_flags, samples in CASES + [("scale", None, None, 0)]:
+            if name == "scale":
+                shape, out = scale_case(a.unravel, work)
+            else:
+                shape, out = case(a.unravel, work, name, synth_flags, train_flags, samples)
             results[name] = {"shape": shape, "synth": synth_flags, "train": train_flags,
                              "metrics": out}
             print(f"{name}: {shape}")

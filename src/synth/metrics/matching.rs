@@ -4,8 +4,6 @@
 //! decoder row W_dec[j] and a true direction g_f, both normalised to unit length
 //! (`sae_lens/util.py`: `cosine_similarities`).
 
-use rayon::prelude::*;
-
 use crate::kernels::dot;
 
 /// Rows of `m [rows, d]` scaled to unit length; a zero row stays zero (its cosines are 0).
@@ -22,15 +20,10 @@ pub fn unit_rows(m: &[f32], d: usize) -> Vec<f32> {
 /// below take its absolute value, as SAELens does).
 pub fn cosines(decoder: &[f32], truth: &[f32], d: usize) -> Vec<f32> {
     let (w, g) = (unit_rows(decoder, d), unit_rows(truth, d));
-    let n = g.len() / d;
-    let mut out = vec![0f32; (w.len() / d) * n];
-    out.par_chunks_mut(n.max(1))
-        .zip(w.par_chunks(d))
-        .for_each(|(row, wj)| {
-            for (c, gf) in row.iter_mut().zip(g.chunks(d)) {
-                *c = dot(wj, gf);
-            }
-        });
+    let (s, n) = (w.len() / d, g.len() / d);
+    let mut out = vec![0f32; s * n];
+    // out[j, f] = Σ_k w[j, k] · g[f, k]: one GEMM.
+    crate::kernels::matmul((s, n, d), &mut out, false, &w, (d, 1), &g, (1, d));
     out
 }
 
