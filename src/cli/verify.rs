@@ -195,13 +195,16 @@ pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
         .iter()
         .map(|f| (f.frequency, f.best_cos))
         .collect();
-    unravel::report::plots::recovery_scatter(
-        &plot,
-        &points,
-        r.threshold,
-        "planted features: best cosine vs frequency",
-    )
-    .map_err(|e| anyhow!("cannot write the plot: {e}"))?;
+    let mut title = format!(
+        "planted features: best cosine vs frequency (MCC {:.3}, uniqueness {:.3}",
+        r.mcc, r.uniqueness
+    );
+    if let Some(s) = &r.samples {
+        title += &format!(", F1 {:.3}, L0 {:.1}", s.f1, s.l0);
+    }
+    title += ")";
+    unravel::report::plots::recovery_scatter(&plot, &points, r.threshold, &title)
+        .map_err(|e| anyhow!("cannot write the plot: {e}"))?;
     println!("  plot: {}", plot.display());
     let out = a.json.clone().unwrap_or_else(|| dir.join(VERIFY_FILE));
     output::write(&out, serde_json::to_string_pretty(&r)?.as_bytes(), || {

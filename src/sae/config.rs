@@ -714,14 +714,20 @@ mod tests {
         let back: TrainConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
         assert_eq!(back.target_l0, Some(25.0));
         // A saved config of an older version, without the key, reads as no target.
-        assert_eq!(TrainConfig::resolve(base(), &hooks()).unwrap().target_l0, None);
+        assert_eq!(
+            TrainConfig::resolve(base(), &hooks()).unwrap().target_l0,
+            None
+        );
         let p = PartialConfig {
             target_l0: Some(25.0),
             l1_coefficient: Some(0.0),
             ..base()
         };
         let e = TrainConfig::resolve(p, &hooks()).unwrap_err().to_string();
-        assert!(e.contains("--target-l0") && e.contains("--l1-coefficient 0"), "{e}");
+        assert!(
+            e.contains("--target-l0") && e.contains("--l1-coefficient 0"),
+            "{e}"
+        );
         let p = PartialConfig {
             target_l0: Some(f64::NAN),
             ..base()
