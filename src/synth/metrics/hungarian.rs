@@ -6,6 +6,7 @@
 
 /// Minimum-cost one-to-one matching of the rows of `cost [rows, cols]` (row-major) to its
 /// columns: `min(rows, cols)` pairs `(row, col)`, sorted by row. `cost(i, j)` gives entries.
+/// Non-finite costs (a NaN weight) may leave rows unmatched: fewer pairs, never a panic.
 pub fn linear_sum_assignment(
     rows: usize,
     cols: usize,
@@ -13,13 +14,18 @@ pub fn linear_sum_assignment(
 ) -> Vec<(usize, usize)> {
     if rows <= cols {
         let col4row = assign_rows(rows, cols, &cost);
-        col4row.into_iter().enumerate().collect()
+        col4row
+            .into_iter()
+            .enumerate()
+            .filter(|&(_, j)| j != usize::MAX)
+            .collect()
     } else {
         // As SciPy: solve the transpose, then sort the pairs by row.
         let row4col = assign_rows(cols, rows, &|i, j| cost(j, i));
         let mut pairs: Vec<(usize, usize)> = row4col
             .into_iter()
             .enumerate()
+            .filter(|&(_, i)| i != usize::MAX)
             .map(|(j, i)| (i, j))
             .collect();
         pairs.sort_unstable();
@@ -141,6 +147,13 @@ mod tests {
         let pairs = linear_sum_assignment(3, 3, |i, j| c[i][j]);
         assert_eq!(pairs, vec![(0, 1), (1, 0), (2, 2)]);
         assert_eq!(total(&c, &pairs), 5.0);
+    }
+
+    #[test]
+    fn nan_costs_do_not_panic() {
+        let pairs =
+            linear_sum_assignment(3, 3, |i, j| if i == 1 { f64::NAN } else { (i + j) as f64 });
+        assert!(pairs.len() <= 3 && pairs.iter().all(|&(i, j)| i < 3 && j < 3));
     }
 
     #[test]
