@@ -88,7 +88,8 @@ enum Command {
     MergeManifests(inspect::MergeArgs),
     /// Train an L1 sparse autoencoder on one hook of an activation dataset (two recipes, exact resume).
     #[command(after_help = train::TRAIN_EXAMPLES)]
-    Train(train::TrainArgs),
+    // Boxed: the train flags are the largest variant by far (clippy::large_enum_variant).
+    Train(Box<train::TrainArgs>),
     /// Evaluate an SAE (ours or any SAELens-layout folder) on activation shards.
     #[command(after_help = eval::EVAL_EXAMPLES)]
     Eval(eval::EvalArgs),

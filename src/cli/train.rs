@@ -248,6 +248,7 @@ fn partial_from(c: &TrainConfig) -> PartialConfig {
         batch: Some(c.batch),
         lr: Some(c.lr),
         l1_coefficient: Some(c.l1_coefficient),
+        target_l0: c.target_l0,
         lr_warmup_frac: Some(c.lr_warmup_frac),
         lr_decay_frac: Some(c.lr_decay_frac),
         l1_warmup_frac: Some(c.l1_warmup_frac),

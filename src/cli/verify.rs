@@ -7,6 +7,7 @@ use clap::Args;
 
 use unravel::sae::checkpoint;
 use unravel::synth::checks::Check;
+use unravel::synth::metrics::SampleReport;
 use unravel::synth::neurons::{NeuronScore, NeuronTruth};
 use unravel::synth::truth::read_truth;
 use unravel::synth::verify::RecoveryReport;
@@ -14,7 +15,7 @@ use unravel::synth::verify::{VERIFY_FILE, VERIFY_PLOT_FILE};
 use unravel::synth::verify_audit::{
     audit_checks, read_audit, verify_audit, AuditThresholds, AuditVerifyError,
 };
-use unravel::synth::verify_sae::{sae_checks, verify_sae, SaeThresholds};
+use unravel::synth::verify_sae::{add_planted_samples, sae_checks, verify_sae, SaeThresholds};
 
 use crate::cli::output;
 
@@ -27,7 +28,9 @@ unravel synth --neurons 256 --tokens 200000 --out synth/neurons\n  \
 unravel audit --acts synth/neurons --out audits/planted\n  \
 unravel verify --truth synth/neurons --audit audits/planted --min-precision 0.95 --min-recall 0.95\n\n\
 MMCS = mean over planted directions of the best cosine with any decoder row; MCC = mean |cos| under the\n\
-optimal one-to-one matching (Hungarian); recovered = fraction with best cosine >= --threshold.\n\
+optimal one-to-one matching (Hungarian, as SAELens); recovered = fraction with best cosine >= --threshold.\n\
+With codes stored (`synth --save-activations`) also SAELens's sample metrics on the last --samples rows:\n\
+L0, dead latents, shrinkage, EV, and each latent's precision/recall/F1 against its best-matching feature.\n\
 With --min-mmcs / --min-mcc / --min-recovered / --max-dead it prints a PASS/FAIL table and exits 1 on
 any failure (for scripts and CI).";
 
@@ -72,6 +75,10 @@ pub struct VerifyArgs {
     /// Fail when more than this fraction (0–1) of latents is dead.
     #[arg(long, value_parser = crate::cli::values::fraction, allow_negative_numbers = true)]
     max_dead: Option<f64>,
+    /// Rows for the metrics measured with the true codes (F1, shrinkage, EV, L0): the last N
+    /// rows of a dataset made with `unravel synth --save-activations` (0: none).
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = crate::cli::values::whole::<u64>)]
+    samples: u64,
     /// Where to write the JSON report (default SAE_DIR/verify.json).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -176,8 +183,11 @@ pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
     let dir = checkpoint::locate_saelens(sae, &unravel::hub::HubOptions::default())?;
     let _lock = unravel::folder_lock::lock_output("--sae", &dir, "verify")?;
     let loaded = checkpoint::load_saelens(&dir)?;
-    let r = verify_sae(&truth, &dir, &loaded.sae, a.threshold)
+    let mut r = verify_sae(&truth, &dir, &loaded.sae, a.threshold)
         .map_err(|e| anyhow!("--sae {sae}: {e}"))?;
+    if a.samples > 0 {
+        sample_metrics(a, &mut r, &loaded.sae, &truth)?;
+    }
     print_recovery(&r);
     let plot = dir.join(VERIFY_PLOT_FILE);
     let points: Vec<(f32, f32)> = r
@@ -185,13 +195,16 @@ pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
         .iter()
         .map(|f| (f.frequency, f.best_cos))
         .collect();
-    unravel::report::plots::recovery_scatter(
-        &plot,
-        &points,
-        r.threshold,
-        "planted features: best cosine vs frequency",
-    )
-    .map_err(|e| anyhow!("cannot write the plot: {e}"))?;
+    let mut title = format!(
+        "planted features: best cosine vs frequency (MCC {:.3}, uniqueness {:.3}",
+        r.mcc, r.uniqueness
+    );
+    if let Some(s) = &r.samples {
+        title += &format!(", F1 {:.3}, L0 {:.1}", s.f1, s.l0);
+    }
+    title += ")";
+    unravel::report::plots::recovery_scatter(&plot, &points, r.threshold, &title)
+        .map_err(|e| anyhow!("cannot write the plot: {e}"))?;
     println!("  plot: {}", plot.display());
     let out = a.json.clone().unwrap_or_else(|| dir.join(VERIFY_FILE));
     output::write(&out, serde_json::to_string_pretty(&r)?.as_bytes(), || {
@@ -207,6 +220,52 @@ pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
     check_table(&sae_checks(&r, &thresholds))
 }
 
+/// SAELens's sample metrics on the dataset's last rows when it stores their codes; a note
+/// otherwise.
+fn sample_metrics(
+    a: &VerifyArgs,
+    r: &mut RecoveryReport,
+    sae: &unravel::sae::Sae,
+    truth: &unravel::synth::truth::Truth,
+) -> Result<()> {
+    use unravel::synth::metrics::planted_samples::SamplesError;
+    // --truth may name the truth/ folder itself: the rows are in the dataset above it.
+    let data = if a.truth.join("manifest.json").is_file() {
+        a.truth.clone()
+    } else {
+        a.truth.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let bar = crate::cli::progress::progress_bar(
+        "[{elapsed_precise}] {bar:30} {human_pos}/{human_len} samples  {per_sec}  ETA {eta}",
+    );
+    bar.set_length(a.samples);
+    let res = add_planted_samples(r, sae, truth, &data, a.samples, 4096, &mut |n| {
+        bar.set_position(n)
+    });
+    bar.finish_and_clear();
+    match res {
+        Ok(()) => Ok(()),
+        Err(SamplesError::NoCodes(_)) => {
+            println!(
+                "  (no per-token codes in --truth: F1, shrinkage, EV and L0 on samples need `unravel synth --save-activations`)"
+            );
+            Ok(())
+        }
+        Err(e) => Err(anyhow!("--truth {e}")),
+    }
+}
+
+fn print_samples(s: &SampleReport) {
+    println!(
+        "  on {} samples (SAELens's definitions): L0 {:.2} (true {:.2}), dead latents {}",
+        s.samples, s.l0, s.true_l0, s.dead_latents
+    );
+    println!(
+        "  EV {:.4}  shrinkage {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}",
+        s.explained_variance, s.shrinkage, s.precision, s.recall, s.f1
+    );
+}
+
 fn print_recovery(r: &RecoveryReport) {
     println!(
         "{} planted features vs {} latents ({} dims):",
@@ -214,6 +273,10 @@ fn print_recovery(r: &RecoveryReport) {
     );
     println!("  MMCS       {:.4}", r.mmcs);
     println!("  MCC        {:.4}  (Hungarian one-to-one)", r.mcc);
+    println!(
+        "  uniqueness {:.4}  (distinct best-matched truths / latents)",
+        r.uniqueness
+    );
     println!(
         "  recovered  {:.1}%  (best cos >= {})",
         r.recovered * 100.0,
@@ -223,6 +286,9 @@ fn print_recovery(r: &RecoveryReport) {
         "  dead latents {}, duplicated latent pairs {}",
         r.dead_latents, r.duplicated_pairs
     );
+    if let Some(s) = &r.samples {
+        print_samples(s);
+    }
     println!("  by planted frequency:");
     println!(
         "    {:>21}  {:>8}  {:>13}  {:>9}",

@@ -360,11 +360,13 @@ mod tests {
             threshold: 0.9,
             mmcs: 0.97,
             mcc: 0.875,
+            uniqueness: 1.0,
             recovered: 1.0,
             dead_latents: 2,
             duplicated_pairs: 1,
             bands: vec![],
             features: vec![],
+            samples: None,
         };
         write(run.join("verify-train").join(VERIFY_FILE), &recovery);
         let score = NeuronScore {

@@ -118,6 +118,9 @@ pub struct TrainerCounters {
     pub skipped_rows: u64,
     /// Features resampled so far.
     pub resampled: u64,
+    /// `--target-l0`'s controller (absent in checkpoints of older versions: λ unscaled).
+    #[serde(default)]
+    pub l0_control: crate::sae::target_l0::L0Control,
 }
 
 /// Sums over the steps since the last log line.

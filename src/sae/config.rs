@@ -66,6 +66,12 @@ pub struct PartialConfig {
     #[arg(long, value_parser = crate::flag_values::non_negative_f32, allow_negative_numbers = true)]
     #[serde(alias = "l1-coefficient")]
     pub l1_coefficient: Option<f32>,
+    /// Steer λ so that the SAE ends at this L0 (mean active features per token): after λ's
+    /// warm-up, λ (starting at --l1-coefficient) is raised while the batches' L0 is above K and
+    /// lowered while below (docs/design.md, "Target L0"); λ is logged in metrics.jsonl.
+    #[arg(long, value_name = "K", value_parser = crate::flag_values::positive_f64, allow_negative_numbers = true)]
+    #[serde(alias = "target-l0")]
+    pub target_l0: Option<f64>,
     /// Seed of the initialisation and the shuffle.
     #[arg(long, value_parser = crate::flag_values::whole::<u64>, allow_negative_numbers = true)]
     pub seed: Option<u64>,
@@ -194,6 +200,7 @@ impl PartialConfig {
             batch,
             lr,
             l1_coefficient,
+            target_l0,
             lr_warmup_frac,
             lr_decay_frac,
             l1_warmup_frac,
@@ -243,6 +250,9 @@ pub struct TrainConfig {
     pub lr: f32,
     /// λ (`--l1-coefficient`); the value of step t is [`TrainConfig::l1_at`].
     pub l1_coefficient: f32,
+    /// Steer λ to end at this L0 ([`super::target_l0`]); absent: λ as scheduled.
+    #[serde(default)]
+    pub target_l0: Option<f64>,
     /// Fraction of steps with linearly rising LR (0: none).
     pub lr_warmup_frac: f64,
     /// Fraction of steps, at the end, with LR falling linearly to 0.
@@ -347,6 +357,7 @@ impl TrainConfig {
                 .lr
                 .unwrap_or_else(|| default_lr(recipe, tokens.div_ceil(batch.max(1) as u64))),
             l1_coefficient: p.l1_coefficient.unwrap_or(5.0),
+            target_l0: p.target_l0,
             lr_warmup_frac: p.lr_warmup_frac.unwrap_or(0.0),
             lr_decay_frac: p.lr_decay_frac.unwrap_or(if april { 0.2 } else { 0.0 }),
             l1_warmup_frac: p.l1_warmup_frac.unwrap_or(if april { 0.05 } else { 0.0 }),
@@ -397,6 +408,14 @@ impl TrainConfig {
         }
         if !(self.l1_coefficient >= 0.0 && self.l1_coefficient.is_finite()) {
             return err("--l1-coefficient must be a non-negative number");
+        }
+        if let Some(k) = self.target_l0 {
+            if !(k > 0.0 && k.is_finite()) {
+                return err("--target-l0 must be a positive number");
+            }
+            if self.l1_coefficient == 0.0 {
+                return err("--target-l0 scales λ, which cannot start at --l1-coefficient 0");
+            }
         }
         for (name, v) in [
             ("lr_warmup_frac", self.lr_warmup_frac),
@@ -563,6 +582,35 @@ mod tests {
             ..base()
         };
         assert_eq!(TrainConfig::resolve(p, &hooks()).unwrap().lr, 0.02);
+    }
+
+    #[test]
+    fn target_l0_is_a_key_and_is_checked() {
+        let file: PartialConfig = toml::from_str("target-l0 = 25.0").unwrap();
+        let c = TrainConfig::resolve(file.overridden_by(base()), &hooks()).unwrap();
+        assert_eq!(c.target_l0, Some(25.0));
+        let back: TrainConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back.target_l0, Some(25.0));
+        // A saved config of an older version, without the key, reads as no target.
+        assert_eq!(
+            TrainConfig::resolve(base(), &hooks()).unwrap().target_l0,
+            None
+        );
+        let p = PartialConfig {
+            target_l0: Some(25.0),
+            l1_coefficient: Some(0.0),
+            ..base()
+        };
+        let e = TrainConfig::resolve(p, &hooks()).unwrap_err().to_string();
+        assert!(
+            e.contains("--target-l0") && e.contains("--l1-coefficient 0"),
+            "{e}"
+        );
+        let p = PartialConfig {
+            target_l0: Some(f64::NAN),
+            ..base()
+        };
+        assert!(TrainConfig::resolve(p, &hooks()).is_err());
     }
 
     #[test]

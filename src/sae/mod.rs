@@ -4,7 +4,7 @@
 //! and safetensors helpers in `files`), the SAELens import/export ([`saelens`]) and the typed
 //! `cfg.json` of our export ([`saelens_cfg`]), `unravel eval` ([`evaluate`]) and its report
 //! ([`eval_report`]), metrics ([`metrics`]), and CE loss recovered / KL with the SAE spliced into
-//! GPT-2 ([`downstream`]).
+//! GPT-2 ([`downstream`]); `--target-l0`'s controller of λ ([`target_l0`]).
 //! Recipes: docs/design.md; metrics: docs/metrics.md; the run folder: docs/formats.md.
 
 pub mod checkpoint;
@@ -22,6 +22,7 @@ pub mod plain;
 pub mod saelens;
 pub mod saelens_cfg;
 pub mod step;
+pub mod target_l0;
 pub mod train;
 
 #[cfg(test)]

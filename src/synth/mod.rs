@@ -7,11 +7,13 @@
 //! planted features added to a real dataset; [`truth`] — where the truth is kept and read back;
 //! [`verify`] — MMCS, MCC and recovery of planted features by an SAE; `unravel verify`:
 //! [`verify_sae`] (an SAE against planted features), [`verify_audit`] (an audit against planted
-//! neurons), [`checks`] (the pass/fail thresholds). The _truth/ folder: docs/formats.md; the
+//! neurons), [`checks`] (the pass/fail thresholds); [`metrics`] — SAELens's metrics on planted
+//! data (MCC, uniqueness, F1, shrinkage, EV, L0, dead latents). The _truth/ folder: docs/formats.md; the
 //! metrics: docs/metrics.md.
 
 pub mod checks;
 pub mod error;
+pub mod metrics;
 pub mod neurons;
 pub mod plant;
 pub mod planted;

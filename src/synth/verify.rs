@@ -1,12 +1,15 @@
 //! Recovery of planted features by an SAE (docs/metrics.md, "Recovery of planted features"):
 //! - MMCS = mean over ground-truth directions g of max_j cos(g, d_j) (d_j the decoder rows);
-//! - MCC = mean |cos| under the optimal one-to-one matching of truth to latents (Hungarian);
+//! - MCC = mean |cos| over the pairs of the optimal one-to-one matching of latents to truths
+//!   (Hungarian; SAELens's definition, [`super::metrics::matching`]);
+//! - uniqueness = distinct truths that are some latent's best match, over the latents;
 //! - recovered = fraction of g with max_j cos(g, d_j) ≥ threshold (0.9);
 //! - per-feature best cosine against the planted frequency (by frequency decile);
 //! - duplicated latents (pairs of live latents with cos ≥ threshold) and dead latents.
 
 use serde::{Deserialize, Serialize};
 
+use super::metrics::{matching, SampleReport};
 use crate::kernels::dot;
 
 /// File name of a verification: [`RecoveryReport`] (`verify --sae`) or
@@ -22,8 +25,10 @@ pub struct FeatureMatch {
     pub frequency: f32,
     pub best_cos: f32,
     pub best_latent: usize,
-    /// Cosine with the latent the one-to-one matching gave it.
+    /// |cos| with the latent the one-to-one matching gave it (0 when unmatched: more truths
+    /// than latents).
     pub matched_cos: f32,
+    /// `usize::MAX` when unmatched.
     pub matched_latent: usize,
 }
 
@@ -46,24 +51,20 @@ pub struct RecoveryReport {
     pub d: usize,
     pub threshold: f32,
     pub mmcs: f64,
+    /// SAELens's MCC: the mean |cos| of the min(n_truth, d_sae) matched pairs.
     pub mcc: f64,
+    /// SAELens's uniqueness (absent in reports of older versions).
+    #[serde(default)]
+    pub uniqueness: f64,
     pub recovered: f64,
     pub dead_latents: usize,
     /// Pairs of live latents whose decoder directions have cos ≥ threshold.
     pub duplicated_pairs: usize,
     pub bands: Vec<FrequencyBand>,
     pub features: Vec<FeatureMatch>,
-}
-
-fn unit_rows(m: &[f32], d: usize) -> Vec<f32> {
-    let mut out = m.to_vec();
-    for r in out.chunks_mut(d) {
-        let n = dot(r, r).sqrt();
-        if n > 0.0 {
-            r.iter_mut().for_each(|v| *v /= n);
-        }
-    }
-    out
+    /// The metrics measured on samples with true codes (when the dataset stores them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<SampleReport>,
 }
 
 /// Compares planted `truth [n, d]` (with `frequencies [n]`) to an SAE's `decoder [d_sae, d]`;
@@ -78,40 +79,41 @@ pub fn recovery(
 ) -> RecoveryReport {
     use rayon::prelude::*;
     let (n, s) = (truth.len() / d, decoder.len() / d);
-    let g = unit_rows(truth, d);
-    let w = unit_rows(decoder, d);
-    // cos [n, s]
-    let cos: Vec<Vec<f32>> = g
-        .par_chunks(d)
-        .map(|gi| w.chunks(d).map(|wj| dot(gi, wj)).collect())
-        .collect();
-    let best: Vec<(usize, f32)> = cos
-        .iter()
-        .map(|row| {
-            row.iter()
-                .copied()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (j, c)| if c > b.1 { (j, c) } else { b })
+    // cos [s, n], latents by truths, as SAELens orders them.
+    let cos = matching::cosines(decoder, truth, d);
+    let best: Vec<(usize, f32)> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            (0..s).fold((0, f32::MIN), |b, j| {
+                let c = cos[j * n + i];
+                if c > b.1 {
+                    (j, c)
+                } else {
+                    b
+                }
+            })
         })
         .collect();
-    let assignment = one_to_one(&cos, &best, n, s);
+    let (mcc, pairs) = matching::mcc(&cos, s, n);
+    let mut matched = vec![(usize::MAX, 0f32); n];
+    for &(j, i) in &pairs {
+        matched[i] = (j, cos[j * n + i].abs());
+    }
     let features: Vec<FeatureMatch> = (0..n)
-        .map(|i| {
-            let m = assignment[i];
-            FeatureMatch {
-                feature: i,
-                frequency: frequencies.get(i).copied().unwrap_or(f32::NAN),
-                best_cos: best[i].1,
-                best_latent: best[i].0,
-                matched_cos: if m < s { cos[i][m].abs() } else { 0.0 },
-                matched_latent: m,
-            }
+        .map(|i| FeatureMatch {
+            feature: i,
+            frequency: frequencies.get(i).copied().unwrap_or(f32::NAN),
+            best_cos: best[i].1,
+            best_latent: best[i].0,
+            matched_cos: matched[i].1,
+            matched_latent: matched[i].0,
         })
         .collect();
     let mmcs = features.iter().map(|f| f.best_cos as f64).sum::<f64>() / n.max(1) as f64;
-    let mcc = features.iter().map(|f| f.matched_cos as f64).sum::<f64>() / n.max(1) as f64;
     let recovered =
         features.iter().filter(|f| f.best_cos >= threshold).count() as f64 / n.max(1) as f64;
+    let uniqueness = matching::uniqueness(&matching::best_features(&cos, s, n), n);
+    let w = matching::unit_rows(decoder, d);
     let live: Vec<usize> = (0..s)
         .filter(|&j| alive.get(j).copied().unwrap_or(true))
         .collect();
@@ -124,47 +126,13 @@ pub fn recovery(
         threshold,
         mmcs,
         mcc,
+        uniqueness,
         recovered,
         dead_latents: s - live.len(),
         duplicated_pairs,
         bands,
         features,
-    }
-}
-
-/// Optimal one-to-one matching of the `n` truths to the `s` latents on |cos| (integer weights
-/// for the exact algorithm): the latent of each truth, `usize::MAX` for an unmatched one.
-fn one_to_one(cos: &[Vec<f32>], best: &[(usize, f32)], n: usize, s: usize) -> Vec<usize> {
-    if n <= s {
-        let weights = pathfinding::matrix::Matrix::from_rows(cos.iter().map(|row| {
-            row.iter()
-                .map(|c| (c.abs() as f64 * 1e6).round() as i64)
-                .collect::<Vec<_>>()
-        }));
-        match weights {
-            Ok(m) => pathfinding::kuhn_munkres::kuhn_munkres(&m).1,
-            Err(_) => best.iter().map(|b| b.0).collect(),
-        }
-    } else {
-        // More truth than latents: match each latent to a truth instead, unmatched truth gets 0.
-        let t: Vec<Vec<i64>> = (0..s)
-            .map(|j| {
-                (0..n)
-                    .map(|i| (cos[i][j].abs() as f64 * 1e6).round() as i64)
-                    .collect()
-            })
-            .collect();
-        let mut a = vec![usize::MAX; n];
-        if let Ok(m) = pathfinding::matrix::Matrix::from_rows(t) {
-            for (j, i) in pathfinding::kuhn_munkres::kuhn_munkres(&m)
-                .1
-                .into_iter()
-                .enumerate()
-            {
-                a[i] = j;
-            }
-        }
-        a
+        samples: None,
     }
 }
 
@@ -220,12 +188,16 @@ mod tests {
         assert_eq!(r.features[0].matched_latent, 2);
         assert_eq!(r.features[1].matched_latent, 0);
         assert_eq!(r.duplicated_pairs, 1);
+        // Best matches: y, z, x, x — 3 distinct truths over 4 latents.
+        assert!((r.uniqueness - 0.75).abs() < 1e-12);
         // Only one latent for two truths: the best cosine can be shared, the matching cannot.
         let dec = [1.0, 1.0, 0.0];
         let r = recovery(&truth[..6], &[0.1, 0.2], &dec, &[true], 3, 0.9);
         let c = std::f64::consts::FRAC_1_SQRT_2;
         assert!((r.mmcs - c).abs() < 1e-6, "{}", r.mmcs);
-        assert!((r.mcc - c / 2.0).abs() < 1e-6, "{}", r.mcc);
+        // SAELens's MCC: the mean over the one matched pair.
+        assert!((r.mcc - c).abs() < 1e-6, "{}", r.mcc);
+        assert_eq!(r.features[1].matched_latent, usize::MAX);
         assert_eq!(r.recovered, 0.0);
     }
 }

@@ -1,9 +1,12 @@
 //! `unravel verify --sae` as a library entry point: an SAE's decoder against the planted
-//! directions of a synth dataset (the metrics are `verify::recovery`'s).
+//! directions of a synth dataset (the metrics are `verify::recovery`'s), and the SAE on samples
+//! with their true codes (`metrics::samples`).
 
 use std::path::Path;
 
 use super::checks::Check;
+use super::metrics::planted_samples::{planted_batches, SamplesError};
+use super::metrics::{matching, SampleMetrics};
 use super::truth::Truth;
 use super::verify::{recovery, RecoveryReport};
 use crate::sae::Sae;
@@ -48,6 +51,32 @@ pub fn verify_sae(
         truth.d,
         threshold,
     ))
+}
+
+/// Adds to `r` the metrics measured on the last `samples` rows of the planted dataset in
+/// `data_dir` with their stored codes, read in batches of `batch` rows; `progress(rows)` after
+/// each batch.
+pub fn add_planted_samples(
+    r: &mut RecoveryReport,
+    sae: &Sae,
+    truth: &Truth,
+    data_dir: &Path,
+    samples: u64,
+    batch: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), SamplesError> {
+    let n = truth.directions.len() / truth.d.max(1);
+    let cos = matching::cosines(&sae.w_dec, &truth.directions, truth.d);
+    let mut m = SampleMetrics::new(sae, matching::best_features(&cos, sae.d_sae, n), n);
+    drop(cos);
+    let mut done = 0u64;
+    planted_batches(data_dir, samples, batch, n, &mut |b| {
+        m.add(b);
+        done += b.rows() as u64;
+        progress(done);
+    })?;
+    r.samples = Some(m.finish());
+    Ok(())
 }
 
 /// Live latents from the export's sparsity file (log10 density; −10 = never fired); all live

@@ -180,6 +180,7 @@ fn fresh_state(cfg: &TrainConfig, sae: Sae) -> TrainerState {
             window: LogWindow::default(),
             skipped_rows: 0,
             resampled: 0,
+            l0_control: Default::default(),
         },
         sae,
     }

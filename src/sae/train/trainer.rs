@@ -86,8 +86,12 @@ impl Trainer<'_> {
             self.counters.skipped_rows = skipped_before + self.loader.rows_dropped();
             x.iter_mut().for_each(|v| *v *= self.scale);
             let lr = cfg.lr_at(self.counters.step);
-            let lam = cfg.l1_at(self.counters.step);
+            let lam = self
+                .counters
+                .l0_control
+                .lambda(cfg.l1_at(self.counters.step));
             let stats = self.engine.step(&x, rows, lr, lam)?;
+            self.steer_l1(lr, stats.l0());
             let loss = stats.mse() + lam as f64 * stats.l1();
             if !loss.is_finite() || !stats.grad_norm.is_finite() {
                 let reason = format!(
@@ -111,6 +115,20 @@ impl Trainer<'_> {
             crash_for_tests(self.counters.step);
         }
         Ok(())
+    }
+
+    /// `--target-l0`: after λ's warm-up, moves λ's factor by the step's batch L0.
+    fn steer_l1(&mut self, lr: f32, l0: f64) {
+        let cfg = self.cfg;
+        let Some(target) = cfg.target_l0 else {
+            return;
+        };
+        let warm = (cfg.l1_warmup_frac * cfg.total_steps() as f64).round() as u64;
+        if self.counters.step >= warm {
+            let gain = crate::sae::target_l0::gain(cfg.total_steps());
+            let lr_frac = lr as f64 / cfg.lr as f64;
+            self.counters.l0_control.update(l0, target, gain, lr_frac);
+        }
     }
 
     /// Counts a step of `rows` rows `x` (scaled) into the counters, the feature tracker and the
