@@ -40,7 +40,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Continue the run in this folder from its last checkpoint (uses its saved config).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["acts", "config"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["acts", "config", "synth"])]
     resume: Option<PathBuf>,
     /// april-2024 (default) or unit-norm.
     #[arg(long)]
@@ -157,7 +157,9 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
             // Flags given with --resume must agree with the saved config.
             let hooks = vec![(saved.hook.clone(), saved.d_in)];
             let mut p = a.partial()?;
-            p.acts = Some(saved.acts.clone());
+            if saved.synth.is_none() {
+                p.acts = Some(saved.acts.clone());
+            }
             let given = PartialConfig {
                 acts: None,
                 ..p.clone()
@@ -185,10 +187,19 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
                 None => PartialConfig::default(),
             };
             let p = file.overridden_by(a.partial()?);
-            let Some(acts) = p.acts.clone() else {
-                bail!("--acts DIR is required (an activation dataset from `unravel extract`)")
+            let hooks = match (&p.acts, &p.synth) {
+                (Some(acts), None) => hooks_of(acts, &a.read)?,
+                (None, Some(spec)) => {
+                    let spec = unravel::synth::bench::BenchSpec::load(spec)
+                        .map_err(|e| anyhow::anyhow!("--synth {e}"))?;
+                    vec![(unravel::synth::planted::SYNTH_HOOK.to_string(), spec.dims)]
+                }
+                (Some(_), Some(_)) => bail!("give --acts or --synth, not both"),
+                (None, None) => bail!(
+                    "--acts DIR is required (an activation dataset from `unravel extract`), or --synth PRESET_OR_SPEC"
+                ),
             };
-            let cfg = TrainConfig::resolve(p, &hooks_of(&acts, &a.read)?)?;
+            let cfg = TrainConfig::resolve(p, &hooks)?;
             (cfg, out.clone(), false)
         }
     };
@@ -211,7 +222,13 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
         bar: bar.clone(),
         batch: 1,
     };
-    let result = train::train(&cfg, &dir, resume, &mut obs, &interrupt);
+    let result = match &cfg.synth {
+        Some(spec) => {
+            let model = synth_model(spec, &obs)?;
+            train::train_streamed(&cfg, &dir, resume, model, &mut obs, &interrupt)
+        }
+        None => train::train(&cfg, &dir, resume, &mut obs, &interrupt),
+    };
     bar.finish_and_clear();
     match result {
         Ok(s) => {
@@ -230,10 +247,32 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
     }
 }
 
+/// The generator of `--synth` (a preset or a spec file), built (the dictionary orthogonalised)
+/// with a progress bar.
+fn synth_model(spec: &str, obs: &Bar) -> Result<Arc<unravel::synth::bench::BenchModel>> {
+    let spec =
+        unravel::synth::bench::BenchSpec::load(spec).map_err(|e| anyhow::anyhow!("--synth {e}"))?;
+    obs.say(format!(
+        "building the generator {} ({} features in {} dims, {} orthogonalisation steps)",
+        spec.fingerprint(),
+        spec.features,
+        spec.dims,
+        spec.ortho_steps
+    ));
+    let bar = progress_bar("{spinner} orthogonalising [{bar:30}] {pos}/{len} steps  ETA {eta}");
+    bar.set_length(spec.ortho_steps as u64);
+    let model = unravel::synth::bench::BenchModel::build(&spec, &mut |step, _| {
+        bar.set_position(step as u64)
+    });
+    bar.finish_and_clear();
+    Ok(Arc::new(model))
+}
+
 /// A saved config as a partial one (every field set), so flags can be laid over it.
 fn partial_from(c: &TrainConfig) -> PartialConfig {
     PartialConfig {
-        acts: Some(c.acts.clone()),
+        acts: c.synth.is_none().then(|| c.acts.clone()),
+        synth: c.synth.clone(),
         hook: Some(c.hook.clone()),
         recipe: Some(c.recipe),
         d_sae: Some(c.d_sae),
