@@ -24,6 +24,9 @@ unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --expansion
 unravel train --config configs/gpt2-l6.toml --l1-coefficient 3 --out runs/l6-l1-3\n\n  \
 # continue after Ctrl-C, a crash or kill -9 (bit-identical to an uninterrupted run on CPU)\n  \
 unravel train --resume runs/l6\n\n  \
+# streamed from the SynthSAEBench generator, no shards written (a small preset here; the\n  \
+# benchmark itself: --synth synth-sae-bench-16k, or `unravel run configs/synth-sae-bench.toml`)\n  \
+unravel train --synth synth-sae-bench-tiny --d-sae 256 --tokens 50000 --batch 1024 --out runs/bench-tiny\n\n  \
 # Towards-Monosemanticity recipe on a GPU\n  \
 unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --recipe unit-norm --d-sae 16384 --device cuda --out runs/l6-un\n\n\
 The run folder holds config.toml, metrics.jsonl (one JSON line per log step and evaluation), eval.json,\n\
@@ -259,12 +262,7 @@ fn synth_model(spec: &str, obs: &Bar) -> Result<Arc<unravel::synth::bench::Bench
         spec.dims,
         spec.ortho_steps
     ));
-    let bar = progress_bar("{spinner} orthogonalising [{bar:30}] {pos}/{len} steps  ETA {eta}");
-    bar.set_length(spec.ortho_steps as u64);
-    let model = unravel::synth::bench::BenchModel::build(&spec, &mut |step, _| {
-        bar.set_position(step as u64)
-    });
-    bar.finish_and_clear();
+    let model = crate::cli::synth_bench::build_model(&spec);
     Ok(Arc::new(model))
 }
 
