@@ -26,14 +26,21 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn main() {
-    let (batches, d_sae, batch) = (arg("--batches", 20), arg("--d-sae", 4096), arg("--batch", 1024));
+    let (batches, d_sae, batch) = (
+        arg("--batches", 20),
+        arg("--d-sae", 4096),
+        arg("--batch", 1024),
+    );
     let spec = BenchSpec {
         ortho_steps: 0,
         ..BenchSpec::default()
     };
     let t = Instant::now();
     let model = BenchModel::build(&spec, &mut |_, _| {});
-    println!("model built in {:.1}s (no orthogonalisation)", t.elapsed().as_secs_f64());
+    println!(
+        "model built in {:.1}s (no orthogonalisation)",
+        t.elapsed().as_secs_f64()
+    );
     let d = spec.dims;
     // Warm-up, then generation alone.
     let _ = model.sample_x(1 << 40, batch);
@@ -42,7 +49,10 @@ fn main() {
         .map(|b| model.sample_x((b * batch) as u64, batch))
         .collect();
     let gen = (batches * batch) as f64 / t.elapsed().as_secs_f64();
-    println!("generation: {gen:.0} samples/s ({} threads)", rayon::current_num_threads());
+    println!(
+        "generation: {gen:.0} samples/s ({} threads)",
+        rayon::current_num_threads()
+    );
 
     let partial = PartialConfig {
         acts: Some("bench".into()),

@@ -192,14 +192,27 @@ def main():
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--ortho-features", type=int, default=2048)
     ap.add_argument("--ortho-dims", type=int, default=128)
+    ap.add_argument("--saelens-cache", help="an .npz file keeping SAELens's side (computed when absent)")
+    ap.add_argument("--saelens-only", action="store_true", help="compute SAELens's side into --saelens-cache, stop")
     args = ap.parse_args()
     torch.set_num_threads(2)
     import sae_lens
 
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.time()
-        a = saelens_stats(args.rows)
-        t_saelens = time.time() - t0
+        if args.saelens_cache and os.path.exists(args.saelens_cache):
+            z = np.load(args.saelens_cache)
+            a = {k: z[k] for k in z.files}
+            a = {k: (v.item() if v.ndim == 0 else v) for k, v in a.items()}
+        else:
+            t0 = time.time()
+            a = saelens_stats(args.rows)
+            a["seconds"] = time.time() - t0
+            if args.saelens_cache:
+                np.savez(args.saelens_cache, **a)
+        if args.saelens_only:
+            return 0
+        t_saelens = a["seconds"]
+        args.rows = int(a["rows"])
         b = ours(args.rows, tmp)
         ortho = ortho_comparison(tmp, args.ortho_features, args.ortho_dims)
 

@@ -9,16 +9,15 @@
 //! 3. the hierarchy (gating, exclusion, scaling; see `hierarchy.rs`);
 //! 4. x = Σ_i a_i · direction_i + bias.
 //!
-//! Step 1 is the cost (n features a row): per feature, the test η > c_i is decided from one
-//! uniform u against a table of the normal tail on a grid of c (exact: the tail is monotone,
-//! so u above the tail at the grid point below c rejects, u below the one above accepts, and
-//! only the rare u in between needs the tail at c itself).
+//! Step 1 is the cost (n features a row): see `fire.rs`. Rows are made in groups of
+//! [`GROUP`] (cache reuse), each from its own RNG, so a row is the same in any group.
 
 use rayon::prelude::*;
 
 use super::correlation::LowRank;
+use super::fire::{axpy, Firing};
 use super::hierarchy::Hierarchy;
-use super::normal::{quantile, upper_tail, RowRng};
+use super::normal::{quantile, RowRng};
 use super::spec::BenchSpec;
 use super::{dictionary, firing, SparseCodes};
 use rand_distr::{Distribution, StandardNormal};
@@ -30,10 +29,8 @@ const STREAM_CORRELATION: u64 = 4;
 const STREAM_STDS: u64 = 1;
 const STREAM_DICTIONARY: u64 = 5;
 
-/// The tail table: Q(c) at c = C_LO + k / STEPS.
-const C_LO: f64 = -9.0;
-const C_HI: f64 = 9.0;
-const STEPS: f64 = 64.0;
+/// Rows made together (they share each chunk of the correlation factor in cache).
+pub const GROUP: usize = 16;
 
 /// A generated model, ready to sample.
 #[derive(Debug, Clone)]
@@ -51,9 +48,8 @@ pub struct BenchModel {
     pub std_magnitudes: Vec<f32>,
     pub hierarchy: Hierarchy,
     pub correlation: Option<LowRank>,
-    /// Φ⁻¹(1 − p_i).
-    thresholds: Vec<f64>,
-    tail: Vec<f64>,
+    /// The firing test's tables.
+    firing: Firing,
 }
 
 impl BenchModel {
@@ -74,21 +70,25 @@ impl BenchModel {
             &mut RowRng::for_row(seed, STREAM_DICTIONARY, 0),
             progress,
         );
-        let tail = (0..=((C_HI - C_LO) * STEPS) as usize)
-            .map(|k| upper_tail(C_LO + k as f64 / STEPS))
+        let thresholds = probabilities
+            .iter()
+            .map(|&p| quantile(1.0 - p) as f32)
             .collect();
+        let firing = match &correlation {
+            Some(c) => Firing::new(thresholds, c.inv_noise_std.clone(), c.factor_t.clone()),
+            None => Firing::new(thresholds, vec![1.0; spec.features], vec![]),
+        };
         BenchModel {
             spec: spec.clone(),
             directions,
             bias,
-            thresholds: probabilities.iter().map(|&p| quantile(1.0 - p)).collect(),
             probabilities,
             base_probabilities: base,
             mean_magnitudes: firing::means(spec),
             std_magnitudes: firing::stds(spec, &mut RowRng::for_row(seed, STREAM_STDS, 0)),
             hierarchy,
             correlation,
-            tail,
+            firing,
         }
     }
 
@@ -102,69 +102,42 @@ impl BenchModel {
 
     /// The true feature activations of row `index`: (feature, value > 0), sorted by feature.
     pub fn row_codes(&self, index: u64) -> Vec<(u32, f32)> {
-        let mut rng = RowRng::for_row(self.spec.seed, STREAM_ROWS, index);
-        let mut row = self.firing(&mut rng);
-        for (f, v) in row.iter_mut() {
-            let z: f32 = StandardNormal.sample(&mut rng);
-            let i = *f as usize;
-            *v = (self.mean_magnitudes[i] + self.std_magnitudes[i] * z).max(0.0);
-        }
-        row.retain(|&(_, v)| v > 0.0);
-        self.hierarchy
-            .apply(&mut row, &self.mean_magnitudes, &mut rng);
-        row
+        self.group_codes(index, 1).pop().unwrap_or_default()
     }
 
-    /// The features that fire in a row before the hierarchy (value 0 for now), sorted.
-    fn firing(&self, rng: &mut RowRng) -> Vec<(u32, f32)> {
-        let mut out = Vec::with_capacity(128);
-        let Some(c) = &self.correlation else {
-            for (i, &p) in self.probabilities.iter().enumerate() {
-                if rng.uniform() < p {
-                    out.push((i as u32, 0.0));
-                }
+    /// The codes of rows `first .. first + len`: which fire (`fire.rs`), their magnitudes
+    /// relu(mean + std · N(0, 1)), then the hierarchy.
+    fn group_codes(&self, first: u64, len: usize) -> Vec<Vec<(u32, f32)>> {
+        let mut rngs: Vec<RowRng> = (0..len as u64)
+            .map(|r| RowRng::for_row(self.spec.seed, STREAM_ROWS, first + r))
+            .collect();
+        let mut rows = self.firing.fire(&mut rngs);
+        for (row, rng) in rows.iter_mut().zip(&mut rngs) {
+            for (f, v) in row.iter_mut() {
+                let z: f32 = StandardNormal.sample(&mut *rng);
+                let i = *f as usize;
+                *v = (self.mean_magnitudes[i] + self.std_magnitudes[i] * z).max(0.0);
             }
-            return out;
-        };
-        let shared = c.shared(rng);
-        let steps = (C_HI - C_LO) * STEPS;
-        for (i, (&t, (&m, &inv_s))) in self
-            .thresholds
-            .iter()
-            .zip(shared.iter().zip(&c.inv_noise_std))
-            .enumerate()
-        {
-            // Fire when η > (t − m) / s.
-            let cut = (t - m as f64) * inv_s as f64;
-            let u = rng.uniform();
-            let k = (cut - C_LO) * STEPS;
-            let fires = if k < 0.0 {
-                u < upper_tail(cut)
-            } else if k >= steps {
-                false
-            } else {
-                let k = k as usize;
-                if u >= self.tail[k] {
-                    false
-                } else if u < self.tail[k + 1] {
-                    true
-                } else {
-                    u < upper_tail(cut)
-                }
-            };
-            if fires {
-                out.push((i as u32, 0.0));
-            }
+            row.retain(|&(_, v)| v > 0.0);
+            self.hierarchy.apply(row, &self.mean_magnitudes, rng);
         }
-        out
+        rows
+    }
+
+    /// The codes of rows `start .. start + n`, groups in parallel.
+    pub fn codes(&self, start: u64, n: usize) -> Vec<Vec<(u32, f32)>> {
+        let groups: Vec<Vec<Vec<(u32, f32)>>> = (0..n)
+            .step_by(GROUP)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|g| self.group_codes(start + g as u64, GROUP.min(n - g)))
+            .collect();
+        groups.into_iter().flatten().collect()
     }
 
     /// Rows `start .. start + n`: activations `[n, dims]` and their true codes.
     pub fn sample(&self, start: u64, n: usize) -> (Vec<f32>, SparseCodes) {
-        let rows: Vec<Vec<(u32, f32)>> = (0..n as u64)
-            .into_par_iter()
-            .map(|r| self.row_codes(start + r))
-            .collect();
+        let rows = self.codes(start, n);
         let x = self.synthesize(&rows);
         (x, SparseCodes::from_rows(&rows))
     }
@@ -173,10 +146,15 @@ impl BenchModel {
     pub fn sample_x(&self, start: u64, n: usize) -> Vec<f32> {
         let d = self.dims();
         let mut x = vec![0f32; n * d];
-        x.par_chunks_mut(d).enumerate().for_each(|(r, out)| {
-            let codes = self.row_codes(start + r as u64);
-            self.write_row(&codes, out);
-        });
+        x.par_chunks_mut(GROUP * d)
+            .enumerate()
+            .for_each(|(g, out)| {
+                let first = start + (g * GROUP) as u64;
+                let rows = self.group_codes(first, out.len() / d);
+                for (codes, out) in rows.iter().zip(out.chunks_mut(d)) {
+                    self.write_row(codes, out);
+                }
+            });
         x
     }
 
@@ -195,7 +173,7 @@ impl BenchModel {
         out.copy_from_slice(&self.bias);
         for &(f, a) in codes {
             let f = f as usize;
-            crate::kernels::axpy(a, &self.directions[f * d..(f + 1) * d], out);
+            axpy(a, &self.directions[f * d..(f + 1) * d], out);
         }
     }
 }

@@ -95,15 +95,17 @@ impl Stats {
 pub fn measure(model: &BenchModel, start: u64, rows: u64) -> Stats {
     let n = model.features();
     let h = &model.hierarchy;
-    (start..start + rows)
+    let chunk = 64 * super::model::GROUP as u64;
+    (0..rows.div_ceil(chunk))
         .into_par_iter()
-        .fold(
-            || Stats::new(n),
-            |mut s, i| {
-                s.add(&model.row_codes(i), h);
-                s
-            },
-        )
+        .map(|c| {
+            let first = start + c * chunk;
+            let mut s = Stats::new(n);
+            for codes in model.codes(first, chunk.min(start + rows - first) as usize) {
+                s.add(&codes, h);
+            }
+            s
+        })
         .reduce(|| Stats::new(n), Stats::merge)
         .finish()
 }
