@@ -97,6 +97,23 @@ fn hooks_of(acts: &Path, read: &ReadArgs) -> Result<Vec<(String, usize)>> {
         .collect())
 }
 
+/// The (hook, d) pairs a new run trains on: the dataset's (`--acts`), or the generator's one
+/// `synthetic` hook (`--synth`).
+fn input_hooks(p: &PartialConfig, read: &ReadArgs) -> Result<Vec<(String, usize)>> {
+    Ok(match (&p.acts, &p.synth) {
+        (Some(acts), None) => hooks_of(acts, read)?,
+        (None, Some(spec)) => {
+            let spec = unravel::synth::bench::BenchSpec::load(spec)
+                .map_err(|e| anyhow::anyhow!("--synth {e}"))?;
+            vec![(unravel::synth::planted::SYNTH_HOOK.to_string(), spec.dims)]
+        }
+        (Some(_), Some(_)) => bail!("give --acts or --synth, not both"),
+        (None, None) => bail!(
+            "--acts DIR is required (an activation dataset from `unravel extract`), or --synth PRESET_OR_SPEC"
+        ),
+    })
+}
+
 /// The progress bar: loss, L0, dead %, tokens/s, ETA.
 struct Bar {
     bar: indicatif::ProgressBar,
@@ -190,19 +207,7 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
                 None => PartialConfig::default(),
             };
             let p = file.overridden_by(a.partial()?);
-            let hooks = match (&p.acts, &p.synth) {
-                (Some(acts), None) => hooks_of(acts, &a.read)?,
-                (None, Some(spec)) => {
-                    let spec = unravel::synth::bench::BenchSpec::load(spec)
-                        .map_err(|e| anyhow::anyhow!("--synth {e}"))?;
-                    vec![(unravel::synth::planted::SYNTH_HOOK.to_string(), spec.dims)]
-                }
-                (Some(_), Some(_)) => bail!("give --acts or --synth, not both"),
-                (None, None) => bail!(
-                    "--acts DIR is required (an activation dataset from `unravel extract`), or --synth PRESET_OR_SPEC"
-                ),
-            };
-            let cfg = TrainConfig::resolve(p, &hooks)?;
+            let cfg = TrainConfig::resolve(p.clone(), &input_hooks(&p, &a.read)?)?;
             (cfg, out.clone(), false)
         }
     };
