@@ -9,7 +9,8 @@
 //! read_args.rs  — --allow-incomplete / --skip-nonfinite, shared by reading commands
 //! model_args.rs — --model and its loading flags, shared by trace and extract
 //! run.rs, trace.rs, extract.rs, import.rs, inspect.rs (inspect, merge-manifests), train.rs, eval.rs,
-//! synth.rs, verify.rs, plant.rs, audit.rs, analyze.rs, toy.rs — one command each
+//! synth.rs (synth_bench.rs: its SynthSAEBench generator flags), verify.rs, plant.rs, audit.rs,
+//! analyze.rs, toy.rs — one command each
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -27,6 +28,7 @@ mod progress;
 mod read_args;
 mod run;
 mod synth;
+mod synth_bench;
 mod toy;
 mod trace;
 mod train;

@@ -15,27 +15,32 @@ unravel train --acts synth/seed000 --d-sae 1024 --tokens 1000000 --out runs/seed
 # planted polysemantic neurons: the audit's ground truth\n  \
 unravel synth --neurons 256 --concepts 16 --tokens 200000 --out synth/neurons\n  \
 unravel audit --acts synth/neurons --out audits/planted\n  \
-unravel verify --truth synth/neurons --audit audits/planted --min-precision 0.95 --min-recall 0.95\n\n\
+unravel verify --truth synth/neurons --audit audits/planted --min-precision 0.95 --min-recall 0.95\n\n  \
+# the SynthSAEBench generator (Zipf, hierarchy, correlation), small; --preset synth-sae-bench-16k is the\n  \
+# benchmark itself (16,384 features in 768 dims, true L0 ≈ 34)\n  \
+unravel synth --preset synth-sae-bench-tiny --tokens 20000 --out synth/bench-tiny\n\n\
 The dataset has one hook column, `synthetic`; the ground truth (directions [features, dims],\n\
 frequencies [features]) is in OUT/_truth/ground_truth.safetensors. With --neurons: hook `neurons`,\n\
-label columns label.c00 ..., truth in OUT/_truth/neurons.json.";
+label columns label.c00 ..., truth in OUT/_truth/neurons.json. With --preset/--spec: truth also holds bias,\n\
+probabilities, magnitudes, parent (the hierarchy), spec.toml and stats.json (true L0, exclusion checks).";
 
 #[derive(Args)]
 pub struct SynthArgs {
-    /// Planted features (directions).
-    #[arg(long, default_value_t = 512, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
-    features: usize,
-    /// Dimensions of the activation space.
-    #[arg(long, default_value_t = 256, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
-    dims: usize,
+    /// Planted features (directions) [default: 512; the generator's: its preset's].
+    #[arg(long, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
+    features: Option<usize>,
+    /// Dimensions of the activation space [default: 256; the generator's: its preset's].
+    #[arg(long, value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
+    dims: Option<usize>,
     /// Probability that a feature is active on a token.
     #[arg(long, default_value_t = 0.1, value_parser = crate::cli::values::probability, allow_negative_numbers = true)]
     density: f64,
     /// Rows (tokens) to write.
     #[arg(long, default_value_t = 1_000_000, value_parser = crate::cli::values::at_least_1::<u64>, allow_negative_numbers = true)]
     tokens: u64,
-    #[arg(long, default_value_t = 0, value_parser = crate::cli::values::whole::<u64>, allow_negative_numbers = true)]
-    seed: u64,
+    /// Random seed [default: 0; the generator's: its preset's].
+    #[arg(long, value_parser = crate::cli::values::whole::<u64>, allow_negative_numbers = true)]
+    seed: Option<u64>,
     /// Standard deviation of additive Gaussian noise per dimension.
     #[arg(long, default_value_t = 0.0, value_parser = crate::cli::values::non_negative_f32, allow_negative_numbers = true)]
     noise: f32,
@@ -142,6 +147,8 @@ pub struct SynthArgs {
     /// Output dataset folder.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    #[command(flatten)]
+    bench: crate::cli::synth_bench::BenchArgs,
 }
 
 pub fn cmd_synth(a: &SynthArgs) -> Result<()> {
@@ -152,11 +159,28 @@ pub fn cmd_synth(a: &SynthArgs) -> Result<()> {
             a.out.display()
         );
     }
+    if a.bench.active() {
+        if a.neurons.is_some() {
+            bail!("--neurons and the generator's flags (--preset, --spec, ...) exclude each other");
+        }
+        let spec = a.bench.spec(a.features, a.dims, a.seed)?;
+        let opts = unravel::synth::bench::write::WriteOptions {
+            tokens: a.tokens,
+            shard_tokens: a.shard_tokens,
+            dtype: a
+                .store_dtype
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--store-dtype: {e}"))?,
+            save_activations: a.save_activations,
+        };
+        return crate::cli::synth_bench::write(&spec, opts, &a.out);
+    }
     if let Some(n) = a.neurons {
         return synth_neurons(a, n);
     }
+    let (features, dims) = (a.features.unwrap_or(512), a.dims.unwrap_or(256));
     let mut spec =
-        unravel::synth::PlantedSpec::new(a.features, a.dims, a.density, a.tokens, a.seed);
+        unravel::synth::PlantedSpec::new(features, dims, a.density, a.tokens, a.seed.unwrap_or(0));
     spec.noise = a.noise;
     spec.magnitude = a
         .magnitude
@@ -185,8 +209,8 @@ pub fn cmd_synth(a: &SynthArgs) -> Result<()> {
     unravel::memory::check_fits(
         &format!(
             "--features {} × --dims {} (--shard-tokens {}{})",
-            a.features,
-            a.dims,
+            features,
+            dims,
             a.shard_tokens,
             if a.save_activations {
                 ", --save-activations"
@@ -207,7 +231,7 @@ pub fn cmd_synth(a: &SynthArgs) -> Result<()> {
     let mean_active: f32 = truth.frequencies.iter().sum();
     println!(
         "planted {} features in {} dims ({:.1}x superposition, {:.2} active per token, max |cos| {:.3}) over {} tokens in {:.1}s -> {}",
-        a.features, a.dims, a.features as f64 / a.dims as f64, mean_active, truth.max_cosine, a.tokens, t0.elapsed().as_secs_f64(), a.out.display()
+        features, dims, features as f64 / dims as f64, mean_active, truth.max_cosine, a.tokens, t0.elapsed().as_secs_f64(), a.out.display()
     );
     Ok(())
 }
@@ -227,7 +251,10 @@ fn synth_bar(rows: u64) -> indicatif::ProgressBar {
 /// value) triple (~40 bytes each, expected tokens × density × features of them).
 fn synth_memory_bytes(a: &SynthArgs) -> u64 {
     use unravel::memory::product;
-    let (n, d) = (a.features as u64, a.dims as u64);
+    let (n, d) = (
+        a.features.unwrap_or(512) as u64,
+        a.dims.unwrap_or(256) as u64,
+    );
     let mut bytes = product(&[12, n, d]).saturating_add(product(&[12, a.shard_tokens as u64, d]));
     if a.save_activations {
         let triples = (a.tokens as f64 * a.density * n as f64).min(u64::MAX as f64 / 64.0) as u64;
@@ -238,7 +265,7 @@ fn synth_memory_bytes(a: &SynthArgs) -> u64 {
 
 fn synth_neurons(a: &SynthArgs, n: usize) -> Result<()> {
     use unravel::synth::neurons::NeuronSpec;
-    let mut spec = NeuronSpec::new(n, a.tokens, a.seed);
+    let mut spec = NeuronSpec::new(n, a.tokens, a.seed.unwrap_or(0));
     spec.concepts = a.concepts;
     spec.concept_density = a.concept_density;
     spec.polysemantic = a.polysemantic;

@@ -30,6 +30,9 @@ unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --expansion
 unravel train --config configs/gpt2-l6.toml --l1-coefficient 3 --out runs/l6-l1-3\n\n  \
 # continue after Ctrl-C, a crash or kill -9 (bit-identical to an uninterrupted run on CPU)\n  \
 unravel train --resume runs/l6\n\n  \
+# streamed from the SynthSAEBench generator, no shards written (a small preset here; the\n  \
+# benchmark itself: --synth synth-sae-bench-16k, or `unravel run configs/synth-sae-bench.toml`)\n  \
+unravel train --synth synth-sae-bench-tiny --d-sae 256 --tokens 50000 --batch 1024 --out runs/bench-tiny\n\n  \
 # Towards-Monosemanticity recipe on a GPU\n  \
 unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --recipe unit-norm --d-sae 16384 --device cuda --out runs/l6-un\n\n\
 The run folder holds config.toml, metrics.jsonl (one JSON line per log step and evaluation), eval.json,\n\
@@ -46,7 +49,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Continue the run in this folder from its last checkpoint (uses its saved config).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["acts", "config"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["acts", "config", "synth"])]
     resume: Option<PathBuf>,
     /// april-2024 (default) or unit-norm.
     #[arg(long)]
@@ -98,6 +101,23 @@ fn hooks_of(acts: &Path, read: &ReadArgs) -> Result<Vec<(String, usize)>> {
         .iter()
         .map(|h| (h.name.clone(), h.d))
         .collect())
+}
+
+/// The (hook, d) pairs a new run trains on: the dataset's (`--acts`), or the generator's one
+/// `synthetic` hook (`--synth`).
+fn input_hooks(p: &PartialConfig, read: &ReadArgs) -> Result<Vec<(String, usize)>> {
+    Ok(match (&p.acts, &p.synth) {
+        (Some(acts), None) => hooks_of(acts, read)?,
+        (None, Some(spec)) => {
+            let spec = unravel::synth::bench::BenchSpec::load(spec)
+                .map_err(|e| anyhow::anyhow!("--synth {e}"))?;
+            vec![(unravel::synth::planted::SYNTH_HOOK.to_string(), spec.dims)]
+        }
+        (Some(_), Some(_)) => bail!("give --acts or --synth, not both"),
+        (None, None) => bail!(
+            "--acts DIR is required (an activation dataset from `unravel extract`), or --synth PRESET_OR_SPEC"
+        ),
+    })
 }
 
 /// The progress bar: loss, L0, dead %, tokens/s, ETA.
@@ -163,7 +183,9 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
             // Flags given with --resume must agree with the saved config.
             let hooks = vec![(saved.hook.clone(), saved.d_in)];
             let mut p = a.partial()?;
-            p.acts = Some(saved.acts.clone());
+            if saved.synth.is_none() {
+                p.acts = Some(saved.acts.clone());
+            }
             let given = PartialConfig {
                 acts: None,
                 ..p.clone()
@@ -191,10 +213,7 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
                 None => PartialConfig::default(),
             };
             let p = file.overridden_by(a.partial()?);
-            let Some(acts) = p.acts.clone() else {
-                bail!("--acts DIR is required (an activation dataset from `unravel extract`)")
-            };
-            let cfg = TrainConfig::resolve(p, &hooks_of(&acts, &a.read)?)?;
+            let cfg = TrainConfig::resolve(p.clone(), &input_hooks(&p, &a.read)?)?;
             (cfg, out.clone(), false)
         }
     };
@@ -217,7 +236,13 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
         bar: bar.clone(),
         batch: 1,
     };
-    let result = train::train(&cfg, &dir, resume, &mut obs, &interrupt);
+    let result = match &cfg.synth {
+        Some(spec) => {
+            let model = synth_model(spec, &obs)?;
+            train::train_streamed(&cfg, &dir, resume, model, &mut obs, &interrupt)
+        }
+        None => train::train(&cfg, &dir, resume, &mut obs, &interrupt),
+    };
     bar.finish_and_clear();
     match result {
         Ok(s) => {
@@ -236,10 +261,27 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
     }
 }
 
+/// The generator of `--synth` (a preset or a spec file), built (the dictionary orthogonalised)
+/// with a progress bar.
+fn synth_model(spec: &str, obs: &Bar) -> Result<Arc<unravel::synth::bench::BenchModel>> {
+    let spec =
+        unravel::synth::bench::BenchSpec::load(spec).map_err(|e| anyhow::anyhow!("--synth {e}"))?;
+    obs.say(format!(
+        "building the generator {} ({} features in {} dims, {} orthogonalisation steps)",
+        spec.fingerprint(),
+        spec.features,
+        spec.dims,
+        spec.ortho_steps
+    ));
+    let model = crate::cli::synth_bench::build_model(&spec);
+    Ok(Arc::new(model))
+}
+
 /// A saved config as a partial one (every field set), so flags can be laid over it.
 fn partial_from(c: &TrainConfig) -> PartialConfig {
     PartialConfig {
-        acts: Some(c.acts.clone()),
+        acts: c.synth.is_none().then(|| c.acts.clone()),
+        synth: c.synth.clone(),
         hook: Some(c.hook.clone()),
         recipe: Some(c.recipe),
         d_sae: Some(c.d_sae),

@@ -229,8 +229,8 @@ fn sample_metrics(
     truth: &unravel::synth::truth::Truth,
 ) -> Result<()> {
     use unravel::synth::metrics::planted_samples::SamplesError;
-    // --truth may name the truth/ folder itself: the rows are in the dataset above it.
-    let data = if a.truth.join("manifest.json").is_file() {
+    // --truth may name the _truth/ folder itself: the rows are in the dataset above it.
+    let data = if unravel::store::manifest_path(&a.truth).is_file() {
         a.truth.clone()
     } else {
         a.truth.parent().map(Path::to_path_buf).unwrap_or_default()

@@ -37,6 +37,11 @@ pub struct PartialConfig {
     /// Activation dataset folder (from `unravel extract`).
     #[arg(long, value_name = "DIR")]
     pub acts: Option<PathBuf>,
+    /// Train on rows streamed from a synthetic generator instead of a dataset (no shards
+    /// written): a preset (`synth-sae-bench-16k`, `synth-sae-bench-tiny`) or a spec TOML file
+    /// (the keys of `unravel synth --bench-spec`).
+    #[arg(long, value_name = "PRESET_OR_SPEC", conflicts_with = "acts")]
+    pub synth: Option<String>,
     /// Hook (column) to train on; may be left out when the dataset holds one hook.
     #[arg(long)]
     pub hook: Option<String>,
@@ -192,6 +197,7 @@ impl PartialConfig {
         }
         pick!(
             acts,
+            synth,
             hook,
             recipe,
             d_sae,
@@ -234,8 +240,11 @@ impl PartialConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// The activation dataset folder.
+    /// The activation dataset folder (a streamed run: its `synth` spec).
     pub acts: PathBuf,
+    /// Rows streamed from this synthetic generator (preset or spec file) instead of `acts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synth: Option<String>,
     /// The hook (column) trained on.
     pub hook: String,
     pub recipe: Recipe,
@@ -305,9 +314,11 @@ impl TrainConfig {
     /// the dataset at `acts`.
     pub fn resolve(p: PartialConfig, hooks: &[(String, usize)]) -> Result<TrainConfig> {
         let bad = |m: String| Err(SaeError::Config(m));
-        let acts = match p.acts {
-            Some(a) => a,
-            None => {
+        let acts = match (p.acts, &p.synth) {
+            (Some(_), Some(_)) => return bad("give --acts or --synth, not both".into()),
+            (Some(a), None) => a,
+            (None, Some(spec)) => PathBuf::from(spec),
+            (None, None) => {
                 return bad(
                     "no activation dataset: pass --acts DIR (or `acts` in the config)".into(),
                 )
@@ -347,6 +358,7 @@ impl TrainConfig {
         let batch = p.batch.unwrap_or(4096);
         let cfg = TrainConfig {
             acts,
+            synth: p.synth,
             hook,
             recipe,
             d_in,

@@ -2,7 +2,8 @@
 //! `unravel extract`, with the ground truth beside them — so every analysis can be checked
 //! against a known answer.
 //!
-//! [`planted`] — `unravel synth`: planted feature directions; [`neurons`] — `synth --neurons`:
+//! [`planted`] — `unravel synth`: planted feature directions; [`bench`] — `synth --preset`:
+//! the SynthSAEBench-grade generator (hierarchy, correlation, Zipf; streamed by `train --synth`); [`neurons`] — `synth --neurons`:
 //! planted polysemantic neurons and the audit's score against them; [`plant`] — `unravel plant`:
 //! planted features added to a real dataset; [`truth`] — where the truth is kept and read back;
 //! [`verify`] — MMCS, MCC and recovery of planted features by an SAE; `unravel verify`:
@@ -11,6 +12,7 @@
 //! data (MCC, uniqueness, F1, shrinkage, EV, L0, dead latents). The _truth/ folder: docs/formats.md; the
 //! metrics: docs/metrics.md.
 
+pub mod bench;
 pub mod checks;
 pub mod error;
 pub mod metrics;

@@ -1,11 +1,13 @@
-//! Evaluations: an engine's reconstruction of a fixed set of rows (held-out shards, or training
-//! shards when nothing is held out), summed into an [`EvalRecord`].
+//! Evaluations: an engine's reconstruction of a fixed set of rows (held-out shards, training
+//! shards when nothing is held out, or a stream's held-out index range), summed into an
+//! [`EvalRecord`].
 
 use std::path::Path;
 
 use super::log::append_metrics;
 use super::observer::TrainObserver;
 use super::setup::ordered_loader;
+use super::source::{held_out_batches, Input, RowSource};
 use super::split::usable_rows;
 use crate::sae::checkpoint::TrainerCounters;
 use crate::sae::config::TrainConfig;
@@ -57,33 +59,35 @@ pub fn evaluate_observed(
 ) -> Result<(FvuAccumulator, EvalTotals)> {
     let batch = cfg.batch.min(4096);
     let mut loader = ordered_loader(dataset, cfg, shards, batch)?;
-    let d = cfg.d_in;
-    let mut acc = FvuAccumulator::default();
-    let mut totals = EvalTotals {
-        fired: vec![0; cfg.d_sae],
-        ..Default::default()
-    };
+    let (mut acc, mut totals) = EvalTotals::start(cfg);
     while acc.tokens < max_tokens {
         let Some((mut x, rows)) = loader.next_rows()? else {
             break;
         };
         let rows = rows.min((max_tokens - acc.tokens) as usize);
-        x.truncate(rows * d);
+        x.truncate(rows * cfg.d_in);
         // Rows holding NaN/Inf were refused, or dropped (--skip-nonfinite), by the reader.
         if rows == 0 {
             continue;
         }
-        let xs: Vec<f32> = x.iter().map(|v| v * scale).collect();
-        let r = engine.reconstruct(&xs, rows)?;
-        // FVU in raw units: the error scales by 1/s².
-        acc.add(&x, d, r.stats.sq_err / (scale as f64 * scale as f64));
-        totals.l1_sum += r.stats.l1_sum;
-        totals.active += r.stats.active;
-        for (a, b) in totals.fired.iter_mut().zip(&r.stats.fired) {
-            *a += *b as u64;
-        }
+        totals.add(engine, cfg, scale, &x, rows, &mut acc)?;
         progress(acc.tokens);
     }
+    Ok((acc, totals))
+}
+
+/// [`evaluate`] on `max_tokens` held-out rows of a streamed generator.
+fn evaluate_stream(
+    engine: &mut dyn Engine,
+    source: &dyn RowSource,
+    cfg: &TrainConfig,
+    scale: f32,
+    max_tokens: u64,
+) -> Result<(FvuAccumulator, EvalTotals)> {
+    let (mut acc, mut totals) = EvalTotals::start(cfg);
+    held_out_batches(source, max_tokens, cfg.batch.min(4096), &mut |x, rows| {
+        totals.add(engine, cfg, scale, &x, rows, &mut acc)
+    })?;
     Ok((acc, totals))
 }
 
@@ -96,6 +100,37 @@ pub struct EvalTotals {
 }
 
 impl EvalTotals {
+    /// Empty sums for an evaluation of `cfg`'s SAE.
+    fn start(cfg: &TrainConfig) -> (FvuAccumulator, EvalTotals) {
+        let totals = EvalTotals {
+            fired: vec![0; cfg.d_sae],
+            ..Default::default()
+        };
+        (FvuAccumulator::default(), totals)
+    }
+
+    /// Adds the engine's reconstruction of `rows` raw rows `x` (scaled by `scale` first).
+    fn add(
+        &mut self,
+        engine: &mut dyn Engine,
+        cfg: &TrainConfig,
+        scale: f32,
+        x: &[f32],
+        rows: usize,
+        acc: &mut FvuAccumulator,
+    ) -> Result<()> {
+        let xs: Vec<f32> = x.iter().map(|v| v * scale).collect();
+        let r = engine.reconstruct(&xs, rows)?;
+        // FVU in raw units: the error scales by 1/s².
+        acc.add(x, cfg.d_in, r.stats.sq_err / (scale as f64 * scale as f64));
+        self.l1_sum += r.stats.l1_sum;
+        self.active += r.stats.active;
+        for (a, b) in self.fired.iter_mut().zip(&r.stats.fired) {
+            *a += *b as u64;
+        }
+        Ok(())
+    }
+
     /// The record of an evaluation.
     pub fn record(
         &self,
@@ -129,9 +164,10 @@ impl EvalTotals {
 /// The run's evaluator: the evaluation set, appending each record to metrics.jsonl and telling
 /// the observer.
 pub(super) struct Evaluator<'a> {
-    pub(super) dataset: &'a Dataset,
+    pub(super) input: &'a Input,
     pub(super) cfg: &'a TrainConfig,
-    /// Shards evaluated: the held-out ones, or the training shards when none is held out.
+    /// Shards evaluated: the held-out ones, or the training shards when none is held out (none
+    /// for a stream, which evaluates on its held-out index range).
     pub(super) shards: Vec<usize>,
     pub(super) held_out: bool,
     pub(super) scale: f32,
@@ -147,14 +183,19 @@ impl Evaluator<'_> {
         observer: &mut dyn TrainObserver,
     ) -> Result<EvalRecord> {
         let cfg = self.cfg;
-        let (acc, totals) = evaluate(
-            engine,
-            self.dataset,
-            cfg,
-            &self.shards,
-            self.scale,
-            cfg.eval_tokens,
-        )?;
+        let (acc, totals) = match self.input {
+            Input::Store(dataset) => evaluate(
+                engine,
+                dataset,
+                cfg,
+                &self.shards,
+                self.scale,
+                cfg.eval_tokens,
+            )?,
+            Input::Stream(source) => {
+                evaluate_stream(engine, source.as_ref(), cfg, self.scale, cfg.eval_tokens)?
+            }
+        };
         let rec = totals.record(&acc, counters.step, counters.tokens, self.held_out);
         append_metrics(self.metrics_path, &rec)?;
         observer.evaluated(&rec);

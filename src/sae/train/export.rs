@@ -2,18 +2,18 @@
 
 use std::path::Path;
 
-use super::setup::sample_rows;
+use super::setup::input_rows;
+use super::source::Input;
 use crate::sae::checkpoint::{self, ExportMeta, RunInfo};
 use crate::sae::config::TrainConfig;
 use crate::sae::metrics::FeatureTracker;
 use crate::sae::step::Engine;
 use crate::sae::Result;
-use crate::store::Dataset;
 
 /// Writes the SAELens export and its check file into the run folder.
 pub(super) fn export(
     engine: &mut dyn Engine,
-    dataset: &Dataset,
+    input: &Input,
     cfg: &TrainConfig,
     info: &RunInfo,
     features: &FeatureTracker,
@@ -31,7 +31,7 @@ pub(super) fn export(
     };
     checkpoint::export_saelens(dir, &raw, &features.densities(), &meta)?;
     // A few held-out inputs, encoded in training space (the path training used) and mapped back.
-    let x = sample_rows(dataset, cfg, eval_set, 64)?;
+    let x = input_rows(input, cfg, eval_set, 64, true)?;
     let s = info.scaling_factor;
     let xs: Vec<f32> = x.iter().map(|v| v * s).collect();
     let f = sae.encode(&xs);

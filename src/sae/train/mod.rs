@@ -3,6 +3,7 @@
 //!
 //! The library never prints: progress goes to a [`TrainObserver`] (the CLI draws a progress bar).
 //!
+//! - source.rs     — where rows come from: the dataset's loader, or a generator streamed by index
 //! - setup.rs      — the dataset checked, a new run (initial SAE, scaling) or a resumed one
 //! - split.rs      — the held-out shards and the line that announces them
 //! - trainer.rs    — the loop (steps, log window, schedules, the checkpoint callback)
@@ -21,11 +22,13 @@ mod observer;
 pub mod record;
 mod resample;
 mod setup;
+mod source;
 mod split;
 mod trainer;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::checkpoint::{self, RunInfo, TrainerState};
@@ -37,8 +40,10 @@ pub use log::LogRecord;
 pub use observer::{Silent, TrainObserver, TrainSummary};
 pub use record::EvalRecord;
 pub use setup::make_engine;
+pub use source::{RowSource, HELD_OUT_START};
 
 use evaluation::Evaluator;
+use source::Input;
 use trainer::Trainer;
 
 /// Trains an SAE into `dir`. With `resume`, continues the run in `dir` from its last checkpoint
@@ -51,13 +56,40 @@ pub fn train(
     observer: &mut dyn TrainObserver,
     interrupt: &AtomicBool,
 ) -> Result<TrainSummary> {
-    let dataset = setup::open_dataset(cfg)?;
-    let manifest_sha256 = setup::manifest_sha(&dataset)?;
+    let input = Input::Store(setup::open_dataset(cfg)?);
+    run(input, cfg, dir, resume, observer, interrupt)
+}
+
+/// [`train`] on rows streamed from a generator (`unravel train --synth`) instead of a dataset:
+/// training reads rows 0, 1, 2, ... and evaluations the held-out range from
+/// [`HELD_OUT_START`]; a resumed run continues from the checkpoint's row index.
+pub fn train_streamed(
+    cfg: &TrainConfig,
+    dir: &Path,
+    resume: bool,
+    source: Arc<dyn RowSource>,
+    observer: &mut dyn TrainObserver,
+    interrupt: &AtomicBool,
+) -> Result<TrainSummary> {
+    setup::check_stream(cfg, source.as_ref())?;
+    run(Input::Stream(source), cfg, dir, resume, observer, interrupt)
+}
+
+/// The run on its input, set up new or resumed.
+fn run(
+    input: Input,
+    cfg: &TrainConfig,
+    dir: &Path,
+    resume: bool,
+    observer: &mut dyn TrainObserver,
+    interrupt: &AtomicBool,
+) -> Result<TrainSummary> {
+    let manifest_sha256 = setup::input_sha(&input)?;
     let metrics_path = dir.join(checkpoint::METRICS_FILE);
     let (mut info, state) = if resume {
         setup::resume(cfg, dir, manifest_sha256, &metrics_path)?
     } else {
-        setup::start(&dataset, cfg, dir, manifest_sha256, &metrics_path)?
+        setup::start(&input, cfg, dir, manifest_sha256, &metrics_path)?
     };
     let TrainerState {
         sae,
@@ -70,17 +102,17 @@ pub fn train(
     info.diverged = None;
     checkpoint::clear_diverged(dir);
     info.save(dir)?;
-    observer.note(&split::split_note(&dataset, cfg, &info));
+    observer.note(&split::split_note(&input, cfg, &info));
     drop(sae);
 
-    let loader = setup::train_loader(&dataset, cfg, &info, &counters)?;
-    let (shards, held_out) = if info.eval_shards.is_empty() {
-        (info.train_shards.clone(), false)
-    } else {
-        (info.eval_shards.clone(), true)
+    let loader = setup::train_loader(&input, cfg, &info, &counters)?;
+    let (shards, held_out) = match &input {
+        Input::Stream(_) => (vec![], true),
+        Input::Store(_) if info.eval_shards.is_empty() => (info.train_shards.clone(), false),
+        Input::Store(_) => (info.eval_shards.clone(), true),
     };
     let evaluator = Evaluator {
-        dataset: &dataset,
+        input: &input,
         cfg,
         shards,
         held_out,
@@ -125,7 +157,7 @@ fn finish(
     }
     export::export(
         trainer.engine.as_mut(),
-        evaluator.dataset,
+        evaluator.input,
         cfg,
         info,
         &trainer.features,

@@ -2,11 +2,11 @@
 
 use rand::{Rng, SeedableRng};
 
+use super::source::Batches;
 use crate::sae::config::TrainConfig;
 use crate::sae::metrics::FeatureTracker;
 use crate::sae::step::Engine;
 use crate::sae::Result;
-use crate::store::Loader;
 
 /// Towards Monosemanticity's resampling: features dead over the window get new directions
 /// drawn from inputs the SAE reconstructs badly (probability ∝ loss²): decoder row = the unit
@@ -15,7 +15,7 @@ use crate::store::Loader;
 pub(super) fn resample_dead(
     engine: &mut dyn Engine,
     features: &mut FeatureTracker,
-    loader: &mut Loader,
+    loader: &mut Batches,
     cfg: &TrainConfig,
     scale: f32,
     step: u64,

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::log::truncate_metrics;
+use super::source::{Batches, Input, RowSource, HELD_OUT_START};
 use super::split::choose_split;
 use crate::sae::checkpoint::{self, LogWindow, RunInfo, TrainerCounters, TrainerState};
 use crate::sae::config::{EngineChoice, Recipe, TrainConfig};
@@ -31,7 +32,24 @@ pub(super) fn open_dataset(cfg: &TrainConfig) -> Result<Dataset> {
             cfg.d_in
         )));
     }
-    // Refused before the run folder or any weight exists.
+    check_memory(cfg)?;
+    Ok(dataset)
+}
+
+/// Checks that a streamed run fits its generator (the row width) and fits in memory.
+pub(super) fn check_stream(cfg: &TrainConfig, source: &dyn RowSource) -> Result<()> {
+    if source.d() != cfg.d_in {
+        return Err(SaeError::Config(format!(
+            "the generator makes rows of d = {}, but the SAE has d_in = {}",
+            source.d(),
+            cfg.d_in
+        )));
+    }
+    check_memory(cfg)
+}
+
+/// Refused before the run folder or any weight exists.
+fn check_memory(cfg: &TrainConfig) -> Result<()> {
     crate::memory::check_fits(
         &format!(
             "an SAE of {} → {} features (batch {})",
@@ -40,8 +58,7 @@ pub(super) fn open_dataset(cfg: &TrainConfig) -> Result<Dataset> {
         cfg.memory_bytes(),
         "lower --d-sae (or --expansion) or --batch",
     )
-    .map_err(|e| SaeError::Config(e.to_string()))?;
-    Ok(dataset)
+    .map_err(|e| SaeError::Config(e.to_string()))
 }
 
 /// The run in `dir`, from its last checkpoint, checked against the dataset (`manifest_sha256`)
@@ -73,7 +90,7 @@ pub(super) fn resume(
 /// A new run in `dir`: the split, the input scaling, the initial SAE, config.toml, and the
 /// state before the first step (an old metrics.jsonl removed).
 pub(super) fn start(
-    dataset: &Dataset,
+    input: &Input,
     cfg: &TrainConfig,
     dir: &Path,
     manifest_sha256: String,
@@ -90,8 +107,11 @@ pub(super) fn start(
         path: dir.into(),
         reason: e.to_string(),
     })?;
-    let (train_shards, eval_shards) = choose_split(dataset, cfg)?;
-    let sample = sample_rows(dataset, cfg, &train_shards, cfg.scale_tokens)?;
+    let (train_shards, eval_shards) = match input {
+        Input::Store(dataset) => choose_split(dataset, cfg)?,
+        Input::Stream(_) => (vec![], vec![]),
+    };
+    let sample = input_rows(input, cfg, &train_shards, cfg.scale_tokens, false)?;
     if sample.is_empty() {
         return Err(SaeError::Data(format!(
             "{}: hook {} has no rows to train on",
@@ -100,12 +120,20 @@ pub(super) fn start(
         )));
     }
     let (sae, scaling_factor) = initial_sae(cfg, &sample)?;
-    let m = dataset.manifest();
+    // A streamed run has no model or contexts: each row stands alone.
+    let (model_name, context_size, prepend_bos) = match input.dataset() {
+        Some(dataset) => {
+            let m = dataset.manifest();
+            let bos = !matches!(m.bos, crate::store::Bos::None);
+            (m.model.id.clone(), m.ctx, bos)
+        }
+        None => ("synthetic".to_string(), 1, false),
+    };
     let info = RunInfo {
         manifest_sha256,
-        model_name: m.model.id.clone(),
-        context_size: m.ctx,
-        prepend_bos: !matches!(m.bos, crate::store::Bos::None),
+        model_name,
+        context_size,
+        prepend_bos,
         scaling_factor,
         train_shards,
         eval_shards,
@@ -186,24 +214,29 @@ fn fresh_state(cfg: &TrainConfig, sae: Sae) -> TrainerState {
     }
 }
 
-/// The shuffled training loader, positioned where the counters say (a resumed run).
+/// The training batches, positioned where the counters say (a resumed run): the shuffled
+/// loader over the training shards, or the generator from the next row index.
 pub(super) fn train_loader(
-    dataset: &Dataset,
+    input: &Input,
     cfg: &TrainConfig,
     info: &RunInfo,
     counters: &TrainerCounters,
-) -> Result<Loader> {
+) -> Result<Batches> {
+    let saved = (counters.step > 0).then_some(&counters.loader);
+    let dataset = match input {
+        Input::Store(dataset) => dataset,
+        Input::Stream(source) => return Batches::stream(source.clone(), cfg.batch, saved),
+    };
     let mut lc = LoaderConfig::new(&cfg.hook, cfg.batch);
     lc.shards = Some(info.train_shards.clone());
     lc.seed = cfg.seed;
     lc.shuffle_buffer = cfg.shuffle_buffer;
     lc.include_special = cfg.include_special;
     let cpu = candle_core::Device::Cpu;
-    Ok(if counters.step > 0 {
-        Loader::resume(dataset, &lc, &cpu, &counters.loader)?
-    } else {
-        Loader::new(dataset, &lc, &cpu)?
-    })
+    Ok(Batches::Store(match saved {
+        Some(state) => Loader::resume(dataset, &lc, &cpu, state)?,
+        None => Loader::new(dataset, &lc, &cpu)?,
+    }))
 }
 
 /// Picks the engine for the configured device.
@@ -224,9 +257,14 @@ pub fn make_engine(cfg: &TrainConfig, sae: &Sae, adam: &AdamState) -> Result<Box
     }
 }
 
-/// sha256 of a dataset's manifest.json.
-pub(super) fn manifest_sha(dataset: &Dataset) -> Result<String> {
+/// What a resumed run checks its input against: the sha256 of a dataset's manifest.json, or the
+/// generator's fingerprint.
+pub(super) fn input_sha(input: &Input) -> Result<String> {
     use sha2::{Digest, Sha256};
+    let dataset = match input {
+        Input::Store(dataset) => dataset,
+        Input::Stream(source) => return Ok(source.fingerprint()),
+    };
     let path = crate::store::manifest_path(dataset.dir());
     let bytes = std::fs::read(&path).map_err(|e| SaeError::File {
         path: path.clone(),
@@ -247,6 +285,24 @@ pub(super) fn ordered_loader(
     lc.mode = LoaderMode::SinglePass;
     lc.include_special = cfg.include_special;
     Ok(Loader::new(dataset, &lc, &candle_core::Device::Cpu)?)
+}
+
+/// Up to `tokens` rows in order: of `shards`, or of a stream's training rows (its held-out rows
+/// with `held_out`).
+pub(super) fn input_rows(
+    input: &Input,
+    cfg: &TrainConfig,
+    shards: &[usize],
+    tokens: u64,
+    held_out: bool,
+) -> Result<Vec<f32>> {
+    match input {
+        Input::Store(dataset) => sample_rows(dataset, cfg, shards, tokens),
+        Input::Stream(source) => {
+            let start = if held_out { HELD_OUT_START } else { 0 };
+            Ok(source.rows(start, tokens as usize))
+        }
+    }
 }
 
 /// Up to `tokens` rows of `shards` in file order.

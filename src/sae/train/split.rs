@@ -1,5 +1,6 @@
 //! The held-out split: which trailing shards a new run evaluates on, and the line that says so.
 
+use super::source::Input;
 use crate::sae::checkpoint::RunInfo;
 use crate::sae::config::TrainConfig;
 use crate::sae::{Result, SaeError};
@@ -37,7 +38,19 @@ fn held_out_count(dataset: &Dataset, cfg: &TrainConfig) -> usize {
 
 /// The line said before training: the training set's size and the held-out set's, with a
 /// warning when the held-out set is more than a tenth of the data or smaller than asked.
-pub(super) fn split_note(dataset: &Dataset, cfg: &TrainConfig, info: &RunInfo) -> String {
+pub(super) fn split_note(input: &Input, cfg: &TrainConfig, info: &RunInfo) -> String {
+    let dataset = match input {
+        Input::Store(dataset) => dataset,
+        Input::Stream(source) => {
+            return format!(
+                "training set: streamed from {}, rows 0..{} (no shards written); held out for \
+                 evaluation: {} rows from index 2^62 on (a disjoint range)",
+                source.describe(),
+                cfg.tokens,
+                cfg.eval_tokens
+            )
+        }
+    };
     let shards = &dataset.manifest().shards;
     let rows = |set: &[usize]| -> u64 {
         set.iter()

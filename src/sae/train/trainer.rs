@@ -12,12 +12,12 @@ use super::evaluation::Evaluator;
 use super::log::{append_metrics, file_len, LogRecord};
 use super::observer::TrainObserver;
 use super::resample::resample_dead;
+use super::source::Batches;
 use crate::sae::checkpoint::{self, RunInfo, TrainerCounters, TrainerState};
 use crate::sae::config::{Recipe, TrainConfig};
 use crate::sae::metrics::{dense_fraction, FeatureTracker};
 use crate::sae::step::{Engine, StepStats};
 use crate::sae::{Result, SaeError};
-use crate::store::Loader;
 
 /// A run between its setup and its end: the engine (SAE and Adam), the feature tracker, the
 /// counters and the loader, which together are what a checkpoint holds.
@@ -28,7 +28,7 @@ pub(super) struct Trainer<'a> {
     pub(super) engine: Box<dyn Engine>,
     pub(super) features: FeatureTracker,
     pub(super) counters: TrainerCounters,
-    pub(super) loader: Loader,
+    pub(super) loader: Batches,
     /// Inputs are multiplied by this before the engine sees them.
     pub(super) scale: f32,
 }
