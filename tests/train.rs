@@ -747,7 +747,7 @@ fn shipped_configs_parse() {
             let c = unravel::sae::PartialConfig::from_file(&path)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(
-                c.recipe.is_some() || c.acts.is_some() || c.hook.is_some(),
+                c.recipe.is_some() || c.acts.is_some() || c.hook.is_some() || c.synth.is_some(),
                 "{}",
                 path.display()
             );
