@@ -28,7 +28,9 @@ pub trait RowSource: Send + Sync {
 /// First row index of the held-out range of a streamed run (2^62: no run trains that far).
 pub const HELD_OUT_START: u64 = 1 << 62;
 
-/// The run's input: a dataset, or a streamed generator.
+/// The run's input: a dataset, or a streamed generator. (One per run: boxing the larger variant
+/// would buy nothing.)
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Input {
     Store(Dataset),
     Stream(Arc<dyn RowSource>),
@@ -45,6 +47,8 @@ impl Input {
 }
 
 /// The training batches: the dataset's shuffled loader, or the generator's rows in index order.
+/// (One per run: boxing the larger variant would buy nothing.)
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Batches {
     Store(Loader),
     Stream {

@@ -85,6 +85,8 @@ impl Firing {
     }
 
     /// The tests of features `lo .. lo + cut.len()`, block by block.
+    // `!(skip < left)` on purpose: an infinite or NaN skip ends the block.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     fn decide(&self, cut: &[f32], lo: usize, rng: &mut RowRng, out: &mut Vec<(u32, f32)>) {
         for (b, block) in cut.chunks(BLOCK).enumerate() {
             let first = lo + b * BLOCK;

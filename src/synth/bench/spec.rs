@@ -207,6 +207,8 @@ impl BenchSpec {
     }
 
     /// Checks the values; the message names the flag (and config key) at fault.
+    // `!(x > 0.0)` on purpose: a NaN setting fails the check too.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn check(&self) -> Result<(), SynthError> {
         if self.features == 0 || self.dims == 0 {
             return spec("--features and --dims must be at least 1");
