@@ -228,6 +228,14 @@ impl BenchSpec {
         if self.roots > 0 && (self.branching < 2 || self.depth < 1) {
             return spec("--branching must be at least 2 and --depth at least 1 (or --roots 0)");
         }
+        if self.roots > self.features {
+            // More roots than features would be silently cut to `--features`, and the spec
+            // saved with the truth would then not describe the data.
+            return spec(format!(
+                "--roots {}: more than --features {}",
+                self.roots, self.features
+            ));
+        }
         if !(0.0..=1.0).contains(&self.exclusive) {
             return spec(format!("--exclusive {}: must be in [0, 1]", self.exclusive));
         }
