@@ -59,10 +59,11 @@ impl Firing {
         }
     }
 
-    /// The firing features of a group of rows, each drawing from its own `rngs[r]` (so a row
-    /// is the same in any group): per row its shared Gaussian g first, then the tests in feature
-    /// order. Returns sorted (feature, 0.0) lists.
-    pub fn fire(&self, rngs: &mut [RowRng]) -> Vec<Vec<(u32, f32)>> {
+    /// The firing features `from..n` of a group of rows, each drawing from its own `rngs[r]`
+    /// (so a row is the same in any group): per row its shared Gaussian g first, then the tests
+    /// in feature order. Returns sorted (feature, 0.0) lists, and each row's cuts of features
+    /// `0..from` (the hierarchy's, tested later with [`Firing::test`], only where needed).
+    pub fn fire(&self, rngs: &mut [RowRng], from: usize) -> (Vec<Vec<(u32, f32)>>, Vec<Vec<f32>>) {
         let g: Vec<Vec<f32>> = rngs
             .iter_mut()
             .map(|rng| {
@@ -72,16 +73,25 @@ impl Firing {
             })
             .collect();
         let mut out: Vec<Vec<(u32, f32)>> = vec![Vec::with_capacity(96); rngs.len()];
+        let mut held: Vec<Vec<f32>> = vec![Vec::with_capacity(from); rngs.len()];
         let mut cut = vec![0f32; CHUNK];
         for lo in (0..self.n).step_by(CHUNK) {
             let hi = (lo + CHUNK).min(self.n);
+            let split = from.clamp(lo, hi) - lo;
             for (r, rng) in rngs.iter_mut().enumerate() {
                 let c = &mut cut[..hi - lo];
                 cuts(self, &g[r], lo, c);
-                self.decide(c, lo, rng, &mut out[r]);
+                held[r].extend_from_slice(&c[..split]);
+                self.decide(&c[split..], lo + split, rng, &mut out[r]);
             }
         }
-        out
+        (out, held)
+    }
+
+    /// One feature's test at cut `c`: fires with probability Q(c).
+    #[inline]
+    pub fn test(&self, rng: &mut RowRng, c: f32) -> bool {
+        self.below_tail(rng.uniform(), c as f64)
     }
 
     /// The tests of features `lo .. lo + cut.len()`, block by block.
@@ -216,7 +226,7 @@ mod tests {
         let mut count = vec![0u32; 256];
         for r in 0..rows {
             let mut rng = [RowRng::for_row(5, 0, r)];
-            for (i, _) in f.fire(&mut rng).pop().unwrap() {
+            for (i, _) in f.fire(&mut rng, 0).0.pop().unwrap() {
                 count[i as usize] += 1;
             }
         }

@@ -6,8 +6,10 @@
 //! Applied to a row (SAELens's modifier, level by level): a child fires only when its parent
 //! does, and then (with `scale_children`) its magnitude is multiplied by parent activation /
 //! parent mean magnitude; among the children of an exclusive parent that fire together, one
-//! chosen uniformly at random survives. Because parents always have smaller indices than their
-//! children here, one pass over a row's firing features in index order does exactly that.
+//! chosen uniformly at random survives. [`Hierarchy::walk`] draws a child's test only when its
+//! parent survived: the same distribution (a silent parent zeroes its children whatever they
+//! drew), without testing the thousands of children of silent parents that compensation makes
+//! likely to fire.
 
 use rand::seq::index::sample;
 use rand::Rng;
@@ -31,6 +33,8 @@ pub struct Hierarchy {
     pub scale_children: bool,
     /// Features inside the forest (0..size).
     pub size: usize,
+    /// Roots (features 0..roots).
+    pub roots: usize,
 }
 
 impl Hierarchy {
@@ -44,6 +48,7 @@ impl Hierarchy {
             exclusive: vec![false; n],
             scale_children: spec.scale_children,
             size: 0,
+            roots: spec.roots.min(n),
         };
         let mut next = spec.roots.min(n);
         // Every node that may have children, with its depth (roots: 0).
@@ -114,59 +119,53 @@ impl Hierarchy {
         p
     }
 
-    /// Applies the hierarchy to a row's firing features `row` (sorted by index, raw magnitudes),
-    /// in place: children of silent parents dropped, exclusive siblings resolved (one survivor,
-    /// uniformly at random), children scaled by parent / parent mean; zeros removed.
-    pub fn apply(&self, row: &mut Vec<(u32, f32)>, mean: &[f32], rng: &mut RowRng) {
-        if self.size == 0 {
-            return;
-        }
+    /// A row's hierarchy features, breadth first: the roots tested, then the children of each
+    /// surviving node tested (`fires(rng, cuts[f])`), given magnitudes (`magnitude(rng, f)`,
+    /// 0 counting as silent), reduced to one uniformly random survivor under an exclusive parent,
+    /// and scaled by parent / parent mean. Returns (feature, value) sorted by feature.
+    pub fn walk(
+        &self,
+        cuts: &[f32],
+        mean: &[f32],
+        rng: &mut RowRng,
+        fires: &dyn Fn(&mut RowRng, f32) -> bool,
+        magnitude: &dyn Fn(&mut RowRng, usize) -> f32,
+    ) -> Vec<(u32, f32)> {
+        let draw = |rng: &mut RowRng, f: usize| -> Option<f32> {
+            if !fires(rng, cuts[f]) {
+                return None;
+            }
+            Some(magnitude(rng, f)).filter(|&v| v > 0.0)
+        };
+        let mut row: Vec<(u32, f32)> = (0..self.roots)
+            .filter_map(|r| draw(rng, r).map(|v| (r as u32, v)))
+            .collect();
+        let mut kids = vec![];
         let mut k = 0;
         while k < row.len() {
-            let (f, v) = row[k];
-            let f = f as usize;
-            if f >= self.size {
-                break;
-            }
-            let parent = self.parent[f];
-            if parent != NONE {
-                // The parent is earlier in the row, already final (or absent: silent).
-                let pv = find(row, parent).unwrap_or(0.0);
-                row[k].1 = match (pv > 0.0, self.scale_children) {
-                    (false, _) => 0.0,
-                    (true, true) => v * pv / mean[parent as usize],
-                    (true, false) => v,
-                };
-            }
-            if self.exclusive[f] && row[k].1 > 0.0 {
-                exclude_siblings(row, self.children[f], rng);
-            }
+            let (p, pv) = row[k];
             k += 1;
+            let (first, count) = self.children[p as usize];
+            kids.clear();
+            for c in first..first + count {
+                if let Some(v) = draw(rng, c as usize) {
+                    kids.push((c, v));
+                }
+            }
+            if self.exclusive[p as usize] && kids.len() > 1 {
+                let keep = kids[rng.random_range(0..kids.len())];
+                kids.clear();
+                kids.push(keep);
+            }
+            let scale = if self.scale_children {
+                pv / mean[p as usize]
+            } else {
+                1.0
+            };
+            // Breadth first is index order here: the row stays sorted.
+            row.extend(kids.iter().map(|&(c, v)| (c, v * scale)));
         }
-        row.retain(|&(_, v)| v > 0.0);
-    }
-}
-
-/// The value of feature `f` in a sorted row.
-fn find(row: &[(u32, f32)], f: u32) -> Option<f32> {
-    row.binary_search_by_key(&f, |&(g, _)| g)
-        .ok()
-        .map(|i| row[i].1)
-}
-
-/// Keeps one of the firing children in `(first, count)`, uniformly at random; zeroes the others.
-fn exclude_siblings(row: &mut [(u32, f32)], (first, count): (u32, u32), rng: &mut RowRng) {
-    let lo = row.partition_point(|&(g, _)| g < first);
-    let hi = row.partition_point(|&(g, _)| g < first + count);
-    let active: Vec<usize> = (lo..hi).filter(|&i| row[i].1 > 0.0).collect();
-    if active.len() < 2 {
-        return;
-    }
-    let keep = active[rng.random_range(0..active.len())];
-    for i in active {
-        if i != keep {
-            row[i].1 = 0.0;
-        }
+        row
     }
 }
 
@@ -216,21 +215,34 @@ mod tests {
     }
 
     #[test]
-    fn apply_gates_scales_and_excludes() {
+    fn walk_gates_scales_and_excludes() {
         let h = Hierarchy::build(&small(), &mut RowRng::for_row(0, 0, 0));
         let mean = vec![2.0f32; 40];
-        let mut rng = RowRng::for_row(0, 0, 1);
-        // Root 0 fires at 4 (twice its mean); children 2, 3 both fire; 9 (child of 2) fires;
-        // 6 (child of the silent root 1) fires; 30 is outside the forest.
-        let mut row = vec![(0, 4.0), (2, 1.0), (3, 1.5), (6, 1.0), (9, 1.0), (30, 3.0)];
-        h.apply(&mut row, &mean, &mut rng);
-        let ids: Vec<u32> = row.iter().map(|r| r.0).collect();
-        assert!(ids == [0, 2, 9, 30] || ids == [0, 3, 30], "{ids:?}");
-        if ids[1] == 2 {
-            assert_eq!(row[1].1, 2.0); // 1 · 4 / 2
-            assert_eq!(row[2].1, 1.0); // 1 · 2 / 2
-        } else {
-            assert_eq!(row[1].1, 3.0);
+        // Fires: root 0 (magnitude 4, twice its mean), its children 2 and 3, 9 (child of 2),
+        // 6 (child of the silent root 1); every magnitude 1 but the root's.
+        let on = [0usize, 2, 3, 6, 9];
+        let cuts: Vec<f32> = (0..h.size)
+            .map(|f| if on.contains(&f) { -20.0 } else { 20.0 })
+            .collect();
+        let fires = |rng: &mut RowRng, c: f32| rng.uniform() < if c < 0.0 { 1.0 } else { 0.0 };
+        let magnitude = |_: &mut RowRng, f: usize| if f == 0 { 4.0 } else { 1.0 };
+        let (mut twos, mut threes) = (0, 0);
+        for seed in 0..40 {
+            let row = h.walk(
+                &cuts,
+                &mean,
+                &mut RowRng::for_row(seed, 0, 1),
+                &fires,
+                &magnitude,
+            );
+            // 2 and 3 exclude each other; 9 survives only under 2; 6's root is silent.
+            if row == [(0, 4.0), (2, 2.0), (9, 1.0)] {
+                twos += 1;
+            } else {
+                assert_eq!(row, [(0, 4.0), (3, 2.0)]);
+                threes += 1;
+            }
         }
+        assert!(twos > 5 && threes > 5, "{twos} / {threes}");
     }
 }

@@ -105,21 +105,30 @@ impl BenchModel {
         self.group_codes(index, 1).pop().unwrap_or_default()
     }
 
-    /// The codes of rows `first .. first + len`: which fire (`fire.rs`), their magnitudes
-    /// relu(mean + std · N(0, 1)), then the hierarchy.
+    /// The codes of rows `first .. first + len`: which fire (`fire.rs`; the hierarchy's
+    /// features by [`Hierarchy::walk`], only under surviving parents), and their magnitudes
+    /// relu(mean + std · N(0, 1)).
     fn group_codes(&self, first: u64, len: usize) -> Vec<Vec<(u32, f32)>> {
         let mut rngs: Vec<RowRng> = (0..len as u64)
             .map(|r| RowRng::for_row(self.spec.seed, STREAM_ROWS, first + r))
             .collect();
-        let mut rows = self.firing.fire(&mut rngs);
-        for (row, rng) in rows.iter_mut().zip(&mut rngs) {
-            for (f, v) in row.iter_mut() {
-                let z: f32 = StandardNormal.sample(&mut *rng);
-                let i = *f as usize;
-                *v = (self.mean_magnitudes[i] + self.std_magnitudes[i] * z).max(0.0);
+        let (free, cuts) = self.firing.fire(&mut rngs, self.hierarchy.size);
+        let (mean, std) = (&self.mean_magnitudes, &self.std_magnitudes);
+        let magnitude = |rng: &mut RowRng, i: usize| -> f32 {
+            let z: f32 = StandardNormal.sample(rng);
+            (mean[i] + std[i] * z).max(0.0)
+        };
+        let fires = |rng: &mut RowRng, c: f32| self.firing.test(rng, c);
+        let mut rows = Vec::with_capacity(len);
+        for ((free, cuts), rng) in free.into_iter().zip(&cuts).zip(&mut rngs) {
+            let mut row = self.hierarchy.walk(cuts, mean, rng, &fires, &magnitude);
+            for (f, _) in free {
+                let v = magnitude(rng, f as usize);
+                if v > 0.0 {
+                    row.push((f, v));
+                }
             }
-            row.retain(|&(_, v)| v > 0.0);
-            self.hierarchy.apply(row, &self.mean_magnitudes, rng);
+            rows.push(row);
         }
         rows
     }
