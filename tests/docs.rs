@@ -65,6 +65,12 @@ const EXCEPTIONS: &[(&str, Handling, &str)] = &[
          as written, and tests/synth_bench.rs checks it",
     ),
     (
+        "unravel verify --synth synth-sae-bench-16k --sae runs/bench",
+        Handling::Skip,
+        "scores runs/bench, the benchmark run of the line before (skipped); the tiny-preset verify \
+         line in README and `verify --help` runs the same path as written",
+    ),
+    (
         "unravel synth --neurons",
         Handling::Skip,
         "prose naming a flag, not a command",

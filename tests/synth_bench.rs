@@ -315,3 +315,63 @@ fn streamed_training_is_deterministic_and_resumes_exactly() {
     );
     assert_ne!(r.code, 0);
 }
+
+#[test]
+fn verify_scores_a_streamed_run_on_the_generators_held_out_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let args = synth_train(&run, &[]);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let r = ok(&[
+        "verify",
+        "--synth",
+        "synth-sae-bench-tiny",
+        "--sae",
+        &p(&run),
+        "--samples",
+        "2048",
+    ]);
+    assert!(
+        r.stdout
+            .contains("1024 planted features vs 128 latents (96 dims)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("on 2048 samples"), "{}", r.stdout);
+    // Only the 16k preset has published rows to print.
+    assert!(!r.stdout.contains("published"), "{}", r.stdout);
+    // The trainer's final evaluation read the same 2048 held-out rows (from 2^62 on): two
+    // implementations of EV over one sample must agree.
+    let v = common::json(&run.join("verify.json"));
+    let ev_verify = v["samples"]["explained_variance"].as_f64().unwrap();
+    let e = common::json(&run.join("eval.json"));
+    let ev_train = e["ev"].as_f64().unwrap();
+    assert!(
+        (ev_verify - ev_train).abs() < 2e-3,
+        "verify EV {ev_verify}, train EV {ev_train}"
+    );
+    let l0 = v["samples"]["l0"].as_f64().unwrap();
+    assert!((l0 - e["l0"].as_f64().unwrap()).abs() < 0.05, "{l0} vs {e}");
+
+    // Bad input: an unknown generator, and --truth with --synth.
+    let r = unravel(
+        &["verify", "--synth", "no-such-preset", "--sae", &p(&run)],
+        &[],
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--synth"), "{}", r.stderr);
+    let r = unravel(
+        &[
+            "verify",
+            "--synth",
+            "synth-sae-bench-tiny",
+            "--truth",
+            "x",
+            "--sae",
+            &p(&run),
+        ],
+        &[],
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("cannot be used with"), "{}", r.stderr);
+}

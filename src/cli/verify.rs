@@ -6,7 +6,10 @@ use anyhow::{anyhow, bail, Result};
 use clap::Args;
 
 use unravel::sae::checkpoint;
+use unravel::synth::bench::published::PUBLISHED_16K;
+use unravel::synth::bench::BenchSpec;
 use unravel::synth::checks::Check;
+use unravel::synth::metrics::generated_samples::generator_truth;
 use unravel::synth::metrics::SampleReport;
 use unravel::synth::neurons::{NeuronScore, NeuronTruth};
 use unravel::synth::truth::read_truth;
@@ -15,7 +18,9 @@ use unravel::synth::verify::{VERIFY_FILE, VERIFY_PLOT_FILE};
 use unravel::synth::verify_audit::{
     audit_checks, read_audit, verify_audit, AuditThresholds, AuditVerifyError,
 };
-use unravel::synth::verify_sae::{add_planted_samples, sae_checks, verify_sae, SaeThresholds};
+use unravel::synth::verify_sae::{
+    add_generated_samples, add_planted_samples, sae_checks, verify_sae, SaeThresholds,
+};
 
 use crate::cli::output;
 
@@ -26,19 +31,29 @@ unravel verify --truth synth/seed000 --sae runs/seed000 --min-mmcs 0.98\n\n  \
 # planted polysemantic neurons: precision / recall of the audit\n  \
 unravel synth --neurons 256 --tokens 200000 --out synth/neurons\n  \
 unravel audit --acts synth/neurons --out audits/planted\n  \
-unravel verify --truth synth/neurons --audit audits/planted --min-precision 0.95 --min-recall 0.95\n\n\
+unravel verify --truth synth/neurons --audit audits/planted --min-precision 0.95 --min-recall 0.95\n\n  \
+# an SAE trained straight from a SynthSAEBench generator: scored against its dictionary and held-out rows\n  \
+unravel train --synth synth-sae-bench-tiny --d-sae 256 --tokens 50000 --batch 1024 --out runs/bench-tiny\n  \
+unravel verify --synth synth-sae-bench-tiny --sae runs/bench-tiny --samples 20000\n\n\
 MMCS = mean over planted directions of the best cosine with any decoder row; MCC = mean |cos| under the\n\
 optimal one-to-one matching (Hungarian, as SAELens); recovered = fraction with best cosine >= --threshold.\n\
-With codes stored (`synth --save-activations`) also SAELens's sample metrics on the last --samples rows:\n\
-L0, dead latents, shrinkage, EV, and each latent's precision/recall/F1 against its best-matching feature.\n\
+With codes stored (`synth --save-activations`) also SAELens's sample metrics on the last --samples rows
+(with --synth: on --samples held-out rows drawn from the generator): L0, dead latents, shrinkage, EV, and
+each latent's precision/recall/F1 against its best-matching feature. With --synth synth-sae-bench-16k the
+published SynthSAEBench-16k rows (SAELens, 200M samples) are printed beside the scores.\n\
 With --min-mmcs / --min-mcc / --min-recovered / --max-dead it prints a PASS/FAIL table and exits 1 on
 any failure (for scripts and CI).";
 
 #[derive(Args)]
 pub struct VerifyArgs {
     /// Planted dataset folder from `unravel synth` (or its _truth/ folder).
-    #[arg(long, value_name = "DIR")]
-    truth: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "synth")]
+    truth: Option<PathBuf>,
+    /// Instead of --truth, a SynthSAEBench generator (a preset such as synth-sae-bench-16k, or a
+    /// spec .toml), as given to `unravel train --synth`: the SAE is scored against its dictionary,
+    /// and the sample metrics use --samples held-out rows drawn from it (no dataset needed).
+    #[arg(long, value_name = "PRESET_OR_SPEC", conflicts_with_all = ["truth", "audit"])]
+    synth: Option<String>,
     /// The SAE: a run folder or any SAELens-layout folder (or OWNER/REPO[/SUBFOLDER] on the hub).
     #[arg(
         long,
@@ -76,7 +91,8 @@ pub struct VerifyArgs {
     #[arg(long, value_parser = crate::cli::values::fraction, allow_negative_numbers = true)]
     max_dead: Option<f64>,
     /// Rows for the metrics measured with the true codes (F1, shrinkage, EV, L0): the last N
-    /// rows of a dataset made with `unravel synth --save-activations` (0: none).
+    /// rows of a dataset made with `unravel synth --save-activations`, or N held-out rows of the
+    /// --synth generator (0: none).
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = crate::cli::values::whole::<u64>)]
     samples: u64,
     /// Where to write the JSON report (default SAE_DIR/verify.json).
@@ -115,7 +131,10 @@ fn check_table(checks: &[Check]) -> Result<()> {
 
 /// `verify --audit`: the audit of planted neurons against their truth.
 fn cmd_verify_audit(a: &VerifyArgs, audit_dir: &Path) -> Result<()> {
-    let truth = NeuronTruth::load(&a.truth).map_err(|e| {
+    let Some(truth_dir) = &a.truth else {
+        bail!("--audit needs --truth DIR (the dataset made by `unravel synth --neurons`)");
+    };
+    let truth = NeuronTruth::load(truth_dir).map_err(|e| {
         anyhow!("--truth {e} (planted neurons come from `unravel synth --neurons`)")
     })?;
     let _lock = unravel::folder_lock::lock_output("--audit", audit_dir, "verify")?;
@@ -179,16 +198,44 @@ pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
         (None, Some(s)) => s.as_str(),
         (None, None) => bail!("give --sae (planted features) or --audit (planted neurons)"),
     };
-    let truth = read_truth(&a.truth).map_err(|e| anyhow!("--truth {e}"))?;
+    let (truth, generator) = match (&a.synth, &a.truth) {
+        (Some(spec), _) => {
+            let spec = BenchSpec::load(spec).map_err(|e| anyhow!("--synth {e}"))?;
+            let model = crate::cli::synth_bench::build_model(&spec);
+            (generator_truth(&model), Some(model))
+        }
+        (None, Some(dir)) => (read_truth(dir).map_err(|e| anyhow!("--truth {e}"))?, None),
+        (None, None) => bail!("give --truth DIR (a planted dataset) or --synth PRESET_OR_SPEC"),
+    };
     let dir = checkpoint::locate_saelens(sae, &unravel::hub::HubOptions::default())?;
     let _lock = unravel::folder_lock::lock_output("--sae", &dir, "verify")?;
     let loaded = checkpoint::load_saelens(&dir)?;
     let mut r = verify_sae(&truth, &dir, &loaded.sae, a.threshold)
         .map_err(|e| anyhow!("--sae {sae}: {e}"))?;
     if a.samples > 0 {
-        sample_metrics(a, &mut r, &loaded.sae, &truth)?;
+        let bar = crate::cli::progress::progress_bar(
+            "[{elapsed_precise}] {bar:30} {human_pos}/{human_len} samples  {per_sec}  ETA {eta}",
+        );
+        bar.set_length(a.samples);
+        let mut progress = |n| bar.set_position(n);
+        match &generator {
+            Some(model) => add_generated_samples(
+                &mut r,
+                &loaded.sae,
+                &truth,
+                model,
+                a.samples,
+                4096,
+                &mut progress,
+            ),
+            None => sample_metrics(a, &mut r, &loaded.sae, &truth, &mut progress)?,
+        }
+        bar.finish_and_clear();
     }
     print_recovery(&r);
+    if generator.is_some_and(|m| m.spec.fingerprint() == BenchSpec::default().fingerprint()) {
+        print_published(&r);
+    }
     let plot = dir.join(VERIFY_PLOT_FILE);
     let points: Vec<(f32, f32)> = r
         .features
@@ -220,30 +267,27 @@ pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
     check_table(&sae_checks(&r, &thresholds))
 }
 
-/// SAELens's sample metrics on the dataset's last rows when it stores their codes; a note
-/// otherwise.
+/// SAELens's sample metrics on the planted dataset's last rows when it stores their codes; a
+/// note otherwise.
 fn sample_metrics(
     a: &VerifyArgs,
     r: &mut RecoveryReport,
     sae: &unravel::sae::Sae,
     truth: &unravel::synth::truth::Truth,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<()> {
     use unravel::synth::metrics::planted_samples::SamplesError;
+    let truth_dir = a.truth.clone().unwrap_or_default();
     // --truth may name the _truth/ folder itself: the rows are in the dataset above it.
-    let data = if unravel::store::manifest_path(&a.truth).is_file() {
-        a.truth.clone()
+    let data = if unravel::store::manifest_path(&truth_dir).is_file() {
+        truth_dir
     } else {
-        a.truth.parent().map(Path::to_path_buf).unwrap_or_default()
+        truth_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     };
-    let bar = crate::cli::progress::progress_bar(
-        "[{elapsed_precise}] {bar:30} {human_pos}/{human_len} samples  {per_sec}  ETA {eta}",
-    );
-    bar.set_length(a.samples);
-    let res = add_planted_samples(r, sae, truth, &data, a.samples, 4096, &mut |n| {
-        bar.set_position(n)
-    });
-    bar.finish_and_clear();
-    match res {
+    match add_planted_samples(r, sae, truth, &data, a.samples, 4096, progress) {
         Ok(()) => Ok(()),
         Err(SamplesError::NoCodes(_)) => {
             println!(
@@ -252,6 +296,27 @@ fn sample_metrics(
             Ok(())
         }
         Err(e) => Err(anyhow!("--truth {e}")),
+    }
+}
+
+/// The SAE's scores beside SynthSAEBench-16k's published rows.
+fn print_published(r: &RecoveryReport) {
+    let Some(s) = &r.samples else { return };
+    println!("  against the published SynthSAEBench-16k SAEs (SAELens, width 4096, 200M samples):");
+    println!(
+        "    {:<22} {:>6} {:>7} {:>7} {:>11} {:>7}",
+        "SAE", "L0", "F1", "MCC", "uniqueness", "EV"
+    );
+    let ours = format!("this SAE ({} latents)", r.d_sae);
+    println!(
+        "    {ours:<22} {:>6.1} {:>7.3} {:>7.3} {:>11.3} {:>7.3}",
+        s.l0, s.f1, r.mcc, r.uniqueness, s.explained_variance
+    );
+    for p in PUBLISHED_16K {
+        println!(
+            "    {:<22} {:>6.0} {:>7.3} {:>7.3} {:>11.3} {:>7.3}",
+            p.sae, p.l0, p.f1, p.mcc, p.uniqueness, p.explained_variance
+        );
     }
 }
 

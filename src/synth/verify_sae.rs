@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
+use super::bench::BenchModel;
 use super::checks::Check;
+use super::metrics::generated_samples::generated_batches;
 use super::metrics::planted_samples::{planted_batches, SamplesError};
 use super::metrics::{matching, SampleMetrics};
 use super::truth::Truth;
@@ -66,9 +68,7 @@ pub fn add_planted_samples(
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), SamplesError> {
     let n = truth.directions.len() / truth.d.max(1);
-    let cos = matching::cosines(&sae.w_dec, &truth.directions, truth.d);
-    let mut m = SampleMetrics::new(sae, matching::best_features(&cos, sae.d_sae, n), n);
-    drop(cos);
+    let mut m = sample_metrics(sae, truth);
     let mut done = 0u64;
     planted_batches(data_dir, samples, batch, n, &mut |b| {
         m.add(b);
@@ -77,6 +77,37 @@ pub fn add_planted_samples(
     })?;
     r.samples = Some(m.finish());
     Ok(())
+}
+
+/// Adds to `r` the metrics measured on `samples` held-out rows drawn from the generator
+/// `model` (whose truth `truth` is, [`generator_truth`]), in batches of `batch` rows;
+/// `progress(rows)` after each batch.
+///
+/// [`generator_truth`]: super::metrics::generated_samples::generator_truth
+pub fn add_generated_samples(
+    r: &mut RecoveryReport,
+    sae: &Sae,
+    truth: &Truth,
+    model: &BenchModel,
+    samples: u64,
+    batch: usize,
+    progress: &mut dyn FnMut(u64),
+) {
+    let mut m = sample_metrics(sae, truth);
+    let mut done = 0u64;
+    generated_batches(model, samples, batch, &mut |b| {
+        m.add(b);
+        done += b.rows() as u64;
+        progress(done);
+    });
+    r.samples = Some(m.finish());
+}
+
+/// Empty sample metrics for `sae`, each latent matched to its best true feature.
+fn sample_metrics<'a>(sae: &'a Sae, truth: &Truth) -> SampleMetrics<'a> {
+    let n = truth.directions.len() / truth.d.max(1);
+    let cos = matching::cosines(&sae.w_dec, &truth.directions, truth.d);
+    SampleMetrics::new(sae, matching::best_features(&cos, sae.d_sae, n), n)
 }
 
 /// Live latents from the export's sparsity file (log10 density; −10 = never fired); all live

@@ -147,7 +147,11 @@ fn finish(
     let (cfg, dir) = (trainer.cfg, trainer.dir);
     let final_eval = evaluator.run(trainer.engine.as_mut(), &trainer.counters, observer)?;
     trainer.save(observer)?;
-    if let Some(reason) = divergence::divergence(&final_eval, cfg) {
+    if let Some(reason) = divergence::divergence(
+        &final_eval,
+        cfg,
+        trainer.counters.l0_control.log_factor.exp(),
+    ) {
         // No export that looks fine: the reason in run.json and DIVERGED, the checkpoints kept.
         divergence::mark(info, dir, &reason)?;
         return Err(SaeError::Diverged(format!(

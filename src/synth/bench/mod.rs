@@ -38,6 +38,7 @@ pub mod firing;
 pub mod hierarchy;
 pub mod model;
 pub mod normal;
+pub mod published;
 pub mod spec;
 pub mod stats;
 pub mod write;

@@ -11,6 +11,7 @@
 //! Definitions: docs/metrics.md, "SAELens metrics on planted data".
 
 pub mod f1;
+pub mod generated_samples;
 pub mod hungarian;
 pub mod matching;
 pub mod planted_samples;
