@@ -224,7 +224,7 @@ fn a_failed_check_exits_1_and_the_index_says_so() {
 #[test]
 fn bad_configs_fail_with_one_line_naming_the_file_and_section() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, &str); 6] = [
+    let cases: [(&str, &str); 8] = [
         ("[trian]\n", "unknown section [trian]"),
         (
             "[synth]\nneurons = 8\nout = \"x\"\n",
@@ -240,6 +240,14 @@ fn bad_configs_fail_with_one_line_naming_the_file_and_section() {
             "[verify] unknown key `min-recal`",
         ),
         ("[synth\n", "mini.toml"),
+        (
+            "[synth]\nneurons = 8\n[train]\nsynth = \"synth-sae-bench-tiny\"\ndata = \"synth\"\n",
+            "[train] give data (a dataset) or synth (a generator to stream from), not both",
+        ),
+        (
+            "[train]\nsynth = \"synth-sae-bench-tiny\"\n[eval]\n",
+            "[eval] there is no SAE to evaluate: [train] `train` streams from the generator synth-sae-bench-tiny",
+        ),
     ];
     for (text, want) in cases {
         let cfg = dir.path().join("mini.toml");
@@ -308,6 +316,7 @@ fn every_shipped_run_config_plans_and_its_flags_parse() {
         ("configs/gpt2-small-cuda.toml", 9),
         ("configs/distilbert.toml", 9),
         ("configs/minilm.toml", 8),
+        ("configs/synth-sae-bench.toml", 2),
     ] {
         let r = ok(&[
             "run",
@@ -370,4 +379,37 @@ fn every_kind_of_stage_spec_writes_a_command_line_its_command_parses() {
         assert!(r.stdout.contains(&expected), "{expected}\n{}", r.stdout);
     }
     assert!(!run.exists());
+}
+
+#[test]
+fn a_train_stage_streams_from_a_generator_and_is_verified_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bench.toml");
+    std::fs::write(
+        &cfg,
+        "[train]\nsynth = \"synth-sae-bench-tiny\"\nd-sae = 128\ntokens = 40960\nbatch = 512\n\
+         eval-tokens = 2048\n[verify]\nmin-mcc = 0.05\n",
+    )
+    .unwrap();
+    let run = dir.path().join("r");
+    let r = ok(&["run", &p(&cfg), "--out", &p(&run)]);
+    assert!(r.stdout.contains("[2/2]"), "{}", r.stdout);
+    let plan =
+        std::fs::read_to_string(run.join("verify-train").join("command.txt")).unwrap_or_default();
+    let summary = json(&run.join("summary.json"));
+    let v = &stage(&summary, "verify-train")["results"];
+    // Scored against the generator's dictionary (1 024 features in 96 dims) and its held-out rows.
+    assert_eq!(v["planted"], 1024, "{v}");
+    assert_eq!(v["latents"], 128, "{v}");
+    for key in ["mcc", "uniqueness", "f1", "l0", "explained_variance"] {
+        let x = num(&v[key]);
+        assert!(x.is_finite() && x > 0.0, "{key} = {x}");
+    }
+    // The sample EV is the trainer's held-out EV: the same 2 048 rows.
+    let ev_train = num(&stage(&summary, "train")["results"]["ev"]);
+    assert!(
+        (num(&v["explained_variance"]) - ev_train).abs() < 2e-3,
+        "{v} vs {ev_train}"
+    );
+    assert!(r.stdout.contains("uniqueness"), "{}", r.stdout);
 }

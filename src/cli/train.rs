@@ -31,7 +31,7 @@ unravel train --config configs/gpt2-l6.toml --l1-coefficient 3 --out runs/l6-l1-
 # continue after Ctrl-C, a crash or kill -9 (bit-identical to an uninterrupted run on CPU)\n  \
 unravel train --resume runs/l6\n\n  \
 # streamed from the SynthSAEBench generator, no shards written (a small preset here; the\n  \
-# benchmark itself: --synth synth-sae-bench-16k, or --config configs/synth-sae-bench.toml)\n  \
+# benchmark itself: --synth synth-sae-bench-16k, or end to end: unravel run configs/synth-sae-bench.toml)\n  \
 unravel train --synth synth-sae-bench-tiny --d-sae 256 --tokens 50000 --batch 1024 --out runs/bench-tiny\n\n  \
 # Towards-Monosemanticity recipe on a GPU\n  \
 unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --recipe unit-norm --d-sae 16384 --device cuda --out runs/l6-un\n\n\

@@ -8,7 +8,8 @@
 //! in `--out`, `--acts` and `--sae` from references (`data = "synth"`, `sae = "train"`).
 //! Verification is automatic: every SAE trained on a dataset with planted features is checked
 //! against them, and every audit of planted neurons against their truth; `[verify]` holds the
-//! thresholds.
+//! thresholds. A `[train]` with `synth = "PRESET_OR_SPEC"` streams from that generator instead of
+//! reading a dataset, and is verified against the generator (`verify --synth`).
 
 use std::path::{Path, PathBuf};
 

@@ -115,6 +115,13 @@ pub struct SideNumbers {
 pub struct VerifySaeNumbers {
     pub dead_frac: Option<f64>,
     pub duplicated_pairs: Option<usize>,
+    /// On samples with true codes (SAELens's definitions), when verify measured them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explained_variance: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub f1: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l0: Option<f64>,
     pub latents: Option<usize>,
     pub mcc: Option<f64>,
     pub mmcs: Option<f64>,
@@ -123,6 +130,7 @@ pub struct VerifySaeNumbers {
     pub planted: Option<usize>,
     pub recovered: Option<f64>,
     pub threshold: Option<f64>,
+    pub uniqueness: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -250,11 +258,15 @@ impl AuditNumbers {
 
 impl VerifySaeNumbers {
     pub fn new(v: Option<&RecoveryReport>) -> VerifySaeNumbers {
+        let samples = v.and_then(|v| v.samples.as_ref());
         VerifySaeNumbers {
             dead_frac: v
                 .filter(|v| v.d_sae > 0)
                 .map(|v| v.dead_latents as f64 / v.d_sae as f64),
             duplicated_pairs: v.map(|v| v.duplicated_pairs),
+            explained_variance: samples.map(|s| s.explained_variance),
+            f1: samples.map(|s| s.f1),
+            l0: samples.map(|s| s.l0),
             latents: v.map(|v| v.d_sae),
             mcc: v.map(|v| v.mcc),
             mmcs: v.map(|v| v.mmcs),
@@ -263,6 +275,7 @@ impl VerifySaeNumbers {
             recovered: v.map(|v| v.recovered),
             // The f32 as the file spells it (shortest form), not its binary expansion.
             threshold: v.and_then(|v| v.threshold.to_string().parse().ok()),
+            uniqueness: v.map(|v| v.uniqueness),
         }
     }
 }

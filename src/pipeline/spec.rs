@@ -29,6 +29,15 @@ pub enum Verified {
     Audit(PathBuf),
 }
 
+/// What a verify stage scores against: a planted dataset (`verify --truth`), or the generator a
+/// streamed train stage read (`verify --synth`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum TruthSource {
+    Dataset(PathBuf),
+    Generator { synth: String },
+}
+
 /// One stage's inputs and outputs, as `unravel <kind>` takes them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,8 +55,9 @@ pub enum StageSpec {
         flags: Vec<Flag>,
         out: PathBuf,
     },
+    /// `acts` None: streamed from the generator its `synth` flag names.
     Train {
-        acts: PathBuf,
+        acts: Option<PathBuf>,
         flags: Vec<Flag>,
         out: PathBuf,
     },
@@ -70,7 +80,7 @@ pub enum StageSpec {
         out: PathBuf,
     },
     Verify {
-        truth: PathBuf,
+        truth: TruthSource,
         of: Verified,
         json: PathBuf,
         /// `[verify] threshold`: the cosine at which a planted feature counts as recovered.
@@ -118,10 +128,15 @@ impl StageSpec {
                 a.flags(flags);
                 a.path("--out", out);
             }
-            StageSpec::Plant { acts, flags, out }
-            | StageSpec::Train { acts, flags, out }
-            | StageSpec::Analyze { acts, flags, out } => {
+            StageSpec::Plant { acts, flags, out } | StageSpec::Analyze { acts, flags, out } => {
                 a.path("--acts", acts);
+                a.flags(flags);
+                a.path("--out", out);
+            }
+            StageSpec::Train { acts, flags, out } => {
+                if let Some(acts) = acts {
+                    a.path("--acts", acts);
+                }
                 a.flags(flags);
                 a.path("--out", out);
             }
@@ -155,7 +170,12 @@ impl StageSpec {
                 json,
                 threshold,
             } => {
-                a.path("--truth", truth);
+                match truth {
+                    TruthSource::Dataset(p) => a.path("--truth", p),
+                    TruthSource::Generator { synth } => {
+                        a.0.extend(["--synth".to_string(), synth.clone()])
+                    }
+                }
                 match of {
                     Verified::Sae(p) => a.path("--sae", p),
                     Verified::Audit(p) => a.path("--audit", p),
@@ -213,11 +233,19 @@ mod tests {
             ),
             (
                 StageSpec::Train {
-                    acts: p("R/s"),
+                    acts: Some(p("R/s")),
                     flags: flags.clone(),
                     out: p("R/t"),
                 },
                 "train --acts R/s --d-sae 16 --save-activations --out R/t",
+            ),
+            (
+                StageSpec::Train {
+                    acts: None,
+                    flags: vec![flag("synth", Some("synth-sae-bench-tiny"))],
+                    out: p("R/t"),
+                },
+                "train --synth synth-sae-bench-tiny --out R/t",
             ),
             (
                 StageSpec::Eval {
@@ -248,7 +276,7 @@ mod tests {
             ),
             (
                 StageSpec::Verify {
-                    truth: p("R/s"),
+                    truth: TruthSource::Dataset(p("R/s")),
                     of: Verified::Sae(p("R/t")),
                     json: p("R/v/verify.json"),
                     threshold: Some(0.8),
@@ -257,7 +285,18 @@ mod tests {
             ),
             (
                 StageSpec::Verify {
-                    truth: p("R/s"),
+                    truth: TruthSource::Generator {
+                        synth: "synth-sae-bench-tiny".into(),
+                    },
+                    of: Verified::Sae(p("R/t")),
+                    json: p("R/v/verify.json"),
+                    threshold: None,
+                },
+                "verify --synth synth-sae-bench-tiny --sae R/t --json R/v/verify.json",
+            ),
+            (
+                StageSpec::Verify {
+                    truth: TruthSource::Dataset(p("R/s")),
                     of: Verified::Audit(p("R/a")),
                     json: p("R/v/verify.json"),
                     threshold: None,
@@ -281,7 +320,7 @@ mod tests {
             out: out.clone(),
         };
         let train = StageSpec::Train {
-            acts: dir.path().join("a"),
+            acts: Some(dir.path().join("a")),
             flags: vec![],
             out: out.clone(),
         };

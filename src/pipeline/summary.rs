@@ -292,12 +292,19 @@ impl StageSummary {
                 f(*l0),
                 f(*dead_frac) * 100.0
             ),
-            StageResults::VerifySae(v) => format!(
-                "planted features recovered {:.1}%  MMCS {:.4}  MCC {:.4}",
-                f(v.recovered) * 100.0,
-                f(v.mmcs),
-                f(v.mcc)
-            ),
+            StageResults::VerifySae(v) => {
+                let mut line = format!(
+                    "planted features recovered {:.1}%  MMCS {:.4}  MCC {:.4}  uniqueness {:.4}",
+                    f(v.recovered) * 100.0,
+                    f(v.mmcs),
+                    f(v.mcc),
+                    f(v.uniqueness)
+                );
+                if let (Some(f1), Some(l0), Some(ev)) = (v.f1, v.l0, v.explained_variance) {
+                    line += &format!("  F1 {f1:.4}  L0 {l0:.1}  EV {ev:.4} (on samples)");
+                }
+                line
+            }
             StageResults::VerifyAudit(v) => format!(
                 "audit vs planted neurons: precision {:.4}  recall {:.4}  concept F1 {:.4}",
                 f(v.precision),
@@ -388,8 +395,8 @@ mod tests {
         assert_eq!(
             results("verify-train"),
             (
-                r#"{"dead_frac":0.25,"duplicated_pairs":1,"latents":8,"mcc":0.875,"mmcs":0.97,"of":"sae","planted":4,"recovered":1.0,"threshold":0.9}"#.to_string(),
-                "planted features recovered 100.0%  MMCS 0.9700  MCC 0.8750".to_string()
+                r#"{"dead_frac":0.25,"duplicated_pairs":1,"latents":8,"mcc":0.875,"mmcs":0.97,"of":"sae","planted":4,"recovered":1.0,"threshold":0.9,"uniqueness":1.0}"#.to_string(),
+                "planted features recovered 100.0%  MMCS 0.9700  MCC 0.8750  uniqueness 1.0000".to_string()
             )
         );
         assert_eq!(

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use toml::{Table, Value};
 
 use super::{bad, Kind, PlanError, Stage, Truth};
-use crate::pipeline::spec::{Flag, StageSpec, Verified};
+use crate::pipeline::spec::{Flag, StageSpec, TruthSource, Verified};
 use crate::sae::eval_report::EVAL_FILE;
 use crate::synth::verify::VERIFY_FILE;
 
@@ -33,6 +33,8 @@ pub(super) struct Builder<'a> {
     datasets: BTreeMap<String, DatasetRef>,
     /// Train stage name → the dataset it reads.
     trains: Vec<(String, DatasetRef)>,
+    /// Train stages streamed from a generator (`synth = "PRESET_OR_SPEC"`): name → generator.
+    streamed: Vec<(String, String)>,
     /// Audits of planted neurons: audit stage name → the dataset.
     planted_audits: Vec<(String, DatasetRef)>,
 }
@@ -108,6 +110,7 @@ impl<'a> Builder<'a> {
             stages: vec![],
             datasets: BTreeMap::new(),
             trains: vec![],
+            streamed: vec![],
             planted_audits: vec![],
         }
     }
@@ -151,6 +154,16 @@ impl<'a> Builder<'a> {
                     "no dataset to read: add an [extract] or [synth] section, or set data = \"FOLDER\"",
                 )
             }),
+        }
+    }
+
+    /// `what` (no SAE for a stage to read), with the reason when the only SAEs are streamed.
+    fn no_sae(&self, what: &str) -> String {
+        match self.streamed.first() {
+            Some((train, generator)) => format!(
+                "{what}: [train] `{train}` streams from the generator {generator} and has no dataset to be read with; its held-out evaluation and its verify stage score it"
+            ),
+            None => format!("{what}: add a [train] section"),
         }
     }
 
@@ -245,23 +258,37 @@ impl<'a> Builder<'a> {
                     out: out.clone(),
                 }
             }
+            Kind::Train if t.contains_key("synth") => {
+                let Some(Value::String(generator)) = t.get("synth") else {
+                    return Err(self.err(section, "synth must be a preset name or a spec file"));
+                };
+                if t.contains_key("data") || t.contains_key("acts") {
+                    return Err(self.err(
+                        section,
+                        "give data (a dataset) or synth (a generator to stream from), not both",
+                    ));
+                }
+                self.streamed.push((name.clone(), generator.clone()));
+                StageSpec::Train {
+                    acts: None,
+                    flags: flags(&["name"])?,
+                    out: out.clone(),
+                }
+            }
             Kind::Train => {
                 let d = self.dataset(t, section, self.default_train_data())?;
                 input_of(&d, &mut inputs);
                 self.trains.push((name.clone(), d.clone()));
                 StageSpec::Train {
-                    acts: d.path,
+                    acts: Some(d.path),
                     flags: flags(&["name", "data", "acts"])?,
                     out: out.clone(),
                 }
             }
             Kind::Eval => {
-                let (train, d) = self.sae_ref(t, section, None)?.ok_or_else(|| {
-                    self.err(
-                        section,
-                        "there is no SAE to evaluate: add a [train] section",
-                    )
-                })?;
+                let (train, d) = self
+                    .sae_ref(t, section, None)?
+                    .ok_or_else(|| self.err(section, self.no_sae("there is no SAE to evaluate")))?;
                 inputs.push(train.clone());
                 input_of(&d, &mut inputs);
                 StageSpec::Eval {
@@ -373,7 +400,7 @@ impl<'a> Builder<'a> {
             }
             let name = format!("verify-{train}");
             let spec = StageSpec::Verify {
-                truth: d.path.clone(),
+                truth: TruthSource::Dataset(d.path.clone()),
                 of: Verified::Sae(self.run_dir.join(&train)),
                 json: self.run_dir.join(&name).join(VERIFY_FILE),
                 threshold,
@@ -382,10 +409,21 @@ impl<'a> Builder<'a> {
             inputs.extend(d.stage.clone());
             self.push(name, spec, inputs, Some(train))?;
         }
+        // A streamed SAE is scored against its generator: dictionary and held-out rows.
+        for (train, generator) in self.streamed.clone() {
+            let name = format!("verify-{train}");
+            let spec = StageSpec::Verify {
+                truth: TruthSource::Generator { synth: generator },
+                of: Verified::Sae(self.run_dir.join(&train)),
+                json: self.run_dir.join(&name).join(VERIFY_FILE),
+                threshold,
+            };
+            self.push(name, spec, vec![train.clone()], Some(train))?;
+        }
         for (audit, d) in self.planted_audits.clone() {
             let name = format!("verify-{audit}");
             let spec = StageSpec::Verify {
-                truth: d.path.clone(),
+                truth: TruthSource::Dataset(d.path.clone()),
                 of: Verified::Audit(self.run_dir.join(&audit)),
                 json: self.run_dir.join(&name).join(VERIFY_FILE),
                 threshold: None,
