@@ -36,7 +36,7 @@ any failure (for scripts and CI).";
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// Planted dataset folder from `unravel synth` (or its _truth/ folder).
+    /// Planted dataset folder from `unravel synth` (or its __unravel__/truth/ folder).
     #[arg(long, value_name = "DIR")]
     truth: PathBuf,
     /// The SAE: a run folder or any SAELens-layout folder (or OWNER/REPO[/SUBFOLDER] on the hub).
@@ -229,12 +229,8 @@ fn sample_metrics(
     truth: &unravel::synth::truth::Truth,
 ) -> Result<()> {
     use unravel::synth::metrics::planted_samples::SamplesError;
-    // --truth may name the _truth/ folder itself: the rows are in the dataset above it.
-    let data = if unravel::store::manifest_path(&a.truth).is_file() {
-        a.truth.clone()
-    } else {
-        a.truth.parent().map(Path::to_path_buf).unwrap_or_default()
-    };
+    // --truth may name the truth folder itself: the rows are in the dataset above it.
+    let data = unravel::synth::truth::dataset_of(&a.truth).unwrap_or_else(|| a.truth.clone());
     let bar = crate::cli::progress::progress_bar(
         "[{elapsed_precise}] {bar:30} {human_pos}/{human_len} samples  {per_sec}  ETA {eta}",
     );
