@@ -102,7 +102,11 @@ fn verify_reports_saelens_metrics_on_the_stored_codes() {
         let args = ["verify", "--truth", &p(truth), "--sae", &p(&run)];
         ok(&[&args[..], &["--samples", "8192", "--json", &p(&out)]].concat());
         let w = json(&out);
-        assert_eq!((&w["mcc"], &w["samples"]), (&v["mcc"], &v["samples"]), "{name}");
+        assert_eq!(
+            (&w["mcc"], &w["samples"]),
+            (&v["mcc"], &v["samples"]),
+            "{name}"
+        );
     };
     same(&meta.join("truth"), "truth-folder.json");
     std::fs::rename(meta.join("manifest.json"), acts.join("manifest.json")).unwrap();
