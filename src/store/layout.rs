@@ -20,11 +20,13 @@ pub fn meta_dir(dir: &Path) -> PathBuf {
     dir.join(META_DIR)
 }
 
-/// `dir/__unravel__/name`, or the legacy `dir/name` where only that exists.
+/// `dir/__unravel__/name`, or the legacy `dir/name` where only that exists. (The metadata folder
+/// itself is no legacy dataset, though its manifest sits where a legacy one would.)
 pub fn meta_or_legacy(dir: &Path, name: &str) -> PathBuf {
     let path = meta_dir(dir).join(name);
     let old = dir.join(name);
-    if !path.exists() && old.exists() {
+    let is_meta = dir.file_name() == Some(META_DIR.as_ref());
+    if !path.exists() && old.exists() && !is_meta {
         old
     } else {
         path
@@ -48,5 +50,10 @@ mod tests {
         std::fs::create_dir(meta_dir(dir.path())).unwrap();
         std::fs::write(&new, "{}").unwrap();
         assert_eq!(meta_or_legacy(dir.path(), "x.json"), new);
+        let meta = meta_dir(dir.path());
+        assert_eq!(
+            meta_or_legacy(&meta, "x.json"),
+            meta.join("__unravel__/x.json")
+        );
     }
 }

@@ -22,12 +22,10 @@ pub fn truth_dir(dir: &Path) -> PathBuf {
 }
 
 /// The dataset folder that `path` names or whose truth folder it is (`DIR`, `DIR/__unravel__/truth`
-/// or the legacy `DIR/truth`): the nearest folder at or above it holding a manifest (the
-/// metadata folder itself is not a dataset, though its manifest looks like a legacy one).
+/// or the legacy `DIR/truth`): the nearest folder at or above it holding a manifest.
 pub fn dataset_of(path: &Path) -> Option<PathBuf> {
     path.ancestors()
         .take(3)
-        .filter(|p| p.file_name() != Some(META_DIR.as_ref()))
         .find(|p| crate::store::manifest_path(p).is_file())
         .map(Path::to_path_buf)
 }
@@ -100,5 +98,17 @@ mod tests {
         assert_eq!(new_truth_dir(dir.path()), new);
         std::fs::create_dir_all(&new).unwrap();
         assert_eq!(truth_dir(dir.path()), new);
+    }
+
+    #[test]
+    fn the_dataset_of_a_truth_folder_is_the_folder_holding_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let truth = new_truth_dir(dir.path());
+        std::fs::create_dir_all(&truth).unwrap();
+        assert_eq!(dataset_of(&truth), None);
+        std::fs::write(dir.path().join("__unravel__/manifest.json"), "{}").unwrap();
+        for p in [dir.path(), truth.as_path(), truth.parent().unwrap()] {
+            assert_eq!(dataset_of(p).as_deref(), Some(dir.path()), "{}", p.display());
+        }
     }
 }
