@@ -108,7 +108,12 @@ mod tests {
         assert_eq!(dataset_of(&truth), None);
         std::fs::write(dir.path().join("__unravel__/manifest.json"), "{}").unwrap();
         for p in [dir.path(), truth.as_path(), truth.parent().unwrap()] {
-            assert_eq!(dataset_of(p).as_deref(), Some(dir.path()), "{}", p.display());
+            assert_eq!(
+                dataset_of(p).as_deref(),
+                Some(dir.path()),
+                "{}",
+                p.display()
+            );
         }
     }
 }
