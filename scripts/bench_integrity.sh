@@ -21,9 +21,9 @@ secs() { # seconds a command takes, its output discarded
 }
 
 # 1M tokens, 768 dims, f16 (1.5 GB): planted features for train; 768 planted neurons (f32) for audit.
-[ -f "$WORK/acts/_manifest.json" ] || $BIN synth --features 3072 --dims 768 --density 0.01 \
+[ -f "$WORK/acts/__unravel__/manifest.json" ] || $BIN synth --features 3072 --dims 768 --density 0.01 \
     --tokens 1000000 --store-dtype f16 --out "$WORK/acts" >/dev/null
-[ -f "$WORK/neurons/_manifest.json" ] || $BIN synth --neurons 768 --tokens 1000000 \
+[ -f "$WORK/neurons/__unravel__/manifest.json" ] || $BIN synth --neurons 768 --tokens 1000000 \
     --out "$WORK/neurons" >/dev/null
 
 hash_acts=$(secs $BIN inspect "$WORK/acts" --verify --rows 0)

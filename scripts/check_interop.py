@@ -2,8 +2,9 @@
 """Interoperability check (issue 26): activations written by numpy, safetensors, pyarrow and
 SAELens's CacheActivationsRunner (on a tiny random TransformerLens model) are imported with
 `unravel import`, trained on and evaluated; then dataset folders are read back as one table by
-pandas, pyarrow, duckdb, polars and HF datasets, one call each, and a bf16 hook is decoded with
-the README's numpy one-liner.
+pandas, pyarrow, duckdb, polars and HF datasets, one call each (also while a writer's lock and
+temp files are in the folder), and a bf16 hook is decoded with the README's numpy and torch
+one-liners.
 
 Usage: python scripts/check_interop.py [--unravel target/release/unravel] [--keep DIR]
 Needs (never in CI): pip install numpy safetensors pyarrow pandas duckdb polars datasets sae-lens
@@ -109,7 +110,8 @@ def check_imports(unravel, work):
 
 
 def read_as_one_table(folder, rows):
-    """Each reader takes the whole folder in one call and must see every row."""
+    """Each reader takes the whole folder in one call, with no extra argument, and must see every
+    row. The shards lie at the top level; the metadata (manifest, truth) in `__unravel__/`."""
     import datasets
     import duckdb
     import pandas as pd
@@ -121,11 +123,13 @@ def read_as_one_table(folder, rows):
     calls = {
         f"pd.read_parquet('{d}')": lambda: len(pd.read_parquet(d)),
         f"pq.read_table('{d}')": lambda: pq.read_table(d).num_rows,
-        f"duckdb.sql(\"SELECT count(*) FROM '{d}/*.parquet'\")": lambda: duckdb.sql(
-            f"SELECT count(*) FROM '{d}/*.parquet'").fetchall()[0][0],
+        f"duckdb.sql(\"SELECT count(*) FROM read_parquet('{d}/*.parquet')\")": lambda: duckdb.sql(
+            f"SELECT count(*) FROM read_parquet('{d}/*.parquet')").fetchall()[0][0],
         f"pl.read_parquet('{d}/*.parquet')": lambda: pl.read_parquet(f"{d}/*.parquet").height,
-        f"datasets.load_dataset('parquet', data_files='{d}/*.parquet', split='train')":
-            lambda: datasets.load_dataset("parquet", data_files=f"{d}/*.parquet", split="train").num_rows,
+        f"datasets.load_dataset('parquet', data_dir='{d}', split='train')":
+            lambda: datasets.load_dataset("parquet", data_dir=d, split="train").num_rows,
+        f"datasets.load_dataset('{d}', split='train')":
+            lambda: datasets.load_dataset(d, split="train").num_rows,
     }
     ok = True
     for call, f in calls.items():
@@ -136,36 +140,40 @@ def read_as_one_table(folder, rows):
         good = n == rows
         ok &= good
         print(f"  {'ok  ' if good else 'FAIL'} {call} -> {n} rows")
-    # Known limits, printed, not failed: polars' directory form refuses any non-parquet file
-    # (dot files too); HF datasets skips only `.`-prefixed files and `__`-prefixed folders, so
-    # its folder forms read `_manifest.json` (`data_dir`), or pick json over parquet when json
-    # files are as many (`load_dataset(DIR)` with `_truth/neurons.json`).
-    for call, f in {
-        f"pl.read_parquet('{d}')": lambda: pl.read_parquet(d).height,
-        f"datasets.load_dataset('{d}', split='train')": lambda: datasets.load_dataset(
-            d, split="train").num_rows,
-        f"datasets.load_dataset('parquet', data_dir='{d}', split='train')": lambda: datasets.load_dataset(
-            "parquet", data_dir=d, split="train").num_rows,
-    }.items():
-        try:
-            n = f()
-        except Exception as e:  # noqa: BLE001
-            n = f"{type(e).__name__}: {str(e)[:120]}"
-        print(f"  note {call} -> {n}")
+    # A known limit, printed, not failed: polars' folder form refuses a folder holding anything
+    # but parquet files (the `__unravel__/` folder, a lock file); its glob form above reads it.
+    try:
+        n = pl.read_parquet(d).height
+    except Exception as e:  # noqa: BLE001
+        n = f"{type(e).__name__}: {str(e)[:120]}"
+    print(f"  note pl.read_parquet('{d}') -> {n}")
     return ok
 
 
+def while_written(folder):
+    """What a folder holds while a writer runs: its lock file and a half-written shard, both
+    hidden by their leading dot. The readers must still see only the finished shards."""
+    (folder / ".unravel.lock").write_text("4000000000 extract\n")
+    (folder / ".shard-00099.parquet.tmp").write_bytes(b"PAR1 half a shard")
+
+
 def bf16_decode(unravel, work, x):
+    """A bf16 dataset as outside readers see it, decoded with the README's one-liners."""
+    import pandas as pd
     import pyarrow.parquet as pq
+    import torch
 
     out = work / "acts-bf16"
     sh(unravel, "import", work / "acts.npy", "--dtype", "bf16", "--out", out)
-    t = pq.read_table(out)
-    u16 = np.asarray(t.column("acts").combine_chunks().flatten()).reshape(-1, 32)
-    decoded = (u16.astype(np.uint32) << 16).view(np.float32)  # the README's one-liner
-    err = float(np.max(np.abs(decoded - x) / (np.abs(x) + 1e-3)))
-    print(f"bf16: pyarrow sees {t.schema.field('acts').type}; numpy decode, max relative error {err:.4f} (bf16: < 0.0079)")
-    return err < 0.0079
+    print(f"bf16: pyarrow sees {pq.read_table(out).schema.field('acts').type}")
+    df, hook = pd.read_parquet(out), "acts"
+    x_np = (np.stack(df[hook]).astype(np.uint32) << 16).view(np.float32)
+    x_torch = torch.from_numpy(np.stack(df[hook]).view(np.int16)).view(torch.bfloat16)
+    err = float(np.max(np.abs(x_np - x) / (np.abs(x) + 1e-3)))
+    same = bool((x_torch.float().numpy() == x_np).all())
+    print(f"  numpy one-liner: max relative error {err:.4f} (bf16: < 0.0079); torch one-liner: "
+          f"{x_torch.dtype}, {'the same values' if same else 'DIFFERENT values'}")
+    return err < 0.0079 and same
 
 
 def main():
@@ -182,13 +190,16 @@ def main():
     check_imports(unravel, work)
     ok = True
     for name in ["acts-saelens", "acts-npy"]:
-        m = json.loads((work / name / "_manifest.json").read_text())
+        m = json.loads((work / name / "__unravel__" / "manifest.json").read_text())
         print(f"read {name} as one table ({m['totals']['rows']} rows, {len(m['shards'])} shards):")
         ok &= read_as_one_table(work / name, m["totals"]["rows"])
     synth = work / "synth-neurons"
     sh(unravel, "synth", "--neurons", 16, "--tokens", 5000, "--out", synth)
-    m = json.loads((synth / "_manifest.json").read_text())
-    print(f"read synth-neurons (with _truth/) as one table ({m['totals']['rows']} rows):")
+    m = json.loads((synth / "__unravel__" / "manifest.json").read_text())
+    print(f"read synth-neurons (with __unravel__/truth/) as one table ({m['totals']['rows']} rows):")
+    ok &= read_as_one_table(synth, m["totals"]["rows"])
+    while_written(synth)
+    print("the same while a writer runs (.unravel.lock and .shard-00099.parquet.tmp in the folder):")
     ok &= read_as_one_table(synth, m["totals"]["rows"])
     ok &= bf16_decode(unravel, work, x)
     if not a.keep:

@@ -3,9 +3,8 @@
 
 Usage: python scripts/check_shards_pyarrow.py DATASET_DIR
 
-Opens every shard listed in DATASET_DIR/_manifest.json (legacy: manifest.json) with pyarrow and
-pandas, prints each
-schema and row count, and checks them against the manifest: row, context and special-row
+Opens every shard listed in DATASET_DIR/__unravel__/manifest.json (legacy: DATASET_DIR/manifest.json)
+with pyarrow and pandas, prints each schema and row count, and checks them against the manifest: row, context and special-row
 counts, the columns and their order, hook columns of type fixed_size_list<halffloat|float>[d]
 (bf16 hooks: fixed_size_list<uint16>[d] with field metadata unravel.dtype=bfloat16), and that a
 bf16 column decodes to float32 with numpy. Exits 1 on the first mismatch.
@@ -66,7 +65,7 @@ def check_duckdb(root, manifest):
 
 
 def main(root):
-    path = root / "_manifest.json"
+    path = root / "__unravel__" / "manifest.json"
     manifest = json.loads((path if path.exists() else root / "manifest.json").read_text())
     print(f"{root}: {manifest['format']} v{manifest['format_version']}, model {manifest['model']['id']}, "
           f"{len(manifest['shards'])} shards, totals {manifest['totals']}")

@@ -13,7 +13,7 @@ shift || true
 mkdir -p "$W"
 data() { # name -> folder (made once)
     local d="$W/$1"
-    if [ ! -f "$d/_manifest.json" ]; then
+    if [ ! -f "$d/__unravel__/manifest.json" ]; then
         case "$1" in
         qs) "$U" synth --features 512 --dims 256 --density 0.1 --tokens 1000000 --out "$d" >/dev/null ;;
         w768) "$U" synth --features 3072 --dims 768 --density 0.01 --tokens 1000000 --store-dtype f16 --out "$d" >/dev/null ;;

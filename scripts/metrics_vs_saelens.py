@@ -61,7 +61,7 @@ def run(cmd):
 
 def dataset_rows(synth_dir, hook="synthetic"):
     """All rows of the dataset's shards in file order, [N, d] float32."""
-    manifest = json.load(open(os.path.join(synth_dir, "manifest.json")))
+    manifest = json.load(open(os.path.join(synth_dir, "__unravel__", "manifest.json")))
     rows = []
     for shard in manifest["shards"]:
         table = pq.read_table(os.path.join(synth_dir, shard["file"]), columns=[hook])
@@ -108,7 +108,7 @@ def case(unravel, work, name, synth_flags, train_flags, samples):
          "--json", ours_path])
     ours = json.load(open(ours_path))
 
-    truth = load_file(os.path.join(synth, "truth", "ground_truth.safetensors"))
+    truth = load_file(os.path.join(synth, "__unravel__", "truth", "ground_truth.safetensors"))
     directions = truth["directions"].float()
     n = directions.shape[0]
     rows = dataset_rows(synth)
@@ -143,7 +143,7 @@ def scale_case(unravel, work):
     """The decoder metrics at SynthSAEBench-16k's size: 16 384 random directions in 768 dims, 4 096
     latents (half near a true direction, half random: a hard matching), no samples."""
     root = os.path.join(work, "scale")
-    os.makedirs(os.path.join(root, "truth", "truth"))
+    os.makedirs(os.path.join(root, "truth", "__unravel__", "truth"))
     os.makedirs(os.path.join(root, "sae"))
     torch.manual_seed(0)
     n, s, d = 16384, 4096, 768
@@ -152,7 +152,7 @@ def scale_case(unravel, work):
     w = g[torch.randperm(n)[:s]] + 0.7 * torch.randn(s, d) / d ** 0.5
     w[s // 2:] = torch.randn(s // 2, d)
     save_file({"directions": g.contiguous()},
-              os.path.join(root, "truth", "truth", "ground_truth.safetensors"))
+              os.path.join(root, "truth", "__unravel__", "truth", "ground_truth.safetensors"))
     save_file({"W_enc": w.T.contiguous(), "b_enc": torch.zeros(s), "W_dec": w.contiguous(),
                "b_dec": torch.zeros(d)}, os.path.join(root, "sae", "sae_weights.safetensors"))
     cfg = {"architecture": "standard", "d_in": d, "d_sae": s, "dtype": "float32", "device": "cpu",

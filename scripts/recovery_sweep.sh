@@ -10,7 +10,7 @@ W="${1:-/tmp/recovery-sweep}"
 mkdir -p "$W"
 row() { # density d_sae
     local data="$W/p$1" run="$W/p$1-s$2"
-    [ -f "$data/_manifest.json" ] || "$U" synth --features 512 --dims 256 --density "$1" --tokens 1000000 --seed 7 --out "$data" >/dev/null
+    [ -f "$data/__unravel__/manifest.json" ] || "$U" synth --features 512 --dims 256 --density "$1" --tokens 1000000 --seed 7 --out "$data" >/dev/null
     [ -f "$run/eval.json" ] || "$U" train --acts "$data" --d-sae "$2" --tokens 1000000 --batch 4096 --lr 1e-3 \
         --l1-coefficient 5 --eval-tokens 65536 --out "$run" >/dev/null
     "$U" verify --truth "$data" --sae "$run" --json "$run/verify.json" >/dev/null

@@ -131,8 +131,8 @@ def ours(rows, tmp):
         check=True,
     )
     secs = time.time() - t0
-    stats = json.load(open(os.path.join(out, "truth/stats.json")))
-    truth = load_file(os.path.join(out, "truth/ground_truth.safetensors"))
+    stats = json.load(open(os.path.join(out, "__unravel__/truth/stats.json")))
+    truth = load_file(os.path.join(out, "__unravel__/truth/ground_truth.safetensors"))
     stats["frequencies"] = np.array(stats["frequencies"])
     for k in ["probabilities", "mean_magnitudes", "std_magnitudes", "parent", "directions"]:
         stats[k] = truth[k]
@@ -162,7 +162,7 @@ def ortho_comparison(tmp, n, d):
          "--tokens", "64", "--out", out],
         check=True, stdout=subprocess.DEVNULL,
     )
-    mine = cosine_stats(load_file(os.path.join(out, "truth/ground_truth.safetensors"))["directions"])
+    mine = cosine_stats(load_file(os.path.join(out, "__unravel__/truth/ground_truth.safetensors"))["directions"])
     return theirs, mine, random_dirs
 
 

@@ -18,7 +18,7 @@
 //! |---|---|
 //! | [`models`] | hooked GPT-2, DistilBERT and BERT on candle, hook names, model files, the tokenizer |
 //! | [`corpus`] | documents from txt / jsonl / parquet / `hf://datasets`, tokenized and packed into fixed-length contexts |
-//! | [`store`] | the activation dataset: parquet shards, `manifest.json`, the checks every read passes, the shuffled resumable loader, `unravel inspect` |
+//! | [`store`] | the activation dataset: parquet shards, `__unravel__/manifest.json`, the checks every read passes, the shuffled resumable loader, `unravel inspect` |
 //! | [`extract`] | `unravel extract`: corpus → hooked forward → shards (packer thread, forward workers, writer thread) |
 //! | [`trace`] | `unravel trace`: the hooks of a few texts into one safetensors file |
 //! | [`import`] | `unravel import`: activations from .npy / .npz / .safetensors / parquet / Arrow / SAELens caches into a dataset |

@@ -36,7 +36,7 @@ fn planted_polysemantic_neurons_are_found_with_their_concepts() {
         &acts,
         &["--noise", "0.2", "--miss", "0.2", "--spurious", "0.03"],
     );
-    let truth = json(&acts.join("_truth/neurons.json"));
+    let truth = json(&acts.join("__unravel__/truth/neurons.json"));
     let planted_poly = truth["neurons"]
         .as_array()
         .unwrap()
@@ -167,7 +167,7 @@ fn distractors_fail_the_rank_tests_that_the_mean_alone_passes() {
     let tmp = tempfile::tempdir().unwrap();
     let acts = tmp.path().join("neurons");
     planted_neurons(&acts, &["--distractor", "0.2"]);
-    let truth = json(&acts.join("_truth/neurons.json"));
+    let truth = json(&acts.join("__unravel__/truth/neurons.json"));
     let neurons = truth["neurons"].as_array().unwrap();
     let distractors: Vec<(u64, Vec<String>)> = neurons
         .iter()

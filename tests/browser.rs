@@ -104,7 +104,7 @@ fn index_and_dashboards_of_planted_neurons() {
     // Planted polysemantic neurons the audit also calls polysemantic: the dashboard's concept
     // table passes exactly their planted concepts; 8 top examples read back at the right tokens;
     // lower-band examples within their band; the histogram counts every token.
-    let truth = json(&acts.join("_truth/neurons.json"));
+    let truth = json(&acts.join("__unravel__/truth/neurons.json"));
     let (mut checked, mut banded) = (0, 0);
     for n in truth["neurons"].as_array().unwrap() {
         let u = n["unit"].as_u64().unwrap() as usize;

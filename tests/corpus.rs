@@ -966,8 +966,10 @@ fn hub_datasets_are_read_from_the_hub_cache_offline_like_local_files() {
         )
     };
     let tokens = |out: &Path| {
-        let m: serde_json::Value =
-            serde_json::from_str(&fs::read_to_string(out.join("_manifest.json")).unwrap()).unwrap();
+        let m: serde_json::Value = serde_json::from_str(
+            &fs::read_to_string(out.join("__unravel__/manifest.json")).unwrap(),
+        )
+        .unwrap();
         m["totals"]["tokens"].as_u64().unwrap()
     };
     // The train split by glob, against the same file read locally.

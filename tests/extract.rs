@@ -137,7 +137,7 @@ fn killed_run_resumes_to_exactly_the_uninterrupted_rows() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let manifest = std::fs::read_to_string(killed.join("_manifest.json")).unwrap();
+    let manifest = std::fs::read_to_string(killed.join("__unravel__/manifest.json")).unwrap();
     assert!(
         manifest.contains("\"complete\": false"),
         "the run was killed before finishing"
@@ -354,7 +354,7 @@ fn resume_with_other_settings_is_refused_with_the_difference() {
 }
 
 #[test]
-fn a_dataset_with_the_old_manifest_name_still_reads_and_resumes() {
+fn a_dataset_written_before_the_metadata_folder_still_reads_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = write_corpus(dir.path(), 200);
     let corpus = corpus.to_str().unwrap();
@@ -368,10 +368,21 @@ fn a_dataset_with_the_old_manifest_name_still_reads_and_resumes() {
     };
     run(&whole, &[]);
     run(&old, &["--max-tokens", "1500"]);
+    // The top level holds the shards and the metadata folder, nothing else: it reads as one table.
+    let mut top: Vec<String> = std::fs::read_dir(&whole)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !(n.starts_with("shard-") && n.ends_with(".parquet")))
+        .collect();
+    top.sort();
+    assert_eq!(top, ["__unravel__"]);
 
-    // What a run written before the rename left: `manifest.json`, here of an unfinished run.
-    let (new_name, old_name) = (old.join("_manifest.json"), old.join("manifest.json"));
+    // What a run written before `__unravel__/` left: `manifest.json` at the top level, here of
+    // an unfinished run.
+    let meta = old.join("__unravel__");
+    let (new_name, old_name) = (meta.join("manifest.json"), old.join("manifest.json"));
     std::fs::rename(&new_name, &old_name).unwrap();
+    std::fs::remove_dir(&meta).unwrap();
     let partial = Dataset::open(&old).unwrap().manifest().totals.tokens;
     let full = Dataset::open(&whole).unwrap().manifest().totals.tokens;
     assert!(partial > 0 && partial < full, "{partial} of {full} tokens");
@@ -385,7 +396,7 @@ fn a_dataset_with_the_old_manifest_name_still_reads_and_resumes() {
     run(&old, &["--resume"]);
     assert!(
         new_name.is_file() && !old_name.exists(),
-        "moved to the new name"
+        "moved into __unravel__/"
     );
     assert!(all_rows(&whole) == all_rows(&old), "resumed rows differ");
 }

@@ -141,7 +141,7 @@ fn failed_with(name: &str, r: &Run, fragments: &[&str]) {
 /// Nothing in `out` that looks like a finished result.
 fn nothing_complete(name: &str, out: &Path) {
     for file in [
-        "_manifest.json",
+        "__unravel__/manifest.json",
         "sae_weights.safetensors",
         "cfg.json",
         "audit.json",
@@ -314,7 +314,7 @@ fn incomplete_datasets_are_refused_unless_allowed() {
     let (clean, sae) = clean(tmp.path());
     let acts = tmp.path().join("partial");
     copy_dir(&clean, &acts);
-    let path = acts.join("_manifest.json");
+    let path = acts.join("__unravel__/manifest.json");
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("\"complete\": true"));
     std::fs::write(

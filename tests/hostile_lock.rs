@@ -250,7 +250,7 @@ fn extract_parts_share_a_folder_but_not_a_part() {
     });
     let other = run_in_repo(&part("2/2", Some("2048")));
     assert_eq!(other.code, 0, "{}", other.stderr);
-    assert!(out.join("_manifest-p02.json").is_file());
+    assert!(out.join("__unravel__/manifest-p02.json").is_file());
     assert!(first.try_wait().unwrap().is_none(), "part 1 ended too soon");
     assert_in_use(&run_in_repo(&part("1/2", Some("2048"))), pid, "extract");
     first.kill().unwrap();

@@ -251,7 +251,11 @@ fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
     }
 }
 
@@ -909,10 +913,18 @@ fn parts_in_one_folder_merge_into_one_dataset() {
     let p1 = write_part(dir.path(), 1, CTX as usize, true);
     let p2 = write_part(dir.path(), 2, CTX as usize, true);
     assert_eq!(p2.shards[0].file, "shard-p02-00000.parquet");
-    assert!(dir.path().join("_manifest-p02.json").exists());
+    let meta = dir.path().join("__unravel__");
+    assert!(meta.join("manifest-p02.json").exists());
+    // A part written before the `__unravel__/` folder kept its manifest at the top level.
+    std::fs::rename(
+        meta.join("manifest-p01.json"),
+        dir.path().join("manifest-p01.json"),
+    )
+    .unwrap();
     let merged = merge_part_folders(dir.path(), &[dir.path().to_path_buf()]).unwrap();
     assert_eq!(merged.part, None);
     assert!(merged.complete);
+    assert!(meta.join("manifest.json").is_file());
     assert_eq!(merged.shards.len(), 6);
     assert_eq!(merged.totals.rows, 50 * CTX as u64);
     assert_eq!(merged.corpus.documents, 20);
@@ -992,9 +1004,10 @@ fn a_missing_or_corrupt_manifest_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let err = Dataset::open(dir.path()).unwrap_err().to_string();
     assert!(
-        err.contains("manifest.json") && err.contains("no manifest found"),
+        err.contains("__unravel__/manifest.json") && err.contains("no manifest found"),
         "{err}"
     );
+    // A legacy top-level manifest is read, so its corruption is named too.
     std::fs::write(dir.path().join("manifest.json"), "{\"format\": 3").unwrap();
     let err = Dataset::open(dir.path()).unwrap_err().to_string();
     assert!(
@@ -1093,7 +1106,7 @@ fn loader_throughput() {
     }];
     m.label_columns = vec![];
     // UNRAVEL_BENCH_DIR holding a dataset from an earlier run: skip writing (to profile reads).
-    if !dir.join("_manifest.json").exists() {
+    if !dir.join("__unravel__/manifest.json").exists() {
         write_bench_dataset(&dir, m, contexts, ctx);
     }
     read_bench(&dir, hook);

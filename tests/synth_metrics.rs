@@ -94,6 +94,27 @@ fn verify_reports_saelens_metrics_on_the_stored_codes() {
         / 96.0;
     assert!((mean - s["f1"].as_f64().unwrap()).abs() < 1e-9);
 
+    // The same numbers from the truth folder itself, and from a dataset laid out as before the
+    // `__unravel__/` folder (manifest and truth at the top level), named either way.
+    let meta = acts.join("__unravel__");
+    let same = |truth: &std::path::Path, name: &str| {
+        let out = tmp.path().join(name);
+        let args = ["verify", "--truth", &p(truth), "--sae", &p(&run)];
+        ok(&[&args[..], &["--samples", "8192", "--json", &p(&out)]].concat());
+        let w = json(&out);
+        assert_eq!(
+            (&w["mcc"], &w["samples"]),
+            (&v["mcc"], &v["samples"]),
+            "{name}"
+        );
+    };
+    same(&meta.join("truth"), "truth-folder.json");
+    std::fs::rename(meta.join("manifest.json"), acts.join("manifest.json")).unwrap();
+    std::fs::rename(meta.join("truth"), acts.join("truth")).unwrap();
+    std::fs::remove_dir(&meta).unwrap();
+    same(&acts, "legacy.json");
+    same(&acts.join("truth"), "legacy-truth-folder.json");
+
     // Without stored codes: the decoder metrics only, and a note.
     let plain = tmp.path().join("plain");
     ok(&[

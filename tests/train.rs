@@ -618,7 +618,7 @@ fn bad_input_gives_one_clear_line() {
     let r = unravel(&["train", "--resume", &run, "--lr", "0.5"], &[]);
     assert!(r.code != 0 && r.stderr.contains("lr"), "{}", r.stderr);
     // Resuming over a dataset that changed since the run started is refused.
-    let manifest = acts.join("_manifest.json");
+    let manifest = acts.join("__unravel__/manifest.json");
     let mut text = std::fs::read_to_string(&manifest).unwrap();
     text.push('\n');
     std::fs::write(&manifest, text).unwrap();
@@ -1030,7 +1030,7 @@ fn synth_truth_reconstructs_the_data_exactly() {
     ]);
     assert!(r.stdout.contains("planted 40 features"), "{}", r.stdout);
     let t = candle_core::safetensors::load(
-        out.join("_truth/ground_truth.safetensors"),
+        out.join("__unravel__/truth/ground_truth.safetensors"),
         &candle_core::Device::Cpu,
     )
     .unwrap();

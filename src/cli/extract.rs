@@ -29,7 +29,7 @@ unravel extract --model distilbert-base-uncased --corpus reviews.jsonl --label-f
 --hooks 'blocks.*.mlp.hook_post' --out acts/distil-mlp\n\n\
 Corpus: a folder or glob of .txt files (one document each), a .jsonl file (--text-field, default `text`),\n\
 parquet files with a text column, or hf://datasets/OWNER/NAME[@REV][/GLOB] (a hub dataset's files). Shards: shard-00000.parquet ... with columns context_id, position,\n\
-token_id, token, special, label.*, and one fixed_size_list column per hook; _manifest.json beside them.";
+token_id, token, special, label.*, and one fixed_size_list column per hook; the manifest in __unravel__/ beside them.";
 
 #[derive(Args)]
 pub struct ExtractArgs {

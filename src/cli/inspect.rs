@@ -9,7 +9,7 @@ use unravel::folder_lock::lock_output;
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// Dataset folder (with _manifest.json).
+    /// Dataset folder (with __unravel__/manifest.json).
     dir: PathBuf,
     /// Re-hash every shard and check its parquet footer.
     #[arg(long)]
@@ -21,7 +21,7 @@ pub struct InspectArgs {
 
 #[derive(Args)]
 pub struct MergeArgs {
-    /// Dataset folder that receives _manifest.json.
+    /// Dataset folder that receives __unravel__/manifest.json.
     dir: PathBuf,
     /// Folders holding the part manifests (default: the dataset folder itself).
     #[arg(long, num_args = 1..)]

@@ -20,9 +20,10 @@ unravel verify --truth synth/neurons --audit audits/planted --min-precision 0.95
 # benchmark itself (16,384 features in 768 dims, true L0 ≈ 34)\n  \
 unravel synth --preset synth-sae-bench-tiny --tokens 20000 --out synth/bench-tiny\n\n\
 The dataset has one hook column, `synthetic`; the ground truth (directions [features, dims],\n\
-frequencies [features]) is in OUT/_truth/ground_truth.safetensors. With --neurons: hook `neurons`,\n\
-label columns label.c00 ..., truth in OUT/_truth/neurons.json. With --preset/--spec: truth also holds bias,\n\
-probabilities, magnitudes, parent (the hierarchy), spec.toml and stats.json (true L0, exclusion checks).";
+frequencies [features]) is in OUT/__unravel__/truth/ground_truth.safetensors. With --neurons: hook\n\
+`neurons`, label columns label.c00 ..., truth in OUT/__unravel__/truth/neurons.json. With --preset/--spec:\n\
+truth also holds bias, probabilities, magnitudes, parent (the hierarchy), spec.toml and stats.json (true L0,\n\
+exclusion checks).";
 
 #[derive(Args)]
 pub struct SynthArgs {
@@ -78,7 +79,7 @@ pub struct SynthArgs {
     #[arg(long)]
     save_activations: bool,
     /// Planted polysemantic neurons instead of features: this many neurons (hook `neurons`,
-    /// one label column per concept, truth in OUT/_truth/neurons.json).
+    /// one label column per concept, truth in OUT/__unravel__/truth/neurons.json).
     #[arg(long, value_name = "N", help_heading = "Planted neurons (--neurons)", value_parser = crate::cli::values::at_least_1::<usize>, allow_negative_numbers = true)]
     neurons: Option<usize>,
     /// Concepts (label columns c00, c01, ...).

@@ -46,7 +46,7 @@ any failure (for scripts and CI).";
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// Planted dataset folder from `unravel synth` (or its _truth/ folder).
+    /// Planted dataset folder from `unravel synth` (or its __unravel__/truth/ folder).
     #[arg(long, value_name = "DIR", required_unless_present = "synth")]
     truth: Option<PathBuf>,
     /// Instead of --truth, a SynthSAEBench generator (a preset such as synth-sae-bench-16k, or a
@@ -278,15 +278,8 @@ fn sample_metrics(
 ) -> Result<()> {
     use unravel::synth::metrics::planted_samples::SamplesError;
     let truth_dir = a.truth.clone().unwrap_or_default();
-    // --truth may name the _truth/ folder itself: the rows are in the dataset above it.
-    let data = if unravel::store::manifest_path(&truth_dir).is_file() {
-        truth_dir
-    } else {
-        truth_dir
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
-    };
+    // --truth may name the truth folder itself: the rows are in the dataset above it.
+    let data = unravel::synth::truth::dataset_of(&truth_dir).unwrap_or(truth_dir);
     match add_planted_samples(r, sae, truth, &data, a.samples, 4096, progress) {
         Ok(()) => Ok(()),
         Err(SamplesError::NoCodes(_)) => {

@@ -1,5 +1,5 @@
 //! `unravel import`: activation vectors written by other tools, turned into a dataset folder
-//! every command accepts (shards, `_manifest.json` with statistics and checksums), through the
+//! every command accepts (shards, a manifest with statistics and checksums), through the
 //! store's own writer.
 //!
 //! Inputs ([`files`]): `.npy`, `.npz` (stored), `.safetensors` (one named 2-D or 3-D tensor), and

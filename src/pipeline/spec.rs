@@ -327,7 +327,9 @@ mod tests {
         assert_eq!((extract.resume_args(), train.resume_args()), (None, None));
         let ckpt = out.join(crate::sae::checkpoint::CHECKPOINTS_DIR);
         std::fs::create_dir_all(&ckpt).unwrap();
-        std::fs::write(out.join(crate::store::MANIFEST_FILE), "{}").unwrap();
+        let meta = crate::store::meta_dir(&out);
+        std::fs::create_dir_all(&meta).unwrap();
+        std::fs::write(meta.join(crate::store::MANIFEST_FILE), "{}").unwrap();
         std::fs::write(ckpt.join(crate::sae::checkpoint::LATEST_FILE), "").unwrap();
         let o = out.to_string_lossy().into_owned();
         assert_eq!(

@@ -100,7 +100,7 @@ pub enum StoreError {
         /// Which column and how it differs.
         source: ColumnError,
     },
-    /// `manifest.json` is missing, unreadable or malformed.
+    /// The manifest is missing, unreadable or malformed.
     #[error("{path}: {message}")]
     Manifest {
         /// The manifest file at fault.

@@ -1,9 +1,11 @@
-//! `_manifest.json`: what a dataset folder holds and how it was made. Saved atomically after
-//! every finished shard, so it only ever lists complete shards.
+//! `__unravel__/manifest.json`: what a dataset folder holds and how it was made. Saved atomically
+//! after every finished shard, so it only ever lists complete shards. (Datasets written before
+//! the `__unravel__/` folder keep it at the top level: read there, moved on the next save.)
 //!
-//! A run that is part p of n (several machines splitting one corpus) saves `_manifest-pNN.json`
-//! and names its shards `shard-pNN-00000.parquet`, so parts can share a folder; [`merge`] and
-//! [`merge_part_folders`] (in manifest/merge.rs) join finished parts into one `_manifest.json`.
+//! A run that is part p of n (several machines splitting one corpus) saves
+//! `__unravel__/manifest-pNN.json` and names its shards `shard-pNN-00000.parquet`, so parts can
+//! share a folder; [`merge`] and [`merge_part_folders`] (in manifest/merge.rs) join finished parts
+//! into one manifest.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::error::{Result, StoreError};
+use super::layout::{meta_dir, meta_or_legacy, META_DIR};
 use super::schema::HookInfo;
 use super::stats::{HookStats, RunningStats};
 
@@ -22,34 +25,20 @@ pub use merge::{merge, merge_part_folders};
 pub const FORMAT: &str = "unravel-activations";
 /// The format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
-/// File name of a whole dataset's manifest. The leading underscore makes parquet readers that
-/// take the whole folder (pyarrow, pandas, polars, HF datasets) skip it, as they skip Hive/Spark
-/// metadata files.
-pub const MANIFEST_FILE: &str = "_manifest.json";
-/// The name datasets written before the rename use; still read (and replaced on the next save).
-pub const LEGACY_MANIFEST_FILE: &str = "manifest.json";
+/// File name of a whole dataset's manifest, inside the metadata folder [`META_DIR`] (and at the
+/// top level of datasets written before it).
+pub const MANIFEST_FILE: &str = "manifest.json";
 
-/// The manifest of the dataset in `dir`: `_manifest.json`, else the legacy `manifest.json`
-/// where only that exists (where neither does: `_manifest.json`).
+/// The manifest of the dataset in `dir`: `__unravel__/manifest.json`, else the legacy
+/// `manifest.json` where only that exists (where neither does: `__unravel__/manifest.json`).
 pub fn manifest_path(dir: &Path) -> PathBuf {
-    existing_or_new(dir, MANIFEST_FILE, LEGACY_MANIFEST_FILE)
-}
-
-/// `dir/new`, or `dir/legacy` where only the legacy file exists.
-fn existing_or_new(dir: &Path, new: &str, legacy: &str) -> PathBuf {
-    let path = dir.join(new);
-    let old = dir.join(legacy);
-    if !path.exists() && old.exists() {
-        old
-    } else {
-        path
-    }
+    meta_or_legacy(dir, MANIFEST_FILE)
 }
 
 /// What a finished shard holds; recorded in the manifest (written by the shard writer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardInfo {
-    /// Path relative to the manifest's folder (`/`-separated), e.g. `shard-00012.parquet`.
+    /// Path relative to the dataset folder (`/`-separated), e.g. `shard-00012.parquet`.
     pub file: String,
     /// Rows (tokens, special ones included).
     pub rows: u64,
@@ -240,23 +229,18 @@ impl Manifest {
         }
     }
 
-    /// `_manifest.json`, or `_manifest-p03.json` for part 3.
+    /// `manifest.json`, or `manifest-p03.json` for part 3 (in the metadata folder).
     pub fn file_name(&self) -> String {
-        format!("_{}", self.legacy_file_name())
-    }
-
-    /// The name before the rename: `manifest.json`, `manifest-p03.json`.
-    fn legacy_file_name(&self) -> String {
         match &self.part {
             Some(p) => format!("manifest-{}.json", p.tag()),
-            None => LEGACY_MANIFEST_FILE.into(),
+            None => MANIFEST_FILE.into(),
         }
     }
 
-    /// This run's manifest file in `dir`: [`Manifest::file_name`], or the legacy name where
-    /// only that exists.
+    /// This run's manifest file in dataset folder `dir`: `__unravel__/<file_name()>`, or the
+    /// legacy `<file_name()>` at the top level where only that exists.
     pub fn existing_file(&self, dir: &Path) -> PathBuf {
-        existing_or_new(dir, &self.file_name(), &self.legacy_file_name())
+        meta_or_legacy(dir, &self.file_name())
     }
 
     /// The file name of shard number `index`: `shard-00012.parquet`, or `shard-p03-00012.parquet`
@@ -273,7 +257,7 @@ impl Manifest {
         self.hooks.iter().find(|h| h.name == name)
     }
 
-    /// Loads `dir/_manifest.json` (or the legacy `dir/manifest.json`).
+    /// Loads `dir/__unravel__/manifest.json` (or the legacy `dir/manifest.json`).
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = manifest_path(dir);
         if !path.exists() {
@@ -282,8 +266,8 @@ impl Manifest {
                 "is this a folder written by `unravel extract`?".to_string()
             } else {
                 format!(
-                    "the folder holds {} part manifests (_manifest-pNN.json); join them with \
-                     `unravel merge-manifests` first",
+                    "the folder holds {} part manifests ({META_DIR}/manifest-pNN.json); join \
+                     them with `unravel merge-manifests` first",
                     parts.len()
                 )
             };
@@ -307,38 +291,34 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// The part manifests (`_manifest-pNN.json`, or legacy `manifest-pNN.json`) in `dir`, sorted
-    /// by name.
+    /// The part manifests in dataset folder `dir` (`__unravel__/manifest-pNN.json`, and legacy
+    /// `manifest-pNN.json` at the top level where no new one has its name), sorted by name.
     pub fn part_files(dir: &Path) -> Result<Vec<PathBuf>> {
-        let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .map(|n| n.strip_prefix('_').unwrap_or(n))
-                    .is_some_and(|n| n.starts_with("manifest-p") && n.ends_with(".json"))
-            })
-            .collect();
-        files.sort();
+        let mut files = part_files_in(&meta_dir(dir))?;
+        for old in part_files_in(dir)? {
+            if !files.iter().any(|f| f.file_name() == old.file_name()) {
+                files.push(old);
+            }
+        }
+        files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
         Ok(files)
     }
 
-    /// Writes `dir/<file_name()>` atomically (tmp, fsync, rename), then removes a legacy-named
-    /// copy (a resumed old dataset moves to the new name).
+    /// Writes `dir/__unravel__/<file_name()>` atomically (tmp, fsync, rename), then removes a
+    /// legacy copy at the top level (a resumed old dataset moves into the metadata folder).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(self.file_name());
+        let path = meta_dir(dir).join(self.file_name());
         let json = serde_json::to_vec_pretty(self).map_err(|e| StoreError::Manifest {
             path: path.clone(),
             message: format!("cannot serialise the manifest: {e}"),
         })?;
         crate::io::write_atomic(&path, &json).map_err(|e| StoreError::io(&path, e))?;
-        let legacy = dir.join(self.legacy_file_name());
+        let legacy = dir.join(self.file_name());
         if legacy.exists() {
             std::fs::remove_file(&legacy).map_err(|e| StoreError::io(&legacy, e))?;
         }
         crate::io::sync_dir(&path);
+        crate::io::sync_dir(&meta_dir(dir));
         Ok(())
     }
 
@@ -372,7 +352,7 @@ impl Manifest {
                 return Err(manifest_error(
                     path,
                     format!(
-                        "shard path {:?} must be relative to the manifest's folder, without `..`",
+                        "shard path {:?} must be relative to the dataset folder, without `..`",
                         s.file
                     ),
                 ));
@@ -410,6 +390,24 @@ impl Manifest {
             })
         }
     }
+}
+
+/// The part manifests (`manifest-pNN.json`) directly in `folder`; none where it does not exist.
+fn part_files_in(folder: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(StoreError::io(folder, e)),
+    };
+    Ok(entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("manifest-p") && n.ends_with(".json"))
+        })
+        .collect())
 }
 
 /// A manifest at `path` that fails its sanity checks.

@@ -1,4 +1,4 @@
-//! The activation store: parquet shards of hooked-model activations, their `manifest.json`, and
+//! The activation store: parquet shards of hooked-model activations, their manifest, and
 //! the shuffled streaming loader that feeds the SAE trainer.
 //!
 //! Writing: [`DatasetWriter`] takes batches of whole contexts ([`ContextBatch`]) and rolls them into
@@ -17,10 +17,11 @@
 //!
 //! # On-disk format (format_version 1)
 //!
-//! A dataset folder holds `_manifest.json` and `shard-00000.parquet`, `shard-00001.parquet`, …
-//! (`shard-p03-00000.parquet` and `_manifest-p03.json` when the run is part 3 of several, so
-//! several machines can write into one folder; `unravel merge-manifests` joins them). Each shard
-//! holds whole contexts; its columns, in order:
+//! A dataset folder holds `shard-00000.parquet`, `shard-00001.parquet`, … and a metadata folder
+//! `__unravel__/` with `manifest.json` (`shard-p03-00000.parquet` and `__unravel__/manifest-p03.json`
+//! when the run is part 3 of several, so several machines can write into one folder; `unravel
+//! merge-manifests` joins them); see `layout.rs`. Each shard holds whole contexts; its columns,
+//! in order:
 //!
 //! | column | arrow type | notes |
 //! |---|---|---|
@@ -50,6 +51,7 @@ mod error;
 mod f16_chunk;
 pub mod inspect;
 mod integrity;
+mod layout;
 mod loader;
 mod manifest;
 mod reader;
@@ -65,10 +67,11 @@ mod writer;
 pub use error::{ColumnError, Result, StoreError};
 pub use integrity::{completion_hint, ReadOptions};
 pub(crate) use integrity::{nonfinite_rows, remove_rows, retain_rows};
+pub use layout::{meta_dir, meta_or_legacy, META_DIR};
 pub use loader::{Loader, LoaderConfig, LoaderMode, LoaderState, DEFAULT_SHUFFLE_BUFFER};
 pub use manifest::{
     manifest_path, merge, merge_part_folders, Bos, CorpusInfo, Manifest, ModelInfo, Part,
-    ShardInfo, Totals, FORMAT, FORMAT_VERSION, LEGACY_MANIFEST_FILE, MANIFEST_FILE,
+    ShardInfo, Totals, FORMAT, FORMAT_VERSION, MANIFEST_FILE,
 };
 pub use reader::{Dataset, HookRows, ShardReader};
 pub use schema::{HookInfo, StorageDtype, DTYPE_METADATA_KEY};

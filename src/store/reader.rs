@@ -40,7 +40,7 @@ impl Dataset {
         Dataset::open_with(dir, ReadOptions::default())
     }
 
-    /// Loads `dir/manifest.json`, refuses an incomplete dataset unless `options` allow it, and
+    /// Loads the manifest, refuses an incomplete dataset unless `options` allow it, and
     /// checks that every listed shard exists. Files the manifest does not list (leftover `.tmp`
     /// files, other runs' shards, lock files) are ignored.
     pub fn open_with(dir: &Path, options: ReadOptions) -> Result<Dataset> {

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The statistics of one hook as stored in `manifest.json`.
+/// The statistics of one hook as stored in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HookStats {
     /// Rows counted (non-special rows).

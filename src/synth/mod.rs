@@ -9,8 +9,8 @@
 //! [`verify`] — MMCS, MCC and recovery of planted features by an SAE; `unravel verify`:
 //! [`verify_sae`] (an SAE against planted features), [`verify_audit`] (an audit against planted
 //! neurons), [`checks`] (the pass/fail thresholds); [`metrics`] — SAELens's metrics on planted
-//! data (MCC, uniqueness, F1, shrinkage, EV, L0, dead latents). The _truth/ folder: docs/formats.md; the
-//! metrics: docs/metrics.md.
+//! data (MCC, uniqueness, F1, shrinkage, EV, L0, dead latents). The truth folder:
+//! docs/formats.md; the metrics: docs/metrics.md.
 
 pub mod bench;
 pub mod checks;

@@ -21,7 +21,7 @@
 //!
 //! Written as a dataset (hook `neurons`, one label column `label.cNN` per concept, value `1` on
 //! the tokens that carry it; each token's text lists its concepts so report cards read well) with
-//! the truth in `_truth/neurons.json`.
+//! the truth in `__unravel__/truth/neurons.json`.
 
 use std::path::Path;
 
@@ -153,7 +153,7 @@ pub struct PlantedNeuron {
     pub outlier_concepts: Vec<String>,
 }
 
-/// `_truth/neurons.json`.
+/// `__unravel__/truth/neurons.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NeuronTruth {
     pub spec: NeuronSpec,
@@ -162,7 +162,8 @@ pub struct NeuronTruth {
 }
 
 impl NeuronTruth {
-    /// Reads `DIR/_truth/neurons.json` (legacy: `DIR/truth/`; DIR may be the truth folder itself).
+    /// Reads `DIR/__unravel__/truth/neurons.json` (legacy: `DIR/truth/`; DIR may be the truth
+    /// folder itself).
     pub fn load(dir: &Path) -> Result<NeuronTruth, SynthError> {
         let mut path = super::truth::truth_dir(dir).join(NEURON_TRUTH_FILE);
         if !path.exists() {

@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Exp1, StandardNormal};
 
-use super::planted::{PlantedTruth, TRUTH_DIR, TRUTH_FILE};
+use super::planted::{new_truth_dir, PlantedTruth, TRUTH_FILE};
 use crate::store::{
     nonfinite_rows, remove_rows, retain_rows, ContextBatch, Dataset, DatasetWriter, Manifest,
     StoreError, WriterOptions,
@@ -36,7 +36,7 @@ fn err(path: &Path, m: impl Into<String>) -> StoreError {
     }
 }
 
-/// Writes the planted copy of `src` into `out` and returns the truth (also saved in `out/_truth/`).
+/// Writes the planted copy of `src` into `out` and returns the truth (also saved in `out/__unravel__/truth/`).
 pub fn plant(src: &Dataset, spec: &PlantSpec, out: &Path) -> crate::store::Result<PlantedTruth> {
     let m = src.manifest();
     let hook = src.hook(&spec.hook)?.clone();
@@ -284,7 +284,7 @@ impl ShardRows {
     }
 }
 
-/// Saves the truth (directions, frequencies, magnitude scale) in `out/_truth/`.
+/// Saves the truth (directions, frequencies, magnitude scale) in `out/__unravel__/truth/`.
 fn save_truth(
     out: &Path,
     directions: &[f32],
@@ -293,7 +293,7 @@ fn save_truth(
     d: usize,
     scale: f32,
 ) -> crate::store::Result<()> {
-    let truth_dir = out.join(TRUTH_DIR);
+    let truth_dir = new_truth_dir(out);
     std::fs::create_dir_all(&truth_dir).map_err(|e| StoreError::io(&truth_dir, e))?;
     let to = |e: candle_core::Error| err(&truth_dir, e.to_string());
     let cpu = Device::Cpu;

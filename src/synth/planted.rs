@@ -1,7 +1,7 @@
 //! Planted features: `n_features` unit directions in `d` dims (superposition when n_features > d);
 //! each token's activation is the sum of its active features' directions times their magnitudes,
 //! plus optional Gaussian noise. Written in the same shard format as `unravel extract` (hook
-//! `synthetic`, no special rows) with the ground truth in `_truth/ground_truth.safetensors`.
+//! `synthetic`, no special rows) with the ground truth in `__unravel__/truth/ground_truth.safetensors`.
 //!
 //! The generative model, every part chosen in [`PlantedSpec`]:
 //! - directions: independent Gaussian (`Random`), pushed apart until no pair has
@@ -32,7 +32,7 @@ pub use write::{write_planted, write_planted_with_progress};
 
 /// The hook (column) name of planted datasets.
 pub const SYNTH_HOOK: &str = "synthetic";
-pub use super::truth::{truth_dir, TRUTH_DIR, TRUTH_FILE};
+pub use super::truth::{new_truth_dir, truth_dir, TRUTH_DIR, TRUTH_FILE};
 
 /// How the planted directions are drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]

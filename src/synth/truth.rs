@@ -4,22 +4,30 @@
 
 use std::path::{Path, PathBuf};
 
-/// The truth's folder inside a planted dataset; the underscore makes parquet readers that take
-/// the whole dataset folder (pyarrow, pandas, polars, HF datasets) skip it.
-pub const TRUTH_DIR: &str = "_truth";
-/// The truth's folder in datasets written before the rename; still read.
-pub const LEGACY_TRUTH_DIR: &str = "truth";
+use crate::store::{meta_dir, meta_or_legacy, META_DIR};
 
-/// The truth folder of the dataset in `dir`: `_truth/`, else the legacy `truth/` where only that
-/// exists.
+/// The truth's folder inside a planted dataset's metadata folder (`__unravel__/truth/`; datasets
+/// written before that folder have it at the top level, `truth/`).
+pub const TRUTH_DIR: &str = "truth";
+
+/// Where a planted dataset being written into `dir` saves its truth: `dir/__unravel__/truth`.
+pub fn new_truth_dir(dir: &Path) -> PathBuf {
+    meta_dir(dir).join(TRUTH_DIR)
+}
+
+/// The truth folder of the dataset in `dir`: `__unravel__/truth/`, else the legacy `truth/` where
+/// only that exists.
 pub fn truth_dir(dir: &Path) -> PathBuf {
-    let path = dir.join(TRUTH_DIR);
-    let old = dir.join(LEGACY_TRUTH_DIR);
-    if !path.exists() && old.is_dir() {
-        old
-    } else {
-        path
-    }
+    meta_or_legacy(dir, TRUTH_DIR)
+}
+
+/// The dataset folder that `path` names or whose truth folder it is (`DIR`, `DIR/__unravel__/truth`
+/// or the legacy `DIR/truth`): the nearest folder at or above it holding a manifest.
+pub fn dataset_of(path: &Path) -> Option<PathBuf> {
+    path.ancestors()
+        .take(3)
+        .find(|p| crate::store::manifest_path(p).is_file())
+        .map(Path::to_path_buf)
 }
 /// The planted directions and frequencies (safetensors) inside [`TRUTH_DIR`].
 pub const TRUTH_FILE: &str = "ground_truth.safetensors";
@@ -36,14 +44,14 @@ pub struct Truth {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TruthError {
-    #[error("{}: no {TRUTH_DIR}/{TRUTH_FILE} (made by `unravel synth`)", .0.display())]
+    #[error("{}: no {META_DIR}/{TRUTH_DIR}/{TRUTH_FILE} (made by `unravel synth`)", .0.display())]
     Missing(PathBuf),
     #[error("{}: {reason}", file.display())]
     Read { file: PathBuf, reason: String },
 }
 
-/// Reads a planted dataset's ground truth. `dir` is the dataset folder (holding `_truth/`) or the
-/// truth folder itself.
+/// Reads a planted dataset's ground truth. `dir` is the dataset folder (holding
+/// `__unravel__/truth/`) or the truth folder itself.
 pub fn read_truth(dir: &Path) -> Result<Truth, TruthError> {
     let file = [truth_dir(dir).join(TRUTH_FILE), dir.join(TRUTH_FILE)]
         .into_iter()
@@ -82,10 +90,30 @@ mod tests {
     #[test]
     fn the_legacy_truth_folder_is_found_where_only_it_exists() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(truth_dir(dir.path()), dir.path().join("_truth"));
+        let new = dir.path().join("__unravel__/truth");
+        assert_eq!(truth_dir(dir.path()), new);
+        assert_eq!(new_truth_dir(dir.path()), new);
         std::fs::create_dir(dir.path().join("truth")).unwrap();
         assert_eq!(truth_dir(dir.path()), dir.path().join("truth"));
-        std::fs::create_dir(dir.path().join("_truth")).unwrap();
-        assert_eq!(truth_dir(dir.path()), dir.path().join("_truth"));
+        assert_eq!(new_truth_dir(dir.path()), new);
+        std::fs::create_dir_all(&new).unwrap();
+        assert_eq!(truth_dir(dir.path()), new);
+    }
+
+    #[test]
+    fn the_dataset_of_a_truth_folder_is_the_folder_holding_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let truth = new_truth_dir(dir.path());
+        std::fs::create_dir_all(&truth).unwrap();
+        assert_eq!(dataset_of(&truth), None);
+        std::fs::write(dir.path().join("__unravel__/manifest.json"), "{}").unwrap();
+        for p in [dir.path(), truth.as_path(), truth.parent().unwrap()] {
+            assert_eq!(
+                dataset_of(p).as_deref(),
+                Some(dir.path()),
+                "{}",
+                p.display()
+            );
+        }
     }
 }

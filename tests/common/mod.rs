@@ -110,7 +110,7 @@ pub fn max_abs_real(a: &Tensor, mask: &[Vec<u8>]) -> f32 {
 pub fn rerecord_shard(dir: &Path, file: &str) {
     use sha2::Digest;
     let bytes = std::fs::read(dir.join(file)).unwrap();
-    let path = dir.join("_manifest.json");
+    let path = dir.join("__unravel__/manifest.json");
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     for s in m["shards"].as_array_mut().unwrap() {
         if s["file"] == file {

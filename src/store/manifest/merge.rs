@@ -1,6 +1,6 @@
-//! Joining the manifests of the parts of a split run (`_manifest-pNN.json`) into one whole
-//! `_manifest.json`: [`merge`] checks and joins them, [`merge_part_folders`] finds them in folders
-//! and saves the result.
+//! Joining the manifests of the parts of a split run (`__unravel__/manifest-pNN.json`) into one
+//! whole `__unravel__/manifest.json`: [`merge`] checks and joins them, [`merge_part_folders`]
+//! finds them in folders and saves the result.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -136,9 +136,10 @@ fn merge_stats(parts: &[Manifest]) -> Result<BTreeMap<String, HookStats>> {
     Ok(out)
 }
 
-/// Merges the part manifests found in `part_dirs` (each holding `_manifest-pNN.json` files and
-/// their shards; the folders must lie inside `out_dir`, or be it) and saves the result as
-/// `out_dir/_manifest.json`, with shard paths relative to `out_dir`.
+/// Merges the part manifests found in `part_dirs` (dataset folders holding
+/// `__unravel__/manifest-pNN.json` files and their shards; the folders must lie inside `out_dir`,
+/// or be it) and saves the result as `out_dir/__unravel__/manifest.json`, with shard paths
+/// relative to `out_dir`.
 pub fn merge_part_folders(out_dir: &Path, part_dirs: &[PathBuf]) -> Result<Manifest> {
     let out_abs = std::fs::canonicalize(out_dir).map_err(|e| StoreError::io(out_dir, e))?;
     let mut parts = vec![];
@@ -159,8 +160,9 @@ pub fn merge_part_folders(out_dir: &Path, part_dirs: &[PathBuf]) -> Result<Manif
         let files = Manifest::part_files(dir)?;
         if files.is_empty() {
             return Err(StoreError::Merge(format!(
-                "{} holds no part manifest (_manifest-pNN.json)",
-                dir.display()
+                "{} holds no part manifest ({}/manifest-pNN.json)",
+                dir.display(),
+                crate::store::layout::META_DIR
             )));
         }
         for file in files {

@@ -1,10 +1,10 @@
 //! `unravel synth --preset/--spec`: rows 0.. of a generated model written as a dataset (hook
-//! `synthetic`, contexts of 64 rows, like `unravel synth`), with the truth beside it:
-//! `_truth/ground_truth.safetensors` (`directions [n, d]`, `bias [d]`, `frequencies` measured on
-//! the written rows, `probabilities` (after compensation), `base_probabilities`,
-//! `mean_magnitudes`, `std_magnitudes`, `parent` (i64, −1 for none), and with
-//! `save_activations` the sparse codes `act_token`, `act_feature`, `act_value`),
-//! `_truth/spec.toml` (regenerates the model) and `_truth/stats.json` (see [`super::stats`]).
+//! `synthetic`, contexts of 64 rows, like `unravel synth`), with the truth in
+//! `__unravel__/truth/`: `ground_truth.safetensors` (`directions [n, d]`, `bias [d]`,
+//! `frequencies` measured on the written rows, `probabilities` (after compensation),
+//! `base_probabilities`, `mean_magnitudes`, `std_magnitudes`, `parent` (i64, −1 for none), and
+//! with `save_activations` the sparse codes `act_token`, `act_feature`, `act_value`),
+//! `spec.toml` (regenerates the model) and `stats.json` (see [`super::stats`]).
 
 use std::path::Path;
 
@@ -17,7 +17,7 @@ use crate::store::{
     ContextBatch, DatasetWriter, HookInfo, StorageDtype, StoreError, WriterOptions,
 };
 use crate::synth::planted::{synthetic_manifest, SYNTH_HOOK};
-use crate::synth::truth::{TRUTH_DIR, TRUTH_FILE};
+use crate::synth::truth::{new_truth_dir, TRUTH_FILE};
 
 /// Rows per context (grouping only).
 const CTX: usize = 64;
@@ -31,7 +31,7 @@ pub struct WriteOptions {
 }
 
 /// Writes rows `0..tokens` (rounded up to whole contexts of 64) into `dir` and the truth into
-/// `dir/_truth/`; `progress(rows written)`. Returns the statistics of the written rows.
+/// `dir/__unravel__/truth/`; `progress(rows written)`. Returns the statistics of the written rows.
 pub fn write_bench(
     model: &BenchModel,
     opts: &WriteOptions,
@@ -88,7 +88,7 @@ pub fn write_bench(
     }
     writer.finish()?;
     let stats = stats.finish();
-    write_truth(model, &stats, acts, &dir.join(TRUTH_DIR))?;
+    write_truth(model, &stats, acts, &new_truth_dir(dir))?;
     Ok(stats)
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::samples::SampleBatch;
 use crate::store::Dataset;
 use crate::synth::planted::SYNTH_HOOK;
-use crate::synth::truth::{TRUTH_DIR, TRUTH_FILE};
+use crate::synth::truth::{truth_dir, TRUTH_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SamplesError {
@@ -27,7 +27,7 @@ struct Codes {
 }
 
 fn read_codes(dir: &Path) -> Result<Codes, SamplesError> {
-    let file = [dir.join(TRUTH_DIR).join(TRUTH_FILE), dir.join(TRUTH_FILE)]
+    let file = [truth_dir(dir).join(TRUTH_FILE), dir.join(TRUTH_FILE)]
         .into_iter()
         .find(|p| p.is_file())
         .ok_or_else(|| SamplesError::NoCodes(dir.display().to_string()))?;

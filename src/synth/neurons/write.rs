@@ -1,6 +1,6 @@
 //! Writing a planted-neuron dataset: the neurons drawn, then batches of 16 contexts generated
 //! token by token (which concepts are on, how each neuron responds) and written as shards, then
-//! the truth (`_truth/neurons.json`) and the concepts as planted directions for `verify --sae`.
+//! the truth (`__unravel__/truth/neurons.json`) and the concepts as planted directions for `verify --sae`.
 //!
 //! Every draw comes from one seeded generator in a fixed order (the neurons, then per token its
 //! concepts and then each neuron's response), so a spec and seed give the same bytes every time.
@@ -19,9 +19,9 @@ use crate::store::{
     ContextBatch, DatasetWriter, HookInfo, Manifest, StorageDtype, StoreError, WriterOptions,
 };
 use crate::synth::error::SynthError;
-use crate::synth::planted::{synthetic_manifest, TRUTH_DIR};
+use crate::synth::planted::{new_truth_dir, synthetic_manifest};
 
-/// Writes the dataset into `dir` and the truth into `dir/_truth/neurons.json`.
+/// Writes the dataset into `dir` and the truth into `dir/__unravel__/truth/neurons.json`.
 pub fn write_neurons(spec: &NeuronSpec, dir: &Path) -> crate::store::Result<NeuronTruth> {
     write_neurons_with_progress(spec, dir, &mut |_| {})
 }
@@ -81,7 +81,7 @@ pub fn write_neurons_with_progress(
         concepts: (0..nc).map(NeuronSpec::concept_name).collect(),
         neurons,
     };
-    let path = dir.join(TRUTH_DIR).join(NEURON_TRUTH_FILE);
+    let path = new_truth_dir(dir).join(NEURON_TRUTH_FILE);
     let json = serde_json::to_string_pretty(&truth).map_err(|e| bad(e.to_string()))?;
     crate::io::write_atomic(&path, json.as_bytes()).map_err(|e| StoreError::io(&path, e))?;
     let frequencies: Vec<f32> = tokens
@@ -286,6 +286,6 @@ fn write_concept_directions(
             Tensor::from_slice(&kept_freqs, k, &Device::Cpu)?,
         ),
     ];
-    let path = dir.join(TRUTH_DIR).join(crate::synth::planted::TRUTH_FILE);
+    let path = new_truth_dir(dir).join(crate::synth::planted::TRUTH_FILE);
     crate::io::write_safetensors(&path, &tensors).map_err(|e| SynthError::file(&path, e))
 }

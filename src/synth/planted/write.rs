@@ -1,6 +1,6 @@
 //! Writing a planted-feature dataset: directions drawn, then batches of 16 contexts whose tokens
 //! are sums of their active features' directions (plus noise), written as shards; then the truth
-//! tensors in `_truth/ground_truth.safetensors`.
+//! tensors in `__unravel__/truth/ground_truth.safetensors`.
 //!
 //! Every draw comes from one seeded generator in a fixed order (the directions, then per token
 //! its features and magnitudes and then its noise), so a spec and seed give the same bytes.
@@ -14,11 +14,11 @@ use rand_distr::StandardNormal;
 
 use super::{
     draw_directions, draw_token, max_pairwise_cosine, synthetic_manifest, PlantedSpec,
-    PlantedTruth, SYNTH_HOOK, TRUTH_DIR, TRUTH_FILE,
+    PlantedTruth, SYNTH_HOOK, TRUTH_FILE,
 };
 use crate::store::{ContextBatch, DatasetWriter, HookInfo, Manifest, StoreError, WriterOptions};
 
-/// Writes the dataset into `dir` and the truth into `dir/_truth/`.
+/// Writes the dataset into `dir` and the truth into `dir/__unravel__/truth/`.
 pub fn write_planted(spec: &PlantedSpec, dir: &Path) -> crate::store::Result<PlantedTruth> {
     write_planted_with_progress(spec, dir, &mut |_| {})
 }
@@ -158,7 +158,7 @@ impl Fired {
     }
 }
 
-/// Writes `_truth/ground_truth.safetensors`: directions, measured frequencies, specified
+/// Writes `__unravel__/truth/ground_truth.safetensors`: directions, measured frequencies, specified
 /// probabilities, importance, and the saved activations when there are any.
 fn write_truth(
     dir: &Path,
@@ -168,7 +168,7 @@ fn write_truth(
     fired: Fired,
 ) -> crate::store::Result<()> {
     let (n, d) = (truth.n_features, truth.d);
-    let truth_dir: PathBuf = dir.join(TRUTH_DIR);
+    let truth_dir: PathBuf = super::new_truth_dir(dir);
     std::fs::create_dir_all(&truth_dir).map_err(|e| StoreError::io(&truth_dir, e))?;
     let cpu = Device::Cpu;
     let e = |x: candle_core::Error| store_err(&truth_dir, x);
