@@ -259,21 +259,8 @@ impl<'a> Builder<'a> {
                 }
             }
             Kind::Train if t.contains_key("synth") => {
-                let Some(Value::String(generator)) = t.get("synth") else {
-                    return Err(self.err(section, "synth must be a preset name or a spec file"));
-                };
-                if t.contains_key("data") || t.contains_key("acts") {
-                    return Err(self.err(
-                        section,
-                        "give data (a dataset) or synth (a generator to stream from), not both",
-                    ));
-                }
-                self.streamed.push((name.clone(), generator.clone()));
-                StageSpec::Train {
-                    acts: None,
-                    flags: flags(&["name"])?,
-                    out: out.clone(),
-                }
+                let flags = flags(&["name"])?;
+                self.streamed_train(t, &name, flags, out.clone())?
             }
             Kind::Train => {
                 let d = self.dataset(t, section, self.default_train_data())?;
@@ -337,6 +324,31 @@ impl<'a> Builder<'a> {
             self.register_dataset(kind, &name, t, out);
         }
         self.push(name, spec, inputs, None)
+    }
+
+    /// A train stage that streams from the generator its `synth` key names (no dataset).
+    fn streamed_train(
+        &mut self,
+        t: &Table,
+        name: &str,
+        flags: Vec<Flag>,
+        out: PathBuf,
+    ) -> Result<StageSpec, PlanError> {
+        let Some(Value::String(generator)) = t.get("synth") else {
+            return Err(self.err("train", "synth must be a preset name or a spec file"));
+        };
+        if t.contains_key("data") || t.contains_key("acts") {
+            return Err(self.err(
+                "train",
+                "give data (a dataset) or synth (a generator to stream from), not both",
+            ));
+        }
+        self.streamed.push((name.to_string(), generator.clone()));
+        Ok(StageSpec::Train {
+            acts: None,
+            flags,
+            out,
+        })
     }
 
     /// Records the dataset a stage of `kind` writes into `out`, with the truth it carries, for
