@@ -1,4 +1,4 @@
-//! Plots written atomically as SVG.
+//! Plots written atomically as SVG, each with its PNG copy.
 
 use std::path::{Path, PathBuf};
 
@@ -11,9 +11,9 @@ pub enum PlotError {
     /// output folder).
     #[error("{message}")]
     Draw { path: PathBuf, message: String },
-    /// The finished plot could not be moved into place.
-    #[error("{}: {source}", path.display())]
-    Rename {
+    /// The finished plot (or its PNG copy) could not be written (the cause names the file).
+    #[error("{source}")]
+    Write {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -28,24 +28,25 @@ impl<E: std::fmt::Display> From<E> for Failed {
     }
 }
 
-/// Renders into `path` via `path.tmp` + rename, so a failed draw never leaves a complete-looking file.
+/// Draws in memory, then writes the SVG and its PNG copy ([`crate::plot::write_svg`], each
+/// atomically), so a failed draw never leaves a complete-looking file.
 fn atomic_svg(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> Result<(), Failed>,
 ) -> Result<(), PlotError> {
-    let tmp = path.with_extension("svg.tmp");
     let failed = |Failed(message): Failed| PlotError::Draw {
         path: path.to_path_buf(),
         message,
     };
+    let mut svg = String::new();
     {
-        let root = SVGBackend::new(&tmp, size).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| failed(e.into()))?;
         draw(&root).map_err(failed)?;
         root.present().map_err(|e| failed(e.into()))?;
     }
-    std::fs::rename(&tmp, path).map_err(|source| PlotError::Rename {
+    crate::plot::write_svg(path, &svg).map_err(|source| PlotError::Write {
         path: path.to_path_buf(),
         source,
     })
