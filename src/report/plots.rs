@@ -133,11 +133,21 @@ pub fn spectrum(
             .x_label_area_size(42)
             .y_label_area_size(60)
             .build_cartesian_2d(1f64..n as f64, lo..hi)?;
+        // Coarse grid; a label at whole powers of ten only (half-decade ticks read "1e0" twice).
         chart
             .configure_mesh()
+            .x_labels(8)
+            .y_labels(((hi - lo).ceil() as usize + 1).clamp(2, 12))
+            .light_line_style(WHITE)
             .x_desc("index (largest first)")
             .y_desc(y_desc)
-            .y_label_formatter(&|v| format!("1e{v:.0}"))
+            .y_label_formatter(&|v| {
+                if (v - v.round()).abs() < 1e-6 {
+                    format!("1e{}", v.round() as i64)
+                } else {
+                    String::new()
+                }
+            })
             .draw()?;
         for (i, (name, v)) in series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
