@@ -7,8 +7,10 @@ One browser session (the DevTools-protocol driver of scripts/check_report.py) op
 AUDIT_DIR/report.html and checks, each PASS or FAIL:
   index          the index reaches every unit: its count, and paging through the side filter
                  lists every unit id exactly once
-  search         a random unit id per side, and a random top token per side (the index must
-                 show exactly the units whose top tokens contain it)
+  search         every unit id of each side, typed into the search box, lists that unit (on
+                 the first page, or a later one when its number is also a top token of
+                 200+ units); and a random top token per side (the index must show exactly
+                 the units whose top tokens contain it)
   dashboards     N random alive units opened through their address (#feature-12): every panel
                  present and populated (histogram, concepts and decision, co-activating units,
                  contexts with examples, nearest features for SAE features, logit effect or its
@@ -16,7 +18,8 @@ AUDIT_DIR/report.html and checks, each PASS or FAIL:
   console errors none; no network: the page requested nothing but file: URLs
 and records the load time (the page's performance.now() when the index is ready; and the
 wall time from navigation to it) and the size on disk of AUDIT_DIR. --screenshots DIR writes
-browser-index.png and two dashboards. Exit 1 when a check fails, 2 when it cannot run.
+browser-index.png and the first dashboard of each kind (browser-neuron.png,
+browser-feature.png; --shoot feature-5 picks the unit). Exit 1 when a check fails, 2 when it cannot run.
 """
 
 import argparse
@@ -78,6 +81,23 @@ PAGE_IDS = """(function() {
   return ids;
 })()"""
 
+SEARCH_ALL = """(function(side, anchor, units) {
+  var s = document.getElementById('f-side'), f = document.getElementById('f-search');
+  var missing = [];
+  s.value = side;
+  units.forEach(function (u) {
+    f.value = String(u); f.dispatchEvent(new Event('input'));
+    var href = '#' + anchor + '-' + u, found = false;
+    for (var p = 0; !found && p * 200 < +document.body.getAttribute('data-shown'); p++) {
+      found = !!document.querySelector('#index-body a[href="' + href + '"]');
+      if (!found) document.getElementById('page-next').click();
+    }
+    if (!found) missing.push(u);
+  });
+  f.value = ''; f.dispatchEvent(new Event('input'));
+  return missing;
+})(%s, %s, %s)"""
+
 PANELS = """(function(name) {
   var d = document.getElementById('dash');
   if (d.hidden || d.getAttribute('data-unit') !== name || !d.getAttribute('data-ms')) return null;
@@ -94,6 +114,9 @@ def main():
     ap.add_argument("audit")
     ap.add_argument("--dashboards", type=int, default=20)
     ap.add_argument("--screenshots")
+    ap.add_argument("--shoot", action="append", default=[], metavar="UNIT",
+                    help="with --screenshots: this unit's dashboard (e.g. feature-5) instead of the "
+                         "first random one of its kind; repeatable")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chromium")
     a = ap.parse_args()
@@ -135,11 +158,14 @@ def main():
                 want = [f"#{side['anchor']}-{u[0]}" for u in side["units"]]
                 check("index pages", sorted(ids) == sorted(want) and len(ids) == len(set(ids)),
                       f"{side['kind']}: {len(ids)} rows over the pages, {len(want)} units")
-                unit = rng.randrange(len(side["units"]))
-                shown = page.js(SEARCH % (json.dumps(str(s)), json.dumps(str(unit))))
-                first = page.js("(document.querySelector('#index-body a')||{}).textContent")
-                check("search id", shown >= 1 and first is not None,
-                      f"{side['kind']} {unit}: {shown} shown, first {first}")
+                units = [u[0] for u in side["units"]]
+                t2 = time.monotonic()
+                missing = page.js(SEARCH_ALL % (json.dumps(str(s)), json.dumps(side["anchor"]),
+                                                json.dumps(units)), timeout=900)
+                check("search ids", missing == [],
+                      f"{side['kind']}: {len(units) - len(missing)} of {len(units)} unit ids found by "
+                      f"search ({time.monotonic() - t2:.1f} s)"
+                      + (f"; missing {missing[:10]}" if missing else ""))
                 toks = sorted({t.strip() for u in side["units"] for t in u[5] if t.strip()})
                 if toks:
                     tok = rng.choice(toks)
@@ -150,8 +176,8 @@ def main():
             page.js(SEARCH % ('""', '""'))
             alive = [(side["anchor"], u[0]) for side in index["sides"] for u in side["units"] if u[1] != "dead"]
             picks = rng.sample(alive, min(a.dashboards, len(alive)))
-            times = []
-            for n, (anchor, unit) in enumerate(picks):
+            times, shot_kinds = [], set()
+            for anchor, unit in picks:
                 name = f"{anchor}-{unit}"
                 t1 = time.monotonic()
                 page.js(f"location.hash = {json.dumps(name)}; 1")
@@ -161,8 +187,14 @@ def main():
                 missing = [k for k in need if not (p or {}).get(k)]
                 check("dashboard", p is not None and not missing,
                       f"{name}: {'not rendered' if p is None else 'missing ' + ', '.join(missing) if missing else str(p['examples']) + ' examples'}")
-                if a.screenshots and n < 2:
-                    shot(b, session, os.path.join(a.screenshots, f"browser-{name}.png"), page, None)
+                if a.screenshots and not a.shoot and anchor not in shot_kinds:  # first of each kind
+                    shot_kinds.add(anchor)
+                    shot(b, session, os.path.join(a.screenshots, f"browser-{anchor}.png"), page, None)
+            for name in a.shoot if a.screenshots else []:
+                page.js(f"location.hash = {json.dumps(name)}; 1")
+                ok = page.wait(PANELS % json.dumps(name), 20)
+                check("dashboard", ok is not None, f"{name} (screenshot)")
+                shot(b, session, os.path.join(a.screenshots, f"browser-{name.split('-')[0]}.png"), page, None)
             if times:
                 print(f"dashboards open in {min(times):.2f}..{max(times):.2f} s (median {sorted(times)[len(times) // 2]:.2f})")
             b.drain(0.5)

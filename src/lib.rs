@@ -31,7 +31,7 @@
 //! | `cli` (binary crate) | the command line, one file per command in `src/cli/`, the top layer, over all of these |
 //! | [`kernels`] | the shared CPU kernels under every stage: GEMM wrappers, LayerNorm, attention, GELU, row kernels, dot/axpy, SIMD dispatch |
 //! | [`hub`] | the one Hugging Face hub client (models, datasets, SAEs) and `HF_HUB_OFFLINE` |
-//! | [`plot`] | the shared SVG toolkit of `report` and `toy`: escaping, colour scales, number labels, SVG elements |
+//! | [`plot`] | the shared SVG toolkit of `report` and `toy`: escaping, colour scales, number labels, SVG elements, writing a figure (SVG + its PNG copy) |
 //! | [`device`], [`io`], [`folder_lock`], [`memory`], [`sorted_json`] | `--device`/`--dtype`; atomic writes; one writer per folder; refusing sizes that cannot fit; JSON with sorted keys |
 //!
 //! The command line itself (flags → these modules → printing, exit codes) is the binary crate:

@@ -361,6 +361,7 @@ fn gpt2_logit_effect_matches_a_direct_computation() {
     assert!((near[0][1].as_f64().unwrap() as f32 - want[0].1).abs() < 1e-5);
     let index = call(&resid.join("units/index.js"), "unravelIndex");
     assert!(index["sides"][1].get("logits_note").is_none());
+    assert_eq!(index["wordpiece"], false); // GPT-2 tokens carry their spaces
 }
 
 #[test]
@@ -383,6 +384,8 @@ fn encoder_models_get_a_note_instead_of_a_logit_effect() {
     let audit = tmp.path().join("audit");
     ok(&["audit", "--acts", &p(&acts), "--out", &p(&audit)]);
     let index = call(&audit.join("units/index.js"), "unravelIndex");
+    // WordPiece contexts: the dashboard puts the spaces back between words.
+    assert_eq!(index["wordpiece"], true);
     let note = index["sides"][0]["logits_note"].as_str().unwrap();
     assert!(
         note.contains("encoder model without an unembedding"),

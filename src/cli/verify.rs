@@ -150,6 +150,7 @@ fn cmd_verify_audit(a: &VerifyArgs, audit_dir: &Path) -> Result<()> {
         report.threshold
     );
     print_neuron_score(&s);
+    print_mistakes(&s, audit_dir);
     let out = a
         .json
         .clone()
@@ -188,6 +189,28 @@ fn print_neuron_score(s: &NeuronScore) {
         println!(
             "  distractors called polysemantic: {} of {} ({} of their outlier concepts passed)",
             s.distractors_flagged, s.distractors, s.distractor_concepts_passed
+        );
+    }
+}
+
+/// The first neurons the audit got wrong, each with its dashboard's address (all of them are in
+/// the JSON and, for `unravel run`, on the run's index page).
+fn print_mistakes(s: &NeuronScore, audit_dir: &Path) {
+    if s.mistakes.is_empty() {
+        return;
+    }
+    let report = audit_dir.join(unravel::analysis::report::REPORT_FILE);
+    println!(
+        "  {} neurons the audit got wrong; the first, with their dashboards:",
+        s.mistakes.len()
+    );
+    for m in s.mistakes.iter().take(10) {
+        let anchor = unravel::report::browser::unit_anchor("neurons", m.unit);
+        println!(
+            "    {}#{anchor}  planted {}, audited {}",
+            report.display(),
+            m.planted,
+            m.audited
         );
     }
 }

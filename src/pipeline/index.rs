@@ -8,11 +8,14 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::results::{AnalyzeNumbers, AuditNumbers, StageResults};
-use super::summary::{StageSummary, Summary, SUMMARY_FILE};
+use super::summary::{StageSummary, Summary, UnitLink, SUMMARY_FILE};
 use crate::report::html::{esc, CSS};
 
 /// File name of the index page in the run folder.
 pub const INDEX_FILE: &str = "index.html";
+
+/// Rows of a stage's unit table (the rest are counted; all are in the stage's own files).
+const MAX_UNIT_ROWS: usize = 200;
 
 const EXTRA_CSS: &str = r#"
 .pass { background: #2e7d32; } .fail { background: #c62828; } .none { background: #777; }
@@ -274,7 +277,38 @@ fn stage_card(h: &mut String, st: &StageSummary) {
             esc(f)
         );
     }
+    unit_table(h, &st.units);
     h.push_str("</div>\n");
+}
+
+/// The units a stage singles out (the neurons a verified audit got wrong), each opening its
+/// dashboard; the first [`MAX_UNIT_ROWS`], the rest counted.
+fn unit_table(h: &mut String, units: &[UnitLink]) {
+    if units.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<p>{} units the audit got wrong (each opens its dashboard):</p>\n<table class=\"units\">",
+        units.len()
+    );
+    for u in units.iter().take(MAX_UNIT_ROWS) {
+        let _ = writeln!(
+            h,
+            "<tr><td><a href=\"{}\">{}</a></td><td>{}</td></tr>",
+            esc(&u.href),
+            esc(&u.unit),
+            esc(&u.note)
+        );
+    }
+    h.push_str("</table>\n");
+    if units.len() > MAX_UNIT_ROWS {
+        let _ = writeln!(
+            h,
+            "<p class=\"dim\">… and {} more (all in the stage's verify.json)</p>",
+            units.len() - MAX_UNIT_ROWS
+        );
+    }
 }
 
 /// The audit's numbers: tokens, concepts, the score and each side's classes.
@@ -356,4 +390,51 @@ fn stages_table(h: &mut String, s: &Summary) {
         );
     }
     h.push_str("</table>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::plan::Kind;
+    use crate::pipeline::results::VerifyAuditNumbers;
+
+    /// A neuron a verified audit got wrong opens its dashboard in the audited report.
+    #[test]
+    fn verify_units_link_to_their_dashboards() {
+        let unit = |i: usize| UnitLink {
+            unit: format!("neuron-{i}"),
+            href: format!("audit-planted/report.html#neuron-{i}"),
+            note: "planted polysemantic, audited monosemantic; missed c07".into(),
+        };
+        let stage = StageSummary {
+            name: "verify-audit-planted".into(),
+            kind: Kind::Verify,
+            status: "ran".into(),
+            seconds: 1.0,
+            command: "unravel verify".into(),
+            out: "verify-audit-planted".into(),
+            log: "logs/verify-audit-planted.log".into(),
+            results: StageResults::VerifyAudit(VerifyAuditNumbers::new(None)),
+            links: vec![],
+            figures: vec![],
+            units: (0..MAX_UNIT_ROWS + 3).map(unit).collect(),
+        };
+        let s = Summary {
+            title: "t".into(),
+            description: String::new(),
+            config: "c.toml".into(),
+            run_dir: "R".into(),
+            stages: vec![stage],
+            checks: vec![],
+            passed: true,
+        };
+        let h = render_index(&s);
+        assert!(h.contains(
+            "<tr><td><a href=\"audit-planted&#47;report.html#neuron-12\">neuron-12</a></td>\
+             <td>planted polysemantic, audited monosemantic; missed c07</td></tr>"
+        ));
+        assert_eq!(h.matches("report.html#neuron-").count(), MAX_UNIT_ROWS);
+        assert!(h.contains("203 units the audit got wrong"));
+        assert!(h.contains("… and 3 more"));
+    }
 }

@@ -43,6 +43,20 @@ pub struct StageSummary {
     /// Pages and figures worth opening, relative to the run folder.
     pub links: Vec<(String, String)>,
     pub figures: Vec<String>,
+    /// Units its results single out, each linked to its dashboard (see [`unit_links`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<UnitLink>,
+}
+
+/// A unit a stage's results single out, linked to its dashboard in an audit report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnitLink {
+    /// The unit's name in the report's browser: `neuron-12`.
+    pub unit: String,
+    /// Its dashboard, relative to the run folder: `audit-planted/report.html#neuron-12`.
+    pub href: String,
+    /// Why it is listed: `planted polysemantic, audited monosemantic; missed c07`.
+    pub note: String,
 }
 
 /// One threshold checked against a verify stage.
@@ -163,6 +177,40 @@ pub fn key_numbers(
     (results, links, figures)
 }
 
+/// A verify of planted neurons: every neuron the audit got wrong, linked to its dashboard in the
+/// audited report (`report.html#neuron-12`). Other stages single out no units.
+pub fn unit_links(plan: &Plan, stage: &Stage) -> Vec<UnitLink> {
+    let StageSpec::Verify {
+        of: Verified::Audit(audit),
+        ..
+    } = &stage.spec
+    else {
+        return vec![];
+    };
+    let Some(score) = read::<NeuronScore>(&stage.out.join(VERIFY_FILE)) else {
+        return vec![];
+    };
+    let report = rel(&plan.run_dir, &audit.join(audit_report::REPORT_FILE));
+    let list = |v: &[String]| v.join(", ");
+    (score.mistakes.iter())
+        .map(|m| {
+            let unit = crate::report::browser::unit_anchor("neurons", m.unit);
+            let mut note = format!("planted {}, audited {}", m.planted, m.audited);
+            if !m.missed.is_empty() {
+                note += &format!("; missed {}", list(&m.missed));
+            }
+            if !m.extra.is_empty() {
+                note += &format!("; passed {} (not planted)", list(&m.extra));
+            }
+            UnitLink {
+                href: format!("{report}#{unit}"),
+                unit,
+                note,
+            }
+        })
+        .collect()
+}
+
 /// A `[verify]` threshold: the number it bounds (as named in the summary), whether it is a
 /// minimum, and that number in a verify stage's results (None: the threshold does not concern
 /// this kind of verify; NaN: the number is missing).
@@ -254,6 +302,7 @@ pub fn summarise(plan: &Plan, ran: &[bool], seconds: &[f64]) -> Summary {
             results,
             links,
             figures,
+            units: unit_links(plan, stage),
         };
         if stage.kind == Kind::Verify {
             all_checks.extend(checks(&s, &plan.thresholds));
@@ -335,7 +384,7 @@ impl StageSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::neurons::Prf;
+    use crate::synth::neurons::{NeuronMistake, Prf};
 
     fn write<T: Serialize>(path: PathBuf, v: &T) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -383,6 +432,13 @@ mod tests {
             distractors: 0,
             distractors_flagged: 0,
             distractor_concepts_passed: 0,
+            mistakes: vec![NeuronMistake {
+                unit: 3,
+                planted: "polysemantic".into(),
+                audited: "monosemantic".into(),
+                missed: vec!["c07".into()],
+                extra: vec![],
+            }],
         };
         write(run.join("verify-audit").join(VERIFY_FILE), &score);
         // The synth, train and audit stages wrote nothing: their numbers are null.
@@ -407,6 +463,28 @@ mod tests {
                     .to_string()
             )
         );
+        // The neuron the audit got wrong links to its dashboard in the audited report.
+        let audit = &plan
+            .stages
+            .iter()
+            .find(|st| st.name == "audit")
+            .unwrap()
+            .out;
+        let report = rel(&plan.run_dir, &audit.join("report.html"));
+        let verify_audit = s
+            .stages
+            .iter()
+            .find(|st| st.name == "verify-audit")
+            .unwrap();
+        assert_eq!(
+            verify_audit.units,
+            [UnitLink {
+                unit: "neuron-3".into(),
+                href: format!("{report}#neuron-3"),
+                note: "planted polysemantic, audited monosemantic; missed c07".into(),
+            }]
+        );
+        assert!(report.ends_with("report.html") && !report.starts_with('/'));
         assert_eq!(results("synth"), ("null".into(), "null tokens".into()));
         assert!(results("train")
             .0

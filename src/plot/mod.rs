@@ -7,12 +7,15 @@
 //! - colour.rs — palettes and colour scales (diverging, sequential, activation shading)
 //! - format.rs — numbers as labels (3 significant digits, percentages, axis steps)
 //! - svg.rs    — documents and elements ([`Svg`] for toy figures; the report's figure frame)
+//! - png.rs    — writing a figure: the SVG and its PNG copy ([`write_svg`])
 
 pub mod colour;
 pub mod escape;
 pub mod format;
+pub mod png;
 pub mod svg;
 
 pub use escape::{esc, esc_text};
 pub use format::{count_step, pct, sig3};
+pub use png::write_svg;
 pub use svg::Svg;

@@ -246,6 +246,11 @@
   function example(e) {
     var div = el("div", { "class": "ex" }, [el("span", { "class": "act", text: sig(e[0]) })]);
     e[1].forEach(function (tok, i) {
+      // WordPiece (BERT): a space before each word, `##` pieces joined to the word they continue.
+      if (index.wordpiece) {
+        if (tok.length > 2 && tok.slice(0, 2) === "##") tok = tok.slice(2);
+        else if (i > 0) div.appendChild(document.createTextNode(" "));
+      }
       var p = e[2][i], a = Math.min(1, Math.abs(p) / 100);
       var bg = p >= 0 ? "rgba(230,85,13," + a.toFixed(2) + ")" : "rgba(49,130,189," + a.toFixed(2) + ")";
       var s = el("span", { "class": i === e[3] ? "tok focus" : "tok", title: p + "% of max", style: "background:" + bg,

@@ -142,8 +142,26 @@ pub fn index_data(out: &AuditOutput) -> Value {
         "threshold": r.threshold,
         "chunk": CHUNK,
         "bands": BANDS.iter().map(|b| b.0).collect::<Vec<_>>(),
+        "wordpiece": wordpiece(out),
         "sides": sides,
     })
+}
+
+/// Whether the contexts are WordPiece tokens (BERT: `##s` continues a word, no token carries
+/// its space), so the dashboard puts the spaces back between words; byte-level BPE tokens
+/// (GPT-2) carry their own.
+fn wordpiece(out: &AuditOutput) -> bool {
+    let tokens = (out.details.iter().flatten())
+        .flat_map(|d| d.bands.iter().flatten())
+        .flat_map(|e| e.tokens.iter());
+    let mut pieces = false;
+    for t in tokens {
+        if t.starts_with(' ') || t.starts_with('\u{120}') {
+            return false;
+        }
+        pieces |= t.len() > 2 && t.starts_with("##");
+    }
+    pieces
 }
 
 /// One unit's dashboard: histogram, examples per band, concept scores with the decision,

@@ -57,8 +57,8 @@ pub fn write_audit_html(report: &AuditReport, path: &Path) -> std::io::Result<()
 }
 
 /// Writes the report's figures as standalone SVG files into `dir` (created if missing):
-/// `rates.svg`, then per side `heatmap-<kind>.svg`, `passing-<kind>.svg`, `density-<kind>.svg`.
-/// Returns the paths written, in that order.
+/// `rates.svg`, then per side `heatmap-<kind>.svg`, `passing-<kind>.svg`, `density-<kind>.svg`,
+/// each with its PNG copy beside it. Returns the SVG paths written, in that order.
 pub fn write_audit_svgs(report: &AuditReport, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = vec![(RATES_PLOT_FILE.to_string(), rates_svg(report))];
     for side in &report.sides {
@@ -70,7 +70,7 @@ pub fn write_audit_svgs(report: &AuditReport, dir: &Path) -> std::io::Result<Vec
     let mut written = Vec::with_capacity(files.len());
     for (name, svg) in files {
         let path = dir.join(name);
-        crate::io::write_atomic(&path, svg.as_bytes())?;
+        crate::plot::write_svg(&path, &svg)?;
         written.push(path);
     }
     Ok(written)
@@ -827,8 +827,10 @@ mod tests {
             );
             assert!(s.ends_with("</svg>"));
             assert_eq!(s.matches("<svg").count(), 1);
+            let png = std::fs::read(p.with_extension("png")).unwrap();
+            assert!(png.starts_with(b"\x89PNG"), "{}", p.display());
         }
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 7);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 14); // 7 SVGs, 7 PNGs
         let html_path = dir.path().join("sub/audit.html");
         write_audit_html(&sample(), &html_path).unwrap();
         assert_eq!(

@@ -1,4 +1,4 @@
-//! Plots written atomically as SVG.
+//! Plots written atomically as SVG, each with its PNG copy.
 
 use std::path::{Path, PathBuf};
 
@@ -11,9 +11,9 @@ pub enum PlotError {
     /// output folder).
     #[error("{message}")]
     Draw { path: PathBuf, message: String },
-    /// The finished plot could not be moved into place.
-    #[error("{}: {source}", path.display())]
-    Rename {
+    /// The finished plot (or its PNG copy) could not be written (the cause names the file).
+    #[error("{source}")]
+    Write {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -28,24 +28,25 @@ impl<E: std::fmt::Display> From<E> for Failed {
     }
 }
 
-/// Renders into `path` via `path.tmp` + rename, so a failed draw never leaves a complete-looking file.
+/// Draws in memory, then writes the SVG and its PNG copy ([`crate::plot::write_svg`], each
+/// atomically), so a failed draw never leaves a complete-looking file.
 fn atomic_svg(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> Result<(), Failed>,
 ) -> Result<(), PlotError> {
-    let tmp = path.with_extension("svg.tmp");
     let failed = |Failed(message): Failed| PlotError::Draw {
         path: path.to_path_buf(),
         message,
     };
+    let mut svg = String::new();
     {
-        let root = SVGBackend::new(&tmp, size).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| failed(e.into()))?;
         draw(&root).map_err(failed)?;
         root.present().map_err(|e| failed(e.into()))?;
     }
-    std::fs::rename(&tmp, path).map_err(|source| PlotError::Rename {
+    crate::plot::write_svg(path, &svg).map_err(|source| PlotError::Write {
         path: path.to_path_buf(),
         source,
     })
@@ -132,11 +133,21 @@ pub fn spectrum(
             .x_label_area_size(42)
             .y_label_area_size(60)
             .build_cartesian_2d(1f64..n as f64, lo..hi)?;
+        // Coarse grid; a label at whole powers of ten only (half-decade ticks read "1e0" twice).
         chart
             .configure_mesh()
+            .x_labels(8)
+            .y_labels(((hi - lo).ceil() as usize + 1).clamp(2, 12))
+            .light_line_style(WHITE)
             .x_desc("index (largest first)")
             .y_desc(y_desc)
-            .y_label_formatter(&|v| format!("1e{v:.0}"))
+            .y_label_formatter(&|v| {
+                if (v - v.round()).abs() < 1e-6 {
+                    format!("1e{}", v.round() as i64)
+                } else {
+                    String::new()
+                }
+            })
             .draw()?;
         for (i, (name, v)) in series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();

@@ -287,6 +287,22 @@ pub struct NeuronScore {
     pub distractors: usize,
     pub distractors_flagged: usize,
     pub distractor_concepts_passed: usize,
+    /// Every neuron whose class or passing concepts the audit got wrong, by unit id (what the
+    /// run index lists, each linked to the neuron's dashboard in the audit report). Absent in
+    /// files written before it existed.
+    #[serde(default)]
+    pub mistakes: Vec<NeuronMistake>,
+}
+
+/// One neuron the audit got wrong: its planted class and concepts against the audit's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeuronMistake {
+    pub unit: usize,
+    pub planted: String,
+    pub audited: String,
+    /// Planted concepts the audit did not pass, and concepts it passed that were not planted.
+    pub missed: Vec<String>,
+    pub extra: Vec<String>,
 }
 
 /// Compares classes and passing concepts: `found[u]` = (class, passing concept names) of neuron u.
@@ -305,7 +321,8 @@ pub fn score_neurons(
     let (mut ctp, mut cpred, mut cact) = (0, 0, 0);
     let mut right = 0;
     let (mut distractors, mut flagged, mut outliers_passed) = (0, 0, 0);
-    for (t, (class, concepts)) in truth.neurons.iter().zip(found) {
+    let mut mistakes = vec![];
+    for (unit, (t, (class, concepts))) in truth.neurons.iter().zip(found).enumerate() {
         let (is, said) = (t.class == "polysemantic", class == "polysemantic");
         tp += (is && said) as usize;
         pred += said as usize;
@@ -325,6 +342,23 @@ pub fn score_neurons(
         cact += t.concepts.len();
         cpred += concepts.len();
         ctp += concepts.iter().filter(|c| t.concepts.contains(c)).count();
+        let missed: Vec<String> = (t.concepts.iter())
+            .filter(|c| !concepts.contains(c))
+            .cloned()
+            .collect();
+        let extra: Vec<String> = (concepts.iter())
+            .filter(|c| !t.concepts.contains(c))
+            .cloned()
+            .collect();
+        if expected != class || !missed.is_empty() || !extra.is_empty() {
+            mistakes.push(NeuronMistake {
+                unit,
+                planted: t.class.clone(),
+                audited: class.clone(),
+                missed,
+                extra,
+            });
+        }
     }
     Ok(NeuronScore {
         polysemantic: Prf::new(tp, pred, act),
@@ -333,6 +367,7 @@ pub fn score_neurons(
         distractors,
         distractors_flagged: flagged,
         distractor_concepts_passed: outliers_passed,
+        mistakes,
     })
 }
 
@@ -397,6 +432,18 @@ mod tests {
             (2, 1, 2)
         );
         assert!((s.class_accuracy - 2.0 / 3.0).abs() < 1e-12);
+        // Neuron 1 (a distractor called polysemantic) is the one mistake; neuron 2's right class
+        // is unexplained.
+        assert_eq!(
+            s.mistakes,
+            vec![NeuronMistake {
+                unit: 1,
+                planted: "distractor".into(),
+                audited: "polysemantic".into(),
+                missed: vec![],
+                extra: vec!["c02".into(), "c04".into()],
+            }]
+        );
     }
 
     /// The planted classes in their proportions; a distractor's outlier concepts come from

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::experiments::{Comparison, FeatureRow, HiddenRow, PhaseClass, Summary, ToyResults};
 use super::plots;
-use crate::io::write_atomic;
+use crate::plot::write_svg;
 
 /// Writes results.json and the plots into `dir`; returns the paths written.
 pub fn write_outputs(r: &ToyResults, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -40,7 +40,7 @@ fn label(r: &ToyResults, k: usize) -> String {
 impl Outputs<'_> {
     fn put(&mut self, name: &str, text: String) -> std::io::Result<()> {
         let path = self.dir.join(name);
-        write_atomic(&path, text.as_bytes())?;
+        write_svg(&path, &text)?;
         self.files.push(path);
         Ok(())
     }
