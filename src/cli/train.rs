@@ -51,7 +51,7 @@ pub struct TrainArgs {
     /// Continue the run in this folder from its last checkpoint (uses its saved config).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["acts", "config", "synth"])]
     resume: Option<PathBuf>,
-    /// april-2024 (default) or unit-norm.
+    /// april-2024 (default), unit-norm, or gated (a gated SAE with an L1-penalised gate, as SAELens's `gated`).
     #[arg(long)]
     recipe: Option<String>,
     /// Step implementation: auto (fast sparse on CPU, plain candle ops elsewhere), fast or plain.

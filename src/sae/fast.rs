@@ -31,7 +31,8 @@ pub struct FastEngine {
     pub force_dense: bool,
     /// Use the sparse path up to this density of active (token, feature) pairs.
     pub sparse_max_density: f64,
-    grads: [Vec<f32>; 4],
+    /// In `PARAM_NAMES` order (the gated pair empty: this engine trains standard SAEs).
+    grads: [Vec<f32>; 6],
     /// `[B, S]`: pre-activations, then (dense path) the features.
     pre: Vec<f32>,
     /// `[B, S]`: ∂L/∂pre (dense path only).
@@ -44,12 +45,7 @@ pub struct FastEngine {
 
 impl FastEngine {
     pub fn new(sae: Sae, adam: AdamState, cfg: StepConfig) -> FastEngine {
-        let lens = [
-            sae.w_enc.len(),
-            sae.b_enc.len(),
-            sae.w_dec.len(),
-            sae.b_dec.len(),
-        ];
+        let lens = sae.param_lens();
         FastEngine {
             sae,
             adam,
@@ -65,7 +61,7 @@ impl FastEngine {
     }
 
     /// The gradients of the last [`FastEngine::backward`], in `PARAM_NAMES` order (tests).
-    pub fn grads(&self) -> &[Vec<f32>; 4] {
+    pub fn grads(&self) -> &[Vec<f32>; 6] {
         &self.grads
     }
 
@@ -172,7 +168,7 @@ impl FastEngine {
         let gbuf = &self.g[..rows * d];
         let xin: &[f32] = if apply { &self.xin[..rows * d] } else { x };
         let decoder_norm_l1 = self.cfg.decoder_norm_l1;
-        let [g_wenc, g_benc, g_wdec, g_bdec] = &mut self.grads;
+        let [g_wenc, g_benc, g_wdec, g_bdec, ..] = &mut self.grads;
         g_wdec
             .par_chunks_mut(d)
             .zip(g_wenc.par_chunks_mut(d))
@@ -286,7 +282,7 @@ impl FastEngine {
         let dpre = &self.dpre_dense[..rows * s];
         let xin: &[f32] = if apply { &self.xin[..rows * d] } else { x };
 
-        let [g_wenc, g_benc, g_wdec, g_bdec] = &mut self.grads;
+        let [g_wenc, g_benc, g_wdec, g_bdec, ..] = &mut self.grads;
         // ∂W_dec = fᵀ · G (+ the decoder-norm term), ∂W_enc = ∂preᵀ · xin.
         matmul((s, d, rows), g_wdec, false, f, (1, s), gbuf, (d, 1));
         matmul((s, d, rows), g_wenc, false, dpre, (1, s), xin, (d, 1));

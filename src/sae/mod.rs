@@ -1,5 +1,5 @@
 //! Sparse autoencoders: the model ([`model`]), one training step on two engines ([`step`],
-//! [`fast`], [`plain`]), Adam ([`optim`]), the recipes and their schedules ([`config`]), the
+//! [`fast`], [`plain`]; a gated SAE's step in `plain_gated`), Adam ([`optim`]), the recipes and their schedules ([`config`]), the
 //! training loop and evaluation ([`train`]), checkpoints ([`checkpoint`]; the `DIVERGED` marker
 //! and safetensors helpers in `files`), the SAELens import/export ([`saelens`]) and the typed
 //! `cfg.json` of our export ([`saelens_cfg`]), `unravel eval` ([`evaluate`]) and its report
@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod plain;
+mod plain_gated;
 pub mod saelens;
 pub mod saelens_cfg;
 pub mod step;
