@@ -10,6 +10,8 @@ coefficient, back-propagates the total loss and writes, in SAELens's names and l
                                      b_gate, r_mag, b_mag, W_dec, b_dec}, feature_acts [B, d_sae],
                                      losses {mse_loss, l1_loss, auxiliary_reconstruction_loss}, loss,
                                      grads {same names and shapes as params}, versions
+    tests/fixtures/gated/saelens/    the same SAE as SAELens saves it (`save_inference_model`: cfg.json,
+                                     sae_weights.safetensors), which `unravel` must import
 
 `src/sae/engine_tests.rs` (gated_step_matches_saelens) loads it. Never run in CI:
 
@@ -74,6 +76,7 @@ def main():
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as fh:
         json.dump(doc, fh, indent=1)
+    sae.save_inference_model(os.path.join(os.path.dirname(out), "saelens"))
     print(f"wrote {out}: losses {doc['losses']}, loss {doc['loss']:.6f}, cases {cases}")
 
 

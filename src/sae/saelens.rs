@@ -339,4 +339,45 @@ mod tests {
         let err = load_saelens(dir.path()).unwrap_err().to_string();
         assert!(err.contains("`layer_norm` is not supported"), "{err}");
     }
+
+    /// A gated SAE as SAELens 6 saves one (`save_inference_model`, float64; from
+    /// `scripts/gated_sae_reference.py`) reads back as a gated SAE whose encode gives SAELens's
+    /// feature activations; written back by our export, it reads back unchanged.
+    #[test]
+    fn saelens_gated_folders_load_and_encode_as_saelens() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gated");
+        let l = load_saelens(&fixtures.join("saelens")).unwrap();
+        assert!(l.sae.is_gated() && l.sae.apply_b_dec_to_input);
+        let fx: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures.join("step.json")).unwrap())
+                .unwrap();
+        let flat = |v: &serde_json::Value| -> Vec<f32> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| {
+                    r.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap() as f32)
+                })
+                .collect()
+        };
+        let f = l.sae.encode(&flat(&fx["x"]));
+        let want = flat(&fx["feature_acts"]);
+        assert!(want.iter().any(|&v| v > 0.0) && want.contains(&0.0));
+        for (a, b) in f.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let meta = ExportMeta {
+            model_name: "m".into(),
+            hook_name: "h".into(),
+            context_size: 8,
+            prepend_bos: true,
+            dataset_path: "d".into(),
+        };
+        export_saelens(dir.path(), &l.sae, &[0.1; 7], &meta).unwrap();
+        assert_eq!(load_saelens(dir.path()).unwrap().sae, l.sae);
+    }
 }
