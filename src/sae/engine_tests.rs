@@ -360,8 +360,34 @@ fn gated_step_matches_saelens() {
     );
     let names = ["W_enc", "b_gate", "W_dec", "b_dec", "r_mag", "b_mag"];
     assert_eq!(grads.len(), 6);
+    // The fast engine (f32, sparse over the open gates) too.
+    let mut fast = FastEngine::new(sae.clone(), AdamState::for_sae(&sae), cfg(true));
+    let fstats = fast.backward(&x, rows, lam);
+    close(
+        fstats.mse(),
+        losses["mse_loss"].as_f64().unwrap(),
+        "fast mse_loss",
+    );
+    close(
+        lam as f64 * fstats.l1(),
+        losses["l1_loss"].as_f64().unwrap(),
+        "fast l1_loss",
+    );
+    assert_eq!(fstats.fired, stats.fired);
+    let fast_grads: Vec<Vec<f64>> = fast
+        .grads()
+        .iter()
+        .map(|g| g.iter().map(|&v| v as f64).collect())
+        .collect();
     for (k, name) in names.iter().enumerate() {
         let ours = grads[k].flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let scale = ours.iter().fold(0f64, |m, v| m.max(v.abs()));
+        for (j, (a, b)) in fast_grads[k].iter().zip(&ours).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-4 * (1.0 + scale),
+                "fast ∂L/∂{name}[{j}]: {a} vs plain {b}"
+            );
+        }
         let mut theirs = flat_fn(&fx["grads"][*name]);
         if k == 0 {
             theirs = transpose(&theirs, d, s);
@@ -410,4 +436,21 @@ fn gated_plain_engine_reconstructs_as_the_host_and_trains() {
     let (after, adam) = e.snapshot().unwrap();
     assert!(after.is_gated() && adam.m[4].len() == s && adam.t == 32);
     assert!(after.r_mag != sae.r_mag && after.b_mag != sae.b_mag);
+
+    // The fast engine trains alike, and reconstructs as the host does.
+    let mut fast = FastEngine::new(sae.clone(), AdamState::for_sae(&sae), cfg(true));
+    let r = fast.reconstruct(&x, rows).unwrap();
+    assert!(max_rel(&sae.decode(&f), &r.x_hat) < 1e-5);
+    assert_eq!(r.stats.active, active);
+    fast.step(&x, rows, 1e-3, 0.3).unwrap();
+    for i in 0..30 {
+        fast.step(&data(rows, d, 10 + i), rows, 1e-3, 0.3).unwrap();
+    }
+    let b = fast.step(&x, rows, 1e-3, 0.3).unwrap();
+    assert!((b.mse() - last.mse()).abs() < 1e-3 * (1.0 + last.mse()));
+    let (fast_sae, _) = fast.snapshot().unwrap();
+    for (x, y) in fast_sae.params().iter().zip(after.params()) {
+        let err = max_rel(x, y);
+        assert!(err < 1e-3, "gated: fast and plain params differ by {err}");
+    }
 }

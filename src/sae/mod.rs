@@ -1,5 +1,6 @@
 //! Sparse autoencoders: the model ([`model`]), one training step on two engines ([`step`],
-//! [`fast`], [`plain`]; a gated SAE's step in `plain_gated`), Adam ([`optim`]), the recipes and their schedules ([`config`]), the
+//! [`fast`], [`plain`]; a gated SAE's step in `plain_gated` and
+//! `fast_gated`), Adam ([`optim`]), the recipes and their schedules ([`config`]), the
 //! training loop and evaluation ([`train`]), checkpoints ([`checkpoint`]; the `DIVERGED` marker
 //! and safetensors helpers in `files`), the SAELens import/export ([`saelens`]) and the typed
 //! `cfg.json` of our export ([`saelens_cfg`]), `unravel eval` ([`evaluate`]) and its report
@@ -13,6 +14,7 @@ pub mod downstream;
 pub mod eval_report;
 pub mod evaluate;
 pub mod fast;
+mod fast_gated;
 mod fast_rows;
 mod files;
 pub mod metrics;

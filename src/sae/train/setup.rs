@@ -250,12 +250,8 @@ pub fn make_engine(cfg: &TrainConfig, sae: &Sae, adam: &AdamState) -> Result<Box
     let device =
         crate::device::parse_device(&cfg.device).map_err(|e| SaeError::Config(e.to_string()))?;
     let step = cfg.step_config();
-    let fast_ok = device.is_cpu() && !sae.is_gated();
+    let fast_ok = device.is_cpu();
     match cfg.engine {
-        EngineChoice::Fast if sae.is_gated() => Err(SaeError::Config(
-            "engine = \"fast\" does not train gated SAEs yet; use engine = \"plain\" (or auto)"
-                .into(),
-        )),
         EngineChoice::Fast if !fast_ok => Err(SaeError::Config(format!(
             "engine = \"fast\" runs on the CPU only; --device {} needs engine = \"plain\" (or auto)",
             cfg.device
