@@ -756,6 +756,40 @@ fn downstream_eval_splices_the_sae_into_gpt2() {
         (f("ce_recovered") - 1.0).abs() < 1e-3 && (f("kl_score") - 1.0).abs() < 1e-5,
         "{ds}"
     );
+    // The same identity as a gated SAE (r_mag = 0, b_mag = b_gate: f = ReLU(π + b)) splices
+    // through the gated encode and changes nothing either.
+    let mut gated = load_saelens(&ident).unwrap().sae;
+    gated.r_mag = vec![0.0; gated.d_sae];
+    gated.b_mag = gated.b_enc.clone();
+    let gated_dir = tmp.path().join("identity-gated");
+    std::fs::create_dir_all(&gated_dir).unwrap();
+    let meta = unravel::sae::checkpoint::ExportMeta {
+        model_name: "tiny-gpt2".into(),
+        hook_name: "blocks.1.hook_resid_post".into(),
+        context_size: 16,
+        prepend_bos: true,
+        dataset_path: p(&acts),
+    };
+    let densities = vec![0.5; gated.d_sae];
+    unravel::sae::checkpoint::export_saelens(&gated_dir, &gated, &densities, &meta).unwrap();
+    ok(&[
+        "eval",
+        "--sae",
+        &p(&gated_dir),
+        "--acts",
+        &p(&acts),
+        "--model",
+        &model,
+        "--device",
+        "cpu",
+    ]);
+    let g = json(&gated_dir.join("eval-report.json"));
+    let gd = &g["downstream"];
+    assert!(
+        (gd["ce_sae"].as_f64().unwrap() - f("ce_clean")).abs() < 1e-5,
+        "{gd}"
+    );
+    assert!(gd["kl_sae"].as_f64().unwrap().abs() < 1e-6, "{gd}");
     // DistilBERT has no LM head: a clear error.
     let r = unravel(
         &[
