@@ -39,17 +39,38 @@ impl FastEngine {
 
     /// Forward and backward of a gated SAE: fills `self.grads`, returns the statistics.
     pub(super) fn backward_gated(&mut self, x: &[f32], rows: usize, lam: f32) -> StepStats {
-        let (d, s) = (self.sae.d_in, self.sae.d_sae);
         let per_row = self.gated_active(x, rows);
         let weights = self.sae.decoder_norms();
-        let lam_b = lam / rows as f32;
+        let row_stats = self.gated_rows(x, rows, &per_row, &weights);
+        let fired = self.gated_features(x, rows, &per_row, &weights, lam);
+        let (sq_err, l1_sum, active) = row_stats
+            .iter()
+            .fold((0.0, 0.0, 0), |(a, b, c), (x, y, z)| (a + x, b + y, c + z));
+        StepStats {
+            rows,
+            sq_err,
+            l1_sum,
+            active,
+            fired,
+            grad_norm: 0.0,
+        }
+    }
+
+    /// Row phase: G_t = (2/B)(x̂_t − x_t) into `g`, H_t = (2/B)(x̃_t − x_t) into `h`; per row
+    /// the squared error, the L1 term and the number of features on.
+    fn gated_rows(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        per_row: &Active,
+        weights: &[f32],
+    ) -> Vec<(f64, f64, u64)> {
+        let d = self.sae.d_in;
         let two_b = 2.0 / rows as f32;
         let sae = &self.sae;
-
-        // Row phase: G_t = (2/B)(x̂_t − x_t) into `g`, H_t = (2/B)(x̃_t − x_t) into `h`.
         grow(&mut self.g, rows * d);
         grow(&mut self.h, rows * d);
-        let row_stats: Vec<(f64, f64, u64)> = self.g[..rows * d]
+        self.g[..rows * d]
             .par_chunks_mut(d)
             .zip(self.h[..rows * d].par_chunks_mut(d))
             .zip(x.par_chunks(d))
@@ -79,11 +100,24 @@ impl FastEngine {
                 }
                 (sq, l1, n)
             })
-            .collect();
+            .collect()
+    }
 
-        // Feature phase, per feature over its open gates: ∂π_mag = [f > 0]·G_t·W_dec,i,
-        // ∂π_gate = H_t·W_dec,i + λ n_i / B, ∂P = e_i ∂π_mag + ∂π_gate.
-        let (col_ptr, e_tok, e_p) = by_feature(&per_row, s);
+    /// Feature phase, per feature over its open gates: ∂π_mag = [f > 0]·G_t·W_dec,i,
+    /// ∂π_gate = H_t·W_dec,i + λ n_i / B, ∂P = e_i ∂π_mag + ∂π_gate; then ∂b_dec. Fills
+    /// `self.grads`, returns how often each feature was on.
+    fn gated_features(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        per_row: &Active,
+        weights: &[f32],
+        lam: f32,
+    ) -> Vec<u32> {
+        let (d, s) = (self.sae.d_in, self.sae.d_sae);
+        let lam_b = lam / rows as f32;
+        let sae = &self.sae;
+        let (col_ptr, e_tok, e_p) = by_feature(per_row, s);
         let (gbuf, hbuf) = (&self.g[..rows * d], &self.h[..rows * d]);
         let xin: &[f32] = if sae.apply_b_dec_to_input {
             &self.xin[..rows * d]
@@ -145,18 +179,7 @@ impl FastEngine {
             subtract_weighted_rows(&mut gb, &c, &sae.w_enc, d);
         }
         g_bdec.copy_from_slice(&gb);
-
-        let (sq_err, l1_sum, active) = row_stats
-            .iter()
-            .fold((0.0, 0.0, 0), |(a, b, c), (x, y, z)| (a + x, b + y, c + z));
-        StepStats {
-            rows,
-            sq_err,
-            l1_sum,
-            active,
-            fired,
-            grad_norm: 0.0,
-        }
+        fired
     }
 
     /// Encode and decode a gated SAE without updating anything.

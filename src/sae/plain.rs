@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor, D};
 
 use super::model::Sae;
 use super::optim::{clip_coefficient, AdamState, AdamStep};
-use super::plain_gated;
+use super::plain_gated::{self, Forward};
 use super::step::{Engine, Reconstruction, StepConfig, StepStats};
 
 pub struct PlainEngine {
@@ -25,20 +25,7 @@ pub struct PlainEngine {
     t: u64,
 }
 
-/// The forward pass's intermediate tensors.
-pub(super) struct Forward {
-    pub xin: Tensor,
-    /// `[f > 0]`, `[B, S]`.
-    pub mask: Tensor,
-    pub f: Tensor,
-    pub x_hat: Tensor,
-    /// The L1 weights `w_i` `[S]`.
-    pub weights: Tensor,
-    /// What the L1 term weighs: `f`, or a gated SAE's `ReLU(π_gate)`.
-    pub l1_acts: Tensor,
-}
-
-pub(super) fn upload(
+fn upload(
     v: &[f32],
     shape: &[usize],
     device: &Device,
@@ -47,7 +34,7 @@ pub(super) fn upload(
     Tensor::from_slice(v, shape, device)?.to_dtype(dtype)
 }
 
-pub(super) fn download(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+fn download(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
 }
 

@@ -18,7 +18,18 @@
 
 use candle_core::{Tensor, D};
 
-use super::plain::Forward;
+/// The plain engine's forward pass, either architecture: its intermediate tensors.
+pub(super) struct Forward {
+    pub xin: Tensor,
+    /// `[f > 0]`, `[B, S]`.
+    pub mask: Tensor,
+    pub f: Tensor,
+    pub x_hat: Tensor,
+    /// The L1 weights `w_i` `[S]`.
+    pub weights: Tensor,
+    /// What the L1 term weighs: `f`, or a gated SAE's `ReLU(π_gate)`.
+    pub l1_acts: Tensor,
+}
 
 /// The gated forward pass, and what its gradients need.
 pub(super) fn forward(
