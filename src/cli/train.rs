@@ -33,6 +33,8 @@ unravel train --resume runs/l6\n\n  \
 # streamed from the SynthSAEBench generator, no shards written (a small preset here; the\n  \
 # benchmark itself: --synth synth-sae-bench-16k, or --config configs/synth-sae-bench.toml)\n  \
 unravel train --synth synth-sae-bench-tiny --d-sae 256 --tokens 50000 --batch 1024 --out runs/bench-tiny\n\n  \
+# a gated SAE with an L1-penalised gate (Rajamanoharan et al. 2024; exported as SAELens's `gated`)\n  \
+unravel train --synth synth-sae-bench-tiny --recipe gated --d-sae 256 --tokens 50000 --batch 1024 --out runs/bench-gated\n\n  \
 # Towards-Monosemanticity recipe on a GPU\n  \
 unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --recipe unit-norm --d-sae 16384 --device cuda --out runs/l6-un\n\n\
 The run folder holds config.toml, metrics.jsonl (one JSON line per log step and evaluation), eval.json,\n\
