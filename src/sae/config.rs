@@ -555,12 +555,20 @@ mod tests {
         let c = TrainConfig::resolve(file.overridden_by(base()), &hooks()).unwrap();
         assert_eq!(c.recipe, Recipe::Gated);
         assert_eq!(
-            (c.lr_decay_frac, c.l1_warmup_frac, c.clip_norm, c.resample_every),
+            (
+                c.lr_decay_frac,
+                c.l1_warmup_frac,
+                c.clip_norm,
+                c.resample_every
+            ),
             (0.2, 0.05, Some(1.0), 0)
         );
         assert!(toml::to_string(&c).unwrap().contains("recipe = \"gated\""));
         assert_eq!(Recipe::parse("gated").unwrap(), Recipe::Gated);
-        assert!(Recipe::parse("topk").unwrap_err().to_string().contains("gated"));
+        assert!(Recipe::parse("topk")
+            .unwrap_err()
+            .to_string()
+            .contains("gated"));
     }
 
     #[test]

@@ -135,6 +135,7 @@ impl PlainEngine {
             f,
             x_hat,
             weights,
+            pre,
         })
     }
 

@@ -29,6 +29,8 @@ pub(super) struct Forward {
     pub weights: Tensor,
     /// What the L1 term weighs: `f`, or a gated SAE's `ReLU(π_gate)`.
     pub l1_acts: Tensor,
+    /// The pre-activations (a gated SAE's `P`, without bias: its gradients need it).
+    pub pre: Tensor,
 }
 
 /// The gated forward pass, and what its gradients need.
@@ -59,6 +61,7 @@ pub(super) fn forward(
         x_hat,
         weights: w_dec.sqr()?.sum(D::Minus1)?.sqrt()?,
         l1_acts: pi_gate.relu()?,
+        pre: p,
     })
 }
 
@@ -76,8 +79,7 @@ pub(super) fn gradients(
     let dtype = x.dtype();
     let b = x.dim(0)? as f64;
     let lam_b = l1_coefficient as f64 / b;
-    // Recomputed rather than kept in `Forward`: the standard path has no use for them.
-    let p = fw.xin.matmul(&w_enc.t()?)?;
+    let p = &fw.pre;
     let gate = p.broadcast_add(b_gate)?.gt(0.0)?.to_dtype(dtype)?;
     let e = r_mag.exp()?;
     let mag_on = p
@@ -96,7 +98,7 @@ pub(super) fn gradients(
     let g_wenc = d_p.t()?.matmul(&fw.xin)?;
     let g_bgate = d_gate.sum(0)?;
     let g_bmag = d_mag.sum(0)?;
-    let g_rmag = ((&d_mag * &p)?.sum(0)? * &e)?;
+    let g_rmag = ((&d_mag * p)?.sum(0)? * &e)?;
     // (λ/B)(Σ_t a_ti) W_dec,i / n_i (a row of norm 0 is zero: its term stays 0).
     let coef = ((a.sum(0)? * lam_b)? / fw.weights.clamp(1e-30, f64::MAX)?)?;
     let g_wdec = ((fw.f.t()?.matmul(&g)? + a.t()?.matmul(&h)?)?
