@@ -177,7 +177,7 @@ fn main() {
         .unwrap();
         let mut e = FastEngine::new(
             sae.clone(),
-            AdamState::zeros([s * d, s, s * d, d]),
+            AdamState::zeros([s * d, s, s * d, d, 0, 0]),
             pre.step_config(),
         );
         let mut l0 = 0.0;
@@ -239,7 +239,7 @@ fn main() {
         );
         return;
     }
-    let adam = AdamState::zeros([s * d, s, s * d, d]);
+    let adam = AdamState::zeros([s * d, s, s * d, d, 0, 0]);
     if !a.profile.is_empty() {
         profile(&a, &x, scale, sae, adam, &cfg);
         return;

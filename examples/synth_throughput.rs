@@ -67,7 +67,7 @@ fn main() {
     };
     let cfg = TrainConfig::resolve(partial, &[("x".into(), d)]).unwrap();
     let sae = Sae::init_april(d, d_sae, cfg.dec_init_norm, 0);
-    let adam = AdamState::zeros([d_sae * d, d_sae, d_sae * d, d]);
+    let adam = AdamState::zeros([d_sae * d, d_sae, d_sae * d, d, 0, 0]);
     let mut engine = FastEngine::new(sae, adam, cfg.step_config());
     let scale = 0.5f32;
     let scaled: Vec<Vec<f32>> = xs

@@ -3,8 +3,9 @@
 
 RUN_DIR is an export folder written by our trainer:
 
-    cfg.json                   SAELens 6.x config (architecture "standard")
-    sae_weights.safetensors    W_enc [d_in,d_sae], b_enc [d_sae], W_dec [d_sae,d_in], b_dec [d_in] (f32)
+    cfg.json                   SAELens 6.x config (architecture "standard" or "gated")
+    sae_weights.safetensors    W_enc [d_in,d_sae], b_enc [d_sae], W_dec [d_sae,d_in], b_dec [d_in] (f32);
+                               gated: b_gate, r_mag, b_mag [d_sae] instead of b_enc
     sparsity.safetensors       sparsity [d_sae] = log10 feature density
     export_check.safetensors   x [n,d_in] (raw activations), feature_acts [n,d_sae], x_hat [n,d_in]
                                = what our Rust SAE computed for x
@@ -14,12 +15,13 @@ plain numpy from the documented layout (float64):
 
     x_in  = x - b_dec if cfg["apply_b_dec_to_input"] else x
     f     = relu(x_in @ W_enc + b_enc)
+            (gated: pi = x_in @ W_enc, f = (pi + b_gate > 0) * relu(exp(r_mag) * pi + b_mag))
     x_hat = f @ W_dec + b_dec
 
 and every pair (SAELens, numpy, ours) is compared with tolerance 1e-4 * (1 + max|reference|).
 
     python3 scripts/check_saelens_export.py RUN_DIR
-    python3 scripts/check_saelens_export.py /tmp/fake_export --fake [--fake-apply-b-dec false]
+    python3 scripts/check_saelens_export.py /tmp/fake_export --fake [--fake-apply-b-dec false] [--fake-gated]
 
 `--fake` first writes a random export folder (numpy only, x_hat etc. computed by the numpy formula) into
 RUN_DIR, to test this script without the trainer.
@@ -39,15 +41,20 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 WEIGHT_SHAPES = {"W_enc": ("d_in", "d_sae"), "b_enc": ("d_sae",), "W_dec": ("d_sae", "d_in"), "b_dec": ("d_in",)}
+GATED_SHAPES = {"W_enc": ("d_in", "d_sae"), "b_gate": ("d_sae",), "r_mag": ("d_sae",), "b_mag": ("d_sae",),
+                "W_dec": ("d_sae", "d_in"), "b_dec": ("d_in",)}
 REL_TOL = 1e-4
 
 
 def numpy_sae(weights, apply_b_dec):
-    """Encode/decode functions of a standard SAE, in float64, from the documented layout."""
+    """Encode/decode functions of a standard or gated SAE, in float64, from the documented layout."""
     w = {k: v.astype(np.float64) for k, v in weights.items()}
 
     def encode(x):
         x_in = x - w["b_dec"] if apply_b_dec else x
+        if "b_gate" in w:
+            pi = x_in @ w["W_enc"]
+            return (pi + w["b_gate"] > 0) * np.maximum(np.exp(w["r_mag"]) * pi + w["b_mag"], 0.0)
         return np.maximum(x_in @ w["W_enc"] + w["b_enc"], 0.0)
 
     def decode(f):
@@ -86,15 +93,17 @@ def check_config(cfg, weights, sparsity, sae):
     for key in ("d_in", "d_sae", "dtype", "apply_b_dec_to_input"):
         if key not in cfg:
             errors.append(f"cfg.json has no {key!r}")
-    if cfg.get("architecture", "standard") != "standard":
-        errors.append(f"cfg.json architecture is {cfg.get('architecture')!r}, this script checks 'standard' only")
+    arch = cfg.get("architecture", "standard")
+    if arch not in ("standard", "gated"):
+        errors.append(f"cfg.json architecture is {arch!r}, this script checks 'standard' and 'gated' only")
+    shapes = GATED_SHAPES if arch == "gated" else WEIGHT_SHAPES
     for key in ("normalize_activations", "reshape_activations"):
         if cfg.get(key, "none") != "none":
             errors.append(f"cfg.json {key} is {cfg.get(key)!r}; our export must write 'none'")
     dims = {"d_in": cfg.get("d_in"), "d_sae": cfg.get("d_sae")}
-    if set(weights) != set(WEIGHT_SHAPES):
-        errors.append(f"sae_weights.safetensors holds {sorted(weights)}, SAELens needs exactly {sorted(WEIGHT_SHAPES)}")
-    for name, axes in WEIGHT_SHAPES.items():
+    if set(weights) != set(shapes):
+        errors.append(f"sae_weights.safetensors holds {sorted(weights)}, SAELens needs exactly {sorted(shapes)}")
+    for name, axes in shapes.items():
         if name in weights:
             want = tuple(dims[a] for a in axes)
             if weights[name].shape != want:
@@ -138,7 +147,7 @@ def compare(name, got, ref):
     return name, err, tol, bool(err <= tol), ""
 
 
-def make_fake(run_dir, apply_b_dec, seed=0, d_in=64, d_sae=256, n=32):
+def make_fake(run_dir, apply_b_dec, gated=False, seed=0, d_in=64, d_sae=256, n=32):
     """Write a random export folder: weights, cfg, sparsity, and export_check from the numpy formula."""
     rng = np.random.default_rng(seed)
     os.makedirs(run_dir, exist_ok=True)
@@ -150,8 +159,12 @@ def make_fake(run_dir, apply_b_dec, seed=0, d_in=64, d_sae=256, n=32):
         "W_dec": w_dec,
         "b_dec": (0.5 * rng.standard_normal(d_in)).astype(np.float32),
     }
+    if gated:
+        weights["b_gate"] = weights.pop("b_enc")
+        weights["r_mag"] = (0.3 * rng.standard_normal(d_sae)).astype(np.float32)
+        weights["b_mag"] = (0.1 * rng.standard_normal(d_sae)).astype(np.float32)
     cfg = {
-        "architecture": "standard", "d_in": d_in, "d_sae": d_sae, "dtype": "float32", "device": "cpu",
+        "architecture": "gated" if gated else "standard", "d_in": d_in, "d_sae": d_sae, "dtype": "float32", "device": "cpu",
         "apply_b_dec_to_input": apply_b_dec, "normalize_activations": "none", "reshape_activations": "none",
         "metadata": {"sae_lens_version": "6.0.0", "sae_lens_training_version": None, "model_name": "fake",
                      "hook_name": "blocks.0.hook_resid_post", "hook_head_index": None, "context_size": 16,
@@ -167,7 +180,7 @@ def make_fake(run_dir, apply_b_dec, seed=0, d_in=64, d_sae=256, n=32):
     f = encode(x)
     save_file({"x": x, "feature_acts": f.astype(np.float32), "x_hat": decode(f).astype(np.float32)},
               os.path.join(run_dir, "export_check.safetensors"))
-    print(f"wrote a fake export (apply_b_dec_to_input={apply_b_dec}, d_in {d_in}, d_sae {d_sae}, n {n}) to {run_dir}")
+    print(f"wrote a fake {cfg['architecture']} export (apply_b_dec_to_input={apply_b_dec}, d_in {d_in}, d_sae {d_sae}, n {n}) to {run_dir}")
 
 
 def read_folder(run_dir):
@@ -194,10 +207,11 @@ def main():
     ap.add_argument("--fake", action="store_true", help="first write a random export folder into RUN_DIR (testing)")
     ap.add_argument("--fake-apply-b-dec", choices=["true", "false"], default="true",
                     help="apply_b_dec_to_input of the --fake folder (default true)")
+    ap.add_argument("--fake-gated", action="store_true", help="the --fake folder is a gated SAE")
     args = ap.parse_args()
 
     if args.fake:
-        make_fake(args.run_dir, args.fake_apply_b_dec == "true")
+        make_fake(args.run_dir, args.fake_apply_b_dec == "true", args.fake_gated)
     try:
         cfg, weights, sparsity, check = read_folder(args.run_dir)
     except Exception as e:

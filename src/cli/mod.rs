@@ -90,7 +90,7 @@ enum Command {
         after_help = "Examples:\n  # 8 machines wrote parts into one shared folder\n  unravel merge-manifests acts/gpt2-resid\n  # parts in separate sub-folders of the dataset folder\n  unravel merge-manifests acts/gpt2-resid --parts acts/gpt2-resid/p1 acts/gpt2-resid/p2"
     )]
     MergeManifests(inspect::MergeArgs),
-    /// Train an L1 sparse autoencoder on one hook of an activation dataset (two recipes, exact resume).
+    /// Train an L1 sparse autoencoder on one hook of an activation dataset (three recipes, exact resume).
     #[command(after_help = train::TRAIN_EXAMPLES)]
     // Boxed: the train flags are the largest variant by far (clippy::large_enum_variant).
     Train(Box<train::TrainArgs>),

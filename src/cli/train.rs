@@ -33,6 +33,8 @@ unravel train --resume runs/l6\n\n  \
 # streamed from the SynthSAEBench generator, no shards written (a small preset here; the\n  \
 # benchmark itself: --synth synth-sae-bench-16k, or end to end: unravel run configs/synth-sae-bench.toml)\n  \
 unravel train --synth synth-sae-bench-tiny --d-sae 256 --tokens 50000 --batch 1024 --out runs/bench-tiny\n\n  \
+# a gated SAE with an L1-penalised gate (Rajamanoharan et al. 2024; exported as SAELens's `gated`)\n  \
+unravel train --synth synth-sae-bench-tiny --recipe gated --d-sae 256 --tokens 50000 --batch 1024 --out runs/bench-gated\n\n  \
 # Towards-Monosemanticity recipe on a GPU\n  \
 unravel train --acts acts/gpt2-resid --hook blocks.6.hook_resid_post --recipe unit-norm --d-sae 16384 --device cuda --out runs/l6-un\n\n\
 The run folder holds config.toml, metrics.jsonl (one JSON line per log step and evaluation), eval.json,\n\
@@ -51,7 +53,7 @@ pub struct TrainArgs {
     /// Continue the run in this folder from its last checkpoint (uses its saved config).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["acts", "config", "synth"])]
     resume: Option<PathBuf>,
-    /// april-2024 (default) or unit-norm.
+    /// april-2024 (default), unit-norm, or gated (a gated SAE with an L1-penalised gate, as SAELens's `gated`).
     #[arg(long)]
     recipe: Option<String>,
     /// Step implementation: auto (fast sparse on CPU, plain candle ops elsewhere), fast or plain.

@@ -148,12 +148,29 @@ struct StateJson {
     counters: TrainerCounters,
     adam_t: u64,
     apply_b_dec_to_input: bool,
+    /// A gated SAE: `r_mag` and `b_mag` (and their moments) are in the tensors too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    gated: bool,
     d_in: usize,
     d_sae: usize,
     feature_window: u64,
     feature_counts_tokens: u64,
     feature_tokens: u64,
     last_window_tokens: Option<u64>,
+}
+
+/// The shapes of the parameters in `PARAM_NAMES` order.
+fn param_shapes(d: usize, s: usize) -> [Vec<usize>; 6] {
+    [vec![s, d], vec![s], vec![s, d], vec![d], vec![s], vec![s]]
+}
+
+/// How many of `PARAM_NAMES` a checkpoint holds: four, six for a gated SAE.
+fn param_count(gated: bool) -> usize {
+    if gated {
+        6
+    } else {
+        4
+    }
 }
 
 /// Saves a checkpoint; returns its folder.
@@ -166,9 +183,10 @@ pub fn save_checkpoint(dir: &Path, state: &TrainerState) -> Result<PathBuf> {
     std::fs::create_dir_all(&tmp_dir).map_err(|e| file_err(&tmp_dir, e))?;
 
     let (s, d) = (state.sae.d_sae, state.sae.d_in);
-    let shapes: [Vec<usize>; 4] = [vec![s, d], vec![s], vec![s, d], vec![d]];
+    let shapes = param_shapes(d, s);
+    let gated = state.sae.is_gated();
     let mut tensors: Vec<(String, Tensor)> = vec![];
-    for (k, name) in PARAM_NAMES.iter().enumerate() {
+    for (k, name) in PARAM_NAMES.iter().enumerate().take(param_count(gated)) {
         tensors.push((
             name.to_string(),
             to_tensor_f32(state.sae.params()[k], &shapes[k])?,
@@ -194,6 +212,7 @@ pub fn save_checkpoint(dir: &Path, state: &TrainerState) -> Result<PathBuf> {
         counters: state.counters.clone(),
         adam_t: state.adam.t,
         apply_b_dec_to_input: state.sae.apply_b_dec_to_input,
+        gated,
         d_in: d,
         d_sae: s,
         feature_window: f.window,
@@ -242,11 +261,15 @@ pub fn load_checkpoint(dir: &Path) -> Result<TrainerState> {
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| file_err(&tpath, format!("damaged checkpoint: {e}")))?;
     let (s, d) = (j.d_sae, j.d_in);
-    let lens = [s * d, s, s * d, d];
-    let mut sae = Sae::zeros(d, s, j.apply_b_dec_to_input);
+    let mut sae = if j.gated {
+        Sae::zeros_gated(d, s, j.apply_b_dec_to_input)
+    } else {
+        Sae::zeros(d, s, j.apply_b_dec_to_input)
+    };
+    let lens = sae.param_lens();
     let mut adam = AdamState::zeros(lens);
     adam.t = j.adam_t;
-    for (k, name) in PARAM_NAMES.iter().enumerate() {
+    for (k, name) in PARAM_NAMES.iter().enumerate().take(param_count(j.gated)) {
         *sae.params_mut()[k] = read_f32(&st, name, lens[k], &tpath)?;
         adam.m[k] = read_f32(&st, &format!("adam.m.{name}"), lens[k], &tpath)?;
         adam.v[k] = read_f32(&st, &format!("adam.v.{name}"), lens[k], &tpath)?;

@@ -1,4 +1,4 @@
-//! Training configuration: the two recipes, every knob with its default, the TOML file and
+//! Training configuration: the three recipes, every knob with its default, the TOML file and
 //! command-line overrides, validated once into [`TrainConfig`]; schedules are methods.
 //!
 //! Precedence: recipe defaults < `--config FILE.toml` < command-line flags. The resolved config
@@ -45,7 +45,7 @@ pub struct PartialConfig {
     /// Hook (column) to train on; may be left out when the dataset holds one hook.
     #[arg(long)]
     pub hook: Option<String>,
-    /// april-2024 (default) or unit-norm: on the command line a string (`TrainArgs`), parsed
+    /// april-2024 (default), unit-norm or gated: on the command line a string (`TrainArgs`), parsed
     /// with its own message.
     #[arg(skip)]
     pub recipe: Option<Recipe>,
@@ -353,7 +353,8 @@ impl TrainConfig {
             (None, None) => 8 * d_in,
         };
         let recipe = p.recipe.unwrap_or(Recipe::April2024);
-        let april = recipe == Recipe::April2024;
+        // The gated recipe keeps april-2024's schedules and clip (SAELens clips at 1.0 too).
+        let april = recipe != Recipe::UnitNorm;
         let tokens = p.tokens.unwrap_or(10_000_000);
         let batch = p.batch.unwrap_or(4096);
         let cfg = TrainConfig {
@@ -546,6 +547,28 @@ mod tests {
         assert_eq!((c.hook.as_str(), c.d_sae), ("h", 32));
         p.d_sae = Some(10);
         assert!(TrainConfig::resolve(p, &one).is_err());
+    }
+
+    #[test]
+    fn the_gated_recipe_keeps_april_2024_schedules() {
+        let file: PartialConfig = toml::from_str("recipe = \"gated\"").unwrap();
+        let c = TrainConfig::resolve(file.overridden_by(base()), &hooks()).unwrap();
+        assert_eq!(c.recipe, Recipe::Gated);
+        assert_eq!(
+            (
+                c.lr_decay_frac,
+                c.l1_warmup_frac,
+                c.clip_norm,
+                c.resample_every
+            ),
+            (0.2, 0.05, Some(1.0), 0)
+        );
+        assert!(toml::to_string(&c).unwrap().contains("recipe = \"gated\""));
+        assert_eq!(Recipe::parse("gated").unwrap(), Recipe::Gated);
+        assert!(Recipe::parse("topk")
+            .unwrap_err()
+            .to_string()
+            .contains("gated"));
     }
 
     #[test]

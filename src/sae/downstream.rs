@@ -210,6 +210,14 @@ impl<'a> SaeTensors<'a> {
         let d = self.sae.d_in;
         let dtype = x.dtype();
         let xf = x.to_dtype(DType::F32)?.reshape((b * t, d))?;
+        if self.sae.is_gated() {
+            // A gated SAE goes through the host's encode (the one definition of its gate).
+            let xv = xf.flatten_all()?.to_vec1::<f32>()?;
+            let xh = self.sae.decode(&self.sae.encode(&xv));
+            let xh = Tensor::from_vec(xh, (b, t, d), x.device())?;
+            let xf = xf.reshape((b, t, d))?;
+            return (&xf + (xh - &xf)?.broadcast_mul(keep_mask)?)?.to_dtype(dtype);
+        }
         let xin = if self.sae.apply_b_dec_to_input {
             xf.broadcast_sub(&self.b_dec)?
         } else {

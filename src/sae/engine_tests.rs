@@ -66,8 +66,8 @@ fn plain_f64(sae: &Sae, april: bool) -> PlainEngine {
     .unwrap()
 }
 
-fn lens(s: &Sae) -> [usize; 4] {
-    [s.w_enc.len(), s.b_enc.len(), s.w_dec.len(), s.b_dec.len()]
+fn lens(s: &Sae) -> [usize; 6] {
+    s.param_lens()
 }
 
 fn max_rel(a: &[f32], b: &[f32]) -> f32 {
@@ -281,4 +281,176 @@ fn fast_engine_is_deterministic_and_reconstruct_agrees_with_step_stats() {
     let f = sae.encode(&x);
     let xh = sae.decode(&f);
     assert!(max_rel(&xh, &r.x_hat) < 1e-5);
+}
+
+/// SAELens 6's `GatedTrainingSAE` on fixed tiny weights (float64, from
+/// `scripts/gated_sae_reference.py`): our host encode gives its feature activations, and the
+/// plain engine its MSE, L1 term and the gradient of its total loss (MSE + λ·L1 + the gate
+/// path's reconstruction) for every parameter.
+#[test]
+fn gated_step_matches_saelens() {
+    let fx: serde_json::Value =
+        serde_json::from_str(include_str!("../../tests/fixtures/gated/step.json")).unwrap();
+    fn flat_fn(v: &serde_json::Value) -> Vec<f64> {
+        match v {
+            serde_json::Value::Array(a) => a.iter().flat_map(flat_fn).collect(),
+            v => vec![v.as_f64().unwrap()],
+        }
+    }
+    let f32s =
+        |v: &serde_json::Value| -> Vec<f32> { flat_fn(v).iter().map(|&x| x as f32).collect() };
+    let (d, s) = (
+        fx["d_in"].as_u64().unwrap() as usize,
+        fx["d_sae"].as_u64().unwrap() as usize,
+    );
+    let lam = fx["l1_coefficient"].as_f64().unwrap() as f32;
+    let x = f32s(&fx["x"]);
+    let rows = x.len() / d;
+    let p = &fx["params"];
+    // SAELens's W_enc [d_in, d_sae] → our feature-major rows.
+    let transpose = |w: &[f64], r: usize, c: usize| -> Vec<f64> {
+        (0..c * r).map(|k| w[(k % r) * c + k / r]).collect()
+    };
+    let mut sae = Sae::zeros_gated(d, s, true);
+    sae.w_enc = transpose(&flat_fn(&p["W_enc"]), d, s)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    sae.b_enc = f32s(&p["b_gate"]);
+    sae.r_mag = f32s(&p["r_mag"]);
+    sae.b_mag = f32s(&p["b_mag"]);
+    sae.w_dec = f32s(&p["W_dec"]);
+    sae.b_dec = f32s(&p["b_dec"]);
+
+    let acts = sae.encode(&x);
+    let want = flat_fn(&fx["feature_acts"]);
+    for (a, b) in acts.iter().zip(&want) {
+        assert!(
+            (*a as f64 - b).abs() < 1e-5 * (1.0 + b.abs()),
+            "feature {a} vs {b}"
+        );
+    }
+    assert!(acts.iter().filter(|&&a| a > 0.0).count() > 0);
+
+    let engine = PlainEngine::new(
+        &sae,
+        &AdamState::for_sae(&sae),
+        cfg(true),
+        &Device::Cpu,
+        DType::F64,
+    )
+    .unwrap();
+    let (grads, stats) = engine.gradients(&x, rows, lam).unwrap();
+    let losses = &fx["losses"];
+    let close = |a: f64, b: f64, what: &str| {
+        assert!(
+            (a - b).abs() < 1e-5 * (1.0 + b.abs()),
+            "{what}: ours {a} vs SAELens {b}"
+        )
+    };
+    close(
+        stats.mse(),
+        losses["mse_loss"].as_f64().unwrap(),
+        "mse_loss",
+    );
+    close(
+        lam as f64 * stats.l1(),
+        losses["l1_loss"].as_f64().unwrap(),
+        "l1_loss",
+    );
+    let names = ["W_enc", "b_gate", "W_dec", "b_dec", "r_mag", "b_mag"];
+    assert_eq!(grads.len(), 6);
+    // The fast engine (f32, sparse over the open gates) too.
+    let mut fast = FastEngine::new(sae.clone(), AdamState::for_sae(&sae), cfg(true));
+    let fstats = fast.backward(&x, rows, lam);
+    close(
+        fstats.mse(),
+        losses["mse_loss"].as_f64().unwrap(),
+        "fast mse_loss",
+    );
+    close(
+        lam as f64 * fstats.l1(),
+        losses["l1_loss"].as_f64().unwrap(),
+        "fast l1_loss",
+    );
+    assert_eq!(fstats.fired, stats.fired);
+    let fast_grads: Vec<Vec<f64>> = fast
+        .grads()
+        .iter()
+        .map(|g| g.iter().map(|&v| v as f64).collect())
+        .collect();
+    for (k, name) in names.iter().enumerate() {
+        let ours = grads[k].flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let scale = ours.iter().fold(0f64, |m, v| m.max(v.abs()));
+        for (j, (a, b)) in fast_grads[k].iter().zip(&ours).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-4 * (1.0 + scale),
+                "fast ∂L/∂{name}[{j}]: {a} vs plain {b}"
+            );
+        }
+        let mut theirs = flat_fn(&fx["grads"][*name]);
+        if k == 0 {
+            theirs = transpose(&theirs, d, s);
+        }
+        assert_eq!(ours.len(), theirs.len(), "{name}");
+        let scale = theirs.iter().fold(0f64, |m, v| m.max(v.abs()));
+        for (j, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-5 * (1.0 + scale),
+                "∂L/∂{name}[{j}]: ours {a} vs SAELens {b}"
+            );
+        }
+    }
+}
+
+/// The plain engine's gated forward equals the host encode/decode, and steps keep the gated
+/// parameters moving (the gate's own parameters get gradients).
+#[test]
+fn gated_plain_engine_reconstructs_as_the_host_and_trains() {
+    let (d, s, rows) = (16, 64, 128);
+    let mut sae = Sae::init_gated(d, s, 0.1, 5);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+    sae.b_enc = (0..s).map(|_| rng.random::<f32>() * 0.1 - 0.05).collect();
+    sae.b_mag = (0..s).map(|_| rng.random::<f32>() * 0.1 - 0.05).collect();
+    sae.r_mag = (0..s).map(|_| rng.random::<f32>() * 0.4 - 0.2).collect();
+    let mut e = PlainEngine::new(
+        &sae,
+        &AdamState::for_sae(&sae),
+        cfg(true),
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
+    let x = data(rows, d, 9);
+    let r = e.reconstruct(&x, rows).unwrap();
+    let f = sae.encode(&x);
+    assert!(max_rel(&sae.decode(&f), &r.x_hat) < 1e-5);
+    let active = f.iter().filter(|&&v| v > 0.0).count() as u64;
+    assert_eq!(r.stats.active, active);
+    let first = e.step(&x, rows, 1e-3, 0.3).unwrap();
+    for i in 0..30 {
+        e.step(&data(rows, d, 10 + i), rows, 1e-3, 0.3).unwrap();
+    }
+    let last = e.step(&x, rows, 1e-3, 0.3).unwrap();
+    assert!(last.mse() < first.mse(), "{} → {}", first.mse(), last.mse());
+    let (after, adam) = e.snapshot().unwrap();
+    assert!(after.is_gated() && adam.m[4].len() == s && adam.t == 32);
+    assert!(after.r_mag != sae.r_mag && after.b_mag != sae.b_mag);
+
+    // The fast engine trains alike, and reconstructs as the host does.
+    let mut fast = FastEngine::new(sae.clone(), AdamState::for_sae(&sae), cfg(true));
+    let r = fast.reconstruct(&x, rows).unwrap();
+    assert!(max_rel(&sae.decode(&f), &r.x_hat) < 1e-5);
+    assert_eq!(r.stats.active, active);
+    fast.step(&x, rows, 1e-3, 0.3).unwrap();
+    for i in 0..30 {
+        fast.step(&data(rows, d, 10 + i), rows, 1e-3, 0.3).unwrap();
+    }
+    let b = fast.step(&x, rows, 1e-3, 0.3).unwrap();
+    assert!((b.mse() - last.mse()).abs() < 1e-3 * (1.0 + last.mse()));
+    let (fast_sae, _) = fast.snapshot().unwrap();
+    for (x, y) in fast_sae.params().iter().zip(after.params()) {
+        let err = max_rel(x, y);
+        assert!(err < 1e-3, "gated: fast and plain params differ by {err}");
+    }
 }

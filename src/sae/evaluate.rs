@@ -165,7 +165,7 @@ pub fn run(
     max_tokens: u64,
     progress: &mut dyn FnMut(u64),
 ) -> Result<EvalRecord, SaeError> {
-    let adam = AdamState::zeros([0; 4]);
+    let adam = AdamState::zeros([0; 6]);
     let mut engine = train::make_engine(&plan.cfg, &loaded.sae, &adam)?;
     let (acc, totals) = train::evaluate_observed(
         engine.as_mut(),

@@ -24,32 +24,30 @@ use crate::kernels::{axpy, dot, matmul};
 pub const SPARSE_MAX_DENSITY: f64 = 0.06;
 
 pub struct FastEngine {
-    sae: Sae,
+    pub(super) sae: Sae,
     adam: AdamState,
     cfg: StepConfig,
     /// Force the dense path (tests compare both).
     pub force_dense: bool,
     /// Use the sparse path up to this density of active (token, feature) pairs.
     pub sparse_max_density: f64,
-    grads: [Vec<f32>; 4],
-    /// `[B, S]`: pre-activations, then (dense path) the features.
-    pre: Vec<f32>,
+    /// In `PARAM_NAMES` order (the gated pair empty unless the SAE is gated).
+    pub(super) grads: [Vec<f32>; 6],
+    /// `[B, S]`: pre-activations, then (dense path) the features; a gated SAE's `P`.
+    pub(super) pre: Vec<f32>,
     /// `[B, S]`: ∂L/∂pre (dense path only).
     dpre_dense: Vec<f32>,
     /// `[B, d]`: x − b_dec (only when the input is centred).
-    xin: Vec<f32>,
+    pub(super) xin: Vec<f32>,
     /// `[B, d]`: x̂, then G = (2/B)(x̂ − x).
-    g: Vec<f32>,
+    pub(super) g: Vec<f32>,
+    /// `[B, d]`: a gated SAE's gate-path gradient H = (2/B)(x̃ − x).
+    pub(super) h: Vec<f32>,
 }
 
 impl FastEngine {
     pub fn new(sae: Sae, adam: AdamState, cfg: StepConfig) -> FastEngine {
-        let lens = [
-            sae.w_enc.len(),
-            sae.b_enc.len(),
-            sae.w_dec.len(),
-            sae.b_dec.len(),
-        ];
+        let lens = sae.param_lens();
         FastEngine {
             sae,
             adam,
@@ -61,11 +59,12 @@ impl FastEngine {
             dpre_dense: vec![],
             xin: vec![],
             g: vec![],
+            h: vec![],
         }
     }
 
     /// The gradients of the last [`FastEngine::backward`], in `PARAM_NAMES` order (tests).
-    pub fn grads(&self) -> &[Vec<f32>; 4] {
+    pub fn grads(&self) -> &[Vec<f32>; 6] {
         &self.grads
     }
 
@@ -78,8 +77,8 @@ impl FastEngine {
         }
     }
 
-    /// xin (if centred) and `pre = xin · W_encᵀ + b_enc` into the scratch buffers.
-    fn encode_pre(&mut self, x: &[f32], rows: usize) {
+    /// xin (if centred) and `pre = xin · W_encᵀ (+ b_enc if bias)` into the scratch buffers.
+    pub(super) fn encode_pre(&mut self, x: &[f32], rows: usize, bias: bool) {
         let (d, s) = (self.sae.d_in, self.sae.d_sae);
         grow(&mut self.pre, rows * s);
         if self.sae.apply_b_dec_to_input {
@@ -95,9 +94,13 @@ impl FastEngine {
                 });
         }
         let b_enc = &self.sae.b_enc;
-        self.pre[..rows * s]
-            .par_chunks_mut(s)
-            .for_each(|row| row.copy_from_slice(b_enc));
+        self.pre[..rows * s].par_chunks_mut(s).for_each(|row| {
+            if bias {
+                row.copy_from_slice(b_enc)
+            } else {
+                row.fill(0.0)
+            }
+        });
         let xin: &[f32] = if self.sae.apply_b_dec_to_input {
             &self.xin[..rows * d]
         } else {
@@ -116,8 +119,11 @@ impl FastEngine {
 
     /// Forward and backward: fills `self.grads` and returns the statistics (grad_norm unset).
     pub fn backward(&mut self, x: &[f32], rows: usize, l1_coefficient: f32) -> StepStats {
+        if self.sae.is_gated() {
+            return self.backward_gated(x, rows, l1_coefficient);
+        }
         let s = self.sae.d_sae;
-        self.encode_pre(x, rows);
+        self.encode_pre(x, rows, true);
         let active: u64 = self.pre[..rows * s]
             .par_chunks(s * ROW_CHUNK)
             .map(|c| c.iter().filter(|&&v| v > 0.0).count() as u64)
@@ -172,7 +178,7 @@ impl FastEngine {
         let gbuf = &self.g[..rows * d];
         let xin: &[f32] = if apply { &self.xin[..rows * d] } else { x };
         let decoder_norm_l1 = self.cfg.decoder_norm_l1;
-        let [g_wenc, g_benc, g_wdec, g_bdec] = &mut self.grads;
+        let [g_wenc, g_benc, g_wdec, g_bdec, ..] = &mut self.grads;
         g_wdec
             .par_chunks_mut(d)
             .zip(g_wenc.par_chunks_mut(d))
@@ -286,7 +292,7 @@ impl FastEngine {
         let dpre = &self.dpre_dense[..rows * s];
         let xin: &[f32] = if apply { &self.xin[..rows * d] } else { x };
 
-        let [g_wenc, g_benc, g_wdec, g_bdec] = &mut self.grads;
+        let [g_wenc, g_benc, g_wdec, g_bdec, ..] = &mut self.grads;
         // ∂W_dec = fᵀ · G (+ the decoder-norm term), ∂W_enc = ∂preᵀ · xin.
         matmul((s, d, rows), g_wdec, false, f, (1, s), gbuf, (d, 1));
         matmul((s, d, rows), g_wenc, false, dpre, (1, s), xin, (d, 1));
@@ -345,12 +351,7 @@ impl Engine for FastEngine {
         if self.cfg.unit_norm_decoder {
             remove_parallel_component(&mut self.grads[2], &self.sae.w_dec, d);
         }
-        let norm = global_norm(&[
-            &self.grads[0],
-            &self.grads[1],
-            &self.grads[2],
-            &self.grads[3],
-        ]);
+        let norm = global_norm(&self.grads.each_ref().map(|g| &g[..]));
         stats.grad_norm = norm;
         let coef = clip_coefficient(norm, self.cfg.clip_norm);
         self.adam.t += 1;
@@ -366,8 +367,11 @@ impl Engine for FastEngine {
     }
 
     fn reconstruct(&mut self, x: &[f32], rows: usize) -> crate::sae::Result<Reconstruction> {
+        if self.sae.is_gated() {
+            return Ok(self.reconstruct_gated(x, rows));
+        }
         let (d, s) = (self.sae.d_in, self.sae.d_sae);
-        self.encode_pre(x, rows);
+        self.encode_pre(x, rows, true);
         let weights = self.l1_weights();
         let pre = &self.pre[..rows * s];
         let w_dec = &self.sae.w_dec;
@@ -421,6 +425,9 @@ impl Engine for FastEngine {
     fn restore(&mut self, sae: &Sae, adam: &AdamState) -> crate::sae::Result<()> {
         self.sae = sae.clone();
         self.adam = adam.clone();
+        if self.grads.each_ref().map(|g| g.len()) != sae.param_lens() {
+            self.grads = sae.param_lens().map(|n| vec![0.0; n]);
+        }
         Ok(())
     }
 

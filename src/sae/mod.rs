@@ -1,5 +1,6 @@
 //! Sparse autoencoders: the model ([`model`]), one training step on two engines ([`step`],
-//! [`fast`], [`plain`]), Adam ([`optim`]), the recipes and their schedules ([`config`]), the
+//! [`fast`], [`plain`]; a gated SAE's step in `plain_gated` and
+//! `fast_gated`), Adam ([`optim`]), the recipes and their schedules ([`config`]), the
 //! training loop and evaluation ([`train`]), checkpoints ([`checkpoint`]; the `DIVERGED` marker
 //! and safetensors helpers in `files`), the SAELens import/export ([`saelens`]) and the typed
 //! `cfg.json` of our export ([`saelens_cfg`]), `unravel eval` ([`evaluate`]) and its report
@@ -13,12 +14,14 @@ pub mod downstream;
 pub mod eval_report;
 pub mod evaluate;
 pub mod fast;
+mod fast_gated;
 mod fast_rows;
 mod files;
 pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod plain;
+mod plain_gated;
 pub mod saelens;
 pub mod saelens_cfg;
 pub mod step;

@@ -1,7 +1,12 @@
 //! The sparse autoencoder's parameters, their initialisation, and encode/decode on the host.
 //!
 //! `f = ReLU((x − [b_dec]) · W_enc + b_enc)`, `x̂ = f · W_dec + b_dec`, where `b_dec` is subtracted
-//! from the input only when `apply_b_dec_to_input` (the `unit-norm` recipe).
+//! from the input only when `apply_b_dec_to_input` (the `unit-norm` and `gated` recipes).
+//!
+//! A gated SAE (Rajamanoharan et al. 2024, as SAELens's `gated` architecture) has two more
+//! per-feature parameters, `r_mag` and `b_mag`, and `b_enc` serves as its gate bias `b_gate`:
+//! with `π = (x − b_dec) · W_enc`, `f = [π + b_gate > 0] · ReLU(exp(r_mag) ⊙ π + b_mag)`.
+//! `r_mag` and `b_mag` are empty for the other recipes (so their checkpoints keep four tensors).
 //!
 //! Layout: both weight matrices are stored **feature-major**, `[d_sae, d_in]` row-major: row `i`
 //! of `w_enc` is column `i` of SAELens's `W_enc [d_in, d_sae]`, row `i` of `w_dec` is feature
@@ -29,10 +34,15 @@ pub struct Sae {
     pub b_dec: Vec<f32>,
     /// Subtract `b_dec` from the input before the encoder.
     pub apply_b_dec_to_input: bool,
+    /// `[d_sae]` (gated SAEs; empty otherwise): the magnitude path's log-scale of `W_enc`.
+    pub r_mag: Vec<f32>,
+    /// `[d_sae]` (gated SAEs; empty otherwise): the magnitude path's bias.
+    pub b_mag: Vec<f32>,
 }
 
-/// The four parameter tensors in a fixed order (weights, Adam moments and gradients all use it).
-pub const PARAM_NAMES: [&str; 4] = ["w_enc", "b_enc", "w_dec", "b_dec"];
+/// The parameter tensors in a fixed order (weights, Adam moments and gradients all use it); the
+/// last two are empty unless the SAE is gated.
+pub const PARAM_NAMES: [&str; 6] = ["w_enc", "b_enc", "w_dec", "b_dec", "r_mag", "b_mag"];
 
 impl Sae {
     /// All parameters zero.
@@ -45,7 +55,27 @@ impl Sae {
             w_dec: vec![0.0; d_sae * d_in],
             b_dec: vec![0.0; d_in],
             apply_b_dec_to_input,
+            r_mag: vec![],
+            b_mag: vec![],
         }
+    }
+
+    /// All parameters zero, with the gated SAE's `r_mag` and `b_mag`.
+    pub fn zeros_gated(d_in: usize, d_sae: usize, apply_b_dec_to_input: bool) -> Sae {
+        let mut sae = Sae::zeros(d_in, d_sae, apply_b_dec_to_input);
+        sae.r_mag = vec![0.0; d_sae];
+        sae.b_mag = vec![0.0; d_sae];
+        sae
+    }
+
+    /// Whether this is a gated SAE (it has `r_mag` and `b_mag`).
+    pub fn is_gated(&self) -> bool {
+        !self.r_mag.is_empty()
+    }
+
+    /// The lengths of the parameters in [`PARAM_NAMES`] order.
+    pub fn param_lens(&self) -> [usize; 6] {
+        self.params().map(|p| p.len())
     }
 
     /// Anthropic's April 2024 init: decoder rows are random directions of norm `dec_norm`
@@ -67,19 +97,96 @@ impl Sae {
         sae
     }
 
+    /// SAELens's gated init (`GatedTrainingSAE`): the April 2024 decoder rows of norm
+    /// `dec_norm` with `W_enc = W_decᵀ`, `b_dec` subtracted from the input, every bias and
+    /// `r_mag` zero.
+    pub fn init_gated(d_in: usize, d_sae: usize, dec_norm: f32, seed: u64) -> Sae {
+        let mut sae = Sae::zeros_gated(d_in, d_sae, true);
+        sae.w_dec = random_rows(d_sae, d_in, dec_norm, seed);
+        sae.w_enc = sae.w_dec.clone();
+        sae
+    }
+
     /// The parameter slices in [`PARAM_NAMES`] order.
-    pub fn params(&self) -> [&[f32]; 4] {
-        [&self.w_enc, &self.b_enc, &self.w_dec, &self.b_dec]
+    pub fn params(&self) -> [&[f32]; 6] {
+        [
+            &self.w_enc,
+            &self.b_enc,
+            &self.w_dec,
+            &self.b_dec,
+            &self.r_mag,
+            &self.b_mag,
+        ]
     }
 
     /// Mutable parameter slices in [`PARAM_NAMES`] order.
-    pub fn params_mut(&mut self) -> [&mut Vec<f32>; 4] {
+    pub fn params_mut(&mut self) -> [&mut Vec<f32>; 6] {
         [
             &mut self.w_enc,
             &mut self.b_enc,
             &mut self.w_dec,
             &mut self.b_dec,
+            &mut self.r_mag,
+            &mut self.b_mag,
         ]
+    }
+
+    /// Feature `i`'s activation given its encoder product `p = xin · W_enc,i` (bias not added):
+    /// `ReLU(p + b_enc,i)`, or for a gated SAE `[p + b_gate,i > 0] · ReLU(exp(r_mag,i)·p + b_mag,i)`.
+    /// Every encode goes through here.
+    #[inline]
+    pub fn activate(&self, i: usize, p: f32) -> f32 {
+        if self.is_gated() {
+            if p + self.b_enc[i] > 0.0 {
+                (self.r_mag[i].exp() * p + self.b_mag[i]).max(0.0)
+            } else {
+                0.0
+            }
+        } else {
+            (p + self.b_enc[i]).max(0.0)
+        }
+    }
+
+    /// Feature `i`'s activation on one input row `x [d_in]` (the audit's per-unit reads).
+    pub fn feature_activation(&self, i: usize, x: &[f32]) -> f32 {
+        let d = self.d_in;
+        let w = &self.w_enc[i * d..(i + 1) * d];
+        // The standard sum starts from b_enc, as it always did (same bits).
+        let mut pre = if self.is_gated() { 0.0 } else { self.b_enc[i] };
+        for j in 0..d {
+            let xin = if self.apply_b_dec_to_input {
+                x[j] - self.b_dec[j]
+            } else {
+                x[j]
+            };
+            pre += w[j] * xin;
+        }
+        if self.is_gated() {
+            self.activate(i, pre)
+        } else {
+            pre.max(0.0)
+        }
+    }
+
+    /// The SAE restricted to the encoders of `units` (in that order; the decoder left zero):
+    /// what the audit encodes when it scores a subset of features.
+    pub fn encoder_subset(&self, units: &[usize]) -> Sae {
+        let d = self.d_in;
+        let mut sub = if self.is_gated() {
+            Sae::zeros_gated(d, units.len(), self.apply_b_dec_to_input)
+        } else {
+            Sae::zeros(d, units.len(), self.apply_b_dec_to_input)
+        };
+        for (i, &u) in units.iter().enumerate() {
+            sub.w_enc[i * d..(i + 1) * d].copy_from_slice(&self.w_enc[u * d..(u + 1) * d]);
+            sub.b_enc[i] = self.b_enc[u];
+            if self.is_gated() {
+                sub.r_mag[i] = self.r_mag[u];
+                sub.b_mag[i] = self.b_mag[u];
+            }
+        }
+        sub.b_dec.copy_from_slice(&self.b_dec);
+        sub
     }
 
     /// `‖W_dec,i‖` for every feature.
@@ -114,9 +221,7 @@ impl Sae {
                     xr.to_vec()
                 };
                 for (i, fi) in f.iter_mut().enumerate() {
-                    let w = &self.w_enc[i * d..(i + 1) * d];
-                    let pre = dot(&xin, w) + self.b_enc[i];
-                    *fi = pre.max(0.0);
+                    *fi = self.activate(i, dot(&xin, &self.w_enc[i * d..(i + 1) * d]));
                 }
             });
         out
@@ -147,8 +252,8 @@ impl Sae {
             (1, d),
         );
         out.par_chunks_mut(rows.max(1))
-            .zip(&self.b_enc)
-            .for_each(|(f, &b)| f.iter_mut().for_each(|v| *v = (*v + b).max(0.0)));
+            .enumerate()
+            .for_each(|(i, f)| f.iter_mut().for_each(|v| *v = self.activate(i, *v)));
         out
     }
 
@@ -171,7 +276,8 @@ impl Sae {
 
     /// The same SAE acting on unscaled inputs: with inputs scaled by `s` during training,
     /// `f(x) = ReLU((s·x − b_dec)·W_enc + b_enc)` and `x̂ = (f·W_dec + b_dec)/s`, so
-    /// `W_enc' = s·W_enc`, `W_dec' = W_dec/s`, `b_dec' = b_dec/s` (b_enc unchanged).
+    /// `W_enc' = s·W_enc`, `W_dec' = W_dec/s`, `b_dec' = b_dec/s` (b_enc unchanged; a gated
+    /// SAE's `π` is unchanged too, so `r_mag` and `b_mag` are).
     pub fn fold_scaling(&self, s: f32) -> Sae {
         let mut out = self.clone();
         out.w_enc.iter_mut().for_each(|v| *v *= s);
@@ -325,6 +431,47 @@ mod tests {
             }
             assert!(f.contains(&0.0) && f.iter().any(|&v| v > 0.0));
         }
+    }
+
+    #[test]
+    fn gated_encodes_agree_and_fold_the_scale() {
+        let mut sae = Sae::init_gated(8, 12, 0.5, 1);
+        sae.b_dec = (0..8).map(|i| i as f32 * 0.1 - 0.3).collect();
+        sae.b_enc = (0..12).map(|i| (i % 3) as f32 * 0.05 - 0.05).collect();
+        sae.r_mag = (0..12).map(|i| (i % 4) as f32 * 0.2 - 0.3).collect();
+        sae.b_mag = (0..12).map(|i| (i % 5) as f32 * 0.1 - 0.25).collect();
+        let x: Vec<f32> = (0..5 * 8)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.2)
+            .collect();
+        let f = sae.encode(&x);
+        let ft = sae.encode_feature_major(&x);
+        let raw = sae.fold_scaling(2.0);
+        let xs: Vec<f32> = x.iter().map(|v| v / 2.0).collect();
+        let f_raw = raw.encode(&xs);
+        let sub = sae.encoder_subset(&[3, 7]);
+        for t in 0..5 {
+            let row = &x[t * 8..(t + 1) * 8];
+            for i in 0..12 {
+                let v = f[t * 12 + i];
+                assert!((v - ft[i * 5 + t]).abs() < 1e-6);
+                assert!((v - f_raw[t * 12 + i]).abs() < 1e-5);
+                assert!((v - sae.feature_activation(i, row)).abs() < 1e-6);
+                // By hand: π = (x − b_dec)·W_enc,i, gate π + b_gate > 0, magnitude ReLU.
+                let w = &sae.w_enc[i * 8..(i + 1) * 8];
+                let pi: f32 = (0..8).map(|j| (row[j] - sae.b_dec[j]) * w[j]).sum();
+                let want = if pi + sae.b_enc[i] > 0.0 {
+                    (sae.r_mag[i].exp() * pi + sae.b_mag[i]).max(0.0)
+                } else {
+                    0.0
+                };
+                assert!((v - want).abs() < 1e-5, "{v} vs {want}");
+            }
+            assert_eq!(
+                sub.feature_activation(1, row),
+                sae.feature_activation(7, row)
+            );
+        }
+        assert!(f.contains(&0.0) && f.iter().any(|&v| v > 0.0));
     }
 
     #[test]

@@ -26,24 +26,29 @@ impl Default for AdamConfig {
     }
 }
 
-/// First and second moments of each parameter tensor (in `PARAM_NAMES` order) and the step
-/// count.
+/// First and second moments of each parameter tensor (in `PARAM_NAMES` order; empty where the
+/// parameter is) and the step count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdamState {
-    pub m: [Vec<f32>; 4],
-    pub v: [Vec<f32>; 4],
+    pub m: [Vec<f32>; 6],
+    pub v: [Vec<f32>; 6],
     /// Updates applied so far.
     pub t: u64,
 }
 
 impl AdamState {
     /// Zero moments for parameters of these lengths.
-    pub fn zeros(lens: [usize; 4]) -> AdamState {
+    pub fn zeros(lens: [usize; 6]) -> AdamState {
         AdamState {
             m: lens.map(|n| vec![0.0; n]),
             v: lens.map(|n| vec![0.0; n]),
             t: 0,
         }
+    }
+
+    /// Zero moments for the parameters of `sae`.
+    pub fn for_sae(sae: &crate::sae::Sae) -> AdamState {
+        AdamState::zeros(sae.param_lens())
     }
 }
 

@@ -1,11 +1,13 @@
 //! The plain training engine: candle tensor ops only, dense, on any device and dtype. It is the
 //! path for CUDA and Metal, and the reference the fast CPU engine is tested against. Same maths
-//! as [`crate::sae::step`], written with whole-tensor ops.
+//! as [`crate::sae::step`], written with whole-tensor ops; a gated SAE's forward and gradients
+//! are in [`super::plain_gated`].
 
 use candle_core::{DType, Device, Tensor, D};
 
 use super::model::Sae;
 use super::optim::{clip_coefficient, AdamState, AdamStep};
+use super::plain_gated::{self, Forward};
 use super::step::{Engine, Reconstruction, StepConfig, StepStats};
 
 pub struct PlainEngine {
@@ -15,20 +17,12 @@ pub struct PlainEngine {
     d_in: usize,
     d_sae: usize,
     apply_b_dec_to_input: bool,
-    /// `w_enc [S, d]`, `b_enc [S]`, `w_dec [S, d]`, `b_dec [d]`.
-    params: [Tensor; 4],
-    m: [Tensor; 4],
-    v: [Tensor; 4],
+    /// `w_enc [S, d]`, `b_enc [S]`, `w_dec [S, d]`, `b_dec [d]`, and for a gated SAE
+    /// `r_mag [S]`, `b_mag [S]` (`PARAM_NAMES` order).
+    params: Vec<Tensor>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
     t: u64,
-}
-
-/// The forward pass's intermediate tensors.
-struct Forward {
-    xin: Tensor,
-    mask: Tensor,
-    f: Tensor,
-    x_hat: Tensor,
-    weights: Tensor,
 }
 
 fn upload(
@@ -67,43 +61,46 @@ impl PlainEngine {
         })
     }
 
+    fn gated(&self) -> bool {
+        self.params.len() == 6
+    }
+
     fn upload_moments(
         sae: &Sae,
-        moments: &[Vec<f32>; 4],
+        moments: &[Vec<f32>; 6],
         device: &Device,
         dtype: DType,
-    ) -> candle_core::Result<[Tensor; 4]> {
-        let slices = [
-            &moments[0][..],
-            &moments[1][..],
-            &moments[2][..],
-            &moments[3][..],
-        ];
+    ) -> candle_core::Result<Vec<Tensor>> {
+        let slices: [&[f32]; 6] = std::array::from_fn(|k| &moments[k][..]);
         Self::upload_all(sae, &slices, device, dtype)
     }
 
-    fn shapes(sae: &Sae) -> [Vec<usize>; 4] {
-        [
-            vec![sae.d_sae, sae.d_in],
-            vec![sae.d_sae],
-            vec![sae.d_sae, sae.d_in],
-            vec![sae.d_in],
-        ]
+    fn shapes(sae: &Sae) -> [Vec<usize>; 6] {
+        let (s, d) = (sae.d_sae, sae.d_in);
+        [vec![s, d], vec![s], vec![s, d], vec![d], vec![s], vec![s]]
     }
 
+    /// The SAE's parameters (four, six when gated) as tensors. Moments of an evaluation-only
+    /// engine are empty: they are zeros then.
     fn upload_all(
         sae: &Sae,
-        vals: &[&[f32]; 4],
+        vals: &[&[f32]; 6],
         device: &Device,
         dtype: DType,
-    ) -> candle_core::Result<[Tensor; 4]> {
-        let s = Self::shapes(sae);
-        Ok([
-            upload(vals[0], &s[0], device, dtype)?,
-            upload(vals[1], &s[1], device, dtype)?,
-            upload(vals[2], &s[2], device, dtype)?,
-            upload(vals[3], &s[3], device, dtype)?,
-        ])
+    ) -> candle_core::Result<Vec<Tensor>> {
+        let n = if sae.is_gated() { 6 } else { 4 };
+        Self::shapes(sae)
+            .iter()
+            .zip(vals)
+            .take(n)
+            .map(|(shape, v)| {
+                if v.is_empty() {
+                    Tensor::zeros(shape.as_slice(), dtype, device)
+                } else {
+                    upload(v, shape, device, dtype)
+                }
+            })
+            .collect()
     }
 
     fn input(&self, x: &[f32], rows: usize) -> candle_core::Result<Tensor> {
@@ -111,7 +108,12 @@ impl PlainEngine {
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Forward> {
-        let [w_enc, b_enc, w_dec, b_dec] = &self.params;
+        if self.gated() {
+            return plain_gated::forward(&self.params, x, self.apply_b_dec_to_input);
+        }
+        let [w_enc, b_enc, w_dec, b_dec] = &self.params[..] else {
+            candle_core::bail!("a standard SAE has four parameters")
+        };
         let xin = if self.apply_b_dec_to_input {
             x.broadcast_sub(b_dec)?
         } else {
@@ -129,15 +131,17 @@ impl PlainEngine {
         Ok(Forward {
             xin,
             mask,
+            l1_acts: f.clone(),
             f,
             x_hat,
             weights,
+            pre,
         })
     }
 
     fn stats(&self, x: &Tensor, fw: &Forward, rows: usize) -> candle_core::Result<StepStats> {
         let sq_err = (&fw.x_hat - x)?.sqr()?.sum_all()?;
-        let l1 = fw.f.broadcast_mul(&fw.weights)?.sum_all()?;
+        let l1 = fw.l1_acts.broadcast_mul(&fw.weights)?.sum_all()?;
         let fired = fw.mask.sum(0)?; // [S]
         let fired: Vec<u32> = download(&fired)?.into_iter().map(|v| v as u32).collect();
         Ok(StepStats {
@@ -150,16 +154,28 @@ impl PlainEngine {
         })
     }
 
-    /// Hand-written gradients, in `PARAM_NAMES` order, and the statistics.
+    /// Hand-written gradients, in `PARAM_NAMES` order (four, six when gated), and the
+    /// statistics.
     pub fn gradients(
         &self,
         x: &[f32],
         rows: usize,
         l1_coefficient: f32,
-    ) -> candle_core::Result<([Tensor; 4], StepStats)> {
+    ) -> candle_core::Result<(Vec<Tensor>, StepStats)> {
         let x = self.input(x, rows)?;
         let fw = self.forward(&x)?;
-        let [w_enc, _, w_dec, _] = &self.params;
+        if self.gated() {
+            let grads = plain_gated::gradients(
+                &self.params,
+                &x,
+                &fw,
+                l1_coefficient,
+                self.apply_b_dec_to_input,
+            )?;
+            let stats = self.stats(&x, &fw, rows)?;
+            return Ok((grads, stats));
+        }
+        let (w_enc, w_dec) = (&self.params[0], &self.params[2]);
         let b = rows as f64;
         let g = ((&fw.x_hat - &x)? * (2.0 / b))?; // [B, d]
         let lam_w = (&fw.weights * (l1_coefficient as f64 / b))?; // [S]
@@ -179,7 +195,7 @@ impl PlainEngine {
             g_bdec = (g_bdec - dpre.matmul(w_enc)?.sum(0)?)?;
         }
         let stats = self.stats(&x, &fw, rows)?;
-        Ok(([g_wenc, g_benc, g_wdec, g_bdec], stats))
+        Ok((vec![g_wenc, g_benc, g_wdec, g_bdec], stats))
     }
 }
 
@@ -211,8 +227,8 @@ impl Engine for PlainEngine {
         self.t += 1;
         let st = AdamStep::new(&self.cfg.adam, lr, self.t, coef);
         let a = self.cfg.adam;
-        #[allow(clippy::needless_range_loop)] // k indexes five parallel arrays
-        for k in 0..4 {
+        #[allow(clippy::needless_range_loop)] // k indexes four parallel arrays
+        for k in 0..self.params.len() {
             let g = (&grads[k] * st.grad_scale as f64)?;
             let m = (&self.m[k] + ((&g - &self.m[k])? * (1.0 - a.beta1 as f64))?)?;
             let v = ((&self.v[k] * a.beta2 as f64)? + (g.sqr()? * (1.0 - a.beta2 as f64))?)?;
@@ -241,24 +257,15 @@ impl Engine for PlainEngine {
     }
 
     fn snapshot(&self) -> crate::sae::Result<(Sae, AdamState)> {
-        let p: Vec<Vec<f32>> = self
-            .params
-            .iter()
-            .map(download)
-            .collect::<candle_core::Result<_>>()?;
-        let m: Vec<Vec<f32>> = self
-            .m
-            .iter()
-            .map(download)
-            .collect::<candle_core::Result<_>>()?;
-        let v: Vec<Vec<f32>> = self
-            .v
-            .iter()
-            .map(download)
-            .collect::<candle_core::Result<_>>()?;
-        let [w_enc, b_enc, w_dec, b_dec]: [Vec<f32>; 4] = p
-            .try_into()
-            .map_err(|_| crate::sae::SaeError::Internal("param count".into()))?;
+        // Missing gated parameters download as empty vectors.
+        let host = |ts: &[Tensor]| -> crate::sae::Result<[Vec<f32>; 6]> {
+            let mut out: [Vec<f32>; 6] = Default::default();
+            for (o, t) in out.iter_mut().zip(ts) {
+                *o = download(t)?;
+            }
+            Ok(out)
+        };
+        let [w_enc, b_enc, w_dec, b_dec, r_mag, b_mag] = host(&self.params)?;
         let sae = Sae {
             d_in: self.d_in,
             d_sae: self.d_sae,
@@ -267,19 +274,15 @@ impl Engine for PlainEngine {
             w_dec,
             b_dec,
             apply_b_dec_to_input: self.apply_b_dec_to_input,
+            r_mag,
+            b_mag,
         };
-        let to4 = |v: Vec<Vec<f32>>| -> crate::sae::Result<[Vec<f32>; 4]> {
-            v.try_into()
-                .map_err(|_| crate::sae::SaeError::Internal("moment count".into()))
+        let adam = AdamState {
+            m: host(&self.m)?,
+            v: host(&self.v)?,
+            t: self.t,
         };
-        Ok((
-            sae,
-            AdamState {
-                m: to4(m)?,
-                v: to4(v)?,
-                t: self.t,
-            },
-        ))
+        Ok((sae, adam))
     }
 
     fn restore(&mut self, sae: &Sae, adam: &AdamState) -> crate::sae::Result<()> {

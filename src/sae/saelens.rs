@@ -30,12 +30,20 @@ pub fn export_saelens(dir: &Path, sae: &Sae, densities: &[f64], meta: &ExportMet
             w_enc_t[j * s + i] = sae.w_enc[i * d + j];
         }
     }
-    let tensors = [
+    // A gated SAE's b_enc is SAELens's b_gate (its GatedSAE has no b_enc).
+    let mut tensors = vec![
         ("W_enc", to_tensor_f32(&w_enc_t, &[d, s])?),
-        ("b_enc", to_tensor_f32(&sae.b_enc, &[s])?),
+        (
+            if sae.is_gated() { "b_gate" } else { "b_enc" },
+            to_tensor_f32(&sae.b_enc, &[s])?,
+        ),
         ("W_dec", to_tensor_f32(&sae.w_dec, &[s, d])?),
         ("b_dec", to_tensor_f32(&sae.b_dec, &[d])?),
     ];
+    if sae.is_gated() {
+        tensors.push(("r_mag", to_tensor_f32(&sae.r_mag, &[s])?));
+        tensors.push(("b_mag", to_tensor_f32(&sae.b_mag, &[s])?));
+    }
     let path = dir.join("sae_weights.safetensors");
     crate::io::write_safetensors(&path, &tensors).map_err(|e| file_err(&path, e))?;
 
@@ -49,7 +57,7 @@ pub fn export_saelens(dir: &Path, sae: &Sae, densities: &[f64], meta: &ExportMet
 
     let cfg = SaeLensCfg {
         apply_b_dec_to_input: sae.apply_b_dec_to_input,
-        architecture: "standard".into(),
+        architecture: if sae.is_gated() { "gated" } else { "standard" }.into(),
         d_in: d,
         d_sae: s,
         device: "cpu".into(),
@@ -150,7 +158,7 @@ pub fn locate_saelens(spec: &str, hub: &crate::hub::HubOptions) -> Result<PathBu
 }
 
 /// Loads `cfg.json` + `sae_weights.safetensors` from a SAELens-layout folder (ours, or one
-/// downloaded from the hub). Only the `standard` (ReLU) architecture is supported.
+/// downloaded from the hub): the `standard` (ReLU) and `gated` architectures.
 pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
     if let Some(reason) = diverged(dir) {
         return Err(file_err(
@@ -171,10 +179,13 @@ pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
         .get("architecture")
         .and_then(|v| v.as_str())
         .unwrap_or("standard");
-    if arch != "standard" {
+    let gated = arch == "gated";
+    if !gated && arch != "standard" {
         return Err(file_err(
             &cpath,
-            format!("architecture `{arch}` is not supported (only `standard` ReLU SAEs)"),
+            format!(
+                "architecture `{arch}` is not supported (only `standard` ReLU and `gated` SAEs)"
+            ),
         ));
     }
     let get_usize = |k: &str| {
@@ -216,13 +227,23 @@ pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
         .map_err(|e| file_err(&wpath, format!("damaged weights: {e}")))?;
     let read = |name: &str, len: usize| read_float(&st, name, len, &wpath);
     let w_enc_t = read("W_enc", d * s)?;
-    let mut sae = Sae::zeros(d, s, apply);
+    let mut sae = if gated {
+        Sae::zeros_gated(d, s, apply)
+    } else {
+        Sae::zeros(d, s, apply)
+    };
     for i in 0..s {
         for j in 0..d {
             sae.w_enc[i * d + j] = w_enc_t[j * s + i];
         }
     }
-    sae.b_enc = read("b_enc", s)?;
+    if gated {
+        sae.b_enc = read("b_gate", s)?;
+        sae.r_mag = read("r_mag", s)?;
+        sae.b_mag = read("b_mag", s)?;
+    } else {
+        sae.b_enc = read("b_enc", s)?;
+    }
     sae.w_dec = read("W_dec", s * d)?;
     sae.b_dec = read("b_dec", d)?;
     Ok(LoadedSae {
@@ -317,5 +338,46 @@ mod tests {
         std::fs::write(dir.path().join(CFG_FILE), cfg).unwrap();
         let err = load_saelens(dir.path()).unwrap_err().to_string();
         assert!(err.contains("`layer_norm` is not supported"), "{err}");
+    }
+
+    /// A gated SAE as SAELens 6 saves one (`save_inference_model`, float64; from
+    /// `scripts/gated_sae_reference.py`) reads back as a gated SAE whose encode gives SAELens's
+    /// feature activations; written back by our export, it reads back unchanged.
+    #[test]
+    fn saelens_gated_folders_load_and_encode_as_saelens() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gated");
+        let l = load_saelens(&fixtures.join("saelens")).unwrap();
+        assert!(l.sae.is_gated() && l.sae.apply_b_dec_to_input);
+        let fx: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures.join("step.json")).unwrap())
+                .unwrap();
+        let flat = |v: &serde_json::Value| -> Vec<f32> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| {
+                    r.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap() as f32)
+                })
+                .collect()
+        };
+        let f = l.sae.encode(&flat(&fx["x"]));
+        let want = flat(&fx["feature_acts"]);
+        assert!(want.iter().any(|&v| v > 0.0) && want.contains(&0.0));
+        for (a, b) in f.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let meta = ExportMeta {
+            model_name: "m".into(),
+            hook_name: "h".into(),
+            context_size: 8,
+            prepend_bos: true,
+            dataset_path: "d".into(),
+        };
+        export_saelens(dir.path(), &l.sae, &[0.1; 7], &meta).unwrap();
+        assert_eq!(load_saelens(dir.path()).unwrap().sae, l.sae);
     }
 }

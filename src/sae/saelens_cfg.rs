@@ -14,7 +14,7 @@ pub const CFG_FILE: &str = "cfg.json";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SaeLensCfg {
     pub apply_b_dec_to_input: bool,
-    /// Always `standard` (ReLU).
+    /// `standard` (ReLU), or `gated`.
     pub architecture: String,
     pub d_in: usize,
     pub d_sae: usize,

@@ -82,13 +82,7 @@ impl UnitSource {
                 columns: units.iter().map(|&u| columns[u]).collect(),
             },
             UnitSource::Features { hook, sae, name } => {
-                let d = sae.d_in;
-                let mut sub = Sae::zeros(d, units.len(), sae.apply_b_dec_to_input);
-                for (i, &u) in units.iter().enumerate() {
-                    sub.w_enc[i * d..(i + 1) * d].copy_from_slice(&sae.w_enc[u * d..(u + 1) * d]);
-                    sub.b_enc[i] = sae.b_enc[u];
-                }
-                sub.b_dec.copy_from_slice(&sae.b_dec);
+                let sub = sae.encoder_subset(units);
                 UnitSource::Features {
                     hook: hook.clone(),
                     sae: Box::new(sub),
@@ -103,20 +97,7 @@ impl UnitSource {
         match self {
             UnitSource::Neurons { .. } => x[unit],
             UnitSource::Columns { columns, .. } => x[columns[unit]],
-            UnitSource::Features { sae, .. } => {
-                let d = sae.d_in;
-                let w = &sae.w_enc[unit * d..(unit + 1) * d];
-                let mut pre = sae.b_enc[unit];
-                for j in 0..d {
-                    let xin = if sae.apply_b_dec_to_input {
-                        x[j] - sae.b_dec[j]
-                    } else {
-                        x[j]
-                    };
-                    pre += w[j] * xin;
-                }
-                pre.max(0.0)
-            }
+            UnitSource::Features { sae, .. } => sae.feature_activation(unit, x),
         }
     }
 

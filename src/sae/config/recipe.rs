@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::sae::{Result, SaeError};
 
-/// The two training recipes (defined in docs/design.md, "SAE recipes").
+/// The three training recipes (defined in docs/design.md, "SAE recipes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Recipe {
     /// Anthropic, April 2024 update: inputs scaled to E‖x‖ = √d_in, decoder-norm-weighted L1,
@@ -18,6 +18,11 @@ pub enum Recipe {
     /// each step), plain L1, dead-feature resampling.
     #[serde(rename = "unit-norm")]
     UnitNorm,
+    /// Gated SAE with an L1-penalised gate (Rajamanoharan et al. 2024), as SAELens 6's
+    /// `GatedTrainingSAE`: the april-2024 init, schedules and clip, b_dec subtracted from the
+    /// input, loss = MSE + λ·Σ ReLU(π_gate)·‖W_dec,i‖ + the gate path's reconstruction error.
+    #[serde(rename = "gated")]
+    Gated,
 }
 
 impl Recipe {
@@ -25,8 +30,9 @@ impl Recipe {
         match s {
             "april-2024" => Ok(Recipe::April2024),
             "unit-norm" => Ok(Recipe::UnitNorm),
+            "gated" => Ok(Recipe::Gated),
             other => Err(SaeError::Config(format!(
-                "unknown recipe `{other}`: use april-2024 or unit-norm"
+                "unknown recipe `{other}`: use april-2024, unit-norm or gated"
             ))),
         }
     }
@@ -35,6 +41,7 @@ impl Recipe {
         match self {
             Recipe::April2024 => "april-2024",
             Recipe::UnitNorm => "unit-norm",
+            Recipe::Gated => "gated",
         }
     }
 }

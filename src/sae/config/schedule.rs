@@ -91,7 +91,7 @@ impl TrainConfig {
 /// 100M, and the long-run rate from ≈400M tokens (april-2024) on.
 pub fn default_lr(recipe: Recipe, steps: u64) -> f32 {
     let floor = match recipe {
-        Recipe::April2024 => 5e-5,
+        Recipe::April2024 | Recipe::Gated => 5e-5,
         Recipe::UnitNorm => 1e-4,
     };
     let lr = 1e-3 * (250.0 / steps.max(1) as f64).sqrt();

@@ -160,6 +160,17 @@ fn initial_sae(cfg: &TrainConfig, sample: &[f32]) -> Result<(Sae, f32)> {
                     loaded.sae.d_in, loaded.sae.d_sae, d, cfg.d_sae
                 )));
             }
+            if loaded.sae.is_gated() != (cfg.recipe == Recipe::Gated) {
+                return Err(SaeError::Config(format!(
+                    "--from {from}: a {} SAE cannot continue with --recipe {}",
+                    if loaded.sae.is_gated() {
+                        "gated"
+                    } else {
+                        "standard"
+                    },
+                    cfg.recipe.name()
+                )));
+            }
             let s = scaling_factor(sample, d)?;
             (loaded.sae.unfold_scaling(s), s)
         }
@@ -167,6 +178,7 @@ fn initial_sae(cfg: &TrainConfig, sample: &[f32]) -> Result<(Sae, f32)> {
             let s = scaling_factor(sample, d)?;
             let sae = match cfg.recipe {
                 Recipe::April2024 => Sae::init_april(d, cfg.d_sae, cfg.dec_init_norm, cfg.seed),
+                Recipe::Gated => Sae::init_gated(d, cfg.d_sae, cfg.dec_init_norm, cfg.seed),
                 Recipe::UnitNorm => {
                     let scaled: Vec<f32> = sample
                         .chunks(d)
@@ -185,14 +197,8 @@ fn initial_sae(cfg: &TrainConfig, sample: &[f32]) -> Result<(Sae, f32)> {
 
 /// The trainer's state before the first step.
 fn fresh_state(cfg: &TrainConfig, sae: Sae) -> TrainerState {
-    let lens = [
-        sae.w_enc.len(),
-        sae.b_enc.len(),
-        sae.w_dec.len(),
-        sae.b_dec.len(),
-    ];
     TrainerState {
-        adam: AdamState::zeros(lens),
+        adam: AdamState::for_sae(&sae),
         features: FeatureTracker::new(cfg.d_sae, cfg.dead_window),
         counters: TrainerCounters {
             step: 0,
