@@ -353,7 +353,25 @@ fn verify_scores_a_streamed_run_on_the_generators_held_out_rows() {
     let l0 = v["samples"]["l0"].as_f64().unwrap();
     assert!((l0 - e["l0"].as_f64().unwrap()).abs() < 0.05, "{l0} vs {e}");
 
-    // Bad input: an unknown generator, and --truth with --synth.
+    // Bad input: another generator's width (refused before its minute-long build), an unknown
+    // generator, and --truth with --synth.
+    let r = unravel(
+        &[
+            "verify",
+            "--synth",
+            "synth-sae-bench-16k",
+            "--sae",
+            &p(&run),
+        ],
+        &[],
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("the SAE reads d_in = 96, the --synth generator has 768 dims"),
+        "{}",
+        r.stderr
+    );
     let r = unravel(
         &["verify", "--synth", "no-such-preset", "--sae", &p(&run)],
         &[],

@@ -221,18 +221,26 @@ pub fn cmd_verify(a: &VerifyArgs) -> Result<()> {
         (None, Some(s)) => s.as_str(),
         (None, None) => bail!("give --sae (planted features) or --audit (planted neurons)"),
     };
+    let dir = checkpoint::locate_saelens(sae, &unravel::hub::HubOptions::default())?;
+    let _lock = unravel::folder_lock::lock_output("--sae", &dir, "verify")?;
+    let loaded = checkpoint::load_saelens(&dir)?;
     let (truth, generator) = match (&a.synth, &a.truth) {
         (Some(spec), _) => {
             let spec = BenchSpec::load(spec).map_err(|e| anyhow!("--synth {e}"))?;
+            // Checked before the build (a minute of orthogonalisation for the 16k preset).
+            if loaded.sae.d_in != spec.dims {
+                bail!(
+                    "--sae {sae}: the SAE reads d_in = {}, the --synth generator has {} dims",
+                    loaded.sae.d_in,
+                    spec.dims
+                );
+            }
             let model = crate::cli::synth_bench::build_model(&spec);
             (generator_truth(&model), Some(model))
         }
         (None, Some(dir)) => (read_truth(dir).map_err(|e| anyhow!("--truth {e}"))?, None),
         (None, None) => bail!("give --truth DIR (a planted dataset) or --synth PRESET_OR_SPEC"),
     };
-    let dir = checkpoint::locate_saelens(sae, &unravel::hub::HubOptions::default())?;
-    let _lock = unravel::folder_lock::lock_output("--sae", &dir, "verify")?;
-    let loaded = checkpoint::load_saelens(&dir)?;
     let mut r = verify_sae(&truth, &dir, &loaded.sae, a.threshold)
         .map_err(|e| anyhow!("--sae {sae}: {e}"))?;
     if a.samples > 0 {

@@ -157,7 +157,7 @@
     var name = prefix + "-" + d.unit;
     dash.setAttribute("data-unit", name);
     dash.appendChild(el("div", { "class": "dash-head" }, [
-      el("h2", { text: side.kind + " " + d.unit }),
+      el("h2", { text: side.kind.replace(/s$/, "") + " " + d.unit }),
       el("span", { "class": "badge cls-" + d["class"], text: d["class"] }),
       el("span", { "class": "dim", text: " density " + sig(d.density) + " \u00b7 max " + sig(d.max) +
         " \u00b7 " + side.source + " \u00b7 link: #" + name }),

@@ -38,9 +38,15 @@ fn label(r: &ToyResults, k: usize) -> String {
 }
 
 impl Outputs<'_> {
+    /// Writes one file; an SVG also as PNG beside it.
     fn put(&mut self, name: &str, text: String) -> std::io::Result<()> {
         let path = self.dir.join(name);
-        write_svg(&path, &text)?;
+        if name.ends_with(".svg") {
+            write_svg(&path, &text)?;
+        } else {
+            crate::io::write_atomic(&path, text.as_bytes())
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        }
         self.files.push(path);
         Ok(())
     }
