@@ -394,8 +394,6 @@ fn a_train_stage_streams_from_a_generator_and_is_verified_against_it() {
     let run = dir.path().join("r");
     let r = ok(&["run", &p(&cfg), "--out", &p(&run)]);
     assert!(r.stdout.contains("[2/2]"), "{}", r.stdout);
-    let plan =
-        std::fs::read_to_string(run.join("verify-train").join("command.txt")).unwrap_or_default();
     let summary = json(&run.join("summary.json"));
     let v = &stage(&summary, "verify-train")["results"];
     // Scored against the generator's dictionary (1 024 features in 96 dims) and its held-out rows.

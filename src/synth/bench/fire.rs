@@ -42,6 +42,9 @@ pub struct Firing {
     tail: Vec<f64>,
 }
 
+/// One row's firing features, sorted: (feature, value).
+pub type FiringRow = Vec<(u32, f32)>;
+
 impl Firing {
     pub fn new(thresholds: Vec<f32>, inv_noise_std: Vec<f32>, factor_t: Vec<f32>) -> Firing {
         let n = thresholds.len();
@@ -63,7 +66,7 @@ impl Firing {
     /// (so a row is the same in any group): per row its shared Gaussian g first, then the tests
     /// in feature order. Returns sorted (feature, 0.0) lists, and each row's cuts of features
     /// `0..from` (the hierarchy's, tested later with [`Firing::test`], only where needed).
-    pub fn fire(&self, rngs: &mut [RowRng], from: usize) -> (Vec<Vec<(u32, f32)>>, Vec<Vec<f32>>) {
+    pub fn fire(&self, rngs: &mut [RowRng], from: usize) -> (Vec<FiringRow>, Vec<Vec<f32>>) {
         let g: Vec<Vec<f32>> = rngs
             .iter_mut()
             .map(|rng| {
