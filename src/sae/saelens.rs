@@ -261,6 +261,26 @@ fn read_float(
     len: usize,
     path: &Path,
 ) -> Result<Vec<f32>> {
+    let v = read_any_float(st, name, len, path)?;
+    // A NaN/Inf weight would make every score computed from this SAE a wrong number.
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(file_err(
+            path,
+            format!(
+                "tensor `{name}` holds a non-finite value ({}) at index {i}",
+                v[i]
+            ),
+        ));
+    }
+    Ok(v)
+}
+
+fn read_any_float(
+    st: &safetensors::SafeTensors,
+    name: &str,
+    len: usize,
+    path: &Path,
+) -> Result<Vec<f32>> {
     use safetensors::Dtype;
     let dtype = st.tensor(name).map(|t| t.dtype()).unwrap_or(Dtype::F32);
     if !matches!(dtype, Dtype::F16 | Dtype::BF16 | Dtype::F64) {
@@ -338,6 +358,30 @@ mod tests {
         std::fs::write(dir.path().join(CFG_FILE), cfg).unwrap();
         let err = load_saelens(dir.path()).unwrap_err().to_string();
         assert!(err.contains("`layer_norm` is not supported"), "{err}");
+
+        // A NaN weight is refused, naming the file and the tensor.
+        let mut nan = bytes.clone();
+        nan[3].2 = bf16(&[2.0, f32::NAN, 2.0]);
+        let views: Vec<(&str, safetensors::tensor::TensorView)> = nan
+            .iter()
+            .map(|(n, shape, b)| {
+                let v = safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::BF16,
+                    shape.clone(),
+                    b,
+                );
+                (*n, v.unwrap())
+            })
+            .collect();
+        safetensors::serialize_to_file(views, None, &wpath).unwrap();
+        let cfg = serde_json::json!({"architecture": "standard", "d_in": d, "d_sae": s});
+        std::fs::write(dir.path().join(CFG_FILE), cfg.to_string()).unwrap();
+        let err = load_saelens(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("sae_weights.safetensors")
+                && err.contains("tensor `b_dec` holds a non-finite value (NaN) at index 1"),
+            "{err}"
+        );
     }
 
     /// A gated SAE as SAELens 6 saves one (`save_inference_model`, float64; from
