@@ -81,6 +81,13 @@ fn main() {
     }
     let train = (batches * batch) as f64 / t.elapsed().as_secs_f64();
     println!("training step alone: {train:.0} samples/s ({d} → {d_sae}, batch {batch})");
+    match engine.last_recomputed {
+        Some(n) => println!(
+            "encoder: AMX bf16 screen, {:.2}% of pre-activations recomputed in f32",
+            100.0 * n as f64 / (batch * d_sae) as f64
+        ),
+        None => println!("encoder: f32 GEMM"),
+    }
 
     let t = Instant::now();
     for b in 0..batches {

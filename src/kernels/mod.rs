@@ -9,6 +9,8 @@
 //! - [`gelu_tanh`] and [`gelu_erf`] (gelu.rs): fast GELU.
 //! - [`layer_norm_rows`] and [`masked_softmax_rows`] (rows.rs): vectorised row kernels.
 //! - [`dot`] and [`axpy`] (vector.rs): f32 slice kernels of the sparse autoencoder.
+//! - [`screened::Screen`] (screened.rs, on [`amx`]): a ReLU encoder's pre-activations from
+//!   bf16 AMX tiles, recomputed in f32 wherever they may be positive.
 //! - `simd.rs`: the run-time choice of instruction set the row kernels (and the store) use.
 //!
 //! Why fused ops: at GPT-2-small sizes the matmuls already run at the CPU's limit, so the forward
@@ -21,11 +23,13 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Result, Tensor};
 
 mod add;
+pub mod amx;
 mod attention;
 mod gelu;
 mod layer_norm;
 mod matmul;
 mod rows;
+pub mod screened;
 pub(crate) mod simd;
 #[cfg(test)]
 mod testing;

@@ -18,6 +18,7 @@ use super::fast_rows::{
 use super::model::Sae;
 use super::optim::{adam_update, clip_coefficient, global_norm, AdamState, AdamStep};
 use super::step::{Engine, Reconstruction, StepConfig, StepStats};
+use crate::kernels::screened::Screen;
 use crate::kernels::{axpy, dot, matmul};
 
 /// Above this fraction of active (token, feature) pairs the dense GEMM path is faster.
@@ -31,6 +32,11 @@ pub struct FastEngine {
     pub force_dense: bool,
     /// Use the sparse path up to this density of active (token, feature) pairs.
     pub sparse_max_density: f64,
+    /// Never screen the encoder on AMX bf16 tiles (tests and benchmarks compare both).
+    pub f32_encoder: bool,
+    /// Entries of the last screened encode recomputed in f32 (`None`: the f32 GEMM ran).
+    pub last_recomputed: Option<u64>,
+    pub(super) screen: Screen,
     /// In `PARAM_NAMES` order (the gated pair empty unless the SAE is gated).
     pub(super) grads: [Vec<f32>; 6],
     /// `[B, S]`: pre-activations, then (dense path) the features; a gated SAE's `P`.
@@ -54,6 +60,9 @@ impl FastEngine {
             cfg,
             force_dense: false,
             sparse_max_density: SPARSE_MAX_DENSITY,
+            f32_encoder: false,
+            last_recomputed: None,
+            screen: Screen::default(),
             grads: lens.map(|n| vec![0.0; n]),
             pre: vec![],
             dpre_dense: vec![],
@@ -77,53 +86,13 @@ impl FastEngine {
         }
     }
 
-    /// xin (if centred) and `pre = xin · W_encᵀ (+ b_enc if bias)` into the scratch buffers.
-    pub(super) fn encode_pre(&mut self, x: &[f32], rows: usize, bias: bool) {
-        let (d, s) = (self.sae.d_in, self.sae.d_sae);
-        grow(&mut self.pre, rows * s);
-        if self.sae.apply_b_dec_to_input {
-            grow(&mut self.xin, rows * d);
-            let b_dec = &self.sae.b_dec;
-            self.xin[..rows * d]
-                .par_chunks_mut(d)
-                .zip(x.par_chunks(d))
-                .for_each(|(o, xr)| {
-                    o.iter_mut()
-                        .zip(xr.iter().zip(b_dec))
-                        .for_each(|(o, (a, b))| *o = a - b)
-                });
-        }
-        let b_enc = &self.sae.b_enc;
-        self.pre[..rows * s].par_chunks_mut(s).for_each(|row| {
-            if bias {
-                row.copy_from_slice(b_enc)
-            } else {
-                row.fill(0.0)
-            }
-        });
-        let xin: &[f32] = if self.sae.apply_b_dec_to_input {
-            &self.xin[..rows * d]
-        } else {
-            x
-        };
-        matmul(
-            (rows, s, d),
-            &mut self.pre,
-            true,
-            xin,
-            (d, 1),
-            &self.sae.w_enc,
-            (1, d),
-        );
-    }
-
     /// Forward and backward: fills `self.grads` and returns the statistics (grad_norm unset).
     pub fn backward(&mut self, x: &[f32], rows: usize, l1_coefficient: f32) -> StepStats {
         if self.sae.is_gated() {
             return self.backward_gated(x, rows, l1_coefficient);
         }
         let s = self.sae.d_sae;
-        self.encode_pre(x, rows, true);
+        self.encode_relu_pre(x, rows);
         let active: u64 = self.pre[..rows * s]
             .par_chunks(s * ROW_CHUNK)
             .map(|c| c.iter().filter(|&&v| v > 0.0).count() as u64)
@@ -371,7 +340,7 @@ impl Engine for FastEngine {
             return Ok(self.reconstruct_gated(x, rows));
         }
         let (d, s) = (self.sae.d_in, self.sae.d_sae);
-        self.encode_pre(x, rows, true);
+        self.encode_relu_pre(x, rows);
         let weights = self.l1_weights();
         let pre = &self.pre[..rows * s];
         let w_dec = &self.sae.w_dec;

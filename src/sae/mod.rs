@@ -14,6 +14,7 @@ pub mod downstream;
 pub mod eval_report;
 pub mod evaluate;
 pub mod fast;
+mod fast_encode;
 mod fast_gated;
 mod fast_rows;
 mod files;
