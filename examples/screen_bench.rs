@@ -3,9 +3,11 @@
 //!
 //!     cargo build --release --example screen_bench
 //!     target/release/examples/screen_bench [--rows 1024] [--d 768] [--s 4096] [--bias -0.05]
+//!     PARTS=1 target/release/examples/screen_bench --bias -0.2    # + each part on one thread
 
 use std::time::Instant;
 
+use unravel::kernels::amx::{available, convert, pack_b, Bf16Buf, Tiles};
 use unravel::kernels::matmul;
 use unravel::kernels::screened::Screen;
 
@@ -87,10 +89,10 @@ fn main() {
     );
 }
 
-#[allow(dead_code)]
-pub fn parts(x: &[f32], w: &[f32], rows: usize, d: usize, s: usize) {
-    use unravel::kernels::amx::{available, pack_b, Tiles};
-    assert!(available());
+/// Each part of the screen on one thread (`PARTS=1`; sizes must be multiples of 32).
+fn parts(x: &[f32], w: &[f32], rows: usize, d: usize, s: usize) {
+    assert!(available(), "no AMX here");
+    assert!([rows, d, s].iter().all(|n| n.is_multiple_of(32)));
     let _ = pack_b(w, s, d, d);
     let t = Instant::now();
     let packed = pack_b(w, s, d, d);
@@ -99,15 +101,15 @@ pub fn parts(x: &[f32], w: &[f32], rows: usize, d: usize, s: usize) {
         t.elapsed().as_secs_f64() * 1e3
     );
     let t = Instant::now();
-    let mut abuf = unravel::kernels::amx::Bf16Buf::zeros(x.len());
-    unravel::kernels::amx::convert(x, abuf.as_mut_slice());
+    let mut abuf = Bf16Buf::zeros(x.len());
+    convert(x, abuf.as_mut_slice());
     let a = abuf.as_slice();
     let packed = packed.as_slice();
     println!(
         "convert x (1 thread): {:.2} ms",
         t.elapsed().as_secs_f64() * 1e3
     );
-    let tiles = Tiles::configure();
+    let tiles = Tiles::configure().unwrap();
     let mut c = [0f32; 32 * 32];
     let t = Instant::now();
     for pair in 0..s / 32 {
@@ -121,22 +123,6 @@ pub fn parts(x: &[f32], w: &[f32], rows: usize, d: usize, s: usize) {
         e * 1e3,
         2.0 * (rows * d * s) as f64 / e / 1e9
     );
-    let mut ones = unravel::kernels::amx::Bf16Buf::zeros(a.len());
-    ones.as_mut_slice().fill(0x3f80);
-    let mut packed1 = unravel::kernels::amx::Bf16Buf::zeros(packed.len());
-    packed1.as_mut_slice().fill(0x3f80);
-    let (ones, packed1) = (ones.as_slice(), packed1.as_slice());
-    let t = Instant::now();
-    for pair in 0..s / 32 {
-        for m0 in (0..rows).step_by(32) {
-            tiles.block(&ones[m0 * d..], d, packed1, d / 32, pair * 2, &mut c);
-        }
-    }
-    let e = t.elapsed().as_secs_f64();
-    println!(
-        "tiles on ones (1 thread): {:.0} GFLOP/s",
-        2.0 * (rows * d * s) as f64 / e / 1e9
-    );
     let t = Instant::now();
     for _ in 0..s / 32 {
         for _ in (0..rows).step_by(32) {
@@ -145,7 +131,7 @@ pub fn parts(x: &[f32], w: &[f32], rows: usize, d: usize, s: usize) {
     }
     let e = t.elapsed().as_secs_f64();
     println!(
-        "tiles on one block (cache-resident, 1 thread): {:.0} GFLOP/s",
+        "tiles on the same block every time (operands in cache, 1 thread): {:.0} GFLOP/s",
         2.0 * (rows * d * s) as f64 / e / 1e9
     );
 }

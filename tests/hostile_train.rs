@@ -57,7 +57,7 @@ fn impossible_sizes_are_refused_before_allocating() {
         &r.stderr,
         &[
             "24 → 100000000 features",
-            "needs about 5.1 TB of memory (5052413370016 bytes)",
+            "needs about 5.1 TB of memory (5057213370016 bytes)",
             "is available",
             "lower --d-sae",
         ],

@@ -62,7 +62,7 @@ fn self_test() -> bool {
     let packed = pack_b(&b, 32, k, k);
     let mut c = [0f32; 32 * 32];
     {
-        let tiles = Tiles::configure();
+        let tiles = Tiles::configure_unchecked();
         tiles.block(a16.as_slice(), k, packed.as_slice(), k / TILE_K, 0, &mut c);
     }
     (0..32).all(|i| {
@@ -109,7 +109,7 @@ impl Bf16Buf {
 #[inline(always)]
 pub fn to_bf16(v: f32) -> u16 {
     let bits = v.to_bits();
-    ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) as u16
+    (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16
 }
 
 /// [`to_bf16`] over a slice.
@@ -164,15 +164,21 @@ pub fn pack_b_block(b: &[f32], n: usize, k: usize, ldb: usize, j: usize, block: 
     }
 }
 
-/// This thread's tile configuration, released on drop.
-pub struct Tiles(());
+/// This thread's tile configuration, released on drop; not `Send`, as the state is the thread's.
+pub struct Tiles(std::marker::PhantomData<*const ()>);
 
 #[repr(C, align(64))]
 struct TileConfig([u8; 64]);
 
 impl Tiles {
-    /// Configures the eight tiles as 16 rows × 64 bytes (callers check [`available`] first).
-    pub fn configure() -> Tiles {
+    /// Configures the eight tiles as 16 rows × 64 bytes, if AMX is [`available`].
+    pub fn configure() -> Option<Tiles> {
+        available().then(Tiles::configure_unchecked)
+    }
+
+    /// [`Tiles::configure`] once the kernel granted the tile state (the self-test runs before
+    /// `available` has its answer).
+    fn configure_unchecked() -> Tiles {
         let mut cfg = TileConfig([0; 64]);
         cfg.0[0] = 1; // palette 1
         for t in 0..8 {
@@ -185,7 +191,7 @@ impl Tiles {
         unsafe {
             std::arch::asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly));
         }
-        Tiles(())
+        Tiles(std::marker::PhantomData)
     }
 
     /// `c[32, 32] = a[32 rows from a, K] · (packed columns 2j', 2j'+1 of b)ᵀ` for the column
@@ -298,7 +304,7 @@ mod tests {
         }
         let packed = pack_b(&b, n, k, k);
         let (a16, packed) = (a16.as_slice(), packed.as_slice());
-        let tiles = Tiles::configure();
+        let tiles = Tiles::configure().unwrap();
         for pair in 0..2 {
             let mut c = [0f32; 32 * 32];
             tiles.block(a16, lda, packed, 3, pair * 2, &mut c);

@@ -96,7 +96,7 @@ impl Screen {
                     amx::convert(row, &mut a[r * lda..r * lda + d]);
                 }
                 let a = buf.as_slice();
-                let tiles = Tiles::configure();
+                let tiles = Tiles::configure().expect("AMX, checked by `prepare`");
                 let mut c = [0f32; 32 * 32];
                 let mut count = 0u64;
                 for pair in 0..s.div_ceil(32) {

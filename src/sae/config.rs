@@ -663,13 +663,18 @@ mod tests {
         let mut c = TrainConfig::resolve(base(), &hooks()).unwrap();
         c.d_sae = 100_000_000;
         c.d_in = 256;
-        // 7 copies of the 5.13e10 parameters (1.44 TB) and 3 batch × d_sae buffers (4.92 TB).
-        assert_eq!(c.memory_bytes(), 6_351_742_613_504);
+        // 7 copies of the 5.13e10 parameters (1.44 TB), 3 batch × d_sae buffers (4.92 TB) and
+        // W_enc in bf16 (51 GB).
+        assert_eq!(c.memory_bytes(), 6_402_942_613_504);
         c.d_sae = 128;
         c.d_in = 16;
         assert_eq!(
             c.memory_bytes(),
-            4 * (7 * (2 * 128 * 16 + 128 + 16) + 3 * 4096 * 128 + 2 * 4096 * 16 + 2 * 65536 * 16)
+            4 * (7 * (2 * 128 * 16 + 128 + 16)
+                + 3 * 4096 * 128
+                + 2 * 4096 * 16
+                + 2 * 65536 * 16
+                + 128 * 16 / 2)
         );
     }
 }

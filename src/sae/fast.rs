@@ -1,4 +1,5 @@
-//! The CPU f32 training engine: a dense GEMM for the encoder, sparse kernels for everything that
+//! The CPU f32 training engine: a dense GEMM for the encoder (on AMX bf16 tiles, exact where
+//! positive, when the CPU has them: `fast_encode.rs`), sparse kernels for everything that
 //! touches the (few) active features, fused Adam. See [`crate::sae::step`] for the maths.
 //!
 //! Cost per step with B tokens, d inputs, S features and L0 active features per token:

@@ -46,7 +46,8 @@ impl FastEngine {
     }
 
     /// [`FastEngine::encode_pre`] with the bias, for a ReLU: screened on AMX bf16 tiles where the
-    /// CPU has them (exact wherever positive: [`Screen`]), else the f32 GEMM.
+    /// CPU has them (exact wherever positive: [`crate::kernels::screened::Screen`]), else the
+    /// f32 GEMM.
     ///
     /// Screening pays only while few pre-activations are near or above zero (each one is
     /// recomputed), so the first [`SCREEN_PROBE`] rows are screened and, if more than
@@ -103,5 +104,4 @@ impl FastEngine {
                 });
         }
     }
-
 }

@@ -11,7 +11,8 @@ impl TrainConfig {
     /// weights, gradients and the two Adam moments (4 copies of the parameters), a checkpoint's
     /// snapshot of weights and moments (3 more), per batch the pre-activations, features and
     /// their gradients (3 × batch × d_sae) and the inputs (2 × batch × d_in), and the loader's
-    /// shuffle window and the one decoded ahead (2 × shuffle_buffer × d_in), all f32.
+    /// shuffle window and the one decoded ahead (2 × shuffle_buffer × d_in), all f32, and W_enc
+    /// once more in bf16.
     pub fn memory_bytes(&self) -> u64 {
         use crate::memory::product;
         let (d_in, d_sae, batch) = (self.d_in as u64, self.d_sae as u64, self.batch as u64);
@@ -21,7 +22,9 @@ impl TrainConfig {
         let floats = product(&[7, params])
             .saturating_add(product(&[3, batch, d_sae]))
             .saturating_add(product(&[2, batch, d_in]))
-            .saturating_add(product(&[2, self.shuffle_buffer as u64, d_in]));
+            .saturating_add(product(&[2, self.shuffle_buffer as u64, d_in]))
+            // W_enc packed as bf16 tiles for the AMX screen (`kernels/screened.rs`): ½ float each.
+            .saturating_add(product(&[d_sae, d_in]) / 2);
         product(&[4, floats])
     }
 
