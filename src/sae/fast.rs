@@ -13,8 +13,8 @@
 use rayon::prelude::*;
 
 use super::fast_rows::{
-    active_by_row, by_feature, col_sums, fired_counts, grow, residual_gradient,
-    subtract_weighted_rows, ROW_CHUNK,
+    active_by_row, by_feature, col_sums, fired_counts, grow, reconstruction_stats,
+    residual_gradient, squared_distance, subtract_weighted_rows, RowStats, ROW_CHUNK,
 };
 use super::model::Sae;
 use super::optim::{adam_update, clip_coefficient, global_norm, AdamState, AdamStep};
@@ -346,7 +346,7 @@ impl Engine for FastEngine {
         let pre = &self.pre[..rows * s];
         let w_dec = &self.sae.w_dec;
         let mut x_hat = vec![0f32; rows * d];
-        let per_row: Vec<(f64, f64, u64, Vec<u32>)> = x_hat
+        let per_row: Vec<RowStats> = x_hat
             .par_chunks_mut(d)
             .zip(x.par_chunks(d))
             .zip(pre.par_chunks(s))
@@ -361,30 +361,10 @@ impl Engine for FastEngine {
                         idx.push(i as u32);
                     }
                 }
-                let sq = xh
-                    .iter()
-                    .zip(xr)
-                    .map(|(a, b)| ((a - b) as f64).powi(2))
-                    .sum::<f64>();
-                (sq, l1, idx.len() as u64, idx)
+                (squared_distance(xh, xr), l1, idx)
             })
             .collect();
-        let mut stats = StepStats {
-            rows,
-            sq_err: 0.0,
-            l1_sum: 0.0,
-            active: 0,
-            fired: vec![0; s],
-            grad_norm: 0.0,
-        };
-        for (sq, l1, n, idx) in per_row {
-            stats.sq_err += sq;
-            stats.l1_sum += l1;
-            stats.active += n;
-            for i in idx {
-                stats.fired[i as usize] += 1;
-            }
-        }
+        let stats = reconstruction_stats(rows, s, per_row);
         Ok(Reconstruction { x_hat, stats })
     }
 

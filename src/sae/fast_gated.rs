@@ -8,7 +8,10 @@
 use rayon::prelude::*;
 
 use super::fast::FastEngine;
-use super::fast_rows::{by_feature, col_sums, grow, subtract_weighted_rows};
+use super::fast_rows::{
+    by_feature, col_sums, grow, reconstruction_stats, squared_distance, subtract_weighted_rows,
+    RowStats,
+};
 use super::step::{Reconstruction, StepStats};
 use crate::kernels::{axpy, dot};
 
@@ -189,7 +192,7 @@ impl FastEngine {
         let weights = self.sae.decoder_norms();
         let sae = &self.sae;
         let mut x_hat = vec![0f32; rows * d];
-        let per_row: Vec<(f64, f64, Vec<u32>)> = x_hat
+        let per_row: Vec<RowStats> = x_hat
             .par_chunks_mut(d)
             .zip(x.par_chunks(d))
             .zip(per_row.par_iter())
@@ -204,30 +207,10 @@ impl FastEngine {
                     }
                     l1 += ((p + sae.b_enc[i as usize]) * weights[i as usize]) as f64;
                 }
-                let sq = xh
-                    .iter()
-                    .zip(xr)
-                    .map(|(a, b)| ((a - b) as f64).powi(2))
-                    .sum::<f64>();
-                (sq, l1, on)
+                (squared_distance(xh, xr), l1, on)
             })
             .collect();
-        let mut stats = StepStats {
-            rows,
-            sq_err: 0.0,
-            l1_sum: 0.0,
-            active: 0,
-            fired: vec![0; s],
-            grad_norm: 0.0,
-        };
-        for (sq, l1, on) in per_row {
-            stats.sq_err += sq;
-            stats.l1_sum += l1;
-            stats.active += on.len() as u64;
-            for i in on {
-                stats.fired[i as usize] += 1;
-            }
-        }
+        let stats = reconstruction_stats(rows, s, per_row);
         Reconstruction { x_hat, stats }
     }
 }

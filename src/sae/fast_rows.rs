@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::step::StepStats;
 use crate::kernels::axpy;
 
 /// Rows per task in row-parallel loops and reductions.
@@ -113,6 +114,35 @@ pub(super) fn col_sums(x: &[f32], n: usize) -> Vec<f32> {
         total.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
     }
     total
+}
+
+/// A reconstruction's statistics from its rows: (squared error, L1 term, active features).
+pub(super) fn reconstruction_stats(rows: usize, s: usize, per_row: Vec<RowStats>) -> StepStats {
+    let mut stats = StepStats {
+        rows,
+        sq_err: 0.0,
+        l1_sum: 0.0,
+        active: 0,
+        fired: vec![0; s],
+        grad_norm: 0.0,
+    };
+    for (sq, l1, on) in per_row {
+        stats.sq_err += sq;
+        stats.l1_sum += l1;
+        stats.active += on.len() as u64;
+        for i in on {
+            stats.fired[i as usize] += 1;
+        }
+    }
+    stats
+}
+
+/// One row of [`reconstruction_stats`].
+pub(super) type RowStats = (f64, f64, Vec<u32>);
+
+/// `Σ (a − b)²` in f64.
+pub(super) fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum()
 }
 
 pub(super) fn grow(v: &mut Vec<f32>, n: usize) {
