@@ -8,6 +8,7 @@
 #
 # A recipe may carry extra train flags after a colon, e.g. `april-2024:--lr=1e-3`; the name
 # `fixed6` runs april-2024 at a fixed λ 6 with no steering (the issue's own measurement).
+# TARGETS="20" runs only that target L0.
 set -euo pipefail
 bin=$1 out=$2 tokens=$3
 shift 3
@@ -16,7 +17,7 @@ for spec in "$@"; do
     recipe=${spec%%:*}
     extra=""
     [[ $spec == *:* ]] && extra=${spec#*:}
-    targets="25 20"
+    targets=${TARGETS:-25 20}
     [[ $recipe == fixed6 ]] && targets="none"
     for l0 in $targets; do
         name=$(echo "$spec" | tr ':=' '__' | tr -d -- '-' )-l0$l0

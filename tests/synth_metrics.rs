@@ -151,14 +151,14 @@ fn target_l0_lands_within_one_of_the_target() {
     let tmp = tempfile::tempdir().unwrap();
     let acts = tmp.path().join("acts");
     synth(&acts, "32768", "11");
-    // λ 3 alone ends at L0 ≈ 2.9 here; ask for 2 (λ must rise) and 12 (λ must fall).
-    for target in ["2", "12"] {
+    // λ 3 alone ends at L0 ≈ 2.9 here; ask for 2 (λ must rise; the target annealed from the
+    // first steered step's L0) and 12 (λ must fall; steered to 12 from the start).
+    let annealed = ["--target-l0-from", "0.1", "--target-l0-anneal", "0.6"];
+    let direct = ["--target-l0-anneal", "0"];
+    for (target, extra) in [("2", &annealed[..]), ("12", &direct[..])] {
         let run = tmp.path().join(format!("t{target}"));
-        train(
-            &acts,
-            &run,
-            &["--l1-coefficient", "3", "--target-l0", target],
-        );
+        let flags = [&["--l1-coefficient", "3", "--target-l0", target][..], extra].concat();
+        train(&acts, &run, &flags);
         let l0 = json(&run.join("eval.json"))["l0"].as_f64().unwrap();
         let k: f64 = target.parse().unwrap();
         assert!((l0 - k).abs() <= 1.0, "target {k}: final L0 {l0}");
@@ -175,7 +175,8 @@ fn target_l0_lands_within_one_of_the_target() {
         let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
         assert!(saved.contains(&format!("target_l0 = {k:?}")), "{saved}");
     }
-    // The controller's state is in the checkpoint: a crashed run resumes to the same weights.
+    // The controller's state, the annealed target's start included, is in the checkpoint: a
+    // crashed run resumes to the same weights.
     let crashed = tmp.path().join("crashed");
     let (a, c) = (p(&acts), p(&crashed));
     let args = [
@@ -201,7 +202,11 @@ fn target_l0_lands_within_one_of_the_target() {
         "--l1-coefficient",
         "3",
         "--target-l0",
-        "12",
+        "2",
+        "--target-l0-from",
+        "0.1",
+        "--target-l0-anneal",
+        "0.6",
         "--checkpoint-every",
         "51200",
     ];
@@ -210,7 +215,7 @@ fn target_l0_lands_within_one_of_the_target() {
     ok(&["train", "--resume", &c]);
     let weights = |d: &std::path::Path| std::fs::read(d.join("sae_weights.safetensors")).unwrap();
     assert!(
-        weights(&crashed) == weights(&tmp.path().join("t12")),
+        weights(&crashed) == weights(&tmp.path().join("t2")),
         "resumed weights differ"
     );
 }

@@ -293,6 +293,8 @@ fn partial_from(c: &TrainConfig) -> PartialConfig {
         lr: Some(c.lr),
         l1_coefficient: Some(c.l1_coefficient),
         target_l0: c.target_l0,
+        target_l0_from: c.target_l0_from,
+        target_l0_anneal: c.target_l0_anneal,
         lr_warmup_frac: Some(c.lr_warmup_frac),
         lr_decay_frac: Some(c.lr_decay_frac),
         l1_warmup_frac: Some(c.l1_warmup_frac),

@@ -77,6 +77,16 @@ pub struct PartialConfig {
     #[arg(long, value_name = "K", value_parser = crate::flag_values::positive_f64, allow_negative_numbers = true)]
     #[serde(alias = "target-l0")]
     pub target_l0: Option<f64>,
+    /// With --target-l0: the fraction of the run after which λ is steered (default: the end of
+    /// λ's warm-up); before it λ is --l1-coefficient as scheduled.
+    #[arg(long, value_name = "FRAC", value_parser = crate::flag_values::fraction, allow_negative_numbers = true)]
+    #[serde(alias = "target-l0-from")]
+    pub target_l0_from: Option<f64>,
+    /// With --target-l0: the fraction of the run by which the steered target reaches K, moving
+    /// log-linearly from the L0 at the first steered step (default 0.75; 0: K from the start).
+    #[arg(long, value_name = "FRAC", value_parser = crate::flag_values::fraction, allow_negative_numbers = true)]
+    #[serde(alias = "target-l0-anneal")]
+    pub target_l0_anneal: Option<f64>,
     /// Seed of the initialisation and the shuffle.
     #[arg(long, value_parser = crate::flag_values::whole::<u64>, allow_negative_numbers = true)]
     pub seed: Option<u64>,
@@ -207,6 +217,8 @@ impl PartialConfig {
             lr,
             l1_coefficient,
             target_l0,
+            target_l0_from,
+            target_l0_anneal,
             lr_warmup_frac,
             lr_decay_frac,
             l1_warmup_frac,
@@ -262,6 +274,13 @@ pub struct TrainConfig {
     /// Steer λ to end at this L0 ([`super::target_l0`]); absent: λ as scheduled.
     #[serde(default)]
     pub target_l0: Option<f64>,
+    /// Fraction of the run after which λ is steered (absent: the end of λ's warm-up).
+    #[serde(default)]
+    pub target_l0_from: Option<f64>,
+    /// Fraction of the run by which the steered target has annealed to K (absent: K throughout,
+    /// as in runs saved before it existed).
+    #[serde(default)]
+    pub target_l0_anneal: Option<f64>,
     /// Fraction of steps with linearly rising LR (0: none).
     pub lr_warmup_frac: f64,
     /// Fraction of steps, at the end, with LR falling linearly to 0.
@@ -371,6 +390,10 @@ impl TrainConfig {
                 .unwrap_or_else(|| default_lr(recipe, tokens.div_ceil(batch.max(1) as u64))),
             l1_coefficient: p.l1_coefficient.unwrap_or(5.0),
             target_l0: p.target_l0,
+            target_l0_from: p.target_l0_from,
+            target_l0_anneal: p
+                .target_l0_anneal
+                .or(p.target_l0.map(|_| super::target_l0::DEFAULT_ANNEAL)),
             lr_warmup_frac: p.lr_warmup_frac.unwrap_or(0.0),
             lr_decay_frac: p.lr_decay_frac.unwrap_or(if april { 0.2 } else { 0.0 }),
             l1_warmup_frac: p.l1_warmup_frac.unwrap_or(if april { 0.05 } else { 0.0 }),

@@ -463,39 +463,56 @@ fn screened_encoder_trains_as_the_f32_encoder() {
         eprintln!("no AMX on this CPU: skipped");
         return;
     }
+    for gated in [false, true] {
+        screened_trains_as_f32(gated);
+    }
+}
+
+fn screened_trains_as_f32(gated: bool) {
     let (d, s, rows) = (64, 512, 300);
-    let mut sae = sae(d, s, true, 4);
+    let mut sae = if gated {
+        Sae::init_gated(d, s, 0.1, 4)
+    } else {
+        sae(d, s, true, 4)
+    };
+    let new = |sae: &Sae| FastEngine::new(sae.clone(), AdamState::zeros(lens(sae)), cfg(true));
     // Sparse: lower the encoder biases until under 1% of the pre-activations are positive.
     let x0 = data(rows, d, 200);
     loop {
-        let mut probe = FastEngine::new(sae.clone(), AdamState::zeros(lens(&sae)), cfg(true));
+        let mut probe = new(&sae);
         probe.f32_encoder = true;
         if (probe.backward(&x0, rows, 0.3).active as f64) < 0.01 * (rows * s) as f64 {
             break;
         }
         sae.b_enc.iter_mut().for_each(|b| *b -= 0.01);
     }
-    let mut screened = FastEngine::new(sae.clone(), AdamState::zeros(lens(&sae)), cfg(true));
-    let mut f32_only = FastEngine::new(sae.clone(), AdamState::zeros(lens(&sae)), cfg(true));
+    let mut screened = new(&sae);
+    let mut f32_only = new(&sae);
     f32_only.f32_encoder = true;
     for step in 0..8 {
         let x = data(rows, d, 200 + step);
         let a = screened.backward(&x, rows, 0.3);
         let b = f32_only.backward(&x, rows, 0.3);
         let density = b.active as f64 / (rows * s) as f64;
-        let recomputed = screened
-            .last_recomputed
-            .unwrap_or_else(|| panic!("step {step}: the screen did not run (density {density})"));
-        let density = b.active as f64 / (rows * s) as f64;
-        assert!(density > 0.002 && density < 0.02, "density {density}");
+        let recomputed = screened.last_recomputed.unwrap_or_else(|| {
+            panic!("gated {gated} step {step}: the screen did not run (density {density})")
+        });
+        // Gated: `active` counts features on (f > 0), a subset of the open gates recomputed.
+        assert!(
+            density > 0.001 && density < 0.03,
+            "gated {gated}: density {density}"
+        );
         assert!(recomputed >= b.active && (recomputed as f64) < 0.04 * (rows * s) as f64);
         assert_eq!(f32_only.last_recomputed, None);
-        assert_eq!(a.active, b.active, "step {step}");
-        assert_eq!(a.fired, b.fired, "step {step}");
+        assert_eq!(a.active, b.active, "gated {gated} step {step}");
+        assert_eq!(a.fired, b.fired, "gated {gated} step {step}");
         assert!((a.sq_err - b.sq_err).abs() < 1e-5 * b.sq_err, "step {step}");
-        for k in 0..4 {
+        for k in 0..6 {
             let err = max_rel(&screened.grads()[k], &f32_only.grads()[k]);
-            assert!(err < 1e-5, "step {step} grad {k}: rel err {err}");
+            assert!(
+                err < 1e-5,
+                "gated {gated} step {step} grad {k}: rel err {err}"
+            );
         }
         screened.step(&x, rows, 1e-3, 0.3).unwrap();
         f32_only.step(&x, rows, 1e-3, 0.3).unwrap();
@@ -505,10 +522,10 @@ fn screened_encoder_trains_as_the_f32_encoder() {
     // Adam's m/√v turns f32-order differences in tiny gradients into visible ones.
     for (k, (x, y)) in pa.params().iter().zip(pb.params()).enumerate() {
         let err = max_rel(x, y);
-        assert!(err < 1e-4, "parameter {k}: rel err {err}");
+        assert!(err < 1e-4, "gated {gated} parameter {k}: rel err {err}");
     }
     // A dense batch (all biases high) is left to the f32 GEMM by the probe.
-    let mut dense = FastEngine::new(sae.clone(), AdamState::zeros(lens(&sae)), cfg(true));
+    let mut dense = new(&sae);
     dense.sae.b_enc.iter_mut().for_each(|b| *b += 1.0);
     dense.backward(&data(rows, d, 7), rows, 0.3);
     assert_eq!(dense.last_recomputed, None);

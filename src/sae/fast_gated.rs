@@ -19,9 +19,10 @@ use crate::kernels::{axpy, dot};
 type Active = Vec<(Vec<u32>, Vec<f32>)>;
 
 impl FastEngine {
-    /// `P` into `self.pre` (no bias), and per row the features whose gate is open.
+    /// Per row the features whose gate is open, π_gate = P + b_gate > 0, with their `P`. Only
+    /// positive π_gate are read, so the encoder may be the screened one (exact there).
     fn gated_active(&mut self, x: &[f32], rows: usize) -> Active {
-        self.encode_pre(x, rows, false);
+        self.encode_relu_pre(x, rows);
         let s = self.sae.d_sae;
         let b_gate = &self.sae.b_enc;
         self.pre[..rows * s]
@@ -29,10 +30,10 @@ impl FastEngine {
             .map(|r| {
                 let mut idx = vec![];
                 let mut val = vec![];
-                for (i, &p) in r.iter().enumerate() {
-                    if p + b_gate[i] > 0.0 {
+                for (i, &pi) in r.iter().enumerate() {
+                    if pi > 0.0 {
                         idx.push(i as u32);
-                        val.push(p);
+                        val.push(pi - b_gate[i]);
                     }
                 }
                 (idx, val)

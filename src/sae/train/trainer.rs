@@ -117,17 +117,13 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    /// `--target-l0`: after λ's warm-up, moves λ's factor by the step's batch L0.
+    /// `--target-l0`: moves λ's factor by the step's batch L0 ([`crate::sae::target_l0`]).
     fn steer_l1(&mut self, lr: f32, l0: f64) {
         let cfg = self.cfg;
-        let Some(target) = cfg.target_l0 else {
-            return;
-        };
-        let warm = (cfg.l1_warmup_frac * cfg.total_steps() as f64).round() as u64;
-        if self.counters.step >= warm {
-            let gain = crate::sae::target_l0::gain(cfg.total_steps());
+        if let Some(steering) = crate::sae::target_l0::Steering::of(cfg) {
             let lr_frac = lr as f64 / cfg.lr as f64;
-            self.counters.l0_control.update(l0, target, gain, lr_frac);
+            let step = self.counters.step;
+            self.counters.l0_control.steer(&steering, step, l0, lr_frac);
         }
     }
 
