@@ -32,6 +32,12 @@ def read_run(run: pathlib.Path):
     recipe = re.search(r'recipe = "([^"]+)"', config).group(1)
     target = re.search(r"target_l0 = ([0-9.]+)", config)
     label = f"{recipe}, L0 {float(target.group(1)):g}" if target else f"{recipe}, fixed λ"
+    anneal = re.search(r"target_l0_anneal = ([0-9.]+)", config)
+    if target and anneal and float(anneal.group(1)) > 0:
+        label += " annealed"
+    start = re.search(r"target_l0_from = ([0-9.]+)", config)
+    if target and start:
+        label += f" from {float(start.group(1)):g}"
     s = verify["samples"]
     return label, samples, verify["mcc"], s["f1"], s["l0"], s["explained_variance"]
 
