@@ -13,6 +13,9 @@ ours with the absolute difference; the check passes when all differ by less than
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install sae-lens
     /tmp/venv/bin/python scripts/metrics_vs_saelens.py [--unravel target/debug/unravel]
         [--out tests/fixtures/metrics_vs_saelens.json]
+
+To check an existing trained run (e.g. one trained on `--synth synth-sae-bench-16k`) rather than
+these planted cases, see scripts/run_vs_saelens.py, which reuses the pieces below.
 """
 
 import argparse
@@ -120,6 +123,13 @@ def case(unravel, work, name, synth_flags, train_flags, samples):
         theirs = eval_sae_on_synthetic_data(
             sae, Dictionary(directions, torch.from_numpy(rows[start:])), Codes(dense[start:]),
             num_samples=samples, batch_size=2048)
+    shape = {"features": n, "d_sae": sae.cfg.d_sae, "d": directions.shape[1], "samples": samples}
+    return shape, compare(ours, theirs)
+
+
+def compare(ours, theirs):
+    """Our verify.json beside SAELens's SyntheticDataEvalResult: {metric: {unravel, saelens,
+    abs_diff}}."""
     s = ours["samples"]
     pairs = {
         "mcc": (ours["mcc"], theirs.mcc),
@@ -134,9 +144,16 @@ def case(unravel, work, name, synth_flags, train_flags, samples):
         "f1": (s["f1"], theirs.classification.f1_score),
         "accuracy": (s["accuracy"], theirs.classification.accuracy),
     }
-    out = {k: {"unravel": a, "saelens": b, "abs_diff": abs(a - b)} for k, (a, b) in pairs.items()}
-    shape = {"features": n, "d_sae": sae.cfg.d_sae, "d": directions.shape[1], "samples": samples}
-    return shape, out
+    return {k: {"unravel": a, "saelens": b, "abs_diff": abs(a - b)} for k, (a, b) in pairs.items()}
+
+
+def print_table(out):
+    """The metrics side by side, each with |diff| and PASS/FAIL at TOL; returns the worst |diff|."""
+    print(f"  {'metric':<20} {'unravel':>12} {'SAELens':>12} {'|diff|':>10}")
+    for k, v in out.items():
+        verdict = "PASS" if v["abs_diff"] < TOL else "FAIL"
+        print(f"  {k:<20} {v['unravel']:>12.6f} {v['saelens']:>12.6f} {v['abs_diff']:>10.2e}  {verdict}")
+    return max(v["abs_diff"] for v in out.values())
 
 
 def scale_case(unravel, work):
@@ -184,10 +201,7 @@ def main():
             results[name] = {"shape": shape, "synth": synth_flags, "train": train_flags,
                              "metrics": out}
             print(f"{name}: {shape}")
-            print(f"  {'metric':<20} {'unravel':>12} {'SAELens':>12} {'|diff|':>10}")
-            for k, v in out.items():
-                print(f"  {k:<20} {v['unravel']:>12.6f} {v['saelens']:>12.6f} {v['abs_diff']:>10.2e}")
-                worst = max(worst, v["abs_diff"])
+            worst = max(worst, print_table(out))
     summary = {"sae_lens": sae_lens.__version__, "torch": torch.__version__, "tolerance": TOL,
                "max_abs_diff": worst, "cases": results}
     print(f"sae_lens {sae_lens.__version__}: max |diff| {worst:.2e} (tolerance {TOL})")
