@@ -58,21 +58,21 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4), sharex=True)
     for ax, (name, col) in zip(axes, [("MCC", 2), ("F1", 3)]):
         for label in sorted({r[0] for r in rows}):
             pts = sorted((r[1], r[col]) for r in rows if r[0] == label)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"unravel {label}")
         for i, (label, mcc, f1) in enumerate(PUBLISHED):
-            ax.plot([200e6], [mcc if col == 2 else f1], "s", color=f"C{5 + i}",
-                    label=f"SAELens {label} (published)")
+            ax.plot([200e6], [mcc if col == 2 else f1], "sD^v"[i], color="black",
+                    fillstyle="none", label=f"SAELens {label} (published)")
         ax.set_xscale("log")
         ax.set_xlabel("training samples")
         ax.set_ylabel(name)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
         ax.set_title(f"SynthSAEBench-16k, width 4096: {name}")
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
