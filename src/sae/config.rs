@@ -445,6 +445,18 @@ impl TrainConfig {
         if !(self.l1_coefficient >= 0.0 && self.l1_coefficient.is_finite()) {
             return err("--l1-coefficient must be a non-negative number");
         }
+        if self.target_l0.is_none() {
+            for (flag, v) in [
+                ("--target-l0-from", self.target_l0_from),
+                ("--target-l0-anneal", self.target_l0_anneal),
+            ] {
+                if v.is_some() {
+                    return err(&format!(
+                        "{flag} shapes --target-l0's steering: give --target-l0 K too"
+                    ));
+                }
+            }
+        }
         if let Some(k) = self.target_l0 {
             if !(k > 0.0 && k.is_finite()) {
                 return err("--target-l0 must be a positive number");
@@ -669,6 +681,18 @@ mod tests {
             ..base()
         };
         assert!(TrainConfig::resolve(p, &hooks()).is_err());
+        // The steering's shape is saved (the anneal by default), and needs a target.
+        let anneal = |c: TrainConfig| (c.target_l0_from, c.target_l0_anneal);
+        assert_eq!(anneal(c), (None, Some(0.75)));
+        let p = PartialConfig {
+            target_l0_anneal: Some(0.5),
+            ..base()
+        };
+        let e = TrainConfig::resolve(p, &hooks()).unwrap_err().to_string();
+        assert!(
+            e.contains("--target-l0-anneal") && e.contains("give --target-l0 K"),
+            "{e}"
+        );
     }
 
     #[test]
