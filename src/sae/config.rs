@@ -22,9 +22,16 @@ use super::{Result, SaeError};
 
 mod recipe;
 mod schedule;
+mod validate;
 
 pub use recipe::{EngineChoice, Recipe};
 pub use schedule::default_lr;
+
+/// `--target-l0-anneal`'s default ([`super::target_l0`]): on SynthSAEBench-16k at 4M samples
+/// steered to L0 20 this way, gated ends with F1 0.674 and MCC 0.621 (0.247 and 0.369 steered to
+/// 20 from the start), and april-2024 with 0.326 and 0.368 (0.196 and 0.308; 0.290 and 0.344 at
+/// a fixed λ); BENCHMARKS.md, "The annealed target".
+pub const DEFAULT_TARGET_L0_ANNEAL: f64 = 0.75;
 
 /// Every setting, all optional: what a TOML file or the command line gives. This one type is
 /// the train command's flags (clap), a `--config` file's keys and a run config's `[train]`
@@ -393,7 +400,7 @@ impl TrainConfig {
             target_l0_from: p.target_l0_from,
             target_l0_anneal: p
                 .target_l0_anneal
-                .or(p.target_l0.map(|_| super::target_l0::DEFAULT_ANNEAL)),
+                .or(p.target_l0.map(|_| DEFAULT_TARGET_L0_ANNEAL)),
             lr_warmup_frac: p.lr_warmup_frac.unwrap_or(0.0),
             lr_decay_frac: p.lr_decay_frac.unwrap_or(if april { 0.2 } else { 0.0 }),
             l1_warmup_frac: p.l1_warmup_frac.unwrap_or(if april { 0.05 } else { 0.0 }),
@@ -426,89 +433,6 @@ impl TrainConfig {
         };
         cfg.validate()?;
         Ok(cfg)
-    }
-
-    fn validate(&self) -> Result<()> {
-        let err = |m: &str| Err(SaeError::Config(m.to_string()));
-        if self.d_sae == 0 {
-            return err("--d-sae must be at least 1");
-        }
-        if self.batch == 0 {
-            return err("--batch must be at least 1");
-        }
-        if self.tokens < self.batch as u64 {
-            return err("--tokens must be at least one batch (--batch)");
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return err("--lr must be a positive number");
-        }
-        if !(self.l1_coefficient >= 0.0 && self.l1_coefficient.is_finite()) {
-            return err("--l1-coefficient must be a non-negative number");
-        }
-        if self.target_l0.is_none() {
-            for (flag, v) in [
-                ("--target-l0-from", self.target_l0_from),
-                ("--target-l0-anneal", self.target_l0_anneal),
-            ] {
-                if v.is_some() {
-                    return err(&format!(
-                        "{flag} shapes --target-l0's steering: give --target-l0 K too"
-                    ));
-                }
-            }
-        }
-        if let Some(k) = self.target_l0 {
-            if !(k > 0.0 && k.is_finite()) {
-                return err("--target-l0 must be a positive number");
-            }
-            if self.l1_coefficient == 0.0 {
-                return err("--target-l0 scales λ, which cannot start at --l1-coefficient 0");
-            }
-        }
-        for (name, v) in [
-            ("lr_warmup_frac", self.lr_warmup_frac),
-            ("lr_decay_frac", self.lr_decay_frac),
-            ("l1_warmup_frac", self.l1_warmup_frac),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(SaeError::Config(format!(
-                    "{name} must be in [0, 1], got {v}"
-                )));
-            }
-        }
-        if self.lr_warmup_frac + self.lr_decay_frac > 1.0 {
-            return err("lr_warmup_frac + lr_decay_frac must be at most 1");
-        }
-        if self.log_every == 0 {
-            return err("--log-every must be at least 1");
-        }
-        if self.eval_tokens == 0 {
-            return err("--eval-tokens must be at least 1");
-        }
-        if self.shuffle_buffer == 0 {
-            return err("--shuffle-buffer must be at least 1");
-        }
-        if self.scale_tokens == 0 || self.resample_inputs == 0 {
-            return err("scale_tokens and resample_inputs must be at least 1");
-        }
-        if !((0.0..1.0).contains(&self.beta1) && (0.0..1.0).contains(&self.beta2)) {
-            return err("beta1 and beta2 must be in [0, 1)");
-        }
-        if !(self.adam_eps > 0.0 && self.adam_eps.is_finite()) {
-            return err("adam_eps must be a positive number");
-        }
-        if !(self.dec_init_norm > 0.0 && self.dec_init_norm.is_finite()) {
-            return err("dec_init_norm must be a positive number");
-        }
-        if let Some(c) = self.clip_norm {
-            if !(c > 0.0 && c.is_finite()) {
-                return err("clip_norm must be a positive number (leave it out for no clipping)");
-            }
-        }
-        if self.dead_window == 0 {
-            return err("dead_window must be at least 1 token");
-        }
-        Ok(())
     }
 
     /// The fields whose change makes a resumed run differ from the original.

@@ -12,19 +12,14 @@
 //!
 //! Steering hard early in a run, while features are still forming, costs features (a λ raised
 //! to 2× its fixed value by a tenth of the run kills features that a fixed λ keeps). So by
-//! default the target anneals: `--target-l0-anneal A` (default [`DEFAULT_ANNEAL`]) moves it
+//! default the target anneals: `--target-l0-anneal A` (default
+//! [`crate::sae::config::DEFAULT_TARGET_L0_ANNEAL`]) moves it
 //! log-linearly from the L0 of the first steered step to K by fraction A of the run, and
 //! `--target-l0-from F` starts the steering only at fraction F.
 
 use serde::{Deserialize, Serialize};
 
 use crate::sae::config::TrainConfig;
-
-/// `--target-l0-anneal`'s default: on SynthSAEBench-16k at 4M samples steered to L0 20 this way,
-/// gated ends with F1 0.674 and MCC 0.621 (0.247 and 0.369 steered to 20 from the start), and
-/// april-2024 with 0.326 and 0.368 (0.196 and 0.308; 0.290 and 0.344 at a fixed λ); BENCHMARKS.md,
-/// "The annealed target".
-pub const DEFAULT_ANNEAL: f64 = 0.75;
 
 /// The controller's state: ln of the factor on the scheduled λ.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
