@@ -101,18 +101,23 @@ class Codes:
         return out
 
 
+def verify_and_truth(unravel, synth, sae_dir, samples, ours_path):
+    """`unravel verify` of the SAE on the dataset's last `samples` rows (its JSON), and the
+    dataset's ground truth with its planted directions as f32."""
+    run([unravel, "verify", "--truth", synth, "--sae", sae_dir, "--samples", str(samples),
+         "--json", ours_path])
+    ours = json.load(open(ours_path))
+    truth = load_file(os.path.join(synth, "__unravel__", "truth", "ground_truth.safetensors"))
+    return ours, truth, truth["directions"].float()
+
+
 def case(unravel, work, name, synth_flags, train_flags, samples):
     synth, sae_dir = os.path.join(work, name, "synth"), os.path.join(work, name, "sae")
     run([unravel, "synth", *synth_flags, "--tokens", "40000", "--save-activations", "--out", synth])
     run([unravel, "train", "--acts", synth, *train_flags, "--tokens", "400000", "--batch", "1024",
          "--out", sae_dir])
-    ours_path = os.path.join(work, name, "verify.json")
-    run([unravel, "verify", "--truth", synth, "--sae", sae_dir, "--samples", str(samples),
-         "--json", ours_path])
-    ours = json.load(open(ours_path))
-
-    truth = load_file(os.path.join(synth, "__unravel__", "truth", "ground_truth.safetensors"))
-    directions = truth["directions"].float()
+    ours, truth, directions = verify_and_truth(unravel, synth, sae_dir, samples,
+                                               os.path.join(work, name, "verify.json"))
     n = directions.shape[0]
     rows = dataset_rows(synth)
     start = rows.shape[0] - samples

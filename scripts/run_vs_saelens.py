@@ -31,13 +31,13 @@ import tempfile
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 import sae_lens
 from sae_lens import SAE
 from sae_lens.synthetic import eval_sae_on_synthetic_data
 
-from metrics_vs_saelens import TOL, Dictionary, compare, dataset_rows, print_table, run
+from metrics_vs_saelens import (TOL, Dictionary, compare, dataset_rows, print_table, run,
+                                verify_and_truth)
 
 
 class SparseCodes:
@@ -89,13 +89,8 @@ def check_run(unravel, run_dir, synth, samples, work):
     os.makedirs(sae_dir, exist_ok=True)
     for f in ("cfg.json", "sae_weights.safetensors"):
         shutil.copy2(os.path.join(run_dir, f), sae_dir)
-    ours_path = os.path.join(work, name, "verify.json")
-    run([unravel, "verify", "--truth", synth, "--sae", sae_dir, "--samples", str(samples),
-         "--json", ours_path])
-    ours = json.load(open(ours_path))
-
-    truth = load_file(os.path.join(synth, "__unravel__", "truth", "ground_truth.safetensors"))
-    directions = truth["directions"].float()
+    ours, truth, directions = verify_and_truth(unravel, synth, sae_dir, samples,
+                                               os.path.join(work, name, "verify.json"))
     rows = dataset_rows(synth)
     start = rows.shape[0] - samples  # verify's rows: the last N (synth rounds N up to 64s)
     sae = SAE.load_from_disk(sae_dir, device="cpu")
