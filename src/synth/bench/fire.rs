@@ -3,7 +3,10 @@
 //!
 //! - the cut c_i = (t_i − m_i) / s_i (m = F g, the shared low-rank part) is computed for a group
 //!   of rows at a time, feature chunk by feature chunk, in wide vectors (AVX-512 / AVX2 when the
-//!   CPU has them), so the factor is read from cache once per group, not once per row;
+//!   CPU has them), so the factor is read from cache once per group, not once per row — but only
+//!   for the features tested in every row. A hierarchy's features (two thirds of the 16k preset)
+//!   are tested only under a surviving parent, so their cuts are computed one at a time when
+//!   asked ([`Firing::cut`], the same operations in the same order: the same bits);
 //! - feature i fires with probability Q(c_i) (the normal's upper tail). Within each block of 64
 //!   features, candidates are drawn by geometric skips at a bound q ≥ max Q(c_i) (Q at the grid
 //!   point below the block's smallest cut) and a candidate is kept with probability Q(c_i) / q:
@@ -37,8 +40,10 @@ pub struct Firing {
     pub thresholds: Vec<f32>,
     /// 1 / s_i (1 without correlation).
     pub inv_noise_std: Vec<f32>,
-    /// F transposed, `[rank, n]` (empty without correlation).
+    /// F transposed, `[rank, n]` (empty without correlation): the chunked cuts read it.
     pub factor_t: Vec<f32>,
+    /// F, `[n, rank]`: one feature's cut reads a contiguous row.
+    factor: Vec<f32>,
     tail: Vec<f64>,
 }
 
@@ -52,20 +57,25 @@ impl Firing {
         let tail = (0..=((C_HI - C_LO) * STEPS) as usize)
             .map(|k| upper_tail(C_LO + k as f64 / STEPS))
             .collect();
+        let factor = (0..n * rank)
+            .map(|j| factor_t[(j % rank) * n + j / rank])
+            .collect();
         Firing {
             n,
             rank,
             thresholds,
             inv_noise_std,
             factor_t,
+            factor,
             tail,
         }
     }
 
     /// The firing features `from..n` of a group of rows, each drawing from its own `rngs[r]`
     /// (so a row is the same in any group): per row its shared Gaussian g first, then the tests
-    /// in feature order. Returns sorted (feature, 0.0) lists, and each row's cuts of features
-    /// `0..from` (the hierarchy's, tested later with [`Firing::test`], only where needed).
+    /// in feature order. Returns sorted (feature, 0.0) lists, and each row's g (features
+    /// `0..from` are the hierarchy's, tested later with [`Firing::test`] at [`Firing::cut`],
+    /// only where needed).
     pub fn fire(&self, rngs: &mut [RowRng], from: usize) -> (Vec<FiringRow>, Vec<Vec<f32>>) {
         let g: Vec<Vec<f32>> = rngs
             .iter_mut()
@@ -76,19 +86,36 @@ impl Firing {
             })
             .collect();
         let mut out: Vec<Vec<(u32, f32)>> = vec![Vec::with_capacity(96); rngs.len()];
-        let mut held: Vec<Vec<f32>> = vec![Vec::with_capacity(from); rngs.len()];
         let mut cut = vec![0f32; CHUNK];
+        // Chunks stay aligned to multiples of CHUNK (and blocks to the chunk's start) whatever
+        // `from` is, so the draws are those of a pass over every feature.
         for lo in (0..self.n).step_by(CHUNK) {
             let hi = (lo + CHUNK).min(self.n);
-            let split = from.clamp(lo, hi) - lo;
+            let start = from.clamp(lo, hi);
+            if start == hi {
+                continue;
+            }
             for (r, rng) in rngs.iter_mut().enumerate() {
-                let c = &mut cut[..hi - lo];
-                cuts(self, &g[r], lo, c);
-                held[r].extend_from_slice(&c[..split]);
-                self.decide(&c[split..], lo + split, rng, &mut out[r]);
+                let c = &mut cut[..hi - start];
+                cuts(self, &g[r], start, c);
+                self.decide(c, start, rng, &mut out[r]);
             }
         }
-        (out, held)
+        (out, g)
+    }
+
+    /// Feature `f`'s cut for a row whose shared Gaussian is `g`: exactly the value the chunked
+    /// pass computes ([`cuts_body`]: the same multiplies and subtractions in the same order).
+    #[inline]
+    pub fn cut(&self, g: &[f32], f: usize) -> f32 {
+        let mut c = self.thresholds[f];
+        for (&gk, &x) in g
+            .iter()
+            .zip(&self.factor[f * self.rank..(f + 1) * self.rank])
+        {
+            c -= gk * x;
+        }
+        c * self.inv_noise_std[f]
     }
 
     /// One feature's test at cut `c`: fires with probability Q(c).

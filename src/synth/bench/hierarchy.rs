@@ -120,19 +120,18 @@ impl Hierarchy {
     }
 
     /// A row's hierarchy features, breadth first: the roots tested, then the children of each
-    /// surviving node tested (`fires(rng, cuts[f])`), given magnitudes (`magnitude(rng, f)`,
+    /// surviving node tested (`fires(rng, f)`), given magnitudes (`magnitude(rng, f)`,
     /// 0 counting as silent), reduced to one uniformly random survivor under an exclusive parent,
     /// and scaled by parent / parent mean. Returns (feature, value) sorted by feature.
     pub fn walk(
         &self,
-        cuts: &[f32],
         mean: &[f32],
         rng: &mut RowRng,
-        fires: &dyn Fn(&mut RowRng, f32) -> bool,
+        fires: &dyn Fn(&mut RowRng, usize) -> bool,
         magnitude: &dyn Fn(&mut RowRng, usize) -> f32,
     ) -> Vec<(u32, f32)> {
         let draw = |rng: &mut RowRng, f: usize| -> Option<f32> {
-            if !fires(rng, cuts[f]) {
+            if !fires(rng, f) {
                 return None;
             }
             Some(magnitude(rng, f)).filter(|&v| v > 0.0)
@@ -221,20 +220,12 @@ mod tests {
         // Fires: root 0 (magnitude 4, twice its mean), its children 2 and 3, 9 (child of 2),
         // 6 (child of the silent root 1); every magnitude 1 but the root's.
         let on = [0usize, 2, 3, 6, 9];
-        let cuts: Vec<f32> = (0..h.size)
-            .map(|f| if on.contains(&f) { -20.0 } else { 20.0 })
-            .collect();
-        let fires = |rng: &mut RowRng, c: f32| rng.uniform() < if c < 0.0 { 1.0 } else { 0.0 };
+        let fires =
+            |rng: &mut RowRng, f: usize| rng.uniform() < if on.contains(&f) { 1.0 } else { 0.0 };
         let magnitude = |_: &mut RowRng, f: usize| if f == 0 { 4.0 } else { 1.0 };
         let (mut twos, mut threes) = (0, 0);
         for seed in 0..40 {
-            let row = h.walk(
-                &cuts,
-                &mean,
-                &mut RowRng::for_row(seed, 0, 1),
-                &fires,
-                &magnitude,
-            );
+            let row = h.walk(&mean, &mut RowRng::for_row(seed, 0, 1), &fires, &magnitude);
             // 2 and 3 exclude each other; 9 survives only under 2; 6's root is silent.
             if row == [(0, 4.0), (2, 2.0), (9, 1.0)] {
                 twos += 1;

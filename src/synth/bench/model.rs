@@ -112,16 +112,16 @@ impl BenchModel {
         let mut rngs: Vec<RowRng> = (0..len as u64)
             .map(|r| RowRng::for_row(self.spec.seed, STREAM_ROWS, first + r))
             .collect();
-        let (free, cuts) = self.firing.fire(&mut rngs, self.hierarchy.size);
+        let (free, shared) = self.firing.fire(&mut rngs, self.hierarchy.size);
         let (mean, std) = (&self.mean_magnitudes, &self.std_magnitudes);
         let magnitude = |rng: &mut RowRng, i: usize| -> f32 {
             let z: f32 = StandardNormal.sample(rng);
             (mean[i] + std[i] * z).max(0.0)
         };
-        let fires = |rng: &mut RowRng, c: f32| self.firing.test(rng, c);
         let mut rows = Vec::with_capacity(len);
-        for ((free, cuts), rng) in free.into_iter().zip(&cuts).zip(&mut rngs) {
-            let mut row = self.hierarchy.walk(cuts, mean, rng, &fires, &magnitude);
+        for ((free, g), rng) in free.into_iter().zip(&shared).zip(&mut rngs) {
+            let fires = |rng: &mut RowRng, f: usize| self.firing.test(rng, self.firing.cut(g, f));
+            let mut row = self.hierarchy.walk(mean, rng, &fires, &magnitude);
             for (f, _) in free {
                 let v = magnitude(rng, f as usize);
                 if v > 0.0 {
