@@ -12,8 +12,9 @@ use crate::kernels::matmul;
 /// f32 GEMM (`examples/screen_bench.rs`: break-even near 5% at 768 → 4096, batch 1024).
 pub const SCREEN_MAX: f64 = 0.04;
 
-/// Rows screened first to decide between the screen and the f32 GEMM for a batch.
-pub const SCREEN_PROBE: usize = 128;
+/// Rows screened first to decide between the screen and the f32 GEMM for a batch: two of the
+/// screen's 128-row tasks, so both cores work on the probe too.
+pub const SCREEN_PROBE: usize = 256;
 
 impl FastEngine {
     /// xin (if centred) and `pre = xin · W_encᵀ (+ b_enc if bias)` into the scratch buffers.

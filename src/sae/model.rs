@@ -193,7 +193,7 @@ impl Sae {
     pub fn decoder_norms(&self) -> Vec<f32> {
         self.w_dec
             .par_chunks(self.d_in)
-            .map(|row| row.iter().map(|v| v * v).sum::<f32>().sqrt())
+            .map(|row| crate::kernels::dot(row, row).sqrt())
             .collect()
     }
 

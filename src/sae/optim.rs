@@ -95,12 +95,14 @@ pub fn adam_update(
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
         .for_each(|(((p, g), m), v)| {
-            for i in 0..p.len() {
-                let gi = g[i] * s.grad_scale;
-                m[i] += (1.0 - b1) * (gi - m[i]);
-                v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                let denom = v[i].sqrt() / s.bias_correction2_sqrt + eps;
-                p[i] -= s.step_size * m[i] / denom;
+            // Zipped, not indexed: no bounds checks, so the loop vectorises.
+            let each = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
+            for (((p, &g), m), v) in each {
+                let gi = g * s.grad_scale;
+                *m += (1.0 - b1) * (gi - *m);
+                *v = b2 * *v + (1.0 - b2) * gi * gi;
+                let denom = v.sqrt() / s.bias_correction2_sqrt + eps;
+                *p -= s.step_size * *m / denom;
             }
         });
 }
@@ -112,13 +114,31 @@ pub fn global_norm(grads: &[&[f32]]) -> f64 {
         .iter()
         .map(|g| {
             g.par_chunks(CHUNK)
-                .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+                .map(sum_of_squares)
                 .collect::<Vec<f64>>()
                 .into_iter()
                 .sum::<f64>()
         })
         .sum::<f64>()
         .sqrt()
+}
+
+/// Σ x² in f64, in eight interleaved sums: one running sum is a chain of dependent adds that
+/// no vector unit can speed up, and it made the norm 12% of a training step.
+fn sum_of_squares(c: &[f32]) -> f64 {
+    let mut acc = [0f64; 8];
+    let lanes = c.chunks_exact(8);
+    let rest = lanes.remainder();
+    for x in lanes {
+        for l in 0..8 {
+            acc[l] += (x[l] as f64) * (x[l] as f64);
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for &x in rest {
+        s += (x as f64) * (x as f64);
+    }
+    s
 }
 
 /// The factor `clip_grad_norm_(max_norm)` multiplies gradients by: `min(1, max/(norm + 1e-6))`.
