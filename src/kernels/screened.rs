@@ -65,8 +65,6 @@ impl Screen {
     /// `pre[rows, s] = b + x[rows, d] · wᵀ` for the `w` and `b` given to [`Screen::prepare`],
     /// exact where positive (see the module doc). Returns the number of entries recomputed in
     /// f32, or `None` (nothing written) if a row of `x` is not finite.
-    // `!(v <= m)` on purpose: a NaN estimate is reopened.
-    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn relu_pre(
         &self,
         x: &[f32],
@@ -75,20 +73,57 @@ impl Screen {
         b: &[f32],
         pre: &mut [f32],
     ) -> Option<u64> {
+        let s = self.s;
+        let pre = &mut pre[..rows * s];
+        self.screen(
+            x,
+            rows,
+            w,
+            b,
+            pre.par_chunks_mut(ROW_BLOCK * s).map(Out::Dense),
+        )
+    }
+
+    /// Only the positive entries of [`Screen::relu_pre`]'s result, per row: (features, values),
+    /// in feature order — the same values, without writing or scanning the `[rows, s]` buffer
+    /// (a ReLU SAE's sparse step reads nothing else). Returns them with the number of entries
+    /// recomputed, or `None` if a row of `x` is not finite.
+    pub fn relu_positive(
+        &self,
+        x: &[f32],
+        rows: usize,
+        w: &[f32],
+        b: &[f32],
+    ) -> Option<(Vec<Positive>, u64)> {
+        let mut active: Vec<Positive> = vec![Default::default(); rows];
+        let out = active.par_chunks_mut(ROW_BLOCK).map(Out::Positive);
+        let recomputed = self.screen(x, rows, w, b, out)?;
+        Some((active, recomputed))
+    }
+
+    /// The screen over `rows` rows of `x`, each task of [`ROW_BLOCK`] rows writing to its `Out`.
+    // `!(v <= m)` on purpose: a NaN estimate is reopened.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    fn screen<'a>(
+        &self,
+        x: &[f32],
+        rows: usize,
+        w: &[f32],
+        b: &[f32],
+        outs: impl IndexedParallelIterator<Item = Out<'a>>,
+    ) -> Option<u64> {
         let (d, s) = (self.d, self.s);
         let x = &x[..rows * d];
-        let pre = &mut pre[..rows * s];
         let x_norms = row_norms(x, d)?;
         // Flushed denormals: each of the d products may lose up to 2⁻¹²⁶ · |other| (tiny).
         let floor = d as f32 * 1e-30;
         let k_steps = d.div_ceil(TILE_K);
         let lda = k_steps * TILE_K;
         let (packed, eps_w) = (self.packed.as_slice(), &self.eps_w[..]);
-        let recomputed = pre
-            .par_chunks_mut(ROW_BLOCK * s)
+        let recomputed = outs
             .zip(x.par_chunks(ROW_BLOCK * d))
             .zip(x_norms.par_chunks(ROW_BLOCK))
-            .map(|((pre, x), x_norms)| {
+            .map(|((mut out, x), x_norms)| {
                 let n = x_norms.len();
                 let mut buf = Bf16Buf::zeros(n.div_ceil(32) * 32 * lda);
                 let a = buf.as_mut_slice();
@@ -106,24 +141,43 @@ impl Screen {
                         tiles.block(&a[m0 * lda..], lda, packed, k_steps, pair * 2, &mut c);
                         for r in 0..32.min(n - m0) {
                             let t = m0 + r;
-                            let out = &mut pre[t * s + cols.start..t * s + cols.end];
+                            let est = &c[r * 32..r * 32 + cols.len()];
+                            let bound = |j: usize| -(eps_w[j] * x_norms[t] + floor);
                             // Estimates first (a loop that vectorises), then the few that may
                             // be positive again in f32. `!(v <= m)` also reopens a NaN.
                             let mut open = false;
-                            for (j, o) in out.iter_mut().enumerate() {
-                                let est = c[r * 32 + j] + b[j];
-                                *o = est;
-                                open |= !(est <= -(eps_w[j] * x_norms[t] + floor));
+                            match &mut out {
+                                Out::Dense(pre) => {
+                                    let o = &mut pre[t * s + cols.start..t * s + cols.end];
+                                    for (j, o) in o.iter_mut().enumerate() {
+                                        *o = est[j] + b[j];
+                                        open |= !(*o <= bound(j));
+                                    }
+                                }
+                                Out::Positive(_) => {
+                                    for j in 0..cols.len() {
+                                        open |= !(est[j] + b[j] <= bound(j));
+                                    }
+                                }
                             }
                             if !open {
                                 continue;
                             }
                             let xt = &x[t * d..(t + 1) * d];
-                            for (j, o) in out.iter_mut().enumerate() {
-                                if !(*o <= -(eps_w[j] * x_norms[t] + floor)) {
-                                    let col = cols.start + j;
-                                    *o = b[j] + dot(xt, &w[col * d..(col + 1) * d]);
-                                    count += 1;
+                            for j in 0..cols.len() {
+                                if est[j] + b[j] <= bound(j) {
+                                    continue;
+                                }
+                                let col = cols.start + j;
+                                let v = b[j] + dot(xt, &w[col * d..(col + 1) * d]);
+                                count += 1;
+                                match &mut out {
+                                    Out::Dense(pre) => pre[t * s + col] = v,
+                                    Out::Positive(active) if v > 0.0 => {
+                                        active[t].0.push(col as u32);
+                                        active[t].1.push(v);
+                                    }
+                                    Out::Positive(_) => {}
                                 }
                             }
                         }
@@ -134,6 +188,17 @@ impl Screen {
             .sum();
         Some(recomputed)
     }
+}
+
+/// One row's positive pre-activations: (features, values), in feature order.
+pub type Positive = (Vec<u32>, Vec<f32>);
+
+/// Where one task of the screen puts its rows' results.
+enum Out<'a> {
+    /// All pre-activations, `[rows, s]`: estimates, exact where they may be positive.
+    Dense(&'a mut [f32]),
+    /// Per row, only the positive ones (exact).
+    Positive(&'a mut [Positive]),
 }
 
 /// An upper bound on the Euclidean norm of each row (f32 sums of squares are within d · 2⁻²⁴
@@ -192,6 +257,18 @@ mod tests {
             .iter()
             .zip(&got)
             .all(|(a, b)| a.to_bits() == b.to_bits()));
+        // The positive-only output is the positive part of the dense one, bit for bit.
+        let (active, n) = screen.relu_positive(&x, rows, &w, &b).unwrap();
+        assert_eq!(n, recomputed);
+        for (t, (idx, val)) in active.iter().enumerate() {
+            let row = &got[t * s..(t + 1) * s];
+            let want_idx: Vec<u32> = (0..s as u32).filter(|&i| row[i as usize] > 0.0).collect();
+            assert_eq!(idx, &want_idx, "row {t}");
+            assert!(idx
+                .iter()
+                .zip(val)
+                .all(|(&i, v)| v.to_bits() == row[i as usize].to_bits()));
+        }
         let positive = want.iter().filter(|&&v| v > 0.0).count() as u64;
         assert!(recomputed >= positive && recomputed < (rows * s) as u64);
         for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
@@ -220,6 +297,7 @@ mod tests {
         x[5] = f32::NAN;
         let mut pre = vec![0f32; rows * s];
         assert_eq!(screen.relu_pre(&x, rows, &w, &b, &mut pre), None);
+        assert!(screen.relu_positive(&x, rows, &w, &b).is_none());
         w[7] = f32::INFINITY;
         assert!(!screen.prepare(&w, &b, (d, s)));
     }

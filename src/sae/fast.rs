@@ -14,12 +14,12 @@ use rayon::prelude::*;
 
 use super::fast_rows::{
     active_by_row, by_feature, col_sums, fired_counts, grow, reconstruction_stats,
-    residual_gradient, squared_distance, subtract_weighted_rows, RowStats, ROW_CHUNK,
+    residual_gradient, scatter_rows, squared_distance, subtract_weighted_rows, RowStats, ROW_CHUNK,
 };
 use super::model::Sae;
 use super::optim::{adam_update, clip_coefficient, global_norm, AdamState, AdamStep};
 use super::step::{Engine, Reconstruction, StepConfig, StepStats};
-use crate::kernels::screened::Screen;
+use crate::kernels::screened::{Positive, Screen};
 use crate::kernels::{axpy, dot, matmul};
 
 /// Above this fraction of active (token, feature) pairs the dense GEMM path is faster.
@@ -93,27 +93,48 @@ impl FastEngine {
             return self.backward_gated(x, rows, l1_coefficient);
         }
         let s = self.sae.d_sae;
-        self.encode_relu_pre(x, rows);
+        let dense = |active: u64, engine: &Self| {
+            engine.force_dense
+                || active as f64 / (rows * s).max(1) as f64 > engine.sparse_max_density
+        };
+        // The screen's positive entries straight to the sparse step; the dense pre-activations
+        // only where the screen declines or the step is dense.
+        if let Some(per_row) = self.encode_relu_active(x, rows) {
+            let active: u64 = per_row.iter().map(|(idx, _)| idx.len() as u64).sum();
+            if !dense(active, self) {
+                return self.backward_sparse(x, rows, l1_coefficient, active, per_row);
+            }
+            scatter_rows(&mut self.pre, &per_row, s);
+            return self.backward_dense(x, rows, l1_coefficient, active);
+        }
+        self.encode_pre(x, rows, true);
         let active: u64 = self.pre[..rows * s]
             .par_chunks(s * ROW_CHUNK)
             .map(|c| c.iter().filter(|&&v| v > 0.0).count() as u64)
             .sum();
-        let density = active as f64 / (rows * s).max(1) as f64;
-        if self.force_dense || density > self.sparse_max_density {
+        if dense(active, self) {
             self.backward_dense(x, rows, l1_coefficient, active)
         } else {
-            self.backward_sparse(x, rows, l1_coefficient, active)
+            let per_row = active_by_row(&self.pre[..rows * s], s);
+            self.backward_sparse(x, rows, l1_coefficient, active, per_row)
         }
     }
 
-    fn backward_sparse(&mut self, x: &[f32], rows: usize, lam: f32, active: u64) -> StepStats {
+    /// The step from the active (token, feature) pairs `per_row` (CSR: per row, features and
+    /// values in feature order).
+    fn backward_sparse(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        lam: f32,
+        active: u64,
+        per_row: Vec<Positive>,
+    ) -> StepStats {
         let (d, s) = (self.sae.d_in, self.sae.d_sae);
         let apply = self.sae.apply_b_dec_to_input;
         let weights = self.l1_weights();
         let lam_b = lam / rows as f32;
         let two_b = 2.0 / rows as f32;
-
-        let per_row = active_by_row(&self.pre[..rows * s], s);
 
         // Row phase: x̂_t = b_dec + Σ f_ti W_dec,i, then G_t = (2/B)(x̂_t − x_t); the L1 term.
         grow(&mut self.g, rows * d);

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use super::fast::FastEngine;
 use super::fast_rows::grow;
 use crate::kernels::matmul;
+use crate::kernels::screened::Positive;
 
 /// Above this fraction of pre-activations recomputed in f32, the AMX screen is slower than the
 /// f32 GEMM (`examples/screen_bench.rs`: break-even near 5% at 768 → 4096, batch 1024).
@@ -87,6 +88,41 @@ impl FastEngine {
             }
         }
         self.encode_pre(x, rows, true)
+    }
+
+    /// The positive pre-activations per row, for a ReLU: [`FastEngine::encode_relu_pre`]'s
+    /// screen, but writing only the (feature, value) lists the sparse step reads — the dense
+    /// `[rows, s]` buffer is neither written nor scanned. `None` where that function would use
+    /// the f32 GEMM (no AMX, a non-finite input, or a batch too dense for the screen): the
+    /// caller then encodes densely.
+    pub(super) fn encode_relu_active(&mut self, x: &[f32], rows: usize) -> Option<Vec<Positive>> {
+        self.last_recomputed = None;
+        let (d, s) = (self.sae.d_in, self.sae.d_sae);
+        if self.f32_encoder
+            || !self
+                .screen
+                .prepare(&self.sae.w_enc, &self.sae.b_enc, (d, s))
+        {
+            return None;
+        }
+        self.centre_input(x, rows);
+        let xin: &[f32] = if self.sae.apply_b_dec_to_input {
+            &self.xin[..rows * d]
+        } else {
+            x
+        };
+        let (w, b) = (&self.sae.w_enc, &self.sae.b_enc);
+        let probe = rows.min(SCREEN_PROBE);
+        let (mut active, first) = self.screen.relu_positive(xin, probe, w, b)?;
+        if first as f64 > SCREEN_MAX * (probe * s) as f64 {
+            return None;
+        }
+        let (rest, n) = self
+            .screen
+            .relu_positive(&xin[probe * d..], rows - probe, w, b)?;
+        active.extend(rest);
+        self.last_recomputed = Some(first + n);
+        Some(active)
     }
 
     /// xin = x − b_dec when the input is centred.

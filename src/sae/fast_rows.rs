@@ -27,6 +27,21 @@ pub(super) fn active_by_row(pre: &[f32], s: usize) -> Vec<(Vec<u32>, Vec<f32>)> 
         .collect()
 }
 
+/// `pre [rows, s]` holding the CSR `per_row`'s values and zeros elsewhere (what the dense step
+/// reads after its ReLU).
+pub(super) fn scatter_rows(pre: &mut Vec<f32>, per_row: &[(Vec<u32>, Vec<f32>)], s: usize) {
+    grow(pre, per_row.len() * s);
+    pre[..per_row.len() * s]
+        .par_chunks_mut(s)
+        .zip(per_row.par_iter())
+        .for_each(|(row, (idx, val))| {
+            row.fill(0.0);
+            for (&i, &v) in idx.iter().zip(val) {
+                row[i as usize] = v;
+            }
+        });
+}
+
 /// CSC of the CSR `per_row`: for each feature, its (token, f) entries in token order, as
 /// (column pointers `[s + 1]`, tokens, values).
 pub(super) fn by_feature(
