@@ -20,9 +20,19 @@ type Active = Vec<(Vec<u32>, Vec<f32>)>;
 
 impl FastEngine {
     /// Per row the features whose gate is open, π_gate = P + b_gate > 0, with their `P`. Only
-    /// positive π_gate are read, so the encoder may be the screened one (exact there).
+    /// positive π_gate are read, so the encoder may be the screened one (exact there), which
+    /// hands over just those.
     fn gated_active(&mut self, x: &[f32], rows: usize) -> Active {
-        self.encode_relu_pre(x, rows);
+        if let Some(mut active) = self.encode_relu_active(x, rows) {
+            let b_gate = &self.sae.b_enc;
+            active.par_iter_mut().for_each(|(idx, val)| {
+                for (&i, v) in idx.iter().zip(val.iter_mut()) {
+                    *v -= b_gate[i as usize];
+                }
+            });
+            return active;
+        }
+        self.encode_pre(x, rows, true);
         let s = self.sae.d_sae;
         let b_gate = &self.sae.b_enc;
         self.pre[..rows * s]
