@@ -362,25 +362,21 @@ impl Engine for FastEngine {
             return Ok(self.reconstruct_gated(x, rows));
         }
         let (d, s) = (self.sae.d_in, self.sae.d_sae);
-        self.encode_relu_pre(x, rows);
+        let active = self.relu_active(x, rows);
         let weights = self.l1_weights();
-        let pre = &self.pre[..rows * s];
         let w_dec = &self.sae.w_dec;
         let mut x_hat = vec![0f32; rows * d];
         let per_row: Vec<RowStats> = x_hat
             .par_chunks_mut(d)
             .zip(x.par_chunks(d))
-            .zip(pre.par_chunks(s))
-            .map(|((xh, xr), p)| {
+            .zip(active.into_par_iter())
+            .map(|((xh, xr), (idx, val))| {
                 xh.copy_from_slice(&self.sae.b_dec);
                 let mut l1 = 0f64;
-                let mut idx = vec![];
-                for (i, &v) in p.iter().enumerate() {
-                    if v > 0.0 {
-                        axpy(v, &w_dec[i * d..(i + 1) * d], xh);
-                        l1 += (v * weights[i]) as f64;
-                        idx.push(i as u32);
-                    }
+                for (&i, &v) in idx.iter().zip(&val) {
+                    let i = i as usize;
+                    axpy(v, &w_dec[i * d..(i + 1) * d], xh);
+                    l1 += (v * weights[i]) as f64;
                 }
                 (squared_distance(xh, xr), l1, idx)
             })

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::fast::FastEngine;
-use super::fast_rows::grow;
+use super::fast_rows::{active_by_row, grow};
 use crate::kernels::matmul;
 use crate::kernels::screened::Positive;
 
@@ -47,54 +47,16 @@ impl FastEngine {
         );
     }
 
-    /// [`FastEngine::encode_pre`] with the bias, for a ReLU: screened on AMX bf16 tiles where the
-    /// CPU has them (exact wherever positive: [`crate::kernels::screened::Screen`]), else the
-    /// f32 GEMM.
+    /// The positive pre-activations `b_enc + xin · W_encᵀ` per row, for a ReLU, screened on AMX
+    /// bf16 tiles (exact wherever positive: [`crate::kernels::screened::Screen`]), writing only
+    /// the (feature, value) lists a sparse step reads: the dense `[rows, s]` buffer is neither
+    /// written nor scanned.
     ///
     /// Screening pays only while few pre-activations are near or above zero (each one is
     /// recomputed), so the first [`SCREEN_PROBE`] rows are screened and, if more than
-    /// [`SCREEN_MAX`] of them needed recomputing, the batch runs on the f32 GEMM instead. The
+    /// [`SCREEN_MAX`] of them needed recomputing, this returns `None`, as it does without AMX or
+    /// for a non-finite input: the caller then encodes densely ([`FastEngine::encode_pre`]). The
     /// choice depends only on the weights and the batch, so a resumed run makes the same one.
-    pub(super) fn encode_relu_pre(&mut self, x: &[f32], rows: usize) {
-        self.last_recomputed = None;
-        let (d, s) = (self.sae.d_in, self.sae.d_sae);
-        if !self.f32_encoder
-            && self
-                .screen
-                .prepare(&self.sae.w_enc, &self.sae.b_enc, (d, s))
-        {
-            grow(&mut self.pre, rows * s);
-            self.centre_input(x, rows);
-            let xin: &[f32] = if self.sae.apply_b_dec_to_input {
-                &self.xin[..rows * d]
-            } else {
-                x
-            };
-            let (w, b) = (&self.sae.w_enc, &self.sae.b_enc);
-            let probe = rows.min(SCREEN_PROBE);
-            let first = self.screen.relu_pre(xin, probe, w, b, &mut self.pre);
-            if let Some(first) = first.filter(|&n| n as f64 <= SCREEN_MAX * (probe * s) as f64) {
-                let rest = self.screen.relu_pre(
-                    &xin[probe * d..],
-                    rows - probe,
-                    w,
-                    b,
-                    &mut self.pre[probe * s..],
-                );
-                if let Some(rest) = rest {
-                    self.last_recomputed = Some(first + rest);
-                    return;
-                }
-            }
-        }
-        self.encode_pre(x, rows, true)
-    }
-
-    /// The positive pre-activations per row, for a ReLU: [`FastEngine::encode_relu_pre`]'s
-    /// screen, but writing only the (feature, value) lists the sparse step reads — the dense
-    /// `[rows, s]` buffer is neither written nor scanned. `None` where that function would use
-    /// the f32 GEMM (no AMX, a non-finite input, or a batch too dense for the screen): the
-    /// caller then encodes densely.
     pub(super) fn encode_relu_active(&mut self, x: &[f32], rows: usize) -> Option<Vec<Positive>> {
         self.last_recomputed = None;
         let (d, s) = (self.sae.d_in, self.sae.d_sae);
@@ -123,6 +85,16 @@ impl FastEngine {
         active.extend(rest);
         self.last_recomputed = Some(first + n);
         Some(active)
+    }
+
+    /// [`FastEngine::encode_relu_active`], or the f32 GEMM and its positive entries where the
+    /// screen declines.
+    pub(super) fn relu_active(&mut self, x: &[f32], rows: usize) -> Vec<Positive> {
+        if let Some(active) = self.encode_relu_active(x, rows) {
+            return active;
+        }
+        self.encode_pre(x, rows, true);
+        active_by_row(&self.pre[..rows * self.sae.d_sae], self.sae.d_sae)
     }
 
     /// xin = x − b_dec when the input is centred.

@@ -23,32 +23,14 @@ impl FastEngine {
     /// positive π_gate are read, so the encoder may be the screened one (exact there), which
     /// hands over just those.
     fn gated_active(&mut self, x: &[f32], rows: usize) -> Active {
-        if let Some(mut active) = self.encode_relu_active(x, rows) {
-            let b_gate = &self.sae.b_enc;
-            active.par_iter_mut().for_each(|(idx, val)| {
-                for (&i, v) in idx.iter().zip(val.iter_mut()) {
-                    *v -= b_gate[i as usize];
-                }
-            });
-            return active;
-        }
-        self.encode_pre(x, rows, true);
-        let s = self.sae.d_sae;
+        let mut active = self.relu_active(x, rows);
         let b_gate = &self.sae.b_enc;
-        self.pre[..rows * s]
-            .par_chunks(s)
-            .map(|r| {
-                let mut idx = vec![];
-                let mut val = vec![];
-                for (i, &pi) in r.iter().enumerate() {
-                    if pi > 0.0 {
-                        idx.push(i as u32);
-                        val.push(pi - b_gate[i]);
-                    }
-                }
-                (idx, val)
-            })
-            .collect()
+        active.par_iter_mut().for_each(|(idx, val)| {
+            for (&i, v) in idx.iter().zip(val.iter_mut()) {
+                *v -= b_gate[i as usize];
+            }
+        });
+        active
     }
 
     /// Forward and backward of a gated SAE: fills `self.grads`, returns the statistics.
