@@ -214,30 +214,6 @@ fn cuts_body(f: &Firing, g: &[f32], lo: usize, cut: &mut [f32]) {
     }
 }
 
-/// `y += a · x` in wide vectors (the dictionary's rows into x).
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    dispatch!(axpy_avx512, axpy_avx2, axpy_body, (a, x, y))
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-fn axpy_avx512(a: f32, x: &[f32], y: &mut [f32]) {
-    axpy_body(a, x, y)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
-    axpy_body(a, x, y)
-}
-
-#[inline(always)]
-fn axpy_body(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@
 use rayon::prelude::*;
 
 use super::correlation::LowRank;
-use super::fire::{axpy, Firing};
+use super::fire::Firing;
 use super::hierarchy::Hierarchy;
 use super::normal::{quantile, RowRng};
 use super::spec::BenchSpec;
@@ -182,7 +182,7 @@ impl BenchModel {
         out.copy_from_slice(&self.bias);
         for &(f, a) in codes {
             let f = f as usize;
-            axpy(a, &self.directions[f * d..(f + 1) * d], out);
+            crate::kernels::axpy(a, &self.directions[f * d..(f + 1) * d], out);
         }
     }
 }
