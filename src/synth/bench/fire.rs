@@ -1,10 +1,9 @@
 //! Which features fire in a row: the Gaussian copula's test z_i = m_i + s_i η_i > t_i, decided
-//! fast and exactly. It is the generator's whole cost (n features a row), so:
+//! fast and exactly. It is most of the generator's cost (n features a row), so:
 //!
 //! - the cut c_i = (t_i − m_i) / s_i (m = F g, the shared low-rank part) is computed for a group
-//!   of rows at a time, feature chunk by feature chunk, in wide vectors (AVX-512 / AVX2 when the
-//!   CPU has them), so the factor is read from cache once per group, not once per row — but only
-//!   for the features tested in every row. A hierarchy's features (two thirds of the 16k preset)
+//!   of rows at a time, chunk by chunk of features ([`Cuts::many`], `cuts.rs`) — but only for
+//!   the features tested in every row. A hierarchy's features (two thirds of the 16k preset)
 //!   are tested only under a surviving parent, so their cuts are computed one at a time when
 //!   asked ([`Firing::cut`], the same operations in the same order: the same bits);
 //! - feature i fires with probability Q(c_i) (the normal's upper tail). Within each block of 64
@@ -16,8 +15,8 @@
 //!   c rejects, one below the tail at the point above accepts, and only the rare one in between
 //!   computes Q(c) itself — exact, since Q is monotone.
 
+use super::cuts::Cuts;
 use super::normal::{upper_tail, RowRng};
-use crate::kernels::simd::dispatch;
 use rand_distr::{Distribution, StandardNormal};
 
 /// The tail table's grid: Q(c) at c = C_LO + k / STEPS.
@@ -26,7 +25,7 @@ const C_HI: f64 = 9.0;
 const STEPS: f64 = 64.0;
 /// Features per thinning block.
 const BLOCK: usize = 64;
-/// Features per cache chunk (the factor's columns for it: rank × CHUNK f32).
+/// Features per chunk of cuts (a group's cuts for a chunk stay in cache while it is decided).
 const CHUNK: usize = 1024;
 /// Above this bound a block draws one uniform per feature.
 const DENSE_BOUND: f64 = 0.2;
@@ -34,39 +33,25 @@ const DENSE_BOUND: f64 = 0.2;
 /// Everything the test reads; no state.
 #[derive(Debug, Clone)]
 pub struct Firing {
-    pub n: usize,
-    pub rank: usize,
-    /// Φ⁻¹(1 − p_i), f32 (as SAELens's thresholds).
-    pub thresholds: Vec<f32>,
-    /// 1 / s_i (1 without correlation).
-    pub inv_noise_std: Vec<f32>,
-    /// F transposed, `[rank, n]` (empty without correlation): the chunked cuts read it.
-    pub factor_t: Vec<f32>,
-    /// F, `[n, rank]`: one feature's cut reads a contiguous row.
-    factor: Vec<f32>,
+    cuts: Cuts,
     tail: Vec<f64>,
+    /// ln(1 − tail[k]): the geometric skips' denominator at each bound.
+    log_miss: Vec<f64>,
 }
 
 /// One row's firing features, sorted: (feature, value).
 pub type FiringRow = Vec<(u32, f32)>;
 
 impl Firing {
-    pub fn new(thresholds: Vec<f32>, inv_noise_std: Vec<f32>, factor_t: Vec<f32>) -> Firing {
-        let n = thresholds.len();
-        let rank = factor_t.len() / n.max(1);
-        let tail = (0..=((C_HI - C_LO) * STEPS) as usize)
+    /// From the thresholds Φ⁻¹(1 − p_i), 1 / s_i and F transposed (`[rank, n]`, empty without
+    /// correlation).
+    pub fn new(thresholds: Vec<f32>, inv_noise_std: Vec<f32>, factor_t: &[f32]) -> Firing {
+        let tail: Vec<f64> = (0..=((C_HI - C_LO) * STEPS) as usize)
             .map(|k| upper_tail(C_LO + k as f64 / STEPS))
             .collect();
-        let factor = (0..n * rank)
-            .map(|j| factor_t[(j % rank) * n + j / rank])
-            .collect();
         Firing {
-            n,
-            rank,
-            thresholds,
-            inv_noise_std,
-            factor_t,
-            factor,
+            cuts: Cuts::new(thresholds, inv_noise_std, factor_t),
+            log_miss: tail.iter().map(|&q| (-q).ln_1p()).collect(),
             tail,
         }
     }
@@ -80,42 +65,44 @@ impl Firing {
         let g: Vec<Vec<f32>> = rngs
             .iter_mut()
             .map(|rng| {
-                (0..self.rank)
+                (0..self.cuts.rank)
                     .map(|_| StandardNormal.sample(&mut *rng))
                     .collect()
             })
             .collect();
         let mut out: Vec<Vec<(u32, f32)>> = vec![Vec::with_capacity(96); rngs.len()];
-        let mut cut = vec![0f32; CHUNK];
+        let mut cut = vec![0f32; rngs.len() * CHUNK];
         // Chunks stay aligned to multiples of CHUNK (and blocks to the chunk's start) whatever
         // `from` is, so the draws are those of a pass over every feature.
-        for lo in (0..self.n).step_by(CHUNK) {
-            let hi = (lo + CHUNK).min(self.n);
+        let n = self.cuts.n;
+        for lo in (0..n).step_by(CHUNK) {
+            let hi = (lo + CHUNK).min(n);
             let start = from.clamp(lo, hi);
             if start == hi {
                 continue;
             }
-            for (r, rng) in rngs.iter_mut().enumerate() {
-                let c = &mut cut[..hi - start];
-                cuts(self, &g[r], start, c);
-                self.decide(c, start, rng, &mut out[r]);
+            let len = hi - start;
+            self.cuts.many(&g, start, &mut cut[..rngs.len() * len]);
+            for ((rng, c), out) in rngs.iter_mut().zip(cut.chunks(len)).zip(&mut out) {
+                self.decide(c, start, rng, out);
             }
         }
         (out, g)
     }
 
-    /// Feature `f`'s cut for a row whose shared Gaussian is `g`: exactly the value the chunked
-    /// pass computes ([`cuts_body`]: the same multiplies and subtractions in the same order).
+    /// Feature `f`'s cut for a row whose shared Gaussian is `g`: the bits the chunked pass
+    /// computes.
     #[inline]
     pub fn cut(&self, g: &[f32], f: usize) -> f32 {
-        let mut c = self.thresholds[f];
-        for (&gk, &x) in g
-            .iter()
-            .zip(&self.factor[f * self.rank..(f + 1) * self.rank])
-        {
-            c -= gk * x;
-        }
-        c * self.inv_noise_std[f]
+        self.cuts.one(g, f)
+    }
+
+    /// The cuts of features `lo .. lo + len` for rows with shared Gaussians `g`, `[rows, len]`:
+    /// the same bits as [`Firing::cut`], for features every row tests (the hierarchy's roots).
+    pub fn cuts(&self, g: &[Vec<f32>], lo: usize, len: usize) -> Vec<f32> {
+        let mut out = vec![0f32; g.len() * len];
+        self.cuts.many(g, lo, &mut out);
+        out
     }
 
     /// One feature's test at cut `c`: fires with probability Q(c).
@@ -130,13 +117,9 @@ impl Firing {
     fn decide(&self, cut: &[f32], lo: usize, rng: &mut RowRng, out: &mut Vec<(u32, f32)>) {
         for (b, block) in cut.chunks(BLOCK).enumerate() {
             let first = lo + b * BLOCK;
-            let min = block.iter().copied().fold(f32::INFINITY, f32::min) as f64;
-            let k = (min - C_LO) * STEPS;
-            let bound = if k < 0.0 {
-                1.0
-            } else {
-                self.tail[(k as usize).min(self.tail.len() - 1)]
-            };
+            let k = (smallest(block) as f64 - C_LO) * STEPS;
+            let at = (k as usize).min(self.tail.len() - 1);
+            let bound = if k < 0.0 { 1.0 } else { self.tail[at] };
             if bound > DENSE_BOUND {
                 for (i, &c) in block.iter().enumerate() {
                     if self.below_tail(rng.uniform(), c as f64) {
@@ -146,7 +129,7 @@ impl Firing {
                 continue;
             }
             // Bernoulli(bound) candidates by geometric skips, each kept w.p. Q(c) / bound.
-            let log_miss = (-bound).ln_1p();
+            let log_miss = self.log_miss[at];
             let mut i = 0usize;
             loop {
                 let skip = rng.uniform().ln() / log_miss;
@@ -180,38 +163,16 @@ impl Firing {
     }
 }
 
-/// [`cuts_body`] in the widest vectors the CPU has.
-fn cuts(f: &Firing, g: &[f32], lo: usize, cut: &mut [f32]) {
-    dispatch!(cuts_avx512, cuts_avx2, cuts_body, (f, g, lo, cut))
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-fn cuts_avx512(f: &Firing, g: &[f32], lo: usize, cut: &mut [f32]) {
-    cuts_body(f, g, lo, cut)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn cuts_avx2(f: &Firing, g: &[f32], lo: usize, cut: &mut [f32]) {
-    cuts_body(f, g, lo, cut)
-}
-
-/// c_i = (t_i − Σ_k g_k F_ik) / s_i for i in `lo .. lo + cut.len()` (mul then sub, no fused
-/// multiply-add: every instruction set gives the same bits).
-#[inline(always)]
-fn cuts_body(f: &Firing, g: &[f32], lo: usize, cut: &mut [f32]) {
-    let hi = lo + cut.len();
-    cut.copy_from_slice(&f.thresholds[lo..hi]);
-    for (k, &gk) in g.iter().enumerate() {
-        let col = &f.factor_t[k * f.n + lo..k * f.n + hi];
-        for (c, &x) in cut.iter_mut().zip(col) {
-            *c -= gk * x;
+/// The smallest value of a block, in 16 independent lanes (one chain of 64 dependent minimums
+/// cost more than the block's tests).
+fn smallest(block: &[f32]) -> f32 {
+    let mut lanes = [f32::INFINITY; 16];
+    for chunk in block.chunks(16) {
+        for (m, &c) in lanes.iter_mut().zip(chunk) {
+            *m = if c < *m { c } else { *m };
         }
     }
-    for (c, &s) in cut.iter_mut().zip(&f.inv_noise_std[lo..hi]) {
-        *c *= s;
-    }
+    lanes.into_iter().fold(f32::INFINITY, f32::min)
 }
 
 #[cfg(test)]
@@ -227,7 +188,7 @@ mod tests {
             .iter()
             .map(|&p| super::super::normal::quantile(1.0 - p) as f32)
             .collect();
-        let f = Firing::new(t, vec![1.0; 256], vec![]);
+        let f = Firing::new(t, vec![1.0; 256], &[]);
         let rows = 40_000;
         let mut count = vec![0u32; 256];
         for r in 0..rows {

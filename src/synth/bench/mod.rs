@@ -5,7 +5,8 @@
 //!
 //! One concept per file: [`spec`] (the knobs, presets, spec files), [`firing`] (probabilities
 //! and magnitudes), [`hierarchy`], [`correlation`], [`dictionary`], [`model`] (building the model
-//! and sampling rows), [`fire`] (the firing test, fast), [`normal`] (the normal tail, quantile and per-row RNG), [`stats`]
+//! and sampling rows), [`fire`] (the firing test, fast), [`cuts`] (its thresholds moved by the
+//! correlation), [`normal`] (the normal tail, quantile and per-row RNG), [`stats`]
 //! (measured statistics), [`write`] (`unravel synth --preset/--spec`: a dataset and its truth).
 //!
 //! # The API (what training and the metrics read)
@@ -32,6 +33,7 @@
 //! `random`.
 
 pub mod correlation;
+pub mod cuts;
 pub mod dictionary;
 pub mod fire;
 pub mod firing;

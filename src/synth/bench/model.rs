@@ -9,8 +9,10 @@
 //! 3. the hierarchy (gating, exclusion, scaling; see `hierarchy.rs`);
 //! 4. x = Σ_i a_i · direction_i + bias.
 //!
-//! Step 1 is the cost (n features a row): see `fire.rs`. Rows are made in groups of
-//! [`GROUP`] (cache reuse), each from its own RNG, so a row is the same in any group.
+//! Steps 1 and 4 are the cost: step 1 tests n features a row (`fire.rs`, `cuts.rs`), step 4
+//! reads a dictionary row (3 KB) from memory for each of the ~34 firing features. Rows are made
+//! in groups of [`GROUP`] (cache reuse), each from its own RNG, so a row is the same in any
+//! group.
 
 use rayon::prelude::*;
 
@@ -75,8 +77,8 @@ impl BenchModel {
             .map(|&p| quantile(1.0 - p) as f32)
             .collect();
         let firing = match &correlation {
-            Some(c) => Firing::new(thresholds, c.inv_noise_std.clone(), c.factor_t.clone()),
-            None => Firing::new(thresholds, vec![1.0; spec.features], vec![]),
+            Some(c) => Firing::new(thresholds, c.inv_noise_std.clone(), &c.factor_t),
+            None => Firing::new(thresholds, vec![1.0; spec.features], &[]),
         };
         BenchModel {
             spec: spec.clone(),
@@ -119,8 +121,18 @@ impl BenchModel {
             (mean[i] + std[i] * z).max(0.0)
         };
         let mut rows = Vec::with_capacity(len);
-        for ((free, g), rng) in free.into_iter().zip(&shared).zip(&mut rngs) {
-            let fires = |rng: &mut RowRng, f: usize| self.firing.test(rng, self.firing.cut(g, f));
+        // Every row tests every root: their cuts are computed for the group at once.
+        let roots = self.hierarchy.roots;
+        let root_cuts = self.firing.cuts(&shared, 0, roots);
+        for (r, ((free, g), rng)) in free.into_iter().zip(&shared).zip(&mut rngs).enumerate() {
+            let root_cuts = &root_cuts[r * roots..(r + 1) * roots];
+            let fires = |rng: &mut RowRng, f: usize| {
+                let cut = match root_cuts.get(f) {
+                    Some(&c) => c,
+                    None => self.firing.cut(g, f),
+                };
+                self.firing.test(rng, cut)
+            };
             let mut row = self.hierarchy.walk(mean, rng, &fires, &magnitude);
             for (f, _) in free {
                 let v = magnitude(rng, f as usize);
