@@ -945,6 +945,17 @@ fn ctrl_c_checkpoints_and_the_run_resumes_exactly() {
     assert!(stderr.contains("--resume"), "{stderr}");
     assert!(stopped.join("checkpoints/latest").is_file());
     assert!(!stopped.join("sae_weights.safetensors").exists());
+    // Reading it as an SAE before it finishes says so, and how to go on: one line, exit 1.
+    let r = unravel(&["eval", "--sae", &p(&stopped), "--acts", &p(&acts)], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    for part in [
+        "training has not finished",
+        "step-",
+        "unravel train --resume",
+    ] {
+        assert!(r.stderr.contains(part), "{part}: {}", r.stderr);
+    }
     ok(&["train", "--resume", &p(&stopped)]);
     ok(&train_args(&p(&acts), &p(&whole), &extra));
     assert!(

@@ -29,6 +29,18 @@ pub fn clear_diverged(dir: &Path) {
     let _ = std::fs::remove_file(dir.join(DIVERGED_FILE));
 }
 
+/// The last checkpoint of a run folder that has checkpoints but no export yet (training
+/// stopped or still running): e.g. `step-000023156`.
+pub fn unfinished(dir: &Path) -> Option<String> {
+    use super::checkpoint::{CHECKPOINTS_DIR, LATEST_FILE};
+    if dir.join(super::saelens_cfg::CFG_FILE).exists() {
+        return None;
+    }
+    std::fs::read_to_string(dir.join(CHECKPOINTS_DIR).join(LATEST_FILE))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
 /// The reason the run in `dir` diverged, when it did.
 pub fn diverged(dir: &Path) -> Option<String> {
     std::fs::read_to_string(dir.join(DIVERGED_FILE))

@@ -6,7 +6,7 @@
 use super::saelens_cfg::{SaeLensCfg, SaeLensMetadata, CFG_FILE};
 use std::path::{Path, PathBuf};
 
-use super::files::{diverged, file_err, read_f32, tensor_bytes, to_tensor_f32};
+use super::files::{diverged, file_err, read_f32, tensor_bytes, to_tensor_f32, unfinished};
 use super::model::Sae;
 use super::{Result, SaeError};
 
@@ -167,6 +167,16 @@ pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
         ));
     }
     let cpath = dir.join(CFG_FILE);
+    if let Some(step) = unfinished(dir) {
+        return Err(file_err(
+            dir,
+            format!(
+                "training has not finished (last checkpoint: {step}), so there is no SAE yet; \
+                 continue it with `unravel train --resume {}`",
+                dir.display()
+            ),
+        ));
+    }
     let text = std::fs::read_to_string(&cpath).map_err(|e| {
         file_err(
             &cpath,
