@@ -30,7 +30,9 @@ use crate::store::LoaderState;
 
 // The divergence marker and the SAELens import/export live in files.rs and saelens.rs; their
 // items stay reachable here too.
-pub use super::files::{clear_diverged, diverged, mark_diverged, DIVERGED_FILE};
+pub use super::files::{
+    clear_diverged, diverged, mark_diverged, CHECKPOINTS_DIR, DIVERGED_FILE, LATEST_FILE,
+};
 use super::files::{file_err, read_f32, read_u64, to_tensor_f32, to_tensor_u64};
 pub use super::saelens::{
     export_saelens, load_saelens, locate_saelens, write_export_check, ExportMeta, LoadedSae,
@@ -39,8 +41,6 @@ pub use super::saelens::{
 pub const CONFIG_FILE: &str = "config.toml";
 pub const RUN_FILE: &str = "run.json";
 pub const METRICS_FILE: &str = "metrics.jsonl";
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
-pub const LATEST_FILE: &str = "latest";
 pub const STATE_TENSORS: &str = "trainer_state.safetensors";
 pub const STATE_JSON: &str = "trainer_state.json";
 

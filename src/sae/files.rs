@@ -8,6 +8,10 @@ use candle_core::{Device, Tensor};
 
 use super::{Result, SaeError};
 
+/// The run folder's checkpoints, and the file naming the newest one.
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+pub const LATEST_FILE: &str = "latest";
+
 /// Written instead of the export when training diverged; holds the reason.
 pub const DIVERGED_FILE: &str = "DIVERGED";
 
@@ -32,7 +36,6 @@ pub fn clear_diverged(dir: &Path) {
 /// The last checkpoint of a run folder that has checkpoints but no export yet (training
 /// stopped or still running): e.g. `step-000023156`.
 pub fn unfinished(dir: &Path) -> Option<String> {
-    use super::checkpoint::{CHECKPOINTS_DIR, LATEST_FILE};
     if dir.join(super::saelens_cfg::CFG_FILE).exists() {
         return None;
     }

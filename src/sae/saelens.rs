@@ -157,16 +157,14 @@ pub fn locate_saelens(spec: &str, hub: &crate::hub::HubOptions) -> Result<PathBu
     folder.ok_or_else(|| SaeError::Internal("hub file without a folder".into()))
 }
 
-/// Loads `cfg.json` + `sae_weights.safetensors` from a SAELens-layout folder (ours, or one
-/// downloaded from the hub): the `standard` (ReLU) and `gated` architectures.
-pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
+/// A run folder with no SAE to read says why: its training diverged, or has not finished.
+fn refuse_unexported(dir: &Path) -> Result<()> {
     if let Some(reason) = diverged(dir) {
         return Err(file_err(
             dir,
             format!("training diverged ({reason}); it exported no SAE"),
         ));
     }
-    let cpath = dir.join(CFG_FILE);
     if let Some(step) = unfinished(dir) {
         return Err(file_err(
             dir,
@@ -177,6 +175,14 @@ pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// Loads `cfg.json` + `sae_weights.safetensors` from a SAELens-layout folder (ours, or one
+/// downloaded from the hub): the `standard` (ReLU) and `gated` architectures.
+pub fn load_saelens(dir: &Path) -> Result<LoadedSae> {
+    refuse_unexported(dir)?;
+    let cpath = dir.join(CFG_FILE);
     let text = std::fs::read_to_string(&cpath).map_err(|e| {
         file_err(
             &cpath,
